@@ -1,0 +1,115 @@
+"""The model ("recipe") contract: what the runner and the samplers may ask of a method.
+
+A model binds named components (encoder/transform, denoiser, one noise process per variable, decoder) and a
+documented default config. The runner only uses the methods below; optional tasks (reconstruction, latent
+property optimisation) are declared in ``tasks`` and refused clearly when absent.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+from omegaconf import DictConfig
+from pymatgen.core import Structure
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+
+from crystalgen.encoders.base import StructureTransform
+from crystalgen.state import Condition, SampleRequest
+
+
+class UnsupportedRequestError(ValueError):
+    """The user asked for a condition or task that this model does not offer."""
+
+
+@dataclass
+class Decoded:
+    """One generated crystal, or the reason it could not be built (never an exception)."""
+
+    structure: Structure | None
+    reason: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.structure is not None
+
+
+class GenerativeModel(nn.Module, ABC):
+    """Base class of every method's model.
+
+    Class attributes a recipe sets:
+        name: registry name (``crystalgen run <name>``).
+        default_sampler: sampler used when the user names none.
+        conditions: conditions ``sample`` accepts (``"spacegroup"``, ``"composition"``).
+        tasks: beyond ``"generate"``: ``"reconstruct"``, ``"optimize"``.
+        config_package: package holding ``<preset>.yaml`` config files (documented OmegaConf YAML).
+    """
+
+    name: ClassVar[str]
+    default_sampler: ClassVar[str] = "ancestral"
+    conditions: ClassVar[frozenset[str]] = frozenset()
+    tasks: ClassVar[frozenset[str]] = frozenset({"generate"})
+    config_package: ClassVar[str]
+
+    processes: nn.ModuleDict
+
+    # -- construction -----------------------------------------------------------------------------
+    @classmethod
+    def presets(cls) -> dict[str, Path]:
+        """Preset name -> YAML file (at least ``small`` and ``paper``)."""
+        root = resources.files(cls.config_package)
+        return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: DictConfig) -> GenerativeModel:
+        """Build the model from the ``model`` section of a resolved config."""
+
+    @classmethod
+    @abstractmethod
+    def transform(cls, cfg: DictConfig) -> StructureTransform:
+        """The preprocessing (Structure -> Data) this model trains on; cached by the dataset layer."""
+
+    def fit_statistics(self, train: Sequence[Data]) -> None:
+        """Learn data-derived quantities (marginals, p(G), scalers) from the preprocessed training set.
+
+        Kept in buffers or ``get_extra_state`` so that they travel with the checkpoint.
+        """
+
+    # -- training -----------------------------------------------------------------------------------
+    @abstractmethod
+    def training_loss(self, batch: Batch) -> dict[str, Tensor]:
+        """Scalar ``"loss"`` to minimise plus named parts for logging."""
+
+    # -- sampling ---------------------------------------------------------------------------------
+    @abstractmethod
+    def prepare_sampling(self, request: SampleRequest) -> Condition:
+        """Fill in what is fixed while sampling (priors that are not noise live here: SymmCD's p(G), p(M|G);
+        the VAE's aggregate predictors) and the shape of each variable. Raises UnsupportedRequestError."""
+
+    @abstractmethod
+    def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
+        """One prediction per variable, each in the parameterisation its process declares."""
+
+    @abstractmethod
+    def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:
+        """Final state -> crystals (or per-crystal failure reasons)."""
+
+    # -- helpers the runner uses --------------------------------------------------------------------
+    def check_request(self, request: SampleRequest) -> None:
+        unsupported = request.requested_conditions() - set(self.conditions)
+        if unsupported:
+            offered = ", ".join(sorted(self.conditions)) or "none"
+            raise UnsupportedRequestError(
+                f"model {self.name!r} cannot condition on {', '.join(sorted(unsupported))} (it supports: {offered})."
+            )
+
+    def require_task(self, task: str) -> None:
+        if task not in self.tasks:
+            raise UnsupportedRequestError(f"model {self.name!r} does not support {task!r} (tasks: {', '.join(sorted(self.tasks))}).")
