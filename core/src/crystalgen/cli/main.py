@@ -1,0 +1,66 @@
+"""``crystalgen`` command line: one module per verb under crystalgen.cli, loaded only when used.
+
+Each verb module has a docstring (its help text), ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: verb -> module implementing it
+VERBS: dict[str, str] = {
+    "list": "crystalgen.cli.list_plugins",
+    "data": "crystalgen.cli.data",
+    "train": "crystalgen.cli.train",
+    "sample": "crystalgen.cli.sample",
+    "evaluate": "crystalgen.cli.evaluate",
+    "run": "crystalgen.cli.run",
+    "report": "crystalgen.cli.report",
+    "reconstruct": "crystalgen.cli.reconstruct",
+    "optimize": "crystalgen.cli.optimize",
+}
+
+
+def _summary(module) -> str:
+    doc = (module.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict]:
+    from crystalgen import __version__
+
+    parser = argparse.ArgumentParser(prog="crystalgen", description="Train, sample and evaluate generative models of crystals.")
+    parser.add_argument("--version", action="version", version=f"crystalgen {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    # Import only the verb that is used (plus all of them for top-level --help) to keep start-up fast.
+    wanted = [a for a in argv if a in VERBS][:1] or list(VERBS)
+    modules = {}
+    for verb in VERBS:
+        if verb not in wanted:
+            sub.add_parser(verb, help="")
+            continue
+        module = importlib.import_module(VERBS[verb])
+        doc = (module.__doc__ or "").strip()
+        p = sub.add_parser(verb, help=_summary(module), description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        modules[verb] = module
+    return parser, modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, modules = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    from crystalgen.cli.errors import run_reporting_errors
+
+    return run_reporting_errors(modules[args.verb].run, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
