@@ -1,0 +1,38 @@
+"""Helpers for tests over the benchmark data (used by the core's and the plugins' test suites).
+
+Tests over real data call these and skip cleanly when $CRYSTALGEN_DATA is unset or lacks the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pymatgen.core import Structure
+
+
+def benchmark_data_root() -> Path | None:
+    """$CRYSTALGEN_DATA when it names an existing folder, else None."""
+    root = os.environ.get("CRYSTALGEN_DATA")
+    return Path(root) if root and Path(root).is_dir() else None
+
+
+def benchmark_csv(name: str, split: str) -> Path:
+    """Path of ``<name>/<split>.csv``; skips the calling test when it is absent."""
+    import pytest
+
+    root = benchmark_data_root()
+    path = root / name / f"{split}.csv" if root else None
+    if path is None or not path.is_file():
+        pytest.skip(f"{name}/{split}.csv not found under CRYSTALGEN_DATA")
+    return path
+
+
+def benchmark_structures(name: str, split: str, n: int | None = None, seed: int = 0) -> list[tuple[str, Structure]]:
+    """``(material_id, Structure)`` pairs from a benchmark split: all rows, or ``n`` drawn reproducibly."""
+    import pandas as pd
+
+    frame = pd.read_csv(benchmark_csv(name, split), usecols=["material_id", "cif"])
+    if n is not None and n < len(frame):
+        frame = frame.sample(n=n, random_state=seed)
+    return [(str(mid), Structure.from_str(cif, fmt="cif")) for mid, cif in zip(frame["material_id"], frame["cif"])]
