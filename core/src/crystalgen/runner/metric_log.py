@@ -1,0 +1,69 @@
+"""Training metrics to a CSV file (one row per value, so new metrics never break the header) and to
+TensorBoard when it is installed."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+COLUMNS = ("step", "epoch", "metric", "value", "wall_time")
+
+
+class MetricLog:
+    """Append-only ``train_log.csv``: ``step, epoch, metric, value, wall_time``.
+
+    On resume, rows written after the checkpoint's step (by the interrupted run) are dropped first so the
+    curves show one history.
+    """
+
+    def __init__(self, path: str | Path, resume_step: int | None = None, tensorboard_dir: str | Path | None = None) -> None:
+        self.path = Path(path)
+        if resume_step is not None and self.path.is_file():
+            self._truncate_after(resume_step)
+        elif self.path.is_file():
+            self.path.unlink()
+        fresh = not self.path.is_file()
+        self._handle = self.path.open("a", newline="")
+        self._writer = csv.writer(self._handle)
+        if fresh:
+            self._writer.writerow(COLUMNS)
+        self._tensorboard = _tensorboard_writer(tensorboard_dir) if tensorboard_dir else None
+
+    def _truncate_after(self, step: int) -> None:
+        with self.path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step] if rows else []
+        with self.path.open("w", newline="") as handle:
+            csv.writer(handle).writerows(kept)
+
+    def log(self, step: int, epoch: int, values: Mapping[str, float]) -> None:
+        now = f"{time.time():.3f}"
+        for name, value in values.items():
+            self._writer.writerow((step, epoch, name, f"{float(value):.8g}", now))
+            if self._tensorboard is not None:
+                self._tensorboard.add_scalar(name, float(value), step)
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+
+
+def _tensorboard_writer(logdir: str | Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional (pip install crystalgen-core[tensorboard])
+        return None
+    return SummaryWriter(log_dir=str(logdir))
+
+
+def read_metric_log(path: str | Path) -> dict[str, list[tuple[int, int, float]]]:
+    """``metric -> [(step, epoch, value), ...]`` from a train_log.csv (for reports and tests)."""
+    series: dict[str, list[tuple[int, int, float]]] = {}
+    with Path(path).open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            series.setdefault(row["metric"], []).append((int(row["step"]), int(row["epoch"]), float(row["value"])))
+    return series

@@ -1,0 +1,338 @@
+"""The one training loop every model uses.
+
+It talks to a model only through ``training_loss(batch) -> {"loss": scalar, ...}`` (and ``on_train_epoch``),
+and owns everything around it: data order, optimiser and schedule, clipping, EMA, autocast, compile, DDP,
+validation, early stopping, time budget, checkpoints and logs. Everything that decides the next step is saved
+in the checkpoint, so a resumed run continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.utils.data import DataLoader, DistributedSampler
+from torch_geometric.data import Data
+from tqdm.auto import tqdm
+
+from crystalgen.data.crystal import collate
+from crystalgen.runner.checkpoint import rng_state, save_checkpoint, set_rng_state
+from crystalgen.runner.config import to_yaml
+from crystalgen.runner.distributed import Environment, autocast
+from crystalgen.runner.ema import ExponentialMovingAverage
+from crystalgen.runner.metric_log import MetricLog
+from crystalgen.runner.optim import build_optimizer, build_scheduler, clip_gradients
+
+log = logging.getLogger("crystalgen.train")
+
+#: Seed offset of the generator used for validation noise, so that validation losses of different epochs are
+#: measured on the same noise and do not disturb the training stream.
+VALIDATION_SEED_OFFSET = 7919
+
+
+class NonFiniteLossError(ArithmeticError):
+    """The training loss became NaN or infinite; the message says at which step and what to try."""
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0  # epoch being trained (0-based)
+    batch_in_epoch: int = 0  # batches of ``epoch`` already done (non-zero only for a mid-epoch stop)
+    global_step: int = 0  # optimiser steps so far
+    best_loss: float = math.inf  # best monitored loss (validation, else training)
+    bad_validations: int = 0  # validations since the best one (early stopping)
+    train_seconds: float = 0.0  # training time spent, summed over resumes (time budget)
+    epoch_loss_sum: float = 0.0  # sum of per-crystal losses so far in ``epoch`` (kept for mid-epoch resume)
+    epoch_crystals: int = 0
+    finished: bool = False
+    stop_reason: str = ""
+
+
+class _LossModule(nn.Module):
+    """``forward`` = ``training_loss`` so that DDP (which hooks ``forward``) and torch.compile can wrap it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch) -> dict[str, Tensor]:
+        return self.model.training_loss(batch)
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    folder: Path
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.ckpt"
+
+    @property
+    def best(self) -> Path:
+        return self.folder / "best.ckpt"
+
+
+class Trainer:
+    """Trains ``model`` on preprocessed crystals (torch_geometric ``Data`` items).
+
+    Args:
+        model: a GenerativeModel (or any module with ``training_loss``), statistics already fitted.
+        cfg: the full resolved run configuration (``trainer`` and ``data`` sections are used; the whole config is
+            saved in checkpoints).
+        env: device and DDP rank.
+        checkpoints: folder for ``last.ckpt`` / ``best.ckpt`` (written by rank 0).
+        metric_log: where rank 0 writes metrics (None: no log).
+        model_name: registry name saved in checkpoints.
+    """
+
+    def __init__(self, model: nn.Module, cfg: DictConfig, env: Environment, checkpoints: Checkpoints | None,
+                 metric_log: MetricLog | None = None, model_name: str = "") -> None:
+        self.model = model.to(env.device)
+        self.cfg = cfg
+        self.tcfg = cfg.trainer
+        self.env = env
+        self.checkpoints = checkpoints
+        self.metric_log = metric_log if env.is_main else None
+        self.model_name = model_name
+        self.optimizer = build_optimizer(self.model.parameters(), self.tcfg)
+        self.scheduler = None  # built in fit(), when the number of steps is known
+        self.ema = ExponentialMovingAverage(self.model, self.tcfg.ema_decay) if self.tcfg.ema_decay > 0 else None
+        self.progress = Progress()
+        self._scheduler_state: dict[str, Any] | None = None
+        step_module: nn.Module = _LossModule(self.model)
+        if env.distributed:
+            device_ids = [env.device.index] if env.device.type == "cuda" else None
+            step_module = DistributedDataParallel(step_module, device_ids=device_ids,
+                                                  find_unused_parameters=self.tcfg.ddp_find_unused_parameters)
+        self.step_module = torch.compile(step_module) if self.tcfg.compile else step_module
+
+    # -- data order ---------------------------------------------------------------------------------
+    def epoch_batches(self, num_items: int, epoch: int) -> list[list[int]]:
+        """This process's batches of ``epoch``: a permutation seeded by (seed, epoch), split across ranks by
+        DistributedSampler, so the ranks' batch i together equal batch i of one process with world_size x
+        batch_size crystals."""
+        sampler = DistributedSampler(range(num_items), num_replicas=self.env.world_size, rank=self.env.rank,
+                                     shuffle=True, seed=self.tcfg.seed, drop_last=False)
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        size = self.cfg.data.batch_size
+        return [order[i:i + size] for i in range(0, len(order), size)]
+
+    def _loader(self, items: Sequence[Data], batches: list[list[int]]) -> DataLoader:
+        return DataLoader(items, batch_sampler=batches, collate_fn=collate, num_workers=self.cfg.data.loader_workers)
+
+    # -- state --------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        rng = rng_state()
+        if self.env.distributed:
+            gathered: list[Any] = [None] * self.env.world_size
+            dist.all_gather_object(gathered, rng)
+            rngs = gathered
+        else:
+            rngs = [rng]
+        return {
+            "model_name": self.model_name,
+            "config": to_yaml(self.cfg),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "rng": rngs,
+            "progress": dataclasses.asdict(self.progress),
+        }
+
+    def load_state(self, payload: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by :meth:`state` (before :meth:`fit`)."""
+        self.model.load_state_dict(payload["model"])
+        if self.ema is not None and payload.get("ema") is not None:
+            self.ema.load_state_dict(payload["ema"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self._scheduler_state = payload.get("scheduler")
+        self.progress = Progress(**payload["progress"])
+        rngs = payload.get("rng") or []
+        if len(rngs) == self.env.world_size:
+            set_rng_state(rngs[self.env.rank])
+        else:
+            log.warning("checkpoint has random states of %d processes, this run has %d: "
+                        "continuing with fresh seeds (not bit-exact)", len(rngs), self.env.world_size)
+
+    def _save(self, which: str) -> None:
+        """Write checkpoints/<which>.ckpt (rank 0; every rank joins the RNG gather)."""
+        if self.checkpoints is None:
+            return
+        payload = self.state()
+        if self.env.is_main:
+            save_checkpoint(payload, getattr(self.checkpoints, which))
+        self.env.barrier()
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def fit(self, train: Sequence[Data], val: Sequence[Data] = ()) -> Progress:
+        """Train until max_epochs, the time budget, or early stopping; returns the final progress."""
+        tcfg, p = self.tcfg, self.progress
+        if not train:
+            raise ValueError("no training crystals: the training split is empty after preprocessing")
+        steps_per_epoch = len(self.epoch_batches(len(train), 0))
+        self.scheduler = build_scheduler(self.optimizer, tcfg, total_steps=tcfg.max_epochs * steps_per_epoch)
+        if self.scheduler is not None and self._scheduler_state is not None:
+            self.scheduler.load_state_dict(self._scheduler_state)
+        budget = tcfg.max_minutes * 60 if tcfg.max_minutes is not None else math.inf
+        started = time.perf_counter() - p.train_seconds
+        p.finished = False
+        while p.epoch < tcfg.max_epochs:
+            on_train_epoch = getattr(self.model, "on_train_epoch", None)  # plain modules (tests) lack the hook
+            if on_train_epoch is not None:
+                on_train_epoch(p.epoch, tcfg.max_epochs)
+            out_of_time = self._train_epoch(train, steps_per_epoch, started, budget)
+            p.train_seconds = time.perf_counter() - started
+            if out_of_time:
+                p.stop_reason = f"time budget of {tcfg.max_minutes} min spent"
+                break
+            done = p.epoch
+            values = {"train/epoch_loss": self._reduce_mean(torch.tensor(p.epoch_loss_sum, device=self.env.device), p.epoch_crystals)}
+            validating = (done + 1) % tcfg.val_every == 0 or done + 1 == tcfg.max_epochs
+            if validating and val:
+                values.update(self.validate(val))
+            if self.metric_log:
+                self.metric_log.log(p.global_step, done, values)
+            p.epoch, p.batch_in_epoch, p.epoch_loss_sum, p.epoch_crystals = done + 1, 0, 0.0, 0
+            summary = ", ".join(f"{k} {v:.5g}" for k, v in values.items() if k in ("train/epoch_loss", "val/loss"))
+            stop = self._after_validation(values.get("val/loss", values["train/epoch_loss"])) if validating else False
+            if self.env.is_main:
+                log.info("epoch %d/%d: %s (lr %.3g, %.0f s)", p.epoch, tcfg.max_epochs, summary,
+                         self.optimizer.param_groups[0]["lr"], p.train_seconds)
+            if stop:
+                p.stop_reason = f"early stopping: no improvement in {tcfg.early_stopping_patience} validations"
+                break
+            if p.epoch % tcfg.checkpoint_every == 0 and p.epoch < tcfg.max_epochs:
+                self._save("last")
+        else:
+            p.stop_reason = f"reached max_epochs={tcfg.max_epochs}"
+        p.finished = p.epoch >= tcfg.max_epochs or p.stop_reason.startswith("early")
+        p.train_seconds = time.perf_counter() - started
+        self._save("last")
+        if self.env.is_main:
+            log.info("training stopped after %d steps (%s), %.1f s", p.global_step, p.stop_reason, p.train_seconds)
+        return p
+
+    def _train_epoch(self, train: Sequence[Data], steps_per_epoch: int, started: float, budget: float) -> bool:
+        """One epoch from ``progress.batch_in_epoch`` on; True when the time budget ran out mid-epoch."""
+        p, tcfg, device = self.progress, self.tcfg, self.env.device
+        batches = self.epoch_batches(len(train), p.epoch)[p.batch_in_epoch:]
+        self.model.train()
+        bar = tqdm(total=steps_per_epoch, initial=p.batch_in_epoch, desc=f"epoch {p.epoch + 1}/{tcfg.max_epochs}",
+                   disable=not self.env.is_main, leave=False, unit="step", dynamic_ncols=True)
+        crystals = 0
+        tick = time.perf_counter()
+        for batch in self._loader(train, batches):
+            batch = batch.to(device)
+            parts = self._step(batch)
+            p.epoch_loss_sum += float(parts["loss"]) * batch.num_graphs
+            p.epoch_crystals += batch.num_graphs
+            crystals += batch.num_graphs
+            p.global_step += 1
+            p.batch_in_epoch += 1
+            bar.update(1)
+            if p.global_step % tcfg.log_every == 0:
+                now = time.perf_counter()
+                rate = crystals * self.env.world_size / max(now - tick, 1e-9)
+                values = {f"train/{k}": float(v) for k, v in parts.items()}
+                values["train/lr"] = self.optimizer.param_groups[0]["lr"]
+                values["train/crystals_per_s"] = rate
+                bar.set_postfix(loss=f"{values['train/loss']:.4g}", xtal_s=f"{rate:.0f}")
+                if self.metric_log:
+                    self.metric_log.log(p.global_step, p.epoch, values)
+            if budget < math.inf and self._agree(time.perf_counter() - started >= budget):
+                bar.close()
+                return True
+        bar.close()
+        return False
+
+    def _step(self, batch) -> dict[str, Tensor]:
+        p = self.progress
+        with autocast(self.env.device, self.tcfg.precision):
+            parts = self.step_module(batch)
+        loss = parts["loss"]
+        if not torch.isfinite(loss).item():
+            raise NonFiniteLossError(
+                f"the training loss is {loss.item()} at step {p.global_step + 1} (epoch {p.epoch + 1}); "
+                "lower trainer.lr, set trainer.grad_clip, or check the data. The last good checkpoint is "
+                "checkpoints/last.ckpt."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_gradients(self.model.parameters(), self.tcfg)
+        self.optimizer.step()
+        if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        parts = {k: v.detach() for k, v in parts.items()}
+        if grad_norm is not None:
+            parts["grad_norm"] = grad_norm
+        return parts
+
+    def _after_validation(self, monitored: float) -> bool:
+        """Plateau schedule, best checkpoint and early stopping on the monitored loss; True to stop."""
+        p = self.progress
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(monitored)
+        if monitored < p.best_loss:
+            p.best_loss, p.bad_validations = monitored, 0
+            self._save("best")
+        else:
+            p.bad_validations += 1
+        patience = self.tcfg.early_stopping_patience
+        return patience is not None and p.bad_validations >= patience
+
+    @torch.no_grad()
+    def validate(self, val: Sequence[Data]) -> dict[str, float]:
+        """Mean validation loss parts per crystal (``val/<part>``), with the averaged weights when EMA is on."""
+        device = self.env.device
+        batches = [list(range(i, min(i + self.cfg.data.batch_size, len(val)))) for i in range(0, len(val), self.cfg.data.batch_size)]
+        batches = batches[self.env.rank::self.env.world_size]
+        sums: dict[str, Tensor] = {}
+        count = 0
+        devices = [device] if device.type == "cuda" else []
+        weights = self.ema.averaged(self.model) if self.ema else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=devices), weights:
+            torch.manual_seed(self.tcfg.seed + VALIDATION_SEED_OFFSET)
+            self.model.eval()
+            for batch in self._loader(val, batches):
+                batch = batch.to(device)
+                with autocast(device, self.tcfg.precision):
+                    parts = self.model.training_loss(batch)
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, torch.zeros((), device=device)) + v.detach().float() * batch.num_graphs
+                count += batch.num_graphs
+            self.model.train()
+        return {f"val/{k}": self._reduce_mean(v, count) for k, v in sorted(sums.items())}
+
+    def _reduce_mean(self, total: Tensor, count: int) -> float:
+        if self.env.distributed:
+            both = torch.stack([total.float(), torch.tensor(float(count), device=total.device)])
+            dist.all_reduce(both)
+            total, count = both[0], int(both[1].item())
+        return float(total) / max(count, 1)
+
+    def _agree(self, flag: bool) -> bool:
+        """All ranks stop together: True when any rank says so."""
+        if not self.env.distributed:
+            return flag
+        t = torch.tensor(float(flag), device=self.env.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
