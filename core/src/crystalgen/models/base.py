@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from omegaconf import DictConfig
 from pymatgen.core import Structure
@@ -21,6 +21,11 @@ from torch_geometric.data import Batch, Data
 
 from crystalgen.encoders.base import StructureTransform
 from crystalgen.state import Condition, SampleRequest
+
+if TYPE_CHECKING:
+    import torch
+
+    from crystalgen.samplers.base import Sampler
 
 
 class UnsupportedRequestError(ValueError):
@@ -87,6 +92,11 @@ class GenerativeModel(nn.Module, ABC):
     def training_loss(self, batch: Batch) -> dict[str, Tensor]:
         """Scalar ``"loss"`` to minimise plus named parts for logging."""
 
+    def on_train_epoch(self, epoch: int, max_epochs: int) -> None:
+        """Called by the runner before each training epoch (0-based), e.g. for CDVAE's teacher forcing of the
+        lattice during the first epochs. State that changes the loss must be derivable from ``epoch`` so that a
+        resumed run behaves like an uninterrupted one."""
+
     # -- sampling ---------------------------------------------------------------------------------
     @abstractmethod
     def prepare_sampling(self, request: SampleRequest) -> Condition:
@@ -100,6 +110,22 @@ class GenerativeModel(nn.Module, ABC):
     @abstractmethod
     def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:
         """Final state -> crystals (or per-crystal failure reasons)."""
+
+    # -- optional tasks (declared in ``tasks``; the runner checks with require_task first) ------------
+    def reconstruct(self, batch: Batch, sampler: Sampler, *, generator: torch.Generator | None = None) -> list[Decoded]:
+        """Task ``"reconstruct"``: encode each crystal of ``batch`` (preprocessed by :meth:`transform`) and
+        decode it back, one Decoded per input crystal in order (CDVAE: encoder -> z -> Langevin sampling;
+        StructRepDiff: descriptor -> gradient reconstruction, which may ignore ``sampler``)."""
+        self.require_task("reconstruct")
+        raise NotImplementedError(f"model {self.name!r} lists 'reconstruct' in its tasks but does not implement it")
+
+    def optimize(self, batch: Batch, sampler: Sampler, *, direction: str = "min", steps: int | None = None,
+                 generator: torch.Generator | None = None) -> list[Decoded]:
+        """Task ``"optimize"``: start from each crystal of ``batch`` and move it towards a lower (``"min"``) or
+        higher (``"max"``) value of the model's property in ``steps`` optimisation steps (CDVAE's latent
+        gradient descent), one Decoded per input crystal in order."""
+        self.require_task("optimize")
+        raise NotImplementedError(f"model {self.name!r} lists 'optimize' in its tasks but does not implement it")
 
     # -- helpers the runner uses --------------------------------------------------------------------
     def check_request(self, request: SampleRequest) -> None:

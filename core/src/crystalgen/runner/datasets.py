@@ -1,0 +1,34 @@
+"""The runner's side of the data layer: a configured dataset split, preprocessed with a model's transform."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from omegaconf import DictConfig
+from torch_geometric.data import Data
+
+from crystalgen.encoders.base import StructureTransform
+
+log = logging.getLogger("crystalgen.data")
+
+
+def prepared_split(data_cfg: DictConfig, split: str, transform: StructureTransform, *,
+                   max_rows: int | None = None, show_progress: bool = True) -> list[Data]:
+    """Load ``split`` of ``data_cfg.dataset``, keep its first ``max_rows`` records, and preprocess them
+    (through the on-disk cache). Skipped records are summarised in the log, never fatal unless ``strict``."""
+    from crystalgen.data.preprocess import prepare_split
+    from crystalgen.data.registry import get_dataset
+
+    loaded = get_dataset(data_cfg.dataset).load(split, strict=data_cfg.strict)
+    if max_rows is not None and len(loaded.records) > max_rows:
+        loaded = dataclasses.replace(loaded, records=loaded.records[:max_rows])
+    log.info("%s", loaded.summary())
+    prepared = prepare_split(loaded, transform, cache_dir=data_cfg.cache_dir, workers=data_cfg.workers,
+                             strict=data_cfg.strict, progress=show_progress)
+    if prepared.skipped:
+        log.warning("%s/%s: %d crystals skipped by the model's transform (first: %s)", data_cfg.dataset, split,
+                    len(prepared.skipped), prepared.skipped[0])
+    log.info("%s/%s: %d crystals ready (%s, %.1f s)", data_cfg.dataset, split, len(prepared.items),
+             "cache hit" if prepared.cache_hit else "preprocessed", prepared.seconds)
+    return prepared.items

@@ -1,0 +1,67 @@
+"""Models and samplers by name: building from a config, restoring from a checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from crystalgen import plugins
+from crystalgen.models.base import GenerativeModel
+from crystalgen.runner.checkpoint import CheckpointError, load_checkpoint
+from crystalgen.runner.config import ConfigError, from_yaml
+from crystalgen.samplers.base import Sampler
+
+
+def model_class(name: str) -> type[GenerativeModel]:
+    """The installed model recipe ``name`` (UnknownComponentError lists the installed ones)."""
+    return plugins.get("model", name)
+
+
+@dataclass
+class TrainedModel:
+    """A model restored from a checkpoint, with the configuration it was trained with."""
+
+    model: GenerativeModel
+    name: str
+    config: DictConfig
+    checkpoint: Path
+    payload: dict[str, Any]
+
+
+def load_trained(path: str | Path, device: torch.device | str = "cpu", averaged: bool = True) -> TrainedModel:
+    """Rebuild the model of checkpoint ``path`` (the averaged EMA weights when present and ``averaged``)."""
+    path = Path(path)
+    payload = load_checkpoint(path)
+    name = payload.get("model_name") or ""
+    cfg = from_yaml(payload["config"], str(path))
+    model = model_class(name).from_config(cfg.model)
+    try:
+        model.load_state_dict(payload["model"])
+        if averaged and payload.get("ema"):
+            model.load_state_dict(payload["ema"], strict=False)  # parameters and buffers only
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit model {name!r} as installed now (was it written by another version "
+            f"of its plugin?): {str(exc).splitlines()[0]}"
+        ) from None
+    model.to(device).eval()
+    return TrainedModel(model, name, cfg, path, payload)
+
+
+def build_sampler(model: GenerativeModel, name: str | None, steps: int | None,
+                  options: Mapping[str, Any] | None = None) -> Sampler:
+    """The sampler ``name`` (default: the model's), checked against the model's processes before any sampling."""
+    name = name or model.default_sampler
+    registry = plugins.default_host().registry("sampler")
+    cls = registry.get(name)
+    cls.check(model.processes, available=dict(registry.items()))
+    options = dict(OmegaConf.to_container(options, resolve=True) if isinstance(options, DictConfig) else (options or {}))
+    try:
+        return cls(steps=steps, **options)
+    except TypeError as exc:
+        raise ConfigError(f"sampler {name!r} does not accept options {sorted(options)}: {exc}") from None

@@ -1,0 +1,114 @@
+"""The sample directory: what ``crystalgen sample`` writes and ``crystalgen evaluate`` reads.
+
+    samples.jsonl       one JSON object per requested crystal, in order:
+                          index (int), ok (bool), reason (str | null: why it failed),
+                          cif (path relative to the folder | null), formula (str | null),
+                          num_atoms (int | null), volume (A^3 | null), density (g/cm^3 | null),
+                          plus the model's Decoded.info (e.g. spacegroup)
+    cif/<index:06d>.cif one CIF per decoded crystal
+    samples.extxyz      all decoded crystals (ASE extended XYZ, `index` in each frame's info)
+    sampling.json       model, checkpoint, sampler config, seed, timings, counts (by failure reason)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crystalgen.models.base import Decoded
+
+JSONL = "samples.jsonl"
+EXTXYZ = "samples.extxyz"
+SUMMARY = "sampling.json"
+CIF_DIR = "cif"
+
+
+def failure_kind(reason: str) -> str:
+    """The reason without its numbers in parentheses, for counting (``degenerate cell (volume 1e-5 A^3)``
+    -> ``degenerate cell``)."""
+    return re.split(r" \(|: ", reason, maxsplit=1)[0].strip()
+
+
+def jsonable(value: Any) -> Any:
+    """Tensors, numpy values and tuples as plain JSON values (non-finite floats become null)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def write_sample_dir(out: str | Path, decoded: Sequence[Decoded], meta: Mapping[str, Any],
+                     extra_rows: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the sample directory ``out`` and return the counts that went into sampling.json.
+
+    ``extra_rows`` (one mapping per crystal) adds fields to samples.jsonl, e.g. the input id of a reconstruction.
+    """
+    from ase.io import write as ase_write
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.cif import CifWriter
+
+    out = Path(out)
+    (out / CIF_DIR).mkdir(parents=True, exist_ok=True)
+    frames = []
+    failures: Counter[str] = Counter()
+    with (out / JSONL).open("w") as jsonl:
+        for index, item in enumerate(decoded):
+            row: dict[str, Any] = {"index": index, "ok": item.ok, "reason": item.reason, "cif": None,
+                                   "formula": None, "num_atoms": None, "volume": None, "density": None}
+            if item.ok:
+                s = item.structure
+                cif = f"{CIF_DIR}/{index:06d}.cif"
+                CifWriter(s).write_file(out / cif)
+                row.update(cif=cif, formula=s.composition.formula.replace(" ", ""), num_atoms=len(s),
+                           volume=float(s.volume), density=float(s.density))
+                atoms = AseAtomsAdaptor.get_atoms(s)
+                atoms.info = {"index": index, "formula": row["formula"]}
+                frames.append(atoms)
+            else:
+                failures[failure_kind(item.reason or "unknown")] += 1
+            for extra in (item.info, (extra_rows[index] if extra_rows else {})):
+                for key, value in extra.items():
+                    row.setdefault(key, jsonable(value))
+            jsonl.write(json.dumps(row) + "\n")
+    if frames:
+        ase_write(out / EXTXYZ, frames, format="extxyz")
+    else:
+        (out / EXTXYZ).write_text("")
+    counts = {"requested": len(decoded), "ok": len(decoded) - sum(failures.values()), "failed": sum(failures.values()),
+              "failed_by_reason": dict(failures.most_common())}
+    (out / SUMMARY).write_text(json.dumps(jsonable({**meta, "counts": counts}), indent=2) + "\n")
+    return counts
+
+
+def read_rows(folder: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``samples.jsonl`` (for reports; the metrics read the structures themselves)."""
+    path = Path(folder) / JSONL
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {folder} is not a crystalgen sample directory")
+    rows = []
+    with path.open() as handle:
+        for lineno, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}, line {lineno}: not valid JSON ({exc})") from None
+    return rows
