@@ -1,5 +1,10 @@
 """Noise processes: one variable's forward corruption, prior, target and reverse maths (see base.py)."""
 
 from crystalgen.processes.base import CAPABILITIES, ContinuousProcess, NoiseProcess, Noised, level
+from crystalgen.processes.d3pm import D3PMMarginal
+from crystalgen.processes.ve import VEGaussian
+from crystalgen.processes.vp import VPGaussian
+from crystalgen.processes.wrapped_normal import WrappedNormal
 
-__all__ = ["CAPABILITIES", "ContinuousProcess", "NoiseProcess", "Noised", "level"]
+__all__ = ["CAPABILITIES", "ContinuousProcess", "D3PMMarginal", "NoiseProcess", "Noised", "VEGaussian", "VPGaussian",
+           "WrappedNormal", "level"]

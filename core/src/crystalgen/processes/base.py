@@ -1,8 +1,8 @@
 """The noise-process contract: one variable's forward corruption, prior, training target and reverse maths.
 
 Time is discrete and shared by all processes of a model: ``t = 0`` is clean data, ``t = 1 .. num_steps`` are
-increasingly noisy levels. During training ``t`` is a LongTensor with one entry per row; while sampling all
-crystals of a batch sit at the same level and ``t``/``s`` are Python ints with ``s < t``.
+increasingly noisy levels. During training ``t`` is a LongTensor with one entry per row (levels 1..T); while
+sampling all crystals of a batch sit at the same level and ``t``/``s`` are Python ints with ``0 <= s < t``.
 
 Samplers never look inside a process. They ask for *capabilities* (see :data:`CAPABILITIES`) and call:
 
@@ -12,10 +12,14 @@ Samplers never look inside a process. They ask for *capabilities* (see :data:`CA
 * ``langevin_step(x, t, prediction, step_size)`` and ``score(...)`` (capability ``"score"``);
 * ``corrector_step(x, t, prediction)`` for processes that are updated by a rule at every model call
   (capability ``"rule"``; e.g. CDVAE's argmax atom types).
+
+Every method accepts the per-variable keyword arguments a model puts in ``Condition.process_args`` (e.g. a
+per-row ``marginal=`` for a categorical process); processes ignore the ones they do not use.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -42,6 +46,11 @@ def level(values: Tensor, t: int | Tensor, like: Tensor) -> Tensor:
     return v.reshape(v.shape + (1,) * (like.dim() - v.dim()))
 
 
+def per_row_mean(x: Tensor) -> Tensor:
+    """Average over every dimension but the first (rows)."""
+    return x.flatten(1).mean(1) if x.dim() > 1 else x
+
+
 @dataclass
 class Noised:
     """A training example at level t: the corrupted value and the denoiser's regression/classification target."""
@@ -51,7 +60,7 @@ class Noised:
 
 
 class NoiseProcess(nn.Module, ABC):
-    """Base class of every noise process. Schedules are buffers, so ``.to(device)`` moves them."""
+    """Base class of every noise process. Schedules are float64 buffers, so ``.to(device)`` moves them."""
 
     #: capabilities this process offers (subset of CAPABILITIES)
     capabilities: ClassVar[frozenset[str]] = frozenset({"posterior"})
@@ -66,6 +75,10 @@ class NoiseProcess(nn.Module, ABC):
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         self.num_steps = int(num_steps)
 
+    def check_levels(self, t: int, s: int) -> None:
+        if not 0 <= s < t <= self.num_steps:
+            raise ValueError(f"{type(self).__name__}: a reverse step needs 0 <= s < t <= {self.num_steps}, got t={t}, s={s}")
+
     @abstractmethod
     def sample_prior(self, shape: tuple[int, ...], *, device: torch.device | str = "cpu",
                      generator: torch.Generator | None = None, **kwargs) -> Tensor:
@@ -73,18 +86,19 @@ class NoiseProcess(nn.Module, ABC):
 
     @abstractmethod
     def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs) -> Noised:
-        """Corrupt clean rows ``x0`` to their levels ``t`` (one per row) and return the training target."""
+        """Corrupt clean rows ``x0`` to their levels ``t`` (LongTensor, one per row, 1..T) and return the target."""
 
     @abstractmethod
     def loss(self, prediction: Tensor, noised: Noised, **kwargs) -> Tensor:
-        """Per-row training loss (unreduced over rows, reduced over the variable's own dimensions)."""
+        """Per-row training loss (unreduced over rows, averaged over the variable's own dimensions)."""
 
     @abstractmethod
     def reverse_step(self, x_t: Tensor, t: int, s: int, prediction: Tensor, *,
                      generator: torch.Generator | None = None, **kwargs) -> Tensor:
         """Draw x_s from the reverse process given x_t and the denoiser's prediction (s < t; s = 0 ends)."""
 
-    def corrector_step(self, x: Tensor, t: int, prediction: Tensor, **kwargs) -> Tensor:
+    def corrector_step(self, x: Tensor, t: int, prediction: Tensor, *,
+                       generator: torch.Generator | None = None, **kwargs) -> Tensor:
         """Update applied at every corrector call; identity unless the process is a rule."""
         return x
 
@@ -95,64 +109,147 @@ class NoiseProcess(nn.Module, ABC):
 class ContinuousProcess(NoiseProcess):
     """A Gaussian-type process with marginal ``x_t = a_t x0 + s_t eps`` (wrapped on the torus where stated).
 
-    Subclasses provide the schedule tensors ``alphas`` (a_t) and ``sigmas`` (s_t), indexed 0..T, and the
-    conversions below are defined once here from them; the torus overrides what the image sum changes.
+    Subclasses pass the schedule tensors ``alphas`` (a_t) and ``sigmas`` (s_t), indexed 0..T with a_0 = 1 and
+    s_0 = 0. Everything else (targets, conversions between eps, score and x0, the posterior for any s < t, DDIM,
+    Langevin) is defined once here from them; the torus overrides only what the image sum changes
+    (``finalize``, ``conditional_score``, ``score_norm``, ``sample_prior``).
+
+    Parameterisations (``prediction``):
+        eps   - the noise eps of the marginal;
+        x0    - the clean value;
+        score - the *normalised* score, grad log p_t(x_t) / score_norm_t, where score_norm_t is the root mean
+                square of the conditional score (exactly 1/s_t in R^d, so the target is -eps as in NCSN/CDVAE;
+                sqrt(sigma_norm_t) on the torus as in DiffCSP).
     """
 
     capabilities = frozenset({"posterior", "marginal", "score"})
+    #: parameterisations this process supports
+    predictions: ClassVar[tuple[str, ...]] = ("eps", "x0", "score")
+
+    alphas: Tensor
+    sigmas: Tensor
+
+    def __init__(self, num_steps: int, alphas: Tensor, sigmas: Tensor, prediction: str) -> None:
+        super().__init__(num_steps)
+        if prediction not in self.predictions:
+            raise ValueError(f"{type(self).__name__} supports prediction in {self.predictions}, got {prediction!r}")
+        if alphas.shape != (num_steps + 1,) or sigmas.shape != (num_steps + 1,):
+            raise ValueError(f"schedules must have T + 1 = {num_steps + 1} entries, got {tuple(alphas.shape)}, {tuple(sigmas.shape)}")
+        self.prediction = prediction  # type: ignore[assignment]
+        self.register_buffer("alphas", alphas.to(torch.float64))
+        self.register_buffer("sigmas", sigmas.to(torch.float64))
 
     def marginal(self, t: int | Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
         """(a_t, s_t) broadcastable against ``like``."""
         return level(self.alphas, t, like), level(self.sigmas, t, like)
 
+    def _scalars(self, t: int) -> tuple[float, float]:
+        return float(self.alphas[t]), float(self.sigmas[t])
+
+    # -- forward process and training target ------------------------------------------------------
+    def sample_prior(self, shape: tuple[int, ...], *, device: torch.device | str = "cpu",
+                     generator: torch.Generator | None = None, **kwargs) -> Tensor:
+        """x_T ~ N(0, s_T^2 I): the marginal at T once a_T x0 is negligible (N(0, I) for VP)."""
+        _, s_T = self._scalars(self.num_steps)
+        return s_T * torch.randn(shape, generator=generator, device=device)
+
+    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs) -> Noised:
+        a, s = self.marginal(t, x0)
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x_t = self.finalize(a * x0 + s * eps)
+        if self.prediction == "eps":
+            target = eps
+        elif self.prediction == "x0":
+            target = x0
+        else:  # denoising score matching (Vincent 2011): E[grad log q(x_t|x0) | x_t] = grad log p_t(x_t)
+            target = self.conditional_score(x_t, x0, t) / self.score_norm(t, x0)
+        return Noised(x_t, target)
+
+    def loss(self, prediction: Tensor, noised: Noised, **kwargs) -> Tensor:
+        """Mean squared error on the declared target."""
+        return per_row_mean((prediction - noised.target) ** 2)
+
+    def conditional_score(self, x_t: Tensor, x0: Tensor, t: int | Tensor) -> Tensor:
+        """grad_{x_t} log q(x_t | x0) = -(x_t - a_t x0) / s_t^2."""
+        a, s = self.marginal(t, x_t)
+        return -(x_t - a * x0) / s**2
+
+    def score_norm(self, t: int | Tensor, like: Tensor) -> Tensor:
+        """Root mean square of one coordinate of the conditional score at level t: 1/s_t in R^d."""
+        return 1 / level(self.sigmas, t, like)
+
     # -- conversions between parameterisations (the one place they live) --------------------------
-    def to_eps(self, prediction: Tensor, x_t: Tensor, t: int | Tensor) -> Tensor:
+    def to_eps(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
         a, s = self.marginal(t, x_t)
         if self.prediction == "eps":
             return prediction
         if self.prediction == "score":
-            return -s * prediction
-        if self.prediction == "x0":
-            return (x_t - a * prediction) / s
-        raise ValueError(f"unknown parameterisation {self.prediction!r}")
+            return -s * self.score(prediction, x_t, t)
+        return (x_t - a * prediction) / s
 
-    def to_x0(self, prediction: Tensor, x_t: Tensor, t: int | Tensor) -> Tensor:
-        a, s = self.marginal(t, x_t)
+    def to_x0(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
+        """E[x0 | x_t] (Tweedie); on the torus an unwrapped lift near x_t (see WrappedNormal)."""
         if self.prediction == "x0":
             return prediction
+        a, s = self.marginal(t, x_t)
         return (x_t - s * self.to_eps(prediction, x_t, t)) / a
 
-    def score(self, prediction: Tensor, x_t: Tensor, t: int | Tensor) -> Tensor:
-        """grad log p_t(x_t) estimated from the prediction."""
-        _, s = self.marginal(t, x_t)
+    def score(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
+        """grad log p_t(x_t) estimated from the prediction (score = -eps / s_t)."""
         if self.prediction == "score":
-            return prediction
+            return prediction * self.score_norm(t, x_t)
+        _, s = self.marginal(t, x_t)
         return -self.to_eps(prediction, x_t, t) / s
 
+    # -- reverse updates ----------------------------------------------------------------------------
+    def transition(self, t: int, s: int) -> tuple[float, float]:
+        """(a_{t|s}, s_{t|s}^2) of the Markov chain q(x_t | x_s) = N(a_{t|s} x_s, s_{t|s}^2 I) implied by the
+        marginals: a_{t|s} = a_t / a_s, s_{t|s}^2 = s_t^2 - a_{t|s}^2 s_s^2 (Kingma et al. 2021, eq. 6)."""
+        a_t, s_t = self._scalars(t)
+        a_s, s_s = self._scalars(s)
+        a_ts = a_t / a_s
+        return a_ts, max(s_t**2 - a_ts**2 * s_s**2, 0.0)
+
+    def reverse_step(self, x_t: Tensor, t: int, s: int, prediction: Tensor, *,
+                     generator: torch.Generator | None = None, **kwargs) -> Tensor:
+        """Draw x_s ~ q(x_s | x_t, x0_hat), the Gaussian posterior of the chain for any s < t:
+        mean = (x_t - s_{t|s}^2 / s_t * eps_hat) / a_{t|s} and variance s_{t|s}^2 s_s^2 / s_t^2
+        (DDPM eq. 7/11 with one step replaced by t -> s; mean written in eps so a_t is never divided by)."""
+        self.check_levels(t, s)
+        a_ts, var_ts = self.transition(t, s)
+        _, s_t = self._scalars(t)
+        _, s_s = self._scalars(s)
+        eps = self.to_eps(prediction, x_t, t, **kwargs)
+        mean = (x_t - (var_ts / s_t) * eps) / a_ts
+        std = math.sqrt(var_ts) * s_s / s_t
+        return self.finalize(mean + std * self._noise(x_t, generator))
+
     def ddim_step(self, x_t: Tensor, t: int, s: int, prediction: Tensor, *, eta: float = 0.0,
-                  generator: torch.Generator | None = None) -> Tensor:
-        """DDIM update (Song et al. 2021, eq. 12) from level t to s < t; eta=1 is ancestral-like."""
-        a_t, s_t = self.marginal(t, x_t)
-        a_s, s_s = self.marginal(s, x_t)
-        x0 = self.to_x0(prediction, x_t, t)
-        eps = self.to_eps(prediction, x_t, t)
-        if s == 0:
-            return self.finalize(x0)
-        # stochasticity sigma_{t->s} of DDIM, written for general (a, s) marginals
-        var_ts = s_s**2 * (1 - (a_t * s_s) ** 2 / (a_s * s_t) ** 2).clamp(min=0) if eta > 0 else torch.zeros_like(s_s)
-        noise_std = eta * var_ts.sqrt()
-        direction = (s_s**2 - noise_std**2).clamp(min=0).sqrt() * eps
-        x_s = a_s * x0 + direction
-        if eta > 0:
-            x_s = x_s + noise_std * torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+                  generator: torch.Generator | None = None, **kwargs) -> Tensor:
+        """DDIM update (Song, Meng & Ermon 2021, eq. 12) from t to s < t for general (a, s) marginals:
+        x_s = a_s x0_hat + sqrt(s_s^2 - sigma^2) eps_hat + sigma z, sigma = eta * posterior std (eta = 1 is
+        the ancestral posterior step, eta = 0 deterministic)."""
+        self.check_levels(t, s)
+        a_ts, var_ts = self.transition(t, s)
+        _, s_t = self._scalars(t)
+        _, s_s = self._scalars(s)
+        eps = self.to_eps(prediction, x_t, t, **kwargs)
+        noise_std = eta * math.sqrt(var_ts) * s_s / s_t
+        x_s = (x_t - s_t * eps) / a_ts + math.sqrt(max(s_s**2 - noise_std**2, 0.0)) * eps  # a_s x0_hat = (x_t - s_t eps) / a_{t|s}
+        if noise_std > 0:
+            x_s = x_s + noise_std * self._noise(x_t, generator)
         return self.finalize(x_s)
 
     def langevin_step(self, x: Tensor, t: int, prediction: Tensor, step_size: float | Tensor, *,
-                      generator: torch.Generator | None = None) -> Tensor:
-        """One unadjusted Langevin step on p_t: x + h * score + sqrt(2h) z."""
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return self.finalize(x + step_size * self.score(prediction, x, t) + (2 * step_size) ** 0.5 * z)
+                      generator: torch.Generator | None = None, noise: Tensor | None = None, **kwargs) -> Tensor:
+        """One unadjusted Langevin step on p_t: x + h * score + sqrt(2h) z (``noise`` supplies z if given)."""
+        z = self._noise(x, generator) if noise is None else noise
+        return self.finalize(x + step_size * self.score(prediction, x, t, **kwargs) + (2 * step_size) ** 0.5 * z)
 
     def finalize(self, x: Tensor) -> Tensor:
         """Map a raw update back onto the variable's domain (identity in R^d, mod 1 on the torus)."""
         return x
+
+    @staticmethod
+    def _noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
+        return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)

@@ -3,14 +3,19 @@
 A sampler owns its time grid and update rule and nothing about the network (the diffusers scheduler/model
 split). It talks to a model only through :class:`SamplingModel` and to each variable only through that
 variable's noise process. It states what it needs from the *continuous* processes in ``requires``; categorical
-processes always take their posterior step, and rule processes their rule, so every sampler handles them.
+processes always take their posterior step (``reverse_step``) and rule processes their rule (``reverse_step``
+between levels, ``corrector_step`` at extra model calls within a level), so every sampler handles them.
+
+:meth:`Sampler.run` checks compatibility and draws the prior before any model call, then hands over to the
+subclass's :meth:`Sampler.loop`. Every update is followed by the condition's constraints, and every process
+call receives ``condition.args(variable)``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -33,14 +38,43 @@ class SamplingModel(Protocol):
         ...
 
 
+#: called as progress(done, total) after each model evaluation
 ProgressCallback = Callable[[int, int], None]
+Role = Literal["continuous", "categorical", "rule"]
+
+
+def role(process: NoiseProcess) -> Role:
+    """How samplers treat a process: rule processes follow their rule, categorical ones their posterior,
+    continuous ones the sampler's own update."""
+    if "rule" in process.capabilities:
+        return "rule"
+    return "categorical" if process.discrete else "continuous"
+
+
+def time_grid(num_steps: int, steps: int | None = None) -> list[int]:
+    """Descending levels T = t_0 > t_1 > ... > t_steps = 0, evenly spaced (rounded half up), all T by default."""
+    steps = num_steps if steps is None else int(steps)
+    if not 1 <= steps <= num_steps:
+        raise ValueError(f"steps must be between 1 and the model's T = {num_steps}, got {steps}")
+    return [(2 * num_steps * (steps - i) + steps) // (2 * steps) for i in range(steps + 1)]
+
+
+def installed_samplers() -> dict[str, type[Sampler]]:
+    """Samplers registered by the installed plugins (empty if the plugin host cannot be built)."""
+    from crystalgen.plugins import default_host
+
+    try:
+        return dict(default_host().registry("sampler").items())
+    except Exception:  # listing alternatives must never hide the real error
+        return {}
 
 
 class Sampler(ABC):
     """Base class of all samplers.
 
     Subclasses set ``name``, ``requires`` (capabilities every continuous process must offer) and implement
-    :meth:`run`. Options are keyword arguments of ``__init__`` and are saved with the samples.
+    :meth:`loop`. Options are keyword arguments of ``__init__``, stored as attributes of the same name, and are
+    saved with the samples (:meth:`config`).
     """
 
     name: ClassVar[str]
@@ -51,30 +85,31 @@ class Sampler(ABC):
 
     # -- compatibility --------------------------------------------------------------------------------
     @classmethod
+    def needs(cls, process: NoiseProcess) -> set[str]:
+        """Capabilities this sampler needs from one process."""
+        kind = role(process)
+        if kind == "rule":
+            return set()
+        return {"posterior"} if kind == "categorical" else set(cls.requires)
+
+    @classmethod
     def missing(cls, processes: Mapping[str, NoiseProcess]) -> dict[str, set[str]]:
         """Per variable, the capabilities this sampler needs and the process lacks."""
-        gaps: dict[str, set[str]] = {}
-        for var, proc in processes.items():
-            if proc.discrete or "rule" in proc.capabilities:
-                need = {"posterior"} if proc.discrete else set()
-            else:
-                need = set(cls.requires)
-            lacking = need - set(proc.capabilities)
-            if lacking:
-                gaps[var] = lacking
-        return gaps
+        gaps = {var: cls.needs(proc) - set(proc.capabilities) for var, proc in processes.items()}
+        return {var: lacking for var, lacking in gaps.items() if lacking}
 
     @classmethod
     def check(cls, processes: Mapping[str, NoiseProcess], available: Mapping[str, type[Sampler]] | None = None) -> None:
-        """Raise before any sampling if this sampler cannot drive these processes, naming the ones that can."""
+        """Raise before any sampling if this sampler cannot drive these processes, naming the ones that can
+        (among ``available``, by default the installed samplers)."""
         gaps = cls.missing(processes)
         if not gaps:
             return
         detail = "; ".join(f"{var} ({type(processes[var]).__name__}) lacks {', '.join(sorted(c))}" for var, c in gaps.items())
         msg = f"Sampler {cls.name!r} cannot sample this model: {detail}."
-        if available:
-            ok = sorted(n for n, s in available.items() if not s.missing(processes))
-            msg += f" Compatible samplers: {', '.join(ok) if ok else 'none installed'}."
+        available = installed_samplers() if available is None else available
+        ok = sorted(n for n, s in available.items() if not s.missing(processes))
+        msg += f" Compatible samplers: {', '.join(ok) if ok else 'none installed'}."
         raise IncompatibleSamplerError(msg)
 
     @staticmethod
@@ -85,7 +120,24 @@ class Sampler(ABC):
             raise ValueError(f"processes disagree on the number of steps: {sorted(steps)}")
         return steps.pop()
 
+    def grid(self, model: SamplingModel) -> list[int]:
+        return time_grid(self.num_training_steps(model.processes), self.steps)
+
     # -- sampling -------------------------------------------------------------------------------------
+    def run(self, model: SamplingModel, condition: Condition, *, generator: torch.Generator | None = None,
+            progress: ProgressCallback | None = None) -> dict[str, Tensor]:
+        """Sample a final state (t = 0) for the crystals described by ``condition``."""
+        self.check(model.processes)
+        self.grid(model)  # validates ``steps`` before the first model call
+        state = self.prior(model, condition, generator)
+        with torch.no_grad():
+            return self.loop(model, state, condition, generator=generator, progress=progress)
+
+    @abstractmethod
+    def loop(self, model: SamplingModel, state: dict[str, Tensor], condition: Condition, *,
+             generator: torch.Generator | None, progress: ProgressCallback | None) -> dict[str, Tensor]:
+        """Turn the prior state x_T into x_0."""
+
     def prior(self, model: SamplingModel, condition: Condition, generator: torch.Generator | None) -> dict[str, Tensor]:
         """x_T for every variable, with the condition's constraints applied."""
         state = {}
@@ -99,10 +151,27 @@ class Sampler(ABC):
         t_batch = torch.full((condition.num_crystals,), t, dtype=torch.long, device=condition.device)
         return model.denoise(state, t_batch, condition)
 
-    @abstractmethod
-    def run(self, model: SamplingModel, condition: Condition, *, generator: torch.Generator | None = None,
-            progress: ProgressCallback | None = None) -> dict[str, Tensor]:
-        """Sample a final state (t = 0) for the crystals described by ``condition``."""
+    @staticmethod
+    def reverse_all(model: SamplingModel, state: dict[str, Tensor], t: int, s: int, prediction: dict[str, Tensor],
+                    condition: Condition, generator: torch.Generator | None, roles: tuple[Role, ...]) -> dict[str, Tensor]:
+        """``reverse_step`` t -> s for the variables whose role is in ``roles`` (others unchanged), constrained."""
+        out = dict(state)
+        for var, proc in model.processes.items():
+            if role(proc) in roles:
+                x = proc.reverse_step(state[var], t, s, prediction[var], generator=generator, **condition.args(var))
+                out[var] = condition.constrain(var, x)
+        return out
+
+    @staticmethod
+    def correct_rules(model: SamplingModel, state: dict[str, Tensor], t: int, prediction: dict[str, Tensor],
+                      condition: Condition, generator: torch.Generator | None) -> dict[str, Tensor]:
+        """``corrector_step`` of the rule processes after an extra model call within level t, constrained."""
+        out = dict(state)
+        for var, proc in model.processes.items():
+            if role(proc) == "rule":
+                x = proc.corrector_step(state[var], t, prediction[var], generator=generator, **condition.args(var))
+                out[var] = condition.constrain(var, x)
+        return out
 
     def config(self) -> dict[str, Any]:
         """Options to save beside the samples so the run can be repeated."""
