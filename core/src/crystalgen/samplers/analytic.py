@@ -70,7 +70,7 @@ class GaussianMixture:
 class WrappedNormalMixture:
     """sum_k w_k prod_d WN(x_d; mu_kd, std_k^2) on [0, 1)^d (fractional); for variance-exploding processes."""
 
-    def __init__(self, weights: Tensor, means: Tensor, stds: Tensor, images: int = 20) -> None:
+    def __init__(self, weights: Tensor, means: Tensor, stds: Tensor, images: int = 4) -> None:
         self.weights = torch.as_tensor(weights, dtype=torch.float64) / torch.as_tensor(weights, dtype=torch.float64).sum()
         self.means = torch.as_tensor(means, dtype=torch.float64)
         self.vars = torch.as_tensor(stds, dtype=torch.float64)[:, None].expand_as(self.means) ** 2
@@ -85,18 +85,22 @@ class WrappedNormalMixture:
         return (self.weights[:, None] * phase * torch.exp(-2 * math.pi**2 * k**2 * self.vars)).sum(0)
 
     def predict(self, process: ContinuousProcess, x_t: Tensor, t: int, **kwargs: Any) -> Tensor:
-        """Normalised score of p_t = sum_k w_k prod_d WN(mu_kd, var_k + s_t^2), by a long image sum."""
+        """Normalised score of p_t = sum_k w_k prod_d WN(mu_kd, var_k + s_t^2).
+
+        Image sums over |n| <= ``images`` around the nearest image (the default 4 leaves a relative error below
+        1e-10 for total stds up to 0.51), evaluated term by term in float64.
+        """
         if float(process.alphas[t]) != 1.0:
             raise ValueError("WrappedNormalMixture needs a variance-exploding process (a_t = 1)")
-        s = float(process.sigmas[t])
-        var_t = (self.vars + s**2)[None, :, :, None]  # (1, K, d, 1)
+        var_t = (self.vars + float(process.sigmas[t]) ** 2)[None, :, :, None]  # (1, K, d, 1)
         n = torch.arange(-self.images, self.images + 1, dtype=torch.float64)
-        y = x_t.to(torch.float64)[:, None, :, None] - self.means[None, :, :, None] + n  # (rows, K, d, images)
-        log_terms = -(y**2) / (2 * var_t) - 0.5 * torch.log(2 * math.pi * var_t)
-        log_dim = torch.logsumexp(log_terms, -1)  # log WN per component and dimension
-        dim_score = (torch.softmax(log_terms, -1) * (-y / var_t)).sum(-1)
-        resp = torch.softmax(torch.log(self.weights) + log_dim.sum(-1), dim=-1)[..., None]
-        score = (resp * dim_score).sum(1)
+        d = x_t.to(torch.float64)[:, None, :, None] - self.means[None, :, :, None]
+        y = d - torch.round(d) + n  # (rows, K, d, images)
+        terms = torch.exp(-(y**2) / (2 * var_t))
+        density = terms.sum(-1) / torch.sqrt(2 * math.pi * var_t[..., 0])  # WN per component and dimension
+        dim_score = (terms * (-y / var_t)).sum(-1) / terms.sum(-1)
+        joint = self.weights * density.prod(-1)  # (rows, K)
+        score = ((joint / joint.sum(-1, keepdim=True))[..., None] * dim_score).sum(1)
         return (score / process.score_norm(t, score)).to(x_t.dtype)
 
 
