@@ -1,4 +1,5 @@
-"""Real lattices of every crystal system, for the lattice tests (MP-20 test split; skips without the data).
+"""Lattices for the lattice tests: random valid cells, random rotations, and real cells of every crystal system
+(MP-20 test split; skips without the data).
 
 Cells are spglib's refined standard cells (pymatgen ``get_refined_structure``, symprec 0.1): the ITA settings
 (monoclinic unique axis b, trigonal groups on hexagonal axes) whose constraints SymmCD's k masks express.
@@ -10,7 +11,9 @@ from __future__ import annotations
 import warnings
 from functools import cache
 
+import numpy as np
 import pandas as pd
+import torch
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -45,3 +48,23 @@ def _standard_cells(per_system: int) -> tuple[tuple[str, str, int, Structure], .
 def standard_cells(per_system: int = 20) -> list[tuple[str, str, int, Structure]]:
     """``(crystal system, material_id, space-group number, refined Structure)``, ``per_system`` of each system."""
     return list(_standard_cells(per_system))
+
+
+def random_params(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Valid random cells: lengths 2-12 A, angles 50-130 deg with the cell condition enforced by rejection."""
+    rng = np.random.default_rng(seed)
+    lengths, angles = [], []
+    while len(lengths) < n:
+        ang = rng.uniform(50, 130, 3)
+        ca, cb, cg = np.cos(np.radians(ang))
+        if 1 - ca**2 - cb**2 - cg**2 + 2 * ca * cb * cg > 0.05:
+            lengths.append(rng.uniform(2, 12, 3))
+            angles.append(ang)
+    return torch.tensor(np.array(lengths)), torch.tensor(np.array(angles))
+
+
+def random_rotations(n: int, seed: int = 0) -> torch.Tensor:
+    """(n, 3, 3) float64 proper rotations (det +1), reproducible from the seed."""
+    q, r = torch.linalg.qr(torch.randn(n, 3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    return q * torch.sign(torch.linalg.det(q))[:, None, None]

@@ -22,8 +22,7 @@ from crystalgen.geometry.gl3_lattice import (
 )
 from crystalgen.geometry.lattice import InvalidLatticeError, lattice_params_to_matrix, standard_orientation
 from crystalgen.geometry.principal_log import principal_logm
-from lattice_samples import standard_cells
-from test_lattice import random_params
+from lattice_samples import random_params, standard_cells
 
 
 def test_basis_is_the_papers():

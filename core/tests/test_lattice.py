@@ -20,26 +20,7 @@ from crystalgen.geometry.lattice import (
     unscale_lengths,
 )
 from crystalgen.geometry.niggli import niggli_reduce, with_standard_orientation
-from lattice_samples import standard_cells
-
-
-def random_params(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Valid random cells: lengths 2-12 A, angles 50-130 deg with the cell condition enforced by rejection."""
-    rng = np.random.default_rng(seed)
-    lengths, angles = [], []
-    while len(lengths) < n:
-        ang = rng.uniform(50, 130, 3)
-        ca, cb, cg = np.cos(np.radians(ang))
-        if 1 - ca**2 - cb**2 - cg**2 + 2 * ca * cb * cg > 0.05:
-            lengths.append(rng.uniform(2, 12, 3))
-            angles.append(ang)
-    return torch.tensor(np.array(lengths)), torch.tensor(np.array(angles))
-
-
-def random_rotations(n: int, seed: int = 0) -> torch.Tensor:
-    q, r = torch.linalg.qr(torch.randn(n, 3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-    return q * torch.sign(torch.linalg.det(q))[:, None, None]
+from lattice_samples import random_params, random_rotations, standard_cells
 
 
 def test_params_to_matrix_matches_pymatgen_from_parameters():

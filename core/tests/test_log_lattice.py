@@ -22,8 +22,7 @@ from crystalgen.geometry.log_lattice import (
     space_group_k_masks,
 )
 from crystalgen.geometry.symmetric_matrix import symmetric_expm, symmetric_logm
-from lattice_samples import SYSTEMS, standard_cells
-from test_lattice import random_params, random_rotations
+from lattice_samples import SYSTEMS, random_params, random_rotations, standard_cells
 
 
 def params_of(lattice: torch.Tensor) -> torch.Tensor:

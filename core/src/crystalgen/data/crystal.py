@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from pymatgen.core import Element, Lattice, Structure
+from pymatgen.core.periodic_table import DummySpecies
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
@@ -36,7 +37,8 @@ def check_ordered(structure: Structure) -> None:
         (sp, occu), = species.items()
         if abs(occu - 1.0) > 1e-6:
             raise InvalidCrystalError(f"site {i} has partial occupancy {occu:g} of {sp}")
-        if getattr(sp, "Z", 0) < 1:
+        # DummySpecies subclasses Species and reports a hash-like Z, so test the type first.
+        if isinstance(sp, DummySpecies) or not 1 <= sp.Z <= 118:
             raise InvalidCrystalError(f"site {i} holds {sp}, which is not a chemical element")
 
 
@@ -78,8 +80,18 @@ def properties_of(data: Data) -> dict[str, float]:
 
 
 def collate(items: Sequence[Data]) -> Batch:
-    """Batch crystals (lattices stack to (B, 3, 3), atoms concatenate, ``batch`` maps atom -> crystal)."""
-    return Batch.from_data_list(list(items))
+    """Batch crystals (lattices stack to (B, 3, 3), atoms concatenate, ``batch`` maps atom -> crystal).
+
+    Raises:
+        ValueError: the crystals do not all carry the same fields (properties, extras), naming the first odd one.
+    """
+    items = list(items)
+    fields = set(items[0].keys()) if items else set()
+    for i, item in enumerate(items[1:], start=1):
+        if set(item.keys()) != fields:
+            differing = ", ".join(sorted(fields ^ set(item.keys())))
+            raise ValueError(f"collate: crystal {i} does not carry the same fields as crystal 0 (differing: {differing})")
+    return Batch.from_data_list(items)
 
 
 def batch_to_structures(batch: Batch) -> list[Structure]:
