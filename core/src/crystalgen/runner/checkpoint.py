@@ -39,7 +39,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "crystalgen_version": __version__,
-               "torch_version": torch.__version__, **payload}
+               "torch_version": str(torch.__version__), **payload}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -61,7 +61,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip reader, unpickler and EOF errors share no base class
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        if "WeightsUnpickler error" in text:  # readable, but holds objects beyond tensors and plain values
+            detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+            raise CheckpointError(
+                f"checkpoint {path} holds Python objects that are not loaded for safety ({detail}); "
+                "it was not written by crystalgen's runner"
+            ) from None
+        first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise CheckpointError(
             f"checkpoint {path} cannot be read (truncated or corrupt: {first_line}). "
             "Use another checkpoint of the run (checkpoints/last.ckpt or best.ckpt) or train again."

@@ -32,3 +32,20 @@ def prepared_split(data_cfg: DictConfig, split: str, transform: StructureTransfo
     log.info("%s/%s: %d crystals ready (%s, %.1f s)", data_cfg.dataset, split, len(prepared.items),
              "cache hit" if prepared.cache_hit else "preprocessed", prepared.seconds)
     return prepared.items
+
+
+def parse_split(spec: str) -> tuple[str, str]:
+    """``"NAME:SPLIT"`` -> (name, split); the name may itself be a path containing colons only before the last."""
+    name, sep, split = spec.rpartition(":")
+    if not sep or not name or not split:
+        raise ValueError(f"{spec!r} must look like NAME:SPLIT (e.g. mp_20:test or embedded:test)")
+    return name, split
+
+
+def reference_statistics(spec: str, max_rows: int | None = 2000) -> dict[str, list[float]]:
+    """Atoms per cell and density (g/cm^3) of the first ``max_rows`` crystals of ``NAME:SPLIT``, for reports."""
+    from crystalgen.data.registry import get_dataset
+
+    name, split = parse_split(spec)
+    records = get_dataset(name).load(split).records[:max_rows]
+    return {"num_atoms": [len(r.structure) for r in records], "density": [float(r.structure.density) for r in records]}

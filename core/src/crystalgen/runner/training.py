@@ -43,7 +43,7 @@ log = logging.getLogger("crystalgen.train")
 VALIDATION_SEED_OFFSET = 7919
 
 
-class NonFiniteLossError(ArithmeticError):
+class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message says at which step and what to try."""
 
 
@@ -98,10 +98,11 @@ class Trainer:
         checkpoints: folder for ``last.ckpt`` / ``best.ckpt`` (written by rank 0).
         metric_log: where rank 0 writes metrics (None: no log).
         model_name: registry name saved in checkpoints.
+        show_progress: progress bar per epoch (rank 0 only).
     """
 
     def __init__(self, model: nn.Module, cfg: DictConfig, env: Environment, checkpoints: Checkpoints | None,
-                 metric_log: MetricLog | None = None, model_name: str = "") -> None:
+                 metric_log: MetricLog | None = None, model_name: str = "", show_progress: bool = True) -> None:
         self.model = model.to(env.device)
         self.cfg = cfg
         self.tcfg = cfg.trainer
@@ -109,6 +110,7 @@ class Trainer:
         self.checkpoints = checkpoints
         self.metric_log = metric_log if env.is_main else None
         self.model_name = model_name
+        self.show_progress = show_progress and env.is_main
         self.optimizer = build_optimizer(self.model.parameters(), self.tcfg)
         self.scheduler = None  # built in fit(), when the number of steps is known
         self.ema = ExponentialMovingAverage(self.model, self.tcfg.ema_decay) if self.tcfg.ema_decay > 0 else None
@@ -235,7 +237,7 @@ class Trainer:
         batches = self.epoch_batches(len(train), p.epoch)[p.batch_in_epoch:]
         self.model.train()
         bar = tqdm(total=steps_per_epoch, initial=p.batch_in_epoch, desc=f"epoch {p.epoch + 1}/{tcfg.max_epochs}",
-                   disable=not self.env.is_main, leave=False, unit="step", dynamic_ncols=True)
+                   disable=not self.show_progress, leave=False, unit="step", dynamic_ncols=True)
         crystals = 0
         tick = time.perf_counter()
         for batch in self._loader(train, batches):

@@ -1,0 +1,64 @@
+"""Options shared by several verbs, and their translation into configuration layers."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from omegaconf import OmegaConf
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """Options that build a run configuration: preset, YAML files, shortcuts and dotlist overrides."""
+    p.add_argument("model", metavar="MODEL", help="installed model name (see `crystalgen list`)")
+    p.add_argument("overrides", metavar="KEY=VALUE", nargs="*",
+                   help="configuration overrides in dot notation, applied last (e.g. trainer.max_epochs=5)")
+    p.add_argument("--preset", default="small", help="the model's preset: small (CPU-sized, default) or paper")
+    p.add_argument("--config", metavar="FILE", action="append", default=[],
+                   help="YAML file over the preset (repeatable; later files win)")
+    p.add_argument("--data", metavar="NAME|PATH", help="dataset (shortcut for data.dataset=...)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (shortcut for trainer.device=...)")
+    p.add_argument("--seed", type=int, help="seed of every generator (shortcut for trainer.seed=...)")
+    p.add_argument("--runs-root", metavar="DIR", default="runs", help="where new run directories go (default: runs)")
+    p.add_argument("--run-dir", metavar="DIR", help="use this run directory instead of runs/<model>-<dataset>-<time>")
+    add_output_arguments(p)
+
+
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+
+
+def shortcut_overrides(args: argparse.Namespace) -> list[str]:
+    """``--data/--device/--seed`` as dotlist overrides, placed before the explicit ones (which win)."""
+    out = []
+    if getattr(args, "data", None):
+        out.append(f"data.dataset={args.data}")
+    if getattr(args, "device", None):
+        out.append(f"trainer.device={args.device}")
+    if getattr(args, "seed", None) is not None:
+        out.append(f"trainer.seed={args.seed}")
+    return out + list(args.overrides)
+
+
+def add_sampler_arguments(p: argparse.ArgumentParser, *, default_batch: int = 100) -> None:
+    """Options choosing and tuning the sampler (sample, reconstruct, optimize)."""
+    p.add_argument("--ckpt", metavar="PATH", required=True, help="checkpoint (e.g. runs/<run>/checkpoints/best.ckpt)")
+    p.add_argument("--out", metavar="DIR", required=True, help="output sample directory")
+    p.add_argument("--sampler", help="sampler name (default: the model's); `crystalgen list` shows them")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the sampler's)")
+    p.add_argument("--batch-size", type=int, default=default_batch, help=f"crystals per batch (default {default_batch})")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--option", metavar="KEY=VALUE", action="append", default=[],
+                   help="sampler option, e.g. --option eta=0.5 (repeatable)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16 autocast (default fp32)")
+    p.add_argument("--no-ema", action="store_true", help="use the trained weights, not their moving average")
+    add_output_arguments(p)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["eta=0.5", "snr=0.1"]`` -> ``{"eta": 0.5, "snr": 0.1}`` (values parsed as YAML scalars)."""
+    from crystalgen.runner.config import parse_overrides
+
+    return OmegaConf.to_container(parse_overrides(items)) if items else {}

@@ -1,0 +1,60 @@
+"""List installed plugins, their components and versions, and any plugin that failed to load or clashed.
+
+Examples:
+  crystalgen list
+  crystalgen list --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def inventory() -> dict:
+    """Plugins, components by kind (with the plugin and distribution that provide them), failures, conflicts."""
+    from crystalgen.plugins import KINDS, default_host
+
+    host = default_host()
+    components = {}
+    for kind in KINDS.values():
+        registry = host.registry(kind)
+        components[kind] = [
+            {"name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version}
+            for e in (registry.entry(n) for n in registry)
+        ]
+    return {
+        "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version, "module": p.module}
+                    for p in host.plugins],
+        "components": components,
+        "failures": [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error} for f in host.failures],
+        "conflicts": [c.describe() for c in host.conflicts],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    data = inventory()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print("Plugins:")
+    for p in data["plugins"]:
+        print(f"  {p['name']:<16} {p['distribution'] or '-'} {p['version'] or ''}  ({p['module']})")
+    for kind, entries in data["components"].items():
+        print(f"\n{kind}{'es' if kind.endswith('s') else 's'} ({len(entries)}):")
+        for e in entries:
+            origin = e["distribution"] or e["plugin"]
+            print(f"  {e['name']:<24} {origin} {e['version'] or ''}")
+        if not entries:
+            print("  (none)")
+    problems = [f"plugin {f['plugin']!r} ({f['distribution'] or 'unknown distribution'}) failed to load: {f['error']}"
+                for f in data["failures"]] + data["conflicts"]
+    if problems:
+        print("\nProblems:")
+        for line in problems:
+            print(f"  {line}")
+    return 0

@@ -1,0 +1,35 @@
+"""Write report.md (+ PNG plots) into a run directory from its training log, samples and metrics.
+
+Plots: training loss, validation loss, atoms per cell, density (beside the reference when --reference is given),
+space groups. `crystalgen run` calls this at the end.
+
+Examples:
+  crystalgen report runs/symmcd-embedded-20250101-120000
+  crystalgen report runs/symmcd-embedded-20250101-120000 --reference embedded:test
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from crystalgen.cli.common import add_output_arguments
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (runs/<model>-<dataset>-<time>)")
+    p.add_argument("--reference", metavar="NAME:SPLIT",
+                   help="draw this dataset split's atoms-per-cell and density beside the samples'")
+    p.add_argument("--max-reference", type=int, default=2000, metavar="N",
+                   help="reference crystals read for the histograms (default 2000)")
+    add_output_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crystalgen.runner.console import setup_console
+    from crystalgen.runner.datasets import reference_statistics
+    from crystalgen.runner.report import write_report
+
+    setup_console(args.verbose)
+    reference = reference_statistics(args.reference, args.max_reference) if args.reference else None
+    print(f"report: {write_report(args.run_dir, reference)}")
+    return 0

@@ -1,0 +1,44 @@
+"""Train, sample, evaluate and report in one run directory (the main job).
+
+With only a model name it trains on the embedded default dataset with the CPU-sized `small` preset, samples
+with the model's default sampler, evaluates against the dataset's test split, writes report.md with plots,
+and prints where the report is.
+
+Examples:
+  crystalgen run symmcd
+  crystalgen run symmcd --data mp_20 --preset paper --device cuda
+  crystalgen run toy trainer.max_epochs=2 sample.num_samples=10
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from crystalgen.cli.common import add_config_arguments, shortcut_overrides
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from crystalgen.runner.config import compose
+    from crystalgen.runner.console import attach_run_log, detach, setup_console
+    from crystalgen.runner.models import model_class
+    from crystalgen.runner.pipeline import run_pipeline
+    from crystalgen.runner.run_dir import RunDir
+
+    setup_console(args.verbose)
+    cls = model_class(args.model)
+    cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config,
+                  overrides=shortcut_overrides(args))
+    run_dir = RunDir(Path(args.run_dir)) if args.run_dir else RunDir.create(args.runs_root, args.model, cfg.data.dataset)
+    handler = attach_run_log(run_dir.log)
+    try:
+        report = run_pipeline(args.model, cfg, run_dir, show_progress=not args.no_progress)
+    finally:
+        detach(handler)
+    print(f"report: {report}")
+    return 0

@@ -1,0 +1,78 @@
+"""Train a model into a run directory (the same loop for every model; DDP under torchrun).
+
+Examples:
+  crystalgen train symmcd                                   # embedded data, small preset
+  crystalgen train symmcd --data mp_20 --preset paper trainer.max_epochs=500
+  crystalgen train toy --config my.yaml trainer.lr=3e-4 data.batch_size=32
+  crystalgen train symmcd --resume runs/symmcd-mp_20-20250101-120000 trainer.max_epochs=1000
+  torchrun --nproc_per_node 4 -m crystalgen train symmcd --data mp_20 --run-dir runs/ddp
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from crystalgen.cli.common import add_config_arguments, shortcut_overrides
+
+log = logging.getLogger("crystalgen.cli")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
+    p.add_argument("--resume", metavar="RUN_DIR|CKPT",
+                   help="continue a run from its checkpoints/last.ckpt (or the given checkpoint), with its saved "
+                        "configuration amended by the overrides")
+
+
+def run(args: argparse.Namespace) -> int:
+    from crystalgen.runner.config import compose
+    from crystalgen.runner.console import attach_run_log, detach, setup_console
+    from crystalgen.runner.models import model_class
+    from crystalgen.runner.pipeline import resume_config, train
+
+    setup_console(args.verbose)
+    overrides = shortcut_overrides(args)
+    if args.resume:
+        name, cfg, run_dir, ckpt = resume_config(args.resume, overrides)
+        if name != args.model:
+            raise ValueError(f"{args.resume} is a run of model {name!r}, not {args.model!r}")
+    else:
+        cls = model_class(args.model)
+        cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config, overrides=overrides)
+        run_dir, ckpt = shared_run_dir(args, cfg), None
+    rank = int(os.environ.get("RANK", "0"))
+    handler = attach_run_log(run_dir.log) if rank == 0 else None
+    try:
+        progress = train(args.model, cfg, run_dir, resume=ckpt, show_progress=not args.no_progress)
+    finally:
+        if handler is not None:
+            detach(handler)
+    if rank == 0:
+        print(f"run directory: {run_dir.path}")
+        print(f"checkpoints: {run_dir.checkpoints / 'last.ckpt'} (best: {run_dir.checkpoints / 'best.ckpt'})")
+        if not progress.finished:
+            print(f"not finished ({progress.stop_reason}); continue with: crystalgen train {args.model} --resume {run_dir.path}")
+    return 0
+
+
+def shared_run_dir(args: argparse.Namespace, cfg):
+    """The run directory: --run-dir, or a new one under --runs-root. Under torchrun rank 0 creates it and the
+    other ranks receive its path, so that all write into one folder."""
+    from pathlib import Path
+
+    from crystalgen.runner.run_dir import RunDir
+
+    if args.run_dir:
+        return RunDir(Path(args.run_dir))
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return RunDir.create(args.runs_root, args.model, cfg.data.dataset)
+    import torch.distributed as dist
+
+    from crystalgen.runner.distributed import setup
+
+    env = setup(cfg.trainer.device)
+    holder = [str(RunDir.create(args.runs_root, args.model, cfg.data.dataset).path) if env.is_main else None]
+    dist.broadcast_object_list(holder, src=0)
+    return RunDir(Path(holder[0]))

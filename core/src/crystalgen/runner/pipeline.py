@@ -1,0 +1,187 @@
+"""The runner's jobs, as used by the command line and from Python: train, sample, evaluate, run.
+
+``run`` = train -> sample -> evaluate -> report in one run directory (see crystalgen.runner.run_dir).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch_geometric.data import Data
+
+from crystalgen.runner.checkpoint import load_checkpoint
+from crystalgen.runner.config import from_yaml, to_yaml
+from crystalgen.runner.datasets import prepared_split, reference_statistics
+from crystalgen.runner.distributed import Environment, seed_everything, select_device, setup, teardown
+from crystalgen.runner.metric_log import MetricLog
+from crystalgen.runner.models import build_sampler, load_trained, model_class
+from crystalgen.runner.run_dir import RunDir
+from crystalgen.runner.sample_dir import write_sample_dir
+from crystalgen.runner.sampling import generate
+from crystalgen.runner.training import Checkpoints, Progress, Trainer
+
+log = logging.getLogger("crystalgen.run")
+
+
+def announce(cfg: DictConfig, model_name: str) -> None:
+    """Say which preset runs and what it shrank, so nobody mistakes a CPU-sized run for a paper-sized one."""
+    log.info("model %s, preset %s, dataset %s", model_name, cfg.preset, cfg.data.dataset)
+    if cfg.preset_note:
+        log.info("preset note: %s", cfg.preset_note)
+
+
+def prepare_training_data(model_name: str, cfg: DictConfig, env: Environment,
+                          show_progress: bool = True) -> tuple[list[Data], list[Data]]:
+    """Training and validation crystals, preprocessed with the model's transform. Under DDP rank 0 fills the
+    cache first and the other ranks read it."""
+    transform = model_class(model_name).transform(cfg.model)
+    data = cfg.data
+    items: tuple[list[Data], list[Data]] = ([], [])
+    for turn in (True, False):  # rank 0's turn, then everyone else's
+        if env.is_main == turn:
+            train = prepared_split(data, data.train_split, transform, max_rows=data.max_train_rows,
+                                   show_progress=show_progress and env.is_main)
+            val = prepared_split(data, data.val_split, transform, max_rows=data.max_val_rows,
+                                 show_progress=show_progress and env.is_main) if data.val_split else []
+            items = (train, val)
+        env.barrier()
+    return items
+
+
+def train(model_name: str, cfg: DictConfig, run: RunDir, *, resume: str | Path | None = None,
+          data: tuple[Sequence[Data], Sequence[Data]] | None = None, show_progress: bool = True) -> Progress:
+    """Train ``model_name`` with ``cfg`` into ``run`` (continuing checkpoint ``resume`` when given).
+
+    ``data`` (train, val) bypasses the data layer (tests, notebooks). Joins the torchrun process group when
+    launched by torchrun.
+    """
+    env = setup(cfg.trainer.device)
+    metric_log = None
+    try:
+        seed_everything(cfg.trainer.seed + env.rank)
+        payload = load_checkpoint(resume) if resume else None
+        if env.is_main:
+            run.path.mkdir(parents=True, exist_ok=True)
+            run.config.write_text(to_yaml(cfg))
+            announce(cfg, model_name)
+        train_items, val_items = data if data is not None else prepare_training_data(model_name, cfg, env, show_progress)
+        model = model_class(model_name).from_config(cfg.model)
+        if payload is None:
+            model.fit_statistics(train_items)
+        if env.is_main:
+            resume_step = payload["progress"]["global_step"] if payload else None
+            metric_log = MetricLog(run.train_log, resume_step=resume_step, tensorboard_dir=run.tensorboard)
+        trainer = Trainer(model, cfg, env, Checkpoints(run.checkpoints), metric_log, model_name, show_progress)
+        if payload is not None:
+            trainer.load_state(payload)
+            log.info("resuming from %s at epoch %d, step %d", resume, trainer.progress.epoch, trainer.progress.global_step)
+        return trainer.fit(list(train_items), list(val_items))
+    finally:
+        if metric_log is not None:
+            metric_log.close()
+        teardown(env)
+
+
+def resume_config(resume: str | Path, overrides: Sequence[str] = ()) -> tuple[str, DictConfig, RunDir, Path]:
+    """(model name, config, run directory, checkpoint) to continue a run from a run directory or checkpoint.
+
+    The saved configuration is amended with ``overrides`` (e.g. a larger ``trainer.max_epochs``).
+    """
+    from crystalgen.runner.config import apply_user_layers
+
+    path = Path(resume)
+    ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    payload = load_checkpoint(ckpt)
+    cfg = apply_user_layers(from_yaml(payload["config"], str(ckpt)), overrides=overrides)
+    return payload["model_name"], cfg, RunDir(ckpt.parent.parent), ckpt
+
+
+def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler: str | None = None,
+           steps: int | None = None, batch_size: int = 100, seed: int = 0, options: dict[str, Any] | None = None,
+           spacegroup: int | list[int] | None = None, composition: str | list[str] | None = None,
+           device: str = "auto", precision: str = "fp32", expected_model: str | None = None,
+           averaged: bool = True, show_progress: bool = True) -> dict[str, Any]:
+    """Generate crystals from a checkpoint into the sample directory ``out``; returns the counts.
+
+    ``averaged`` uses the EMA weights when the checkpoint has them."""
+    trained = load_trained(checkpoint, select_device(device), averaged=averaged)
+    if expected_model and trained.name != expected_model:
+        raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
+    chosen = build_sampler(trained.model, sampler, steps, options)
+    log.info("sampling %d crystals with %s (%s) from %s", num_samples, type(chosen).__name__, chosen.config(), checkpoint)
+    generated = generate(trained.model, chosen, num_samples, batch_size, spacegroup=spacegroup, composition=composition,
+                         seed=seed, precision=precision, show_progress=show_progress)
+    meta = {
+        "model": trained.name,
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "preset": trained.config.get("preset"),
+        "preset_note": trained.config.get("preset_note", ""),
+        "sampler": chosen.config(),
+        "ema_weights": averaged and trained.payload.get("ema") is not None,
+        "seed": seed,
+        "num_samples": num_samples,
+        "batch_size": batch_size,
+        "conditions": {"spacegroup": spacegroup, "composition": composition},
+        "device": str(next(trained.model.parameters()).device),
+        "precision": precision,
+        "timings": {"total_seconds": generated.seconds, **{f"{k}_seconds": v for k, v in generated.timings.items()},
+                    "batches": generated.batches},
+        "host": platform.node(),
+        "torch": torch.__version__,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    counts = write_sample_dir(out, generated.decoded, meta)
+    log.info("%d of %d crystals decoded (%s) in %.1f s -> %s", counts["ok"], counts["requested"],
+             ", ".join(f"{k}: {v}" for k, v in counts["failed_by_reason"].items()) or "no failures", generated.seconds, out)
+    return counts
+
+
+def reference_of(cfg: DictConfig) -> str:
+    """``evaluate.reference`` or ``<data.dataset>:test``."""
+    return cfg.evaluate.reference or f"{cfg.data.dataset}:test"
+
+
+def evaluate(samples: str | Path, out: str | Path, cfg: DictConfig) -> Any:
+    """Compare a sample directory with the configured reference split (crystalgen.metrics.evaluate)."""
+    from crystalgen import metrics
+
+    train_split = cfg.evaluate.train_split
+    return metrics.evaluate(
+        metrics.read_samples(samples),
+        reference=reference_of(cfg),
+        train=f"{cfg.data.dataset}:{train_split}" if train_split else None,
+        metrics=list(cfg.evaluate.metrics) if cfg.evaluate.metrics else None,
+        out=out,
+    )
+
+
+def best_checkpoint(run: RunDir, which: str) -> Path:
+    """checkpoints/<which>.ckpt, or last.ckpt when no validation has written best.ckpt."""
+    chosen = run.checkpoints / f"{which}.ckpt"
+    if not chosen.is_file() and which == "best":
+        log.info("no best.ckpt (no completed validation); sampling from last.ckpt")
+        chosen = run.checkpoints / "last.ckpt"
+    return chosen
+
+
+def run_pipeline(model_name: str, cfg: DictConfig, run: RunDir, *, show_progress: bool = True) -> Path:
+    """train -> sample -> evaluate -> report in ``run``; returns the report's path."""
+    from crystalgen.runner.report import write_report
+
+    started = time.perf_counter()
+    progress = train(model_name, cfg, run, show_progress=show_progress)
+    s = cfg.sample
+    sample(best_checkpoint(run, s.checkpoint), run.samples, num_samples=s.num_samples, sampler=s.sampler, steps=s.steps,
+           batch_size=s.batch_size, seed=s.seed, options=OmegaConf.to_container(s.options), device=cfg.trainer.device,
+           precision=cfg.trainer.precision, show_progress=show_progress)
+    evaluate(run.samples, run.metrics, cfg)
+    report = write_report(run.path, reference_statistics(reference_of(cfg)))
+    log.info("run finished in %.1f s (%s); report: %s", time.perf_counter() - started, progress.stop_reason, report)
+    return report

@@ -1,0 +1,210 @@
+"""report.md and its plots, written into a run directory from what the run left there.
+
+Everything is optional: a run without samples gets training plots only, a sample folder without a training
+log gets sample statistics only. Plots use matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from crystalgen.runner.checkpoint import CheckpointError, load_checkpoint
+from crystalgen.runner.config import from_yaml
+from crystalgen.runner.metric_log import read_metric_log
+from crystalgen.runner.run_dir import RunDir
+from crystalgen.runner.sample_dir import SUMMARY, read_rows
+
+log = logging.getLogger("crystalgen.report")
+
+#: symprec (Angstrom) for space groups computed here, the one SymmCD's d_sg uses.
+SYMPREC = 0.1
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_report(run_path: str | Path, reference: dict[str, Sequence[float]] | None = None) -> Path:
+    """Write ``report.md`` (+ PNGs) into the run directory and return its path.
+
+    ``reference`` optionally maps ``"num_atoms"`` / ``"density"`` to values of the reference set, drawn
+    beside the samples' histograms.
+    """
+    run = RunDir(Path(run_path))
+    if not run.path.is_dir():
+        raise FileNotFoundError(f"run directory {run.path} does not exist")
+    cfg = from_yaml(run.config.read_text(), str(run.config)) if run.config.is_file() else None
+    lines: list[str] = []
+    model = _model_name(run)
+    dataset = cfg.data.dataset if cfg is not None else "unknown dataset"
+    lines.append(f"# crystalgen run report: {model or 'model'} on {dataset}\n")
+    lines.append(f"Run directory: `{run.path}`\n")
+    if cfg is not None:
+        lines.append(f"- Preset: **{cfg.get('preset')}**")
+        note = cfg.get("preset_note") or ""
+        lines.append(f"- Preset note: {note if note else '(none)'}")
+        lines.append("- Configuration: [config.yaml](config.yaml)\n")
+    lines += _training_section(run)
+    lines += _sampling_section(run, reference or {})
+    lines += _metrics_section(run)
+    run.report.write_text("\n".join(lines).rstrip() + "\n")
+    return run.report
+
+
+def _model_name(run: RunDir) -> str | None:
+    summary = run.samples / SUMMARY
+    if summary.is_file():
+        return json.loads(summary.read_text()).get("model")
+    ckpt = run.checkpoints / "last.ckpt"
+    if ckpt.is_file():
+        try:
+            return load_checkpoint(ckpt).get("model_name")
+        except CheckpointError:
+            return None
+    return None
+
+
+def _training_section(run: RunDir) -> list[str]:
+    if not run.train_log.is_file():
+        return []
+    out = ["## Training\n"]
+    ckpt = run.checkpoints / "last.ckpt"
+    if ckpt.is_file():
+        try:
+            p = load_checkpoint(ckpt)["progress"]
+            out.append(f"- Epochs completed: {p['epoch']} ({p['global_step']} optimiser steps, "
+                       f"{p['train_seconds'] / 60:.1f} min of training)")
+            out.append(f"- Stopped: {p['stop_reason'] or 'interrupted'}")
+            out.append(f"- Best monitored loss: {p['best_loss']:.5g}")
+        except CheckpointError as exc:
+            out.append(f"- Last checkpoint unreadable: {exc}")
+    series = read_metric_log(run.train_log)
+    plt = _pyplot()
+    for metric, name, label in (("train/loss", "training_loss.png", "training loss"),
+                                ("val/loss", "validation_loss.png", "validation loss")):
+        points = series.get(metric)
+        if not points:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([s for s, _, _ in points], [v for _, _, v in points], marker="o" if metric.startswith("val") else None,
+                markersize=3, linewidth=1)
+        if metric == "train/loss" and series.get("train/epoch_loss"):
+            epoch = series["train/epoch_loss"]
+            ax.plot([s for s, _, _ in epoch], [v for _, _, v in epoch], marker="o", markersize=3, label="epoch mean")
+            ax.legend()
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(run.path / name, dpi=110)
+        plt.close(fig)
+        out.append(f"\n![{label}]({name})")
+        out.append(f"\nFinal {label}: {points[-1][2]:.5g} (step {points[-1][0]})")
+    return out + [""]
+
+
+def _sampling_section(run: RunDir, reference: dict[str, Sequence[float]]) -> list[str]:
+    summary_path = run.samples / SUMMARY
+    if not summary_path.is_file():
+        return []
+    summary = json.loads(summary_path.read_text())
+    rows = read_rows(run.samples)
+    counts = summary.get("counts", {})
+    out = ["## Samples\n",
+           f"- Sampler: `{json.dumps(summary.get('sampler'))}`, seed {summary.get('seed')}",
+           f"- Decoded: {counts.get('ok')} of {counts.get('requested')} "
+           f"({', '.join(f'{k}: {v}' for k, v in counts.get('failed_by_reason', {}).items()) or 'no failures'})",
+           f"- Sampling time: {summary.get('timings', {}).get('total_seconds', float('nan')):.1f} s on {summary.get('device')}",
+           f"- Files: [samples.jsonl](samples/samples.jsonl), [samples.extxyz](samples/samples.extxyz), samples/cif/"]
+    ok = [r for r in rows if r.get("ok")]
+    if not ok:
+        return out + ["\nNo crystal was decoded, so there are no sample statistics.\n"]
+    out += _histogram(run, "atoms_per_cell.png", "atoms per cell", [r["num_atoms"] for r in ok], reference.get("num_atoms"), integer=True)
+    out += _histogram(run, "density.png", "density (g/cm^3)", [r["density"] for r in ok], reference.get("density"))
+    groups = _spacegroups(run.samples, ok)
+    if groups:
+        out += _bar_chart(run, "spacegroups.png", "space group (spglib, symprec 0.1 A)", Counter(groups))
+    return out + [""]
+
+
+def _spacegroups(folder: Path, rows: list[dict[str, Any]]) -> list[int]:
+    """Space-group numbers: the model's own (``spacegroup`` in samples.jsonl) or computed with spglib."""
+    if all(isinstance(r.get("spacegroup"), int) for r in rows):
+        return [r["spacegroup"] for r in rows]
+    from pymatgen.core import Structure
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    groups = []
+    for r in rows:
+        try:
+            structure = Structure.from_file(folder / r["cif"])
+            groups.append(SpacegroupAnalyzer(structure, symprec=SYMPREC).get_space_group_number())
+        except Exception as exc:  # spglib fails on some generated cells; the histogram just omits them
+            log.debug("no space group for sample %s: %s", r["index"], exc)
+    return groups
+
+
+def _histogram(run: RunDir, name: str, label: str, values: Sequence[float], reference: Sequence[float] | None,
+               integer: bool = False) -> list[str]:
+    import numpy as np
+
+    plt = _pyplot()
+    data = [np.asarray(values, dtype=float)] + ([np.asarray(reference, dtype=float)] if reference is not None else [])
+    low, high = min(float(d.min()) for d in data), max(float(d.max()) for d in data)
+    bins = np.arange(np.floor(low), np.ceil(high) + 2) - 0.5 if integer else np.linspace(low, high + 1e-9, 30)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(data[0], bins=bins, density=True, alpha=0.6, label=f"samples (n={len(data[0])})")
+    if reference is not None:
+        ax.hist(data[1], bins=bins, density=True, alpha=0.6, label=f"reference (n={len(data[1])})")
+    ax.set_xlabel(label)
+    ax.set_ylabel("fraction")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run.path / name, dpi=110)
+    plt.close(fig)
+    stats = f"mean {data[0].mean():.3g}, min {data[0].min():.3g}, max {data[0].max():.3g}"
+    return [f"\n![{label}]({name})\n", f"Samples' {label}: {stats}"]
+
+
+def _bar_chart(run: RunDir, name: str, label: str, counts: Counter) -> list[str]:
+    plt = _pyplot()
+    top = counts.most_common(25)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar([str(k) for k, _ in top], [v for _, v in top])
+    ax.set_xlabel(label)
+    ax.set_ylabel("samples")
+    ax.tick_params(axis="x", labelrotation=90)
+    fig.tight_layout()
+    fig.savefig(run.path / name, dpi=110)
+    plt.close(fig)
+    return [f"\n![{label}]({name})\n", f"{len(counts)} distinct space groups; most common: "
+            + ", ".join(f"{k} ({v})" for k, v in top[:5])]
+
+
+def _metrics_section(run: RunDir) -> list[str]:
+    md, js = run.metrics / "metrics.md", run.metrics / "metrics.json"
+    if md.is_file():
+        return ["## Metrics\n", md.read_text().strip(), ""]
+    if js.is_file():
+        flat = _flatten(json.loads(js.read_text()))
+        return ["## Metrics\n", "| metric | value |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in flat.items()] + [""]
+    return []
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value} if not isinstance(value, list) else {}

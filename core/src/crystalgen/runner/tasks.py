@@ -1,0 +1,73 @@
+"""A model's optional tasks (reconstruct, optimize) over the crystals of a dataset split.
+
+The model must list the task in ``GenerativeModel.tasks``; otherwise the request is refused before any data is
+read. Results go to a sample directory whose rows also name the input crystal (``input_index``, ``input_id``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from crystalgen.data.crystal import collate
+from crystalgen.models.base import Decoded
+from crystalgen.runner.datasets import parse_split, prepared_split
+from crystalgen.runner.distributed import select_device
+from crystalgen.runner.models import build_sampler, load_trained
+from crystalgen.runner.sample_dir import write_sample_dir
+
+log = logging.getLogger("crystalgen.tasks")
+
+TASKS = ("reconstruct", "optimize")
+
+
+def run_task(task: str, checkpoint: str | Path, source: str, out: str | Path, *, num_crystals: int | None,
+             batch_size: int, sampler: str | None = None, steps: int | None = None,
+             options: dict[str, Any] | None = None, seed: int = 0, device: str = "auto",
+             expected_model: str | None = None, averaged: bool = True, show_progress: bool = True,
+             task_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Apply ``task`` to the first ``num_crystals`` crystals of ``source`` (NAME:SPLIT); returns the counts.
+
+    ``task_options`` are passed to the model's task method (e.g. ``direction`` and ``steps`` for optimize).
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    trained = load_trained(checkpoint, select_device(device), averaged=averaged)
+    if expected_model and trained.name != expected_model:
+        raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
+    model = trained.model
+    model.require_task(task)
+    chosen = build_sampler(model, sampler, steps, options)
+    name, split = parse_split(source)
+    data_cfg = trained.config.data.copy()
+    data_cfg.dataset = name
+    items = prepared_split(data_cfg, split, type(model).transform(trained.config.model), max_rows=num_crystals,
+                           show_progress=show_progress)
+    if not items:
+        raise ValueError(f"{source}: no crystals to {task}")
+    device_ = next(model.parameters()).device
+    torch.manual_seed(seed)
+    generator = torch.Generator(device=device_).manual_seed(seed)
+    method = getattr(model, task)
+    decoded: list[Decoded] = []
+    started = time.perf_counter()
+    for start in tqdm(range(0, len(items), batch_size), desc=task, disable=not show_progress, unit="batch"):
+        batch = collate(items[start:start + batch_size]).to(device_)
+        with torch.no_grad() if task == "reconstruct" else torch.enable_grad():
+            result = method(batch, chosen, generator=generator, **(task_options or {}))
+        if len(result) != batch.num_graphs:
+            raise RuntimeError(f"model {trained.name!r} returned {len(result)} crystals for {batch.num_graphs} inputs")
+        decoded.extend(result)
+    extra = [{"input_index": i, "input_id": getattr(item, "material_id", None) or getattr(item, "id", None)}
+             for i, item in enumerate(items)]
+    meta = {"model": trained.name, "task": task, "task_options": task_options or {}, "input": source,
+            "checkpoint": str(Path(checkpoint).resolve()), "sampler": chosen.config(), "seed": seed,
+            "timings": {"total_seconds": time.perf_counter() - started}}
+    counts = write_sample_dir(out, decoded, meta, extra_rows=extra)
+    log.info("%s: %d of %d crystals decoded -> %s", task, counts["ok"], counts["requested"], out)
+    return counts
