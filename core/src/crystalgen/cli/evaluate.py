@@ -1,0 +1,144 @@
+"""Evaluate generated crystals against a dataset split: validity, coverage, property statistics, symmetry, ...
+
+SAMPLES is a sample directory (from `crystalgen sample`, `reconstruct` or `optimize`), a folder of CIFs, one CIF
+file, an extxyz file or a CSV with a `cif` column. Writes metrics.json (flat, CDVAE's names), metrics.md (beside
+the papers' numbers) and per_sample.csv to --out. Reference features are cached under $CRYSTALGEN_CACHE
+(default ~/.cache/crystalgen). Metric definitions, defaults and caveats: docs/metrics.md.
+
+Examples:
+  crystalgen evaluate samples/ --reference mp_20:test --train mp_20:train --out metrics/
+  crystalgen evaluate gen.extxyz --reference mp_20:test --metrics validity,coverage,d_sg --out metrics/
+  crystalgen evaluate recon/ --task reconstruction --reference mp_20:test --out metrics/
+  crystalgen evaluate opt/ --task optimization --reference mp_20:test --out metrics/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+TASKS = ("generation", "reconstruction", "optimization")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from crystalgen.metrics.options import METRIC_GROUPS, METRICS
+
+    p.add_argument("samples", metavar="SAMPLES", help="sample directory, CIF folder/file, .extxyz or .csv (cif column)")
+    p.add_argument("--reference", metavar="NAME:SPLIT|PATH", required=True,
+                   help="reference crystals: a dataset split (e.g. mp_20:test) or a CIF folder / CSV / extxyz")
+    p.add_argument("--train", metavar="NAME:SPLIT|PATH", help="training crystals (Wyckoff templates, S.U.N. novelty)")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    p.add_argument("--task", choices=TASKS, default="generation",
+                   help="generation (default); reconstruction: sample i (or its input_index) reconstructs reference "
+                        "crystal i; optimization: SR5/10/15 of the samples grouped by input_index")
+    p.add_argument("--metrics", metavar="A,B,...",
+                   help=f"generation metrics (default: all): {', '.join(METRICS)}; groups: {', '.join(METRIC_GROUPS)}")
+    p.add_argument("--reference-name", metavar="DATASET",
+                   help="dataset the reference belongs to, when --reference is a path (COV cutoffs, predictor, papers)")
+    p.add_argument("--property-predictor", metavar="NAME", help="predictor for wdist_prop / SR (default: the dataset's)")
+    p.add_argument("--oxidation-states", choices=("smact14", "icsd24"), default="smact14",
+                   help="SMACT oxidation-state set for composition validity (default smact14, as the papers)")
+    p.add_argument("--cov-cutoffs", default="cdvae", metavar="cdvae|symat|S,C",
+                   help="COV cutoffs: CDVAE's code (default), the SyMat paper's, or 'struct,comp'")
+    p.add_argument("--n-property-samples", type=int, default=1000,
+                   help="valid crystals drawn for property statistics, diversity and S.U.N. (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of that draw (default 0)")
+    p.add_argument("--symprec", type=float, default=0.1, help="spglib tolerance in Angstrom (default 0.1)")
+    p.add_argument("--paper-protocol", action="store_true",
+                   help="d_sg exactly as SymmCD's script (229 bins, reference at symprec 0.01, the 1000-crystal draw)")
+    p.add_argument("--percentiles", metavar="P5,P10,P15", help="SR thresholds (default: CDVAE's for the dataset)")
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+
+
+def _load_split(spec: str, role: str, workers, progress):
+    """Structures (and the dataset name, or None) of ``NAME:SPLIT`` or of a samples path."""
+    from crystalgen.cli.errors import UserError
+    from crystalgen.metrics.samples import read_samples
+
+    if Path(spec).exists():
+        structures, failures, _ = read_samples(spec, workers=workers, progress=progress)
+        kept = [s for s in structures if s is not None]
+        if len(kept) < len(structures):
+            bad = next(f for f in failures if f)
+            print(f"warning: {role} {spec}: {len(structures) - len(kept)} unreadable entries skipped (first: {bad})",
+                  file=sys.stderr)
+        return kept, None
+    if ":" not in spec:
+        raise UserError(f"--{role} {spec!r}: neither an existing path nor NAME:SPLIT (e.g. mp_20:test)")
+    name, split = spec.split(":", 1)
+    try:
+        from crystalgen.data.registry import get_dataset
+    except ImportError as exc:
+        raise UserError(f"--{role} {spec}: the dataset registry is not available ({exc}); pass a CSV/CIF path") from exc
+    loaded = get_dataset(name).load(split)
+    return [record.structure for record in loaded.records], name
+
+
+def _input_indices(samples: str, n: int) -> list[int]:
+    """Each sample's input_index from samples.jsonl (reconstruct/optimize output), else 0..n-1."""
+    path = Path(samples) / "samples.jsonl"
+    if not path.is_file():
+        return list(range(n))
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if len(rows) != n or any("input_index" not in r for r in rows):
+        return list(range(n))
+    return [int(r["input_index"]) for r in rows]
+
+
+def _cov_cutoffs(text: str):
+    if text in ("cdvae", "symat"):
+        return text
+    try:
+        struct, comp = (float(x) for x in text.split(","))
+    except ValueError:
+        from crystalgen.cli.errors import UserError
+
+        raise UserError(f"--cov-cutoffs {text!r}: expected cdvae, symat or 'struct,comp' (e.g. 0.4,10)") from None
+    return (struct, comp)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from crystalgen.metrics import evaluate, optimization_success, read_samples, reconstruction
+    from crystalgen.metrics.report import write_outputs
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    progress = not args.no_progress
+    structures, failures, ids = read_samples(args.samples, workers=args.workers, progress=progress)
+    reference, dataset = _load_split(args.reference, "reference", args.workers, progress)
+    reference_name = args.reference_name or dataset
+    out = Path(args.out)
+    if args.task == "generation":
+        train = _load_split(args.train, "train", args.workers, progress)[0] if args.train else None
+        options = {"oxidation_states": args.oxidation_states, "cov_cutoffs": _cov_cutoffs(args.cov_cutoffs),
+                   "n_property_samples": args.n_property_samples, "seed": args.seed, "symprec": args.symprec,
+                   "paper_protocol": args.paper_protocol}
+        result = evaluate(structures, reference, train=train, metrics=args.metrics, reference_name=reference_name,
+                          property_predictor=args.property_predictor, failures=failures, out_dir=out,
+                          workers=args.workers, progress=progress, options=options, sample_ids=ids)
+    else:
+        indices = _input_indices(args.samples, len(structures))
+        if max(indices, default=-1) >= len(reference):
+            from crystalgen.cli.errors import UserError
+
+            raise UserError(f"{args.samples}: input_index {max(indices)} is beyond the {len(reference)} reference crystals")
+        if args.task == "reconstruction":
+            result = reconstruction(structures, [reference[i] for i in indices], oxidation_states=args.oxidation_states,
+                                    workers=args.workers, progress=progress)
+        else:
+            groups: dict[int, list] = {}
+            for i, s in zip(indices, structures):
+                groups.setdefault(i, []).append(s)
+            percentiles = [float(x) for x in args.percentiles.split(",")] if args.percentiles else None
+            result = optimization_success(list(groups.values()), dataset=reference_name, percentiles=percentiles,
+                                          property_predictor=args.property_predictor,
+                                          oxidation_states=args.oxidation_states)
+        result = {"reference": args.reference, "reference_n": len(reference), **result}
+        write_outputs(out, result, [], reference_name=reference_name)
+    print(f"metrics written to {out / 'metrics.json'} and {out / 'metrics.md'}")
+    return 0

@@ -1,0 +1,61 @@
+"""Structure and composition fingerprints of CDVAE's coverage metrics (appendix G.2).
+
+- structure: matminer ``CrystalNNFingerprint.from_preset("ops")`` of every site (61 local order parameters
+  weighted by CrystalNN coordination), averaged over the sites;
+- composition: matminer ``ElementProperty.from_preset("magpie")`` (132 statistics of elemental properties),
+  standardised with CDVAE's fixed means and standard deviations, NaN features set to 0.
+
+The featurisers are built once per process (building them imports matminer: ~2 s).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from pymatgen.core import Composition, Structure
+
+from crystalgen.metrics.cdvae_constants import MAGPIE_MEANS, MAGPIE_STDS
+
+STRUCTURE_FP_DIM = 61
+COMPOSITION_FP_DIM = 132
+
+
+@lru_cache(maxsize=None)
+def featuriser_version() -> str:
+    """Names the fingerprint definition and the libraries that compute it (part of every cache key)."""
+    from importlib.metadata import version
+
+    return f"crystalnn-ops+magpie;matminer={version('matminer')};pymatgen={version('pymatgen')}"
+
+
+@lru_cache(maxsize=None)
+def _crystalnn():
+    from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
+
+    return CrystalNNFingerprint.from_preset("ops")
+
+
+@lru_cache(maxsize=None)
+def _magpie():
+    from matminer.featurizers.composition.composite import ElementProperty
+
+    return ElementProperty.from_preset("magpie")
+
+
+def structure_fingerprint(structure: Structure) -> np.ndarray:
+    """Mean CrystalNN 'ops' site fingerprint, shape (61,). Raises whatever CrystalNN raises on a bad structure."""
+    featuriser = _crystalnn()
+    sites = [featuriser.featurize(structure, i) for i in range(len(structure))]
+    return np.asarray(sites, dtype=np.float64).mean(axis=0)
+
+
+def composition_fingerprint(composition: Composition) -> np.ndarray:
+    """Raw Magpie composition fingerprint, shape (132,); NaN where an element lacks a property."""
+    return np.asarray(_magpie().featurize(composition), dtype=np.float64)
+
+
+def standardise_composition_fingerprints(raw: np.ndarray) -> np.ndarray:
+    """(x - mean) / std with CDVAE's constants; NaN -> 0 (CDVAE's ``CompScaler``, replace_nan_token=0)."""
+    scaled = (np.asarray(raw, dtype=np.float64) - np.asarray(MAGPIE_MEANS)) / np.asarray(MAGPIE_STDS)
+    return np.where(np.isnan(scaled), 0.0, scaled)

@@ -1,0 +1,99 @@
+"""Run per-crystal work in worker processes, in order, with a progress bar.
+
+Workers start from a fresh interpreter (forkserver where available, else spawn), never by forking a parent that
+may hold torch threads. A ``WorkerPool`` keeps its workers for several calls (one evaluation: generated crystals,
+reference, training set), so each worker imports pymatgen/matminer and builds the featurisers once. Small jobs run
+in the calling process, where starting workers would cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from typing import Any
+
+# Below this many items per worker, the seconds a worker needs to import pymatgen/matminer are not worth paying.
+MIN_ITEMS_PER_WORKER = 8
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int | None) -> int:
+    """None -> every core this process may use; at least 1."""
+    return max(1, available_cores() if workers is None else int(workers))
+
+
+class WorkerPool:
+    """Up to ``workers`` processes, started on first use and kept until ``close()`` (or the ``with`` block ends)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = resolve_workers(workers)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def executor(self) -> Executor:
+        if self._executor is None:
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context(method))
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def map_chunks(
+    fn: Callable[[Sequence[Any]], list[Any]],
+    items: Sequence[Any],
+    *,
+    workers: int | None = None,
+    pool: WorkerPool | None = None,
+    chunk_size: int = 16,
+    desc: str = "",
+    progress: bool = True,
+) -> list[Any]:
+    """``fn`` applied to consecutive chunks of ``items`` (fn: chunk -> one result per item); results in item order.
+
+    ``fn`` must be a module-level function (pickled by name) and must not raise for a bad item: per-item failures
+    are part of its results. Uses ``pool`` when given, else a pool of ``workers`` processes for this call only.
+    """
+    from tqdm.auto import tqdm
+
+    n_workers = pool.workers if pool is not None else resolve_workers(workers)
+    parallel = n_workers > 1 and len(items) >= 2 * MIN_ITEMS_PER_WORKER
+    chunks = [items[i:i + chunk_size] for i in range(0, len(items), chunk_size)]
+    results: list[list[Any]] = [[] for _ in chunks]
+    bar = tqdm(total=len(items), desc=desc, disable=not progress or not items, file=sys.stderr, leave=False)
+    own_pool = None
+    try:
+        if not parallel:
+            for i, chunk in enumerate(chunks):
+                results[i] = fn(chunk)
+                bar.update(len(chunk))
+        else:
+            if pool is None:
+                pool = own_pool = WorkerPool(n_workers)
+            futures = {pool.executor().submit(fn, chunk): i for i, chunk in enumerate(chunks)}
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                bar.update(len(chunks[i]))
+    finally:
+        bar.close()
+        if own_pool is not None:
+            own_pool.close()
+    return [result for chunk_results in results for result in chunk_results]

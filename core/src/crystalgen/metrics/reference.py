@@ -1,0 +1,151 @@
+"""Features of a reference (or training) split, computed once and cached on disk per split content.
+
+The reference side of every metric is the same for every model evaluated against a split, and it is the slow side
+(9,046 MP-20 test crystals ~ 95,000 CrystalNN site fingerprints), so it is cached: see cache.py for the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from importlib.metadata import version
+
+import numpy as np
+from pymatgen.core import Structure
+
+from crystalgen.metrics.cache import ArrayCache, structures_digest
+from crystalgen.metrics.crystal_features import FeatureRequest, compact, compute_chunk
+from crystalgen.metrics.fingerprints import COMPOSITION_FP_DIM, STRUCTURE_FP_DIM, featuriser_version
+from crystalgen.metrics.parallel import WorkerPool, map_chunks
+
+
+def compute_features(
+    structures: Sequence[Structure],
+    requests: FeatureRequest | Sequence[FeatureRequest],
+    *,
+    workers: int | None = None,
+    pool: WorkerPool | None = None,
+    progress: bool = True,
+    desc: str = "",
+) -> list[dict]:
+    """Slow per-crystal features of ``structures`` (one request for all, or one each) in worker processes."""
+    if isinstance(requests, FeatureRequest):
+        requests = [requests] * len(structures)
+    slow = any(r.fingerprints or r.template_symprec is not None for r in requests)
+    return map_chunks(
+        compute_chunk,
+        [(compact(s), r) for s, r in zip(structures, requests, strict=True)],
+        workers=workers,
+        pool=pool,
+        desc=desc,
+        progress=progress,
+        chunk_size=8 if slow else 64,
+    )
+
+
+def stack_fingerprints(features: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(structure fps (n, 61), raw composition fps (n, 132)); NaN rows where the fingerprint failed."""
+    struct = np.full((len(features), STRUCTURE_FP_DIM), np.nan)
+    comp = np.full((len(features), COMPOSITION_FP_DIM), np.nan)
+    for i, f in enumerate(features):
+        if f.get("struct_fp") is not None:
+            struct[i] = f["struct_fp"]
+            comp[i] = f["comp_fp"]
+    return struct, comp
+
+
+class ReferenceSet:
+    """A list of reference Structures with cached slow features (fingerprints, space groups, templates, property)."""
+
+    def __init__(
+        self,
+        structures: Sequence[Structure],
+        *,
+        name: str = "reference",
+        workers: int | None = None,
+        progress: bool = True,
+        cache: ArrayCache | None = None,
+        pool: WorkerPool | None = None,
+    ) -> None:
+        self.structures = list(structures)
+        self.name = name
+        self.workers = workers
+        self.pool = pool  # evaluate() lends its pool here for the duration of a call
+        self.progress = progress
+        self.cache = cache if cache is not None else ArrayCache()
+
+    def __len__(self) -> int:
+        return len(self.structures)
+
+    @cached_property
+    def digest(self) -> str:
+        return structures_digest(self.structures)
+
+    def _cached(self, kind: str, params: dict, compute) -> dict[str, np.ndarray]:
+        key = self.cache.key(kind, self.digest, params)
+        arrays = self.cache.load(key)
+        if arrays is None:
+            arrays = compute()
+            try:
+                self.cache.save(key, arrays)
+            except OSError as exc:  # a read-only cache must not stop the evaluation
+                import warnings
+
+                warnings.warn(f"could not write the metrics cache {self.cache.directory}: {exc}", stacklevel=2)
+        return arrays
+
+    def _features(self, request: FeatureRequest, desc: str) -> list[dict]:
+        return compute_features(
+            self.structures, request, workers=self.workers, pool=self.pool, progress=self.progress, desc=desc
+        )
+
+    @cached_property
+    def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
+        """(CrystalNN structure fps, raw Magpie composition fps), NaN rows where CrystalNN failed."""
+
+        def compute():
+            struct, comp = stack_fingerprints(self._features(FeatureRequest(fingerprints=True), f"{self.name} fingerprints"))
+            return {"struct": struct, "comp": comp}
+
+        arrays = self._cached("fingerprints", {"featuriser": featuriser_version()}, compute)
+        return arrays["struct"], arrays["comp"]
+
+    def spacegroups(self, symprec: float) -> np.ndarray:
+        def compute():
+            features = self._features(FeatureRequest(spacegroup_symprec=symprec), f"{self.name} space groups")
+            return {"spacegroup": np.array([f["spacegroup"] for f in features], dtype=np.int64)}
+
+        params = {"symprec": symprec, "spglib": version("spglib"), "pymatgen": version("pymatgen")}
+        return self._cached("spacegroups", params, compute)["spacegroup"]
+
+    def templates(self, symprec: float) -> list[str | None]:
+        def compute():
+            features = self._features(FeatureRequest(template_symprec=symprec), f"{self.name} Wyckoff templates")
+            return {"template": np.array([f["template"] or "" for f in features], dtype=str)}
+
+        params = {"symprec": symprec, "spglib": version("spglib"), "pyxtal": version("pyxtal")}
+        return [t or None for t in self._cached("templates", params, compute)["template"].tolist()]
+
+    def properties(self, predictor) -> np.ndarray:
+        """Predicted property of every reference crystal.
+
+        Cached when the predictor names its weights and pipeline (``cache_identity``, see metrics/properties.py);
+        a predictor without one is run every time rather than risk a stale value.
+        """
+
+        def compute():
+            return {"property": np.asarray(predictor.predict(self.structures), dtype=np.float64).reshape(-1)}
+
+        identity = getattr(predictor, "cache_identity", None)
+        if not identity:
+            return compute()["property"]
+        return self._cached("property", {"predictor": predictor.name, "identity": identity}, compute)["property"]
+
+    @cached_property
+    def densities(self) -> np.ndarray:
+        """Mass densities in g/cm^3 (cheap: not cached)."""
+        return np.array([s.density for s in self.structures], dtype=np.float64)
+
+    @cached_property
+    def num_elements(self) -> np.ndarray:
+        return np.array([len(s.composition.elements) for s in self.structures], dtype=np.float64)

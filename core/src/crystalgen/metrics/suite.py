@@ -1,0 +1,321 @@
+"""``evaluate``: every generation metric of the five papers on one list of generated crystals.
+
+Order of work (CDVAE's protocol unless noted, see docs/metrics.md):
+1. validity of every sample (structure, composition; failed decodes and unreadable entries are invalid);
+2. slow per-crystal features in worker processes: CrystalNN/Magpie fingerprints of every buildable sample,
+   space groups and Wyckoff templates of the structurally valid ones; the reference side comes from the cache;
+3. a crystal whose fingerprint fails is invalid (CDVAE); ``n_property_samples`` valid crystals are drawn (seeded);
+4. coverage over all samples, diversity and property statistics over the draw, d_sg, templates;
+5. metrics.json is written, then the learned metrics: the Frechet distance, then S.U.N. (slow) on the draw.
+A metric that cannot run (missing input, missing predictor, an error inside it) is reported as
+``<metric>_unavailable: <reason>`` and the others still run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Structure
+
+from crystalgen.metrics.coverage import cov_cutoffs, coverage, mean_pairwise_distance
+from crystalgen.metrics.crystal_features import FeatureRequest
+from crystalgen.metrics.fingerprints import standardise_composition_fingerprints
+from crystalgen.metrics.parallel import WorkerPool
+from crystalgen.metrics.options import SLOW_METRICS, EvaluationOptions, resolve_metrics
+from crystalgen.metrics.reference import ReferenceSet, compute_features, stack_fingerprints
+from crystalgen.metrics.report import write_outputs
+from crystalgen.metrics.statistics import draw_valid_subset, wasserstein
+from crystalgen.metrics.symmetry import PAPER_REFERENCE_SYMPREC, spacegroup_distance
+from crystalgen.metrics.templates import template_statistics
+from crystalgen.metrics.validity import REASONS, sample_validity
+
+log = logging.getLogger(__name__)
+
+Result = dict[str, float | int | str]
+# Reasons under which a sample's structure can still be built (CDVAE fingerprints those too).
+_BUILDABLE = {None, "overlapping_atoms", "not_charge_balanced"}
+
+
+class _Unavailable(Exception):
+    """A metric cannot be computed for a stated reason (its message)."""
+
+
+def _optional_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise _Unavailable(f"{name} is not available in this installation ({exc})") from exc
+
+
+def _as_reference(structures, name: str, workers, progress) -> ReferenceSet:
+    if isinstance(structures, ReferenceSet):
+        return structures
+    return ReferenceSet(structures, name=name, workers=workers, progress=progress)
+
+
+class _Evaluation:
+    """State shared by the stages of one ``evaluate`` call."""
+
+    def __init__(self, samples, failures, reference: ReferenceSet, train: ReferenceSet | None, opts, reference_name,
+                 workers, progress, out_dir, sample_ids):
+        self.samples: list[Structure | None] = list(samples)
+        self.failures = list(failures) if failures is not None else [None] * len(self.samples)
+        if len(self.failures) != len(self.samples):
+            raise ValueError(f"failures has {len(self.failures)} entries for {len(self.samples)} samples")
+        self.ids = [str(i) for i in (sample_ids if sample_ids is not None else range(len(self.samples)))]
+        self.reference = reference
+        self.train = train
+        self.opts: EvaluationOptions = opts
+        self.reference_name = reference_name
+        self.pool = WorkerPool(workers)
+        self.progress = progress
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.result: Result = {}
+        self.features: list[dict] = [{} for _ in self.samples]
+
+    # -- stage 1 and 2 ---------------------------------------------------------------------------------------
+    def check_validity(self) -> None:
+        self.checks = [sample_validity(s, f, self.opts.oxidation_states) for s, f in zip(self.samples, self.failures)]
+
+    def compute_features(self, wanted: Sequence[str]) -> None:
+        fingerprints = "coverage" in wanted or "diversity" in wanted
+        spacegroups = "d_sg" in wanted
+        templates = "templates" in wanted and self.train is not None
+        todo, requests = [], []
+        for i, check in enumerate(self.checks):
+            request = FeatureRequest(
+                fingerprints=fingerprints and check.reason in _BUILDABLE,
+                spacegroup_symprec=self.opts.symprec if spacegroups and check.struct_valid else None,
+                template_symprec=self.opts.symprec if templates and check.struct_valid else None,
+            )
+            if request != FeatureRequest():
+                todo.append(i)
+                requests.append(request)
+        computed = compute_features(
+            [self.samples[i] for i in todo], requests, pool=self.pool, progress=self.progress, desc="generated crystals"
+        )
+        for i, features in zip(todo, computed):
+            self.features[i] = features
+        self.fingerprinted = fingerprints
+
+    # -- stage 3 ---------------------------------------------------------------------------------------------
+    def settle_validity(self) -> None:
+        """Reasons and rates; with fingerprints, a valid sample whose fingerprint failed becomes invalid (CDVAE)."""
+        self.reasons = [c.reason for c in self.checks]
+        if self.fingerprinted:
+            for i, reason in enumerate(self.reasons):
+                if reason is None and self.features[i].get("struct_fp") is None:
+                    self.reasons[i] = "fingerprint_failed"
+        n = len(self.samples)
+        self.valid = np.array([r is None for r in self.reasons], dtype=bool)
+        struct = np.array([c.struct_valid for c in self.checks], dtype=bool)
+        comp = np.array([c.comp_valid for c in self.checks], dtype=bool)
+        counts = Counter(r for r in self.reasons if r is not None)
+        self.result.update({
+            "n_samples": n,
+            "struct_valid": float(struct.mean()) if n else float("nan"),
+            "comp_valid": float(comp.mean()) if n else float("nan"),
+            "valid": float(self.valid.mean()) if n else float("nan"),
+            "n_struct_valid": int(struct.sum()),
+            "n_comp_valid": int(comp.sum()),
+            "n_valid": int(self.valid.sum()),
+            "comp_valid_oxidation_states": self.opts.oxidation_states,
+        })
+        self.result.update({f"n_invalid_{reason}": int(counts.get(reason, 0)) for reason in REASONS})
+        self.subset = draw_valid_subset(np.flatnonzero(self.valid), self.opts.n_property_samples, self.opts.seed)
+
+    # -- stage 4 ---------------------------------------------------------------------------------------------
+    def _generated_fingerprints(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        struct, comp = stack_fingerprints([self.features[i] for i in indices])
+        ok = np.isfinite(struct).all(axis=1)
+        return struct[ok], standardise_composition_fingerprints(comp[ok])
+
+    def coverage(self) -> Result:
+        struct_cut, comp_cut = cov_cutoffs(self.reference_name, self.opts.cov_cutoffs)
+        ref_struct, ref_comp = self.reference.fingerprints
+        ok = np.isfinite(ref_struct).all(axis=1)
+        gen_struct, gen_comp = self._generated_fingerprints(range(len(self.samples)))
+        out = coverage(gen_struct, gen_comp, ref_struct[ok], standardise_composition_fingerprints(ref_comp[ok]),
+                       struct_cut, comp_cut, n_generated=len(self.samples))
+        cutoff_set = self.opts.cov_cutoffs if isinstance(self.opts.cov_cutoffs, str) else "custom"
+        out.update({"cov_n": len(self.samples), "cov_n_fingerprints": len(gen_struct), "cov_reference_n": int(ok.sum()),
+                    "cov_struct_cutoff": struct_cut, "cov_comp_cutoff": comp_cut, "cov_cutoff_set": cutoff_set})
+        return out
+
+    def diversity(self) -> Result:
+        struct, comp = self._generated_fingerprints(self.subset)
+        return {"struct_div": mean_pairwise_distance(struct), "comp_div": mean_pairwise_distance(comp),
+                "div_n": len(struct)}
+
+    def wdist_density(self) -> Result:
+        generated = [self.samples[i].density for i in self.subset]
+        return {"wdist_density": wasserstein(generated, self.reference.densities), "wdist_density_n": len(generated)}
+
+    def wdist_num_elems(self) -> Result:
+        generated = [len(self.samples[i].composition.elements) for i in self.subset]
+        return {"wdist_num_elems": wasserstein(generated, self.reference.num_elements),
+                "wdist_num_elems_n": len(generated)}
+
+    def wdist_prop(self, property_predictor: str | None, reference_properties) -> Result:
+        properties = _optional_module("crystalgen.metrics.properties")
+        name = property_predictor or (
+            properties.default_predictor_for(self.reference_name) if self.reference_name else None
+        )
+        if name is None:
+            raise _Unavailable(f"no default property predictor for reference {self.reference_name!r}; "
+                               "pass property_predictor (--property-predictor)")
+        predictor = properties.get_predictor(name, **self.opts.predictor_options)
+        generated = np.asarray(predictor.predict([self.samples[i] for i in self.subset]), dtype=np.float64)
+        if reference_properties is not None:
+            ref_values = np.asarray(reference_properties, dtype=np.float64).reshape(-1)
+            source = "given"
+        else:
+            ref_values = self.reference.properties(predictor)
+            source = "predicted"
+        return {"wdist_prop": wasserstein(generated, ref_values), "wdist_prop_n": len(generated),
+                "wdist_prop_reference_n": int(np.isfinite(ref_values).sum()), "wdist_prop_predictor": predictor.name,
+                "wdist_prop_units": str(getattr(predictor, "units", "")), "wdist_prop_reference_source": source}
+
+    def d_sg(self) -> Result:
+        paper = self.opts.paper_protocol
+        generated_idx = self.subset if paper else np.flatnonzero(self.valid)
+        generated = [self.features[i]["spacegroup"] for i in generated_idx]
+        ref_symprec = PAPER_REFERENCE_SYMPREC if paper else self.opts.symprec
+        reference = self.reference.spacegroups(ref_symprec)
+        return {"d_sg": spacegroup_distance(generated, reference, paper_protocol=paper), "d_sg_n": len(generated),
+                "d_sg_reference_n": len(reference), "d_sg_symprec": self.opts.symprec,
+                "d_sg_reference_symprec": ref_symprec, "d_sg_protocol": "symmcd_code" if paper else "crystalgen"}
+
+    def templates(self) -> Result:
+        if self.train is None:
+            raise _Unavailable("Wyckoff templates need the training split (train= / --train NAME:train)")
+        generated = [self.features[i].get("template") for i, c in enumerate(self.checks) if c.struct_valid]
+        out = template_statistics(generated, self.train.templates(self.opts.symprec))
+        out["templates_train_n"] = len(self.train)
+        return out
+
+    # -- stage 5 ---------------------------------------------------------------------------------------------
+    def fcd(self) -> Result:
+        frechet = _optional_module("crystalgen.metrics.frechet")
+        valid = [self.samples[i] for i in np.flatnonzero(self.valid)]
+        return dict(frechet.frechet_distance(valid, self.reference.structures))
+
+    def sun(self) -> Result:
+        if self.train is None:
+            raise _Unavailable("S.U.N. needs the training split for novelty (train= / --train NAME:train)")
+        sun = _optional_module("crystalgen.metrics.sun")
+        drawn = [self.samples[i] for i in self.subset]
+        out = dict(sun.sun_metrics(drawn, self.reference.structures, self.train.structures, **self.opts.sun_options))
+        out.setdefault("sun_n", len(drawn))
+        return out
+
+    # -- bookkeeping -----------------------------------------------------------------------------------------
+    def run_metric(self, name: str, fn: Callable[[], Result]) -> None:
+        try:
+            self.result.update(fn())
+        except _Unavailable as exc:
+            self.result[f"{name}_unavailable"] = str(exc)
+        except ValueError as exc:  # e.g. no COV cutoffs for this reference
+            self.result[f"{name}_unavailable"] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one failing metric must not lose the others
+            log.exception("metric %s failed", name)
+            self.result[f"{name}_unavailable"] = f"failed: {type(exc).__name__}: {exc}"
+
+    def write(self, final: bool) -> None:
+        if self.out_dir is None:
+            return
+        rows = [
+            {"index": i, "id": self.ids[i], "struct_valid": c.struct_valid, "comp_valid": c.comp_valid,
+             "valid": bool(self.valid[i]), "reason": self.reasons[i] or "", "detail": self.failures[i] or "",
+             "spacegroup": self.features[i].get("spacegroup", ""), "template": self.features[i].get("template") or "",
+             "in_property_subset": i in self._subset_set}
+            for i, c in enumerate(self.checks)
+        ]
+        write_outputs(self.out_dir, self.result, rows, reference_name=self.reference_name, final=final)
+
+    @property
+    def _subset_set(self) -> set[int]:
+        return set(int(i) for i in self.subset)
+
+
+def evaluate(
+    samples: Sequence[Structure | None],
+    reference: Sequence[Structure] | ReferenceSet,
+    *,
+    train: Sequence[Structure] | ReferenceSet | None = None,
+    metrics: Sequence[str] | str | None = None,
+    reference_name: str | None = None,
+    property_predictor: str | None = None,
+    reference_properties: Sequence[float] | None = None,
+    failures: Sequence[str | None] | None = None,
+    out_dir: Path | str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    options: EvaluationOptions | Mapping | None = None,
+    sample_ids: Sequence[str] | None = None,
+) -> Result:
+    """All requested metrics of generated ``samples`` against ``reference`` (flat dict; see docs/metrics.md).
+
+    samples: generated crystals (Angstrom lattices, fractional coordinates); None = a failed decode, whose reason
+        is ``failures[i]`` (``"<reason key>: detail"`` or free text, counted as decode_failed).
+    reference: the reference split (e.g. the test set); its slow features are cached on disk.
+    train: the training split, for Wyckoff templates and S.U.N. novelty.
+    metrics: names or groups from crystalgen.metrics.options (default: all); validity always runs.
+    reference_name: dataset name ('mp_20', 'perov_5', 'carbon_24' or 'mp_20:test'): selects COV cutoffs, the
+        default property predictor and the published numbers in metrics.md.
+    property_predictor / reference_properties: predictor name for wdist_prop, and optionally the reference's
+        property values (default: predicted by the same model, as CDVAE does).
+    out_dir: when given, metrics.json (after the fast metrics and again at the end), metrics.md and
+        per_sample.csv are written there.
+    workers: processes for the per-crystal work (default: all cores; 1 = in this process).
+    """
+    opts = EvaluationOptions.coerce(options)
+    wanted = resolve_metrics(metrics)
+    reference_set = _as_reference(reference, "reference", workers, progress)
+    train_set = _as_reference(train, "train", workers, progress) if train is not None else None
+    run = _Evaluation(samples, failures, reference_set, train_set, opts, reference_name, workers, progress, out_dir,
+                      sample_ids)
+    run.result["reference"] = reference_name or "reference"
+    run.result["reference_n"] = len(reference_set)
+    if train_set is not None:
+        run.result["train_n"] = len(train_set)
+    lent = [s for s in (reference_set, train_set) if s is not None and s.pool is None]
+    for s in lent:
+        s.pool = run.pool
+    try:
+        _run_stages(run, wanted, property_predictor, reference_properties)
+    finally:
+        for s in lent:
+            s.pool = None
+        run.pool.close()
+    return run.result
+
+
+def _run_stages(run: _Evaluation, wanted: Sequence[str], property_predictor, reference_properties) -> None:
+    run.check_validity()
+    run.compute_features(wanted)
+    run.settle_validity()
+    run.result["property_subset_n"] = len(run.subset)
+    stages: dict[str, Callable[[], Result]] = {
+        "coverage": run.coverage,
+        "diversity": run.diversity,
+        "wdist_density": run.wdist_density,
+        "wdist_num_elems": run.wdist_num_elems,
+        "wdist_prop": lambda: run.wdist_prop(property_predictor, reference_properties),
+        "d_sg": run.d_sg,
+        "templates": run.templates,
+        "fcd": run.fcd,
+        "sun": run.sun,
+    }
+    for name in wanted:
+        if name == "validity":
+            continue
+        if name in SLOW_METRICS:
+            run.write(final=False)  # partial results survive an interrupted relaxation
+        run.run_metric(name, stages[name])
+    run.write(final=True)
