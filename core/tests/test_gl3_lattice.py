@@ -110,6 +110,15 @@ def test_logarithm_domain_errors_name_the_crystal():
         lattice_to_gl3_coords(torch.zeros(1, 3, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 9\)"):
         gl3_coords_to_lattice(torch.zeros(2, 6))
+    x = torch.zeros(3, 9)
+    x[2, 4] = float("inf")
+    x[1, 8] = 1000.0  # exp(lambda 1000) = e^144 overflows float32
+    with pytest.raises(InvalidLatticeError, match=r"gl3_coords_to_lattice: crystal 1: x = \(0, 0, 0, 0, 0, 0, 0, 0, 1000\)"):
+        gl3_coords_to_lattice(x)
+    lattice, valid = gl3_coords_to_lattice(x.requires_grad_(), strict=False)
+    assert valid.tolist() == [True, False, False] and torch.isnan(lattice[1:]).all()
+    lattice[valid].sum().backward()
+    assert torch.isfinite(x.grad).all()
 
 
 def test_gradients_of_the_log_match_finite_differences_at_generic_and_cubic_cells():

@@ -198,3 +198,16 @@ def test_clear_errors_on_degenerate_input():
         symmetric_logm(torch.stack([torch.eye(3), -torch.eye(3)]))
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 6\)"):
         k_to_lattice(torch.zeros(4, 5))
+
+
+def test_non_finite_k_is_named_or_masked():
+    k = torch.zeros(4, 6)
+    k[1, 2] = float("nan")
+    k[3, 5] = 100.0  # exp(100) overflows float32
+    with pytest.raises(InvalidLatticeError, match=r"k_to_lattice: crystal 1: k = \(0, 0, nan, 0, 0, 0\) gives no finite cell \(1 more"):
+        k_to_lattice(k)
+    lattice, valid = k_to_lattice(k.requires_grad_(), strict=False)
+    assert valid.tolist() == [True, False, True, False]
+    assert torch.isnan(lattice[[1, 3]]).all() and torch.equal(lattice[0].detach(), torch.eye(3))
+    lattice[valid].sum().backward()
+    assert torch.isfinite(k.grad).all()

@@ -22,11 +22,12 @@ lattice_to_gl3_coords(gl3_coords_to_lattice(x)) = x whenever the eigenvalues of 
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
 
-from crystalgen.geometry.lattice import require_valid_lattice
+from crystalgen.geometry.lattice import format_values, raise_for_invalid, require_valid_lattice
 from crystalgen.geometry.principal_log import principal_logm
 
 GL3_LAMBDA = 0.25 / math.sqrt(3.0)
@@ -73,9 +74,27 @@ def algebra_to_gl3_coords(algebra: Tensor) -> Tensor:
     return algebra.reshape(*algebra.shape[:-2], 9) @ inverse.T
 
 
-def gl3_coords_to_lattice(coords: Tensor) -> Tensor:
-    """Lattice rho = exp(pi x) (..., 3, 3), rows = lattice vectors in Angstrom, from coordinates x (..., 9)."""
-    return torch.linalg.matrix_exp(gl3_coords_to_algebra(coords))
+@overload
+def gl3_coords_to_lattice(coords: Tensor, *, strict: Literal[True] = ...) -> Tensor: ...
+@overload
+def gl3_coords_to_lattice(coords: Tensor, *, strict: Literal[False]) -> tuple[Tensor, Tensor]: ...
+def gl3_coords_to_lattice(coords: Tensor, *, strict: bool = True):
+    """Lattice rho = exp(pi x) (..., 3, 3), rows = lattice vectors in Angstrom, from coordinates x (..., 9).
+
+    Every finite x gives a right-handed cell (det = exp(3 lambda x_8) > 0). Non-finite x (or a cell that overflows
+    the dtype) raises :class:`InvalidLatticeError` naming the crystal; with ``strict=False`` returns
+    ``(lattice, valid)`` with NaN rows where ``valid`` (...,) is False.
+    """
+    finite = torch.isfinite(coords).all(-1, keepdim=True)
+    algebra = gl3_coords_to_algebra(torch.where(finite, coords, torch.zeros_like(coords)))
+    lattice = torch.linalg.matrix_exp(algebra)
+    valid = finite.squeeze(-1) & torch.isfinite(lattice).all(-1).all(-1)
+    if strict:
+        raise_for_invalid("gl3_coords_to_lattice", valid, lambda i: f"x = {format_values(coords.reshape(-1, 9)[i])} gives no finite cell")
+        return lattice
+    if not valid.all():  # rebuild overflowing rows from g = 0 so that no inf reaches the backward pass
+        lattice = torch.linalg.matrix_exp(torch.where(valid[..., None, None], algebra, torch.zeros_like(algebra)))
+    return torch.where(valid[..., None, None], lattice, torch.full_like(lattice, math.nan)), valid
 
 
 def lattice_to_gl3_coords(lattice: Tensor) -> Tensor:

@@ -17,6 +17,7 @@ fill the rows of invalid crystals with NaN (the gradient of the valid rows is un
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal, overload
 
 import torch
@@ -37,18 +38,20 @@ def _crystal_index(flat_index: int, batch_shape: torch.Size) -> int | tuple[int,
     return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat_index), batch_shape))
 
 
-def _fmt(values: Tensor) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in values.tolist()) + ")"
+def format_values(values: Tensor) -> str:
+    """``(v1, v2, ...)`` with 6 significant digits, for error messages."""
+    return "(" + ", ".join(f"{v:.6g}" for v in values.detach().reshape(-1).tolist()) + ")"
 
 
-def _raise_first(function: str, valid: Tensor, describe) -> None:
-    """Raise for the first invalid crystal; ``describe(flat_index)`` says what is wrong with it."""
+def raise_for_invalid(caller: str, valid: Tensor, describe: Callable[[int], str]) -> None:
+    """Raise :class:`InvalidLatticeError` for the first False entry of ``valid`` (...,), naming ``caller`` and the
+    crystal index; ``describe(flat_index)`` says what is wrong with that crystal."""
     bad = torch.nonzero(~valid.reshape(-1)).flatten()
     if bad.numel() == 0:
         return
     first = int(bad[0])
     more = f" ({bad.numel() - 1} more invalid crystals in the batch)" if bad.numel() > 1 else ""
-    raise InvalidLatticeError(f"{function}: crystal {_crystal_index(first, valid.shape)}: {describe(first)}{more}")
+    raise InvalidLatticeError(f"{caller}: crystal {_crystal_index(first, valid.shape)}: {describe(first)}{more}")
 
 
 def _volume_fraction_squared(cos: Tensor) -> Tensor:
@@ -69,9 +72,9 @@ def lattice_params_validity(lengths: Tensor, angles: Tensor) -> Tensor:
 def _describe_params(lengths: Tensor, angles: Tensor, i: int) -> str:
     ln, an = lengths.detach().double().reshape(-1, 3)[i], angles.detach().double().reshape(-1, 3)[i]
     if not (torch.isfinite(ln).all() and (ln > 0).all()):
-        return f"lengths (a, b, c) = {_fmt(ln)} Angstrom; lengths must be finite and positive"
+        return f"lengths (a, b, c) = {format_values(ln)} Angstrom; lengths must be finite and positive"
     if not (torch.isfinite(an).all() and (an > 0).all() and (an < 180).all()):
-        return f"angles (alpha, beta, gamma) = {_fmt(an)} degrees; angles must be finite and strictly between 0 and 180"
+        return f"angles (alpha, beta, gamma) = {format_values(an)} degrees; angles must be finite and strictly between 0 and 180"
     alpha, beta, gamma = an.tolist()
     checks = {
         "alpha + beta > gamma": alpha + beta - gamma,
@@ -82,7 +85,7 @@ def _describe_params(lengths: Tensor, angles: Tensor, i: int) -> str:
     failed = [name for name, margin in checks.items() if margin <= 0]
     reason = f"violates {failed[0]}" if failed else "is within rounding of a flat cell"
     return (
-        f"angles (alpha, beta, gamma) = {_fmt(an)} degrees describe no cell (the triple {reason}; "
+        f"angles (alpha, beta, gamma) = {format_values(an)} degrees describe no cell (the triple {reason}; "
         f"volume below {MIN_VOLUME_FRACTION:g} * a*b*c)"
     )
 
@@ -104,7 +107,7 @@ def lattice_params_to_matrix(lengths: Tensor, angles: Tensor, *, strict: bool = 
         raise ValueError(f"lengths and angles must both have shape (..., 3); got {tuple(lengths.shape)} and {tuple(angles.shape)}")
     valid = lattice_params_validity(lengths, angles)
     if strict:
-        _raise_first("lattice_params_to_matrix", valid, lambda i: _describe_params(lengths, angles, i))
+        raise_for_invalid("lattice_params_to_matrix", valid, lambda i: _describe_params(lengths, angles, i))
         return _params_to_matrix(lengths, angles)
     keep = valid.unsqueeze(-1)
     # Build from harmless stand-ins where invalid so that no NaN enters the graph, then blank those rows.
@@ -141,7 +144,7 @@ def lattice_matrix_validity(lattice: Tensor) -> Tensor:
 
 def _describe_matrix(lattice: Tensor, i: int) -> str:
     m = lattice.detach().double().reshape(-1, 3, 3)[i]
-    rows = "; ".join(_fmt(r) for r in m)
+    rows = "; ".join(format_values(r) for r in m)
     if not torch.isfinite(m).all():
         return f"lattice vectors [{rows}] Angstrom contain NaN or infinity"
     return (
@@ -153,7 +156,7 @@ def _describe_matrix(lattice: Tensor, i: int) -> str:
 def require_valid_lattice(lattice: Tensor, caller: str) -> None:
     """Raise :class:`InvalidLatticeError` naming ``caller``, the first invalid crystal and its vectors, if any
     lattice (..., 3, 3) is non-finite or degenerate."""
-    _raise_first(caller, lattice_matrix_validity(lattice), lambda i: _describe_matrix(lattice, i))
+    raise_for_invalid(caller, lattice_matrix_validity(lattice), lambda i: _describe_matrix(lattice, i))
 
 
 @overload

@@ -25,11 +25,12 @@ refined / pymatgen's conventional standard cell: monoclinic unique axis b, trigo
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
 
-from crystalgen.geometry.lattice import require_valid_lattice
+from crystalgen.geometry.lattice import format_values, raise_for_invalid, require_valid_lattice
 from crystalgen.geometry.symmetric_matrix import symmetric_expm, symmetric_logm
 
 # k_1 of hexagonal and trigonal cells: with S = k_1 B_1 + ..., cos(gamma) = tanh(2 k_1) = -1/2, i.e. gamma = 120 deg.
@@ -67,12 +68,29 @@ def log_lattice_basis(dtype: torch.dtype = torch.float64, device: torch.device |
     return _BASIS.to(dtype=dtype, device=device)
 
 
-def k_to_lattice(k: Tensor) -> Tensor:
-    """Lattice (..., 3, 3) = exp(sum_i k_i B_i) from k (..., 6): symmetric, rows = lattice vectors in Angstrom."""
+@overload
+def k_to_lattice(k: Tensor, *, strict: Literal[True] = ...) -> Tensor: ...
+@overload
+def k_to_lattice(k: Tensor, *, strict: Literal[False]) -> tuple[Tensor, Tensor]: ...
+def k_to_lattice(k: Tensor, *, strict: bool = True):
+    """Lattice (..., 3, 3) = exp(sum_i k_i B_i) from k (..., 6): symmetric, rows = lattice vectors in Angstrom.
+
+    Every finite k gives a valid cell. Non-finite k (or a cell that overflows the dtype) raises
+    :class:`InvalidLatticeError` naming the crystal; with ``strict=False`` returns ``(lattice, valid)`` with NaN
+    rows where ``valid`` (...,) is False, as a sampler wants.
+    """
     if k.shape[-1:] != (6,):
         raise ValueError(f"k must have shape (..., 6); got {tuple(k.shape)}")
-    s = torch.einsum("...i,ijk->...jk", k, log_lattice_basis(k.dtype, k.device))
-    return symmetric_expm(s)
+    finite = torch.isfinite(k).all(-1, keepdim=True)
+    s = torch.einsum("...i,ijk->...jk", torch.where(finite, k, torch.zeros_like(k)), log_lattice_basis(k.dtype, k.device))
+    lattice = symmetric_expm(s)
+    valid = finite.squeeze(-1) & torch.isfinite(lattice).all(-1).all(-1)
+    if strict:
+        raise_for_invalid("k_to_lattice", valid, lambda i: f"k = {format_values(k.reshape(-1, 6)[i])} gives no finite cell")
+        return lattice
+    if not valid.all():  # rebuild overflowing rows from S = 0 so that no inf reaches the backward pass
+        lattice = symmetric_expm(torch.where(valid[..., None, None], s, torch.zeros_like(s)))
+    return torch.where(valid[..., None, None], lattice, torch.full_like(lattice, math.nan)), valid
 
 
 def lattice_to_k(lattice: Tensor) -> Tensor:
