@@ -60,7 +60,7 @@ class ReadError:
 
 
 @dataclass(frozen=True)
-class CrystalRecord:
+class FileEntry:
     """One structure read from a file: where it came from and the entry's metadata.
 
     ``info`` holds the CIF data-block name under ``"name"``, or an extxyz frame's key=value pairs
@@ -75,7 +75,7 @@ class CrystalRecord:
 
 @dataclass
 class ReadResult:
-    records: list[CrystalRecord]
+    records: list[FileEntry]
     errors: list[ReadError]
 
     @property
@@ -172,7 +172,7 @@ def read_cif(path: str | os.PathLike, *, require_ordered: bool = True, frac_tole
         except CrystalReadError as exc:
             errors.append(ReadError(source, index, f"data block '{name}': {exc.reason}"))
             continue
-        records.append(CrystalRecord(structure, source, index, {"name": name}))
+        records.append(FileEntry(structure, source, index, {"name": name}))
     return ReadResult(records, errors)
 
 
@@ -221,7 +221,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _frame_to_record(chunk: str, source: str, index: int, require_ordered: bool) -> CrystalRecord:
+def _frame_to_record(chunk: str, source: str, index: int, require_ordered: bool) -> FileEntry:
     atoms = ase.io.read(io.StringIO(chunk), format="extxyz", index=0)
     if not atoms.pbc.all() or abs(atoms.cell.volume) == 0:
         raise ValueError("frame has no periodic 3D cell (needs Lattice=\"...\" with pbc \"T T T\")")
@@ -233,7 +233,7 @@ def _frame_to_record(chunk: str, source: str, index: int, require_ordered: bool)
     structure = Structure(Lattice(atoms.cell.array), atoms.get_chemical_symbols(), atoms.positions, coords_are_cartesian=True)
     if require_ordered:
         check_ordered(structure)
-    return CrystalRecord(structure, source, index, info)
+    return FileEntry(structure, source, index, info)
 
 
 def read_extxyz(path: str | os.PathLike, *, require_ordered: bool = True) -> ReadResult:
