@@ -184,7 +184,7 @@ class ContinuousProcess(NoiseProcess):
         if self.prediction == "eps":
             return prediction
         if self.prediction == "score":
-            return -s * self.score(prediction, x_t, t)
+            return -s * self.score(prediction, x_t, t, **kwargs)
         return (x_t - a * prediction) / s
 
     def to_x0(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
@@ -192,14 +192,14 @@ class ContinuousProcess(NoiseProcess):
         if self.prediction == "x0":
             return prediction
         a, s = self.marginal(t, x_t)
-        return (x_t - s * self.to_eps(prediction, x_t, t)) / a
+        return (x_t - s * self.to_eps(prediction, x_t, t, **kwargs)) / a
 
     def score(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
         """grad log p_t(x_t) estimated from the prediction (score = -eps / s_t)."""
         if self.prediction == "score":
             return prediction * self.score_norm(t, x_t)
         _, s = self.marginal(t, x_t)
-        return -self.to_eps(prediction, x_t, t) / s
+        return -self.to_eps(prediction, x_t, t, **kwargs) / s
 
     # -- reverse updates ----------------------------------------------------------------------------
     def transition(self, t: int, s: int) -> tuple[float, float]:

@@ -70,7 +70,7 @@ class GaussianMixture:
 class WrappedNormalMixture:
     """sum_k w_k prod_d WN(x_d; mu_kd, std_k^2) on [0, 1)^d (fractional); for variance-exploding processes."""
 
-    def __init__(self, weights: Tensor, means: Tensor, stds: Tensor, images: int = 4) -> None:
+    def __init__(self, weights: Tensor, means: Tensor, stds: Tensor, images: int = 3) -> None:
         self.weights = torch.as_tensor(weights, dtype=torch.float64) / torch.as_tensor(weights, dtype=torch.float64).sum()
         self.means = torch.as_tensor(means, dtype=torch.float64)
         self.vars = torch.as_tensor(stds, dtype=torch.float64)[:, None].expand_as(self.means) ** 2
@@ -87,8 +87,9 @@ class WrappedNormalMixture:
     def predict(self, process: ContinuousProcess, x_t: Tensor, t: int, **kwargs: Any) -> Tensor:
         """Normalised score of p_t = sum_k w_k prod_d WN(mu_kd, var_k + s_t^2).
 
-        Image sums over |n| <= ``images`` around the nearest image (the default 4 leaves a relative error below
-        1e-10 for total stds up to 0.51), evaluated term by term in float64.
+        Image sums over |n| <= ``images`` around the nearest image, evaluated term by term in float64: the
+        omitted terms are below exp(-(images + 1/2)^2 / (2 var)) relative to the nearest one (the default 3 gives
+        6e-11 for total stds up to 0.51).
         """
         if float(process.alphas[t]) != 1.0:
             raise ValueError("WrappedNormalMixture needs a variance-exploding process (a_t = 1)")
