@@ -136,7 +136,10 @@ class Trainer:
         return [order[i:i + size] for i in range(0, len(order), size)]
 
     def _loader(self, items: Sequence[Data], batches: list[list[int]]) -> DataLoader:
-        return DataLoader(items, batch_sampler=batches, collate_fn=collate, num_workers=self.cfg.data.loader_workers)
+        # An own generator: creating the iterator would otherwise draw its worker seed from the global RNG, and a
+        # run resumed mid-epoch creates one iterator more than an uninterrupted run.
+        return DataLoader(items, batch_sampler=batches, collate_fn=collate, num_workers=self.cfg.data.loader_workers,
+                          generator=torch.Generator())
 
     # -- state --------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
