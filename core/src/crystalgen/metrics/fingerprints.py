@@ -10,6 +10,7 @@ The featurisers are built once per process (building them imports matminer: ~2 s
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -46,7 +47,9 @@ def _magpie():
 def structure_fingerprint(structure: Structure) -> np.ndarray:
     """Mean CrystalNN 'ops' site fingerprint, shape (61,). Raises whatever CrystalNN raises on a bad structure."""
     featuriser = _crystalnn()
-    sites = [featuriser.featurize(structure, i) for i in range(len(structure))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "no oxidation states" / radius notices, once per site
+        sites = [featuriser.featurize(structure, i) for i in range(len(structure))]
     return np.asarray(sites, dtype=np.float64).mean(axis=0)
 
 
