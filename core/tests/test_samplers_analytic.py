@@ -183,3 +183,25 @@ def test_annealed_langevin_has_its_closed_form_law(final_denoise):
         mean, var = mu + c * (mean - mu), c**2 * var
     assert float(out.mean()) == pytest.approx(mean, abs=4 * (var / rows) ** 0.5)
     assert float(out.var()) == pytest.approx(var, rel=4 * (2 / rows) ** 0.5)
+
+
+def test_predictor_corrector_with_step_lr_has_its_closed_form_law():
+    """DiffCSP/SymmCD-style PC on a Gaussian target under VE: corrector steps with h = step_lr (s_t / s_1)^2, then
+    the VE posterior predictor x_s = x_t + (s_t^2 - s_s^2) score + sqrt(s_s^2 (s_t^2 - s_s^2) / s_t^2) z; all affine."""
+    proc = VEGaussian(20, 0.05, 5.0)
+    mu, v, step_lr, n_corrector = -0.3, 0.04, 1e-3, 2
+    model = AnalyticModel({"x": proc}, {"x": GaussianMixture([1.0], [[mu]], [v**0.5])})
+    rows = 20_000
+    sampler = PredictorCorrectorSampler(n_corrector=n_corrector, step_lr=step_lr)
+    out = sampler.run(model, model.condition(rows), generator=torch.Generator().manual_seed(4))["x"].double()
+    sigma = proc.sigmas.tolist()
+    mean, var = 0.0, sigma[-1] ** 2
+    for t in range(20, 0, -1):
+        V, h = v + sigma[t] ** 2, step_lr * (sigma[t] / sigma[1]) ** 2
+        for _ in range(n_corrector):
+            mean, var = mean - h * (mean - mu) / V, (1 - h / V) ** 2 * var + 2 * h
+        jump = sigma[t] ** 2 - sigma[t - 1] ** 2
+        A = 1 - jump / V
+        mean, var = A * mean + jump * mu / V, A**2 * var + sigma[t - 1] ** 2 * jump / sigma[t] ** 2
+    assert float(out.mean()) == pytest.approx(mean, abs=4 * (var / rows) ** 0.5)
+    assert float(out.var()) == pytest.approx(var, rel=4 * (2 / rows) ** 0.5)

@@ -222,6 +222,16 @@ def test_a_generator_makes_sampling_reproducible(make, calls):
 
 def test_config_lists_the_options():
     assert DDIMSampler(steps=7, eta=0.3).config() == {"name": "ddim", "steps": 7, "eta": 0.3}
-    assert PredictorCorrectorSampler().config() == {"name": "pc", "steps": None, "snr": 0.16, "n_corrector": 1}
+    assert PredictorCorrectorSampler().config() == {"name": "pc", "steps": None, "snr": 0.16, "n_corrector": 1, "step_lr": None, "correct": None}
     with pytest.raises(ValueError, match="eta"):
         DDIMSampler(eta=-1)
+
+
+def test_pc_corrects_only_the_named_variables():
+    moved, kept = KwargsVE(10, 0.05, 5.0), KwargsVE(10, 0.05, 5.0)
+    model = AnalyticModel({"f": moved, "x": kept}, {"f": MIXTURE, "x": MIXTURE})
+    PredictorCorrectorSampler(steps=4, n_corrector=2, correct=["f"]).run(model, model.condition(8), generator=torch.Generator().manual_seed(0))
+    assert sum(name == "langevin_step" for name, _ in moved.calls) == 8
+    assert not any(name == "langevin_step" for name, _ in kept.calls)
+    with pytest.raises(ValueError, match=r"correct=\['frac'\] are not variables"):
+        PredictorCorrectorSampler(correct=["frac"]).run(model, model.condition(8))

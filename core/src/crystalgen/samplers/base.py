@@ -108,7 +108,7 @@ class Sampler(ABC):
         detail = "; ".join(f"{var} ({type(processes[var]).__name__}) lacks {', '.join(sorted(c))}" for var, c in gaps.items())
         msg = f"Sampler {cls.name!r} cannot sample this model: {detail}."
         available = installed_samplers() if available is None else available
-        ok = sorted(n for n, s in available.items() if not s.missing(processes))
+        ok = sorted(n for n, s in available.items() if isinstance(s, type) and issubclass(s, Sampler) and not s.missing(processes))
         msg += f" Compatible samplers: {', '.join(ok) if ok else 'none installed'}."
         raise IncompatibleSamplerError(msg)
 
