@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from omegaconf import DictConfig
@@ -20,17 +19,13 @@ def prepared_split(data_cfg: DictConfig, split: str, transform: StructureTransfo
     from crystalgen.data.preprocess import prepare_split
     from crystalgen.data.registry import get_dataset
 
-    loaded = get_dataset(data_cfg.dataset).load(split, strict=data_cfg.strict)
-    if max_rows is not None and len(loaded.records) > max_rows:
-        loaded = dataclasses.replace(loaded, records=loaded.records[:max_rows])
+    loaded = get_dataset(data_cfg.dataset).load(split, strict=data_cfg.strict, max_rows=max_rows,
+                                                workers=data_cfg.workers, cache_dir=data_cfg.cache_dir,
+                                                progress=show_progress)
     log.info("%s", loaded.summary())
     prepared = prepare_split(loaded, transform, cache_dir=data_cfg.cache_dir, workers=data_cfg.workers,
                              strict=data_cfg.strict, progress=show_progress)
-    if prepared.skipped:
-        log.warning("%s/%s: %d crystals skipped by the model's transform (first: %s)", data_cfg.dataset, split,
-                    len(prepared.skipped), prepared.skipped[0])
-    log.info("%s/%s: %d crystals ready (%s, %.1f s)", data_cfg.dataset, split, len(prepared.items),
-             "cache hit" if prepared.cache_hit else "preprocessed", prepared.seconds)
+    log.info("%s", prepared.summary())
     return prepared.items
 
 
@@ -47,5 +42,5 @@ def reference_statistics(spec: str, max_rows: int | None = 2000) -> dict[str, li
     from crystalgen.data.registry import get_dataset
 
     name, split = parse_split(spec)
-    records = get_dataset(name).load(split).records[:max_rows]
+    records = get_dataset(name).load(split, max_rows=max_rows, progress=False).records
     return {"num_atoms": [len(r.structure) for r in records], "density": [float(r.structure.density) for r in records]}

@@ -18,7 +18,7 @@ from torch_geometric.data import Data
 
 from crystalgen.runner.checkpoint import load_checkpoint
 from crystalgen.runner.config import from_yaml, to_yaml
-from crystalgen.runner.datasets import prepared_split, reference_statistics
+from crystalgen.runner.datasets import parse_split, prepared_split, reference_statistics
 from crystalgen.runner.distributed import Environment, seed_everything, select_device, setup, teardown
 from crystalgen.runner.metric_log import MetricLog
 from crystalgen.runner.models import build_sampler, load_trained, model_class
@@ -148,18 +148,23 @@ def reference_of(cfg: DictConfig) -> str:
     return cfg.evaluate.reference or f"{cfg.data.dataset}:test"
 
 
-def evaluate(samples: str | Path, out: str | Path, cfg: DictConfig) -> Any:
-    """Compare a sample directory with the configured reference split (crystalgen.metrics.evaluate)."""
-    from crystalgen import metrics
+def evaluate(samples: str | Path, out: str | Path, cfg: DictConfig, show_progress: bool = True) -> dict[str, Any]:
+    """Compare a sample directory with the configured reference split (crystalgen.metrics.evaluate); writes
+    metrics.json, metrics.md and per_sample.csv into ``out``."""
+    from crystalgen.data.registry import get_dataset
+    from crystalgen.metrics import evaluate as evaluate_metrics
+    from crystalgen.metrics import read_samples
 
-    train_split = cfg.evaluate.train_split
-    return metrics.evaluate(
-        metrics.read_samples(samples),
-        reference=reference_of(cfg),
-        train=f"{cfg.data.dataset}:{train_split}" if train_split else None,
-        metrics=list(cfg.evaluate.metrics) if cfg.evaluate.metrics else None,
-        out=out,
-    )
+    e = cfg.evaluate
+    structures, failures, ids = read_samples(samples, workers=e.workers, progress=show_progress)
+    name, split = parse_split(reference_of(cfg))
+    reference = [r.structure for r in get_dataset(name).load(split, progress=show_progress).records]
+    train_split = e.train_split
+    train = [r.structure for r in get_dataset(cfg.data.dataset).load(train_split, progress=show_progress).records] if train_split else None
+    log.info("evaluating %d samples against %s (%d crystals)", len(structures), reference_of(cfg), len(reference))
+    return evaluate_metrics(structures, reference, train=train, metrics=list(e.metrics) if e.metrics else None,
+                            reference_name=name, failures=failures, out_dir=out, workers=e.workers,
+                            progress=show_progress, options=OmegaConf.to_container(e.options) or None, sample_ids=ids)
 
 
 def best_checkpoint(run: RunDir, which: str) -> Path:
@@ -181,7 +186,7 @@ def run_pipeline(model_name: str, cfg: DictConfig, run: RunDir, *, show_progress
     sample(best_checkpoint(run, s.checkpoint), run.samples, num_samples=s.num_samples, sampler=s.sampler, steps=s.steps,
            batch_size=s.batch_size, seed=s.seed, options=OmegaConf.to_container(s.options), device=cfg.trainer.device,
            precision=cfg.trainer.precision, show_progress=show_progress)
-    evaluate(run.samples, run.metrics, cfg)
+    evaluate(run.samples, run.metrics, cfg, show_progress=show_progress)
     report = write_report(run.path, reference_statistics(reference_of(cfg)))
     log.info("run finished in %.1f s (%s); report: %s", time.perf_counter() - started, progress.stop_reason, report)
     return report

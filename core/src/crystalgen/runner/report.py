@@ -6,8 +6,8 @@ log gets sample statistics only. Plots use matplotlib's Agg backend (no display 
 
 from __future__ import annotations
 
+import csv
 import json
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,12 +18,6 @@ from crystalgen.runner.config import from_yaml
 from crystalgen.runner.metric_log import read_metric_log
 from crystalgen.runner.run_dir import RunDir
 from crystalgen.runner.sample_dir import SUMMARY, read_rows
-
-log = logging.getLogger("crystalgen.report")
-
-#: symprec (Angstrom) for space groups computed here, the one SymmCD's d_sg uses.
-SYMPREC = 0.1
-
 
 def _pyplot():
     import matplotlib
@@ -131,27 +125,24 @@ def _sampling_section(run: RunDir, reference: dict[str, Sequence[float]]) -> lis
         return out + ["\nNo crystal was decoded, so there are no sample statistics.\n"]
     out += _histogram(run, "atoms_per_cell.png", "atoms per cell", [r["num_atoms"] for r in ok], reference.get("num_atoms"), integer=True)
     out += _histogram(run, "density.png", "density (g/cm^3)", [r["density"] for r in ok], reference.get("density"))
-    groups = _spacegroups(run.samples, ok)
+    groups, source = _spacegroups(run, ok)
     if groups:
-        out += _bar_chart(run, "spacegroups.png", "space group (spglib, symprec 0.1 A)", Counter(groups))
+        out += _bar_chart(run, "spacegroups.png", source, Counter(groups))
     return out + [""]
 
 
-def _spacegroups(folder: Path, rows: list[dict[str, Any]]) -> list[int]:
-    """Space-group numbers: the model's own (``spacegroup`` in samples.jsonl) or computed with spglib."""
-    if all(isinstance(r.get("spacegroup"), int) for r in rows):
-        return [r["spacegroup"] for r in rows]
-    from pymatgen.core import Structure
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    groups = []
-    for r in rows:
-        try:
-            structure = Structure.from_file(folder / r["cif"])
-            groups.append(SpacegroupAnalyzer(structure, symprec=SYMPREC).get_space_group_number())
-        except Exception as exc:  # spglib fails on some generated cells; the histogram just omits them
-            log.debug("no space group for sample %s: %s", r["index"], exc)
-    return groups
+def _spacegroups(run: RunDir, rows: list[dict[str, Any]]) -> tuple[list[int], str]:
+    """Space-group numbers of the decoded samples and where they come from: the model's own (``spacegroup`` in
+    samples.jsonl), else the metrics' per_sample.csv (spglib on the valid crystals). The report never runs spglib
+    itself: on absurd generated cells it can crash the process."""
+    if rows and all(isinstance(r.get("spacegroup"), int) for r in rows):
+        return [r["spacegroup"] for r in rows], "space group (from the model)"
+    per_sample = run.metrics / "per_sample.csv"
+    if per_sample.is_file():
+        with per_sample.open(newline="") as handle:
+            groups = [int(r["spacegroup"]) for r in csv.DictReader(handle) if (r.get("spacegroup") or "").isdigit()]
+        return groups, "space group (spglib on valid samples, from metrics/per_sample.csv)"
+    return [], ""
 
 
 def _histogram(run: RunDir, name: str, label: str, values: Sequence[float], reference: Sequence[float] | None,
@@ -193,8 +184,9 @@ def _bar_chart(run: RunDir, name: str, label: str, counts: Counter) -> list[str]
 
 def _metrics_section(run: RunDir) -> list[str]:
     md, js = run.metrics / "metrics.md", run.metrics / "metrics.json"
-    if md.is_file():
-        return ["## Metrics\n", md.read_text().strip(), ""]
+    if md.is_file():  # its headings move one level down, under this report's "Metrics"
+        text = "\n".join("#" + line if line.startswith("#") else line for line in md.read_text().strip().splitlines())
+        return ["## Metrics\n", text, ""]
     if js.is_file():
         flat = _flatten(json.loads(js.read_text()))
         return ["## Metrics\n", "| metric | value |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in flat.items()] + [""]
