@@ -59,7 +59,7 @@ def test_sigma_norm_matches_monte_carlo_and_small_sigma_limit():
     assert norms[0] == 1
     assert float(norms[1]) == pytest.approx(1 / 0.005**2, rel=1e-12)  # images negligible: E[eps^2] / sigma^2
     eps = torch.randn(100_000, generator=gen(), dtype=torch.float64)
-    for sigma, norm in zip(sigmas[2:].tolist(), norms[2:].tolist()):
+    for sigma, norm in zip(sigmas[2:].tolist(), norms[2:].tolist(), strict=True):
         values = wrapped_normal_score(sigma * eps, sigma, images_for(sigma, 1e-12)) ** 2
         assert norm == pytest.approx(float(values.mean()), abs=4 * float(values.std()) / 100_000**0.5)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pytest
 import torch
@@ -106,7 +107,7 @@ def check_mixture(x: torch.Tensor, bias: Bias) -> None:
     # fraction left of the boundary, exactly: w0 Phi((b - mu0)/sd0) + w1 Phi((b - mu1)/sd1)
     phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))  # noqa: E731
     exact = sum(float(w) * phi((BOUNDARY - float(mu[0])) / float(v[0]) ** 0.5)
-                for w, mu, v in zip(MIXTURE.weights, MIXTURE.means, MIXTURE.vars))
+                for w, mu, v in zip(MIXTURE.weights, MIXTURE.means, MIXTURE.vars, strict=True))
     left = float((x[:, 0] < BOUNDARY).double().mean())
     assert abs(left - exact) <= 4 * (exact * (1 - exact) / n) ** 0.5 + bias.weight, (left, exact)
 
@@ -149,7 +150,7 @@ def test_ddim_with_ten_steps_has_its_closed_form_law(make):
     out = DDIMSampler(steps=10).run(model, model.condition(rows), generator=torch.Generator().manual_seed(2))["x"].double()
     mean, var = 0.0, float(proc.sigmas[-1]) ** 2  # the prior N(0, s_T^2)
     grid = list(range(100, -1, -10))
-    for t, s in zip(grid[:-1], grid[1:]):
+    for t, s in pairwise(grid):
         a_t, s_t, a_s, s_s = (float(proc.alphas[t]), float(proc.sigmas[t]), float(proc.alphas[s]), float(proc.sigmas[s]))
         c = a_t * v / (a_t**2 * v + s_t**2)  # x0_hat = mu + c (x - a_t mu)
         # x_s = a_s x0_hat + s_s (x - a_t x0_hat) / s_t = A x + B

@@ -3,11 +3,13 @@ progress and reproducibility, for every built-in sampler."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 import torch
 
 from crystalgen.processes import D3PMMarginal, VEGaussian, VPGaussian
-from crystalgen.processes.base import NoiseProcess, Noised
+from crystalgen.processes.base import Noised, NoiseProcess
 from crystalgen.samplers import (
     AncestralSampler,
     AnnealedLangevinSampler,
@@ -52,7 +54,7 @@ def test_time_grid_is_evenly_spaced_from_T_to_zero(T):
     assert time_grid(T) == list(range(T, -1, -1))
     for steps in {min(3, T), max(1, T // 2), T, 1}:
         grid = time_grid(T, steps)
-        gaps = [a - b for a, b in zip(grid[:-1], grid[1:])]
+        gaps = [a - b for a, b in pairwise(grid)]
         assert grid[0] == T and grid[-1] == 0 and len(grid) == steps + 1
         assert min(gaps) >= 1 and max(gaps) - min(gaps) <= 1
     for bad in (0, T + 1):

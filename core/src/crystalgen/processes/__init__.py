@@ -1,6 +1,6 @@
 """Noise processes: one variable's forward corruption, prior, target and reverse maths (see base.py)."""
 
-from crystalgen.processes.base import CAPABILITIES, ContinuousProcess, NoiseProcess, Noised, level
+from crystalgen.processes.base import CAPABILITIES, ContinuousProcess, Noised, NoiseProcess, level
 from crystalgen.processes.d3pm import D3PMMarginal
 from crystalgen.processes.ve import VEGaussian
 from crystalgen.processes.vp import VPGaussian

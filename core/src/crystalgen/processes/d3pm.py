@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from crystalgen.processes.base import NoiseProcess, Noised, level, per_row_mean
+from crystalgen.processes.base import Noised, NoiseProcess, level, per_row_mean
 from crystalgen.processes.schedules import alpha_bars, betas_by_name
 
 #: tolerance on marginals summing to one (they are renormalised after the check)

@@ -6,6 +6,8 @@ for Gaussian processes is DDIM with eta = 1.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import Tensor
 
@@ -26,7 +28,7 @@ class AncestralSampler(Sampler):
     def loop(self, model: SamplingModel, state: dict[str, Tensor], condition: Condition, *,
              generator: torch.Generator | None, progress: ProgressCallback | None) -> dict[str, Tensor]:
         grid = self.grid(model)
-        for i, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
+        for i, (t, s) in enumerate(pairwise(grid)):
             prediction = self.predict(model, state, t, condition)
             state = self.reverse_all(model, state, t, s, prediction, condition, generator, ("continuous", "categorical", "rule"))
             if progress is not None:

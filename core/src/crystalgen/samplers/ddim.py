@@ -6,6 +6,8 @@ same levels, which for the categorical posterior q(x_s | x_t, x0_hat) is exact f
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import Tensor
 
@@ -33,7 +35,7 @@ class DDIMSampler(Sampler):
     def loop(self, model: SamplingModel, state: dict[str, Tensor], condition: Condition, *,
              generator: torch.Generator | None, progress: ProgressCallback | None) -> dict[str, Tensor]:
         grid = self.grid(model)
-        for i, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
+        for i, (t, s) in enumerate(pairwise(grid)):
             prediction = self.predict(model, state, t, condition)
             new = self.reverse_all(model, state, t, s, prediction, condition, generator, ("categorical", "rule"))
             for var, proc in model.processes.items():

@@ -10,6 +10,8 @@ prediction.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import Tensor
 
@@ -44,7 +46,7 @@ class AnnealedLangevinSampler(Sampler):
         t_min = grid[-2]
         continuous = {var: proc for var, proc in model.processes.items() if role(proc) == "continuous"}
         total, done = (len(grid) - 1) * self.n_steps_each + int(self.final_denoise), 0
-        for t, s in zip(grid[:-1], grid[1:]):
+        for t, s in pairwise(grid):
             for _ in range(self.n_steps_each):
                 prediction = self.predict(model, state, t, condition)
                 new = self.correct_rules(model, state, t, prediction, condition, generator)

@@ -12,6 +12,7 @@ alone by the corrector; rule processes follow their rule after every model call.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 from torch import Tensor
@@ -53,7 +54,7 @@ class PredictorCorrectorSampler(Sampler):
         corrected = {var: p for var, p in model.processes.items()
                      if role(p) == "continuous" and (self.correct is None or var in self.correct)}
         total, done = (len(grid) - 1) * (self.n_corrector + 1), 0
-        for t, s in zip(grid[:-1], grid[1:]):
+        for t, s in pairwise(grid):
             for _ in range(self.n_corrector):
                 prediction = self.predict(model, state, t, condition)
                 new = self.correct_rules(model, state, t, prediction, condition, generator)
