@@ -14,7 +14,8 @@ class UserError(Exception):
     """An error caused by the user's input (bad file, unknown name, unsupported option): message only."""
 
 
-EXPECTED = (UserError, UnknownComponentError, FileNotFoundError, ValueError, KeyError)
+#: FloatingPointError: the runner stops on a non-finite training loss with advice (runner.training.NonFiniteLossError).
+EXPECTED = (UserError, UnknownComponentError, FileNotFoundError, ValueError, KeyError, FloatingPointError)
 
 
 def run_reporting_errors(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

@@ -83,28 +83,30 @@ def _training_section(run: RunDir) -> list[str]:
         except CheckpointError as exc:
             out.append(f"- Last checkpoint unreadable: {exc}")
     series = read_metric_log(run.train_log)
-    plt = _pyplot()
-    for metric, name, label in (("train/loss", "training_loss.png", "training loss"),
-                                ("val/loss", "validation_loss.png", "validation loss")):
-        points = series.get(metric)
-        if not points:
-            continue
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot([s for s, _, _ in points], [v for _, _, v in points], marker="o" if metric.startswith("val") else None,
-                markersize=3, linewidth=1)
-        if metric == "train/loss" and series.get("train/epoch_loss"):
-            epoch = series["train/epoch_loss"]
-            ax.plot([s for s, _, _ in epoch], [v for _, _, v in epoch], marker="o", markersize=3, label="epoch mean")
-            ax.legend()
-        ax.set_xlabel("optimiser step")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(run.path / name, dpi=110)
-        plt.close(fig)
-        out.append(f"\n![{label}]({name})")
-        out.append(f"\nFinal {label}: {points[-1][2]:.5g} (step {points[-1][0]})")
+    plots = (("training_loss.png", "training loss", {"per step": "train/loss", "epoch mean": "train/epoch_loss"}),
+             ("validation_loss.png", "validation loss", {"per validation": "val/loss"}))
+    for name, label, curves in plots:
+        present = {legend: series[metric] for legend, metric in curves.items() if series.get(metric)}
+        if present:
+            out += _curve(run, name, label, present)
     return out + [""]
+
+
+def _curve(run: RunDir, name: str, label: str, curves: dict[str, list[tuple[int, int, float]]]) -> list[str]:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for legend, points in curves.items():
+        ax.plot([s for s, _, _ in points], [v for _, _, v in points], marker="o" if len(points) < 50 else None,
+                markersize=3, linewidth=1, label=legend)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run.path / name, dpi=110)
+    plt.close(fig)
+    last_legend, points = list(curves.items())[-1]
+    return [f"\n![{label}]({name})", f"\nFinal {label} ({last_legend}): {points[-1][2]:.5g} (step {points[-1][0]})"]
 
 
 def _sampling_section(run: RunDir, reference: dict[str, Sequence[float]]) -> list[str]:

@@ -1,0 +1,187 @@
+"""The command line end to end on the test-only ``toy`` model: run, sample, and the clear refusals.
+
+Everything runs in-process through ``crystalgen.cli.main.main`` (as the console script does), on the embedded
+dataset with tiny overrides so the whole module takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from crystalgen.cli.main import VERBS, main
+
+pytest.importorskip("crystalgen_toy_model", reason="install tests/fixtures/crystalgen_toy_model (pip install -e)")
+
+TINY = ["--no-progress", "model.num_steps=10", "trainer.max_epochs=2", "data.max_train_rows=32", "data.max_val_rows=8",
+        "data.workers=0", "sample.num_samples=6", "sample.batch_size=4", "evaluate.metrics=[validity]",
+        "evaluate.workers=1", "evaluate.train_split=null"]
+SAMPLE_KEYS = {"index", "ok", "reason", "cif", "formula", "num_atoms"}
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CRYSTALGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """One `crystalgen run toy` shared by the tests below."""
+    root = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CRYSTALGEN_CACHE", str(root / "cache"))
+    try:
+        assert main(["run", "toy", "--runs-root", str(root), *TINY]) == 0
+    finally:
+        mp.undo()
+    (run,) = [p for p in root.iterdir() if p.name.startswith("toy-embedded-")]
+    return run
+
+
+def rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+
+
+def test_run_leaves_the_documented_run_directory(run_dir):
+    for name in ("config.yaml", "checkpoints/last.ckpt", "checkpoints/best.ckpt", "train_log.csv", "run.log",
+                 "samples/samples.jsonl", "samples/samples.extxyz", "samples/sampling.json",
+                 "metrics/metrics.json", "metrics/metrics.md", "report.md", "training_loss.png", "validation_loss.png"):
+        assert (run_dir / name).is_file(), f"{name} missing from the run directory"
+    report = (run_dir / "report.md").read_text()
+    assert "toy model for tests" in report  # the preset note travels into every report
+    assert "model.num_steps" not in report and "num_steps: 10" in (run_dir / "config.yaml").read_text()
+    metrics = json.loads((run_dir / "metrics/metrics.json").read_text())
+    assert metrics["n_samples"] == 6
+    assert "report.md" in (run_dir / "run.log").read_text()
+
+
+def test_sample_writes_one_row_per_requested_crystal_with_cif_and_extxyz(run_dir, tmp_path):
+    from ase.io import read
+
+    out = tmp_path / "samples"
+    code = main(["sample", "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "-n", "5", "--out", str(out),
+                 "--batch-size", "2", "--sampler", "ddim", "--steps", "5", "--option", "eta=0.5", "--no-progress"])
+    assert code == 0
+    table = rows(out)
+    assert [r["index"] for r in table] == list(range(5))
+    assert all(SAMPLE_KEYS <= set(r) for r in table)
+    ok = [r for r in table if r["ok"]]
+    assert sorted(p.name for p in (out / "cif").iterdir()) == [f"{r['index']:06d}.cif" for r in ok]
+    assert all(r["cif"] == f"cif/{r['index']:06d}.cif" and r["num_atoms"] >= 1 for r in ok)
+    assert len(read(out / "samples.extxyz", index=":")) == len(ok)
+    summary = json.loads((out / "sampling.json").read_text())
+    assert summary["sampler"] == {"name": "ddim", "steps": 5, "eta": 0.5}
+    assert summary["counts"]["requested"] == 5 and summary["counts"]["ok"] == len(ok)
+
+
+def test_non_finite_samples_and_failing_batches_are_counted_not_fatal(run_dir, tmp_path, monkeypatch):
+    from crystalgen_toy_model.model import ToyDiffusion
+
+    original = ToyDiffusion.denoise
+    calls = {"batch": 0}
+
+    def sabotaged(self, state, t, condition):
+        """Batch 1: NaN lattice at the last step (a non-finite output). Batch 2: NaN everywhere from the start,
+        so the categorical step raises. Batch 3: untouched."""
+        prediction = original(self, state, t, condition)
+        if int(t[0]) == self.num_steps:
+            calls["batch"] += 1
+        if calls["batch"] == 1 and int(t[0]) == 1:
+            return {**prediction, "lattice": torch.full_like(prediction["lattice"], float("nan"))}
+        if calls["batch"] == 2:
+            return {k: torch.full_like(v, float("nan")) for k, v in prediction.items()}
+        return prediction
+
+    monkeypatch.setattr(ToyDiffusion, "denoise", sabotaged)
+    out = tmp_path / "nan"
+    assert main(["sample", "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "-n", "6", "--batch-size", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    reasons = [r["reason"] for r in rows(out)]
+    assert reasons[:2] == ["non-finite lattice"] * 2
+    assert all(r.startswith("sampling failed: RuntimeError") for r in reasons[2:4])
+    assert reasons[4:] == [None, None]
+    counts = json.loads((out / "sampling.json").read_text())["counts"]
+    assert counts["requested"] == 6 and counts["ok"] == 2
+    assert counts["failed_by_reason"] == {"non-finite lattice": 2, "sampling failed": 2}
+
+
+def test_truncated_checkpoint_gives_an_error_naming_the_file(run_dir, tmp_path, capsys):
+    broken = tmp_path / "broken.ckpt"
+    data = (run_dir / "checkpoints/last.ckpt").read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    code = main(["sample", "toy", "--ckpt", str(broken), "-n", "2", "--out", str(tmp_path / "x"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(broken) in err and "truncated or corrupt" in err
+
+
+def test_unknown_config_key_suggests_the_right_one(tmp_path, capsys):
+    assert main(["train", "toy", "--runs-root", str(tmp_path), "trainer.max_epoch=3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'trainer.max_epoch'" in err and "Did you mean 'trainer.max_epochs'?" in err
+
+    user = tmp_path / "mine.yaml"
+    user.write_text("model:\n  hiden: 8\n")
+    assert main(["train", "toy", "--runs-root", str(tmp_path), "--config", str(user)]) == 2
+    err = capsys.readouterr().err
+    assert str(user) in err and "'model.hiden'" in err and "Did you mean 'model.hidden'?" in err
+    assert not any(tmp_path.glob("toy-*")), "a run directory was created for an invalid configuration"
+
+
+def test_unsupported_condition_is_refused_clearly(run_dir, tmp_path, capsys):
+    code = main(["sample", "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "-n", "2", "--out",
+                 str(tmp_path / "c"), "--composition", "NaCl", "--no-progress"])
+    assert code == 2
+    assert "cannot condition on composition (it supports: none)" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+def test_incompatible_sampler_names_the_compatible_ones(run_dir, tmp_path, capsys):
+    code = main(["sample", "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "-n", "2", "--out",
+                 str(tmp_path / "s"), "--sampler", "langevin", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot sample this model" in err and "Compatible samplers:" in err and "ancestral" in err
+
+
+@pytest.mark.parametrize("verb", ["reconstruct", "optimize"])
+def test_optional_tasks_are_refused_for_models_without_them(run_dir, tmp_path, capsys, verb):
+    code = main([verb, "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "--input", "embedded:test",
+                 "--out", str(tmp_path / verb), "--no-progress"])
+    assert code == 2
+    assert f"does not support {verb!r}" in capsys.readouterr().err
+
+
+def test_train_resume_continues_the_run(run_dir, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    assert main(["train", "toy", "--resume", str(copy), "--no-progress", "trainer.max_epochs=3"]) == 0
+    from crystalgen.runner.checkpoint import load_checkpoint
+
+    progress = load_checkpoint(copy / "checkpoints/last.ckpt")["progress"]
+    assert progress["epoch"] == 3 and progress["finished"]
+    assert "trainer.max_epochs" not in capsys.readouterr().err
+
+
+def test_list_json_shows_plugins_components_and_versions(capsys):
+    assert main(["list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    toy = next(e for e in data["components"]["model"] if e["name"] == "toy")
+    assert toy["distribution"] == "crystalgen-toy-model" and toy["version"] == "0.1.0"
+    assert {"plugins", "components", "failures", "conflicts"} <= set(data)
+
+
+@pytest.mark.parametrize("verb", sorted(set(VERBS) - {"data", "evaluate"}))
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb, "--help"])
+    assert exit_info.value.code == 0
+    assert "Example" in capsys.readouterr().out
