@@ -31,3 +31,15 @@ from crystalgen.geometry.log_lattice import (
     space_group_k_masks,
 )
 from crystalgen.geometry.niggli import niggli_reduce, with_standard_orientation
+
+# Periodic graphs: neighbour lists with image offsets, minimum images, triplets (conventions in neighbors.py).
+from crystalgen.geometry.minimum_image import minimum_image
+from crystalgen.geometry.neighbors import (
+    PeriodicGraph,
+    crystal_index,
+    edge_vectors,
+    knn_graph_pbc,
+    radius_graph_pbc,
+    reverse_edges,
+)
+from crystalgen.geometry.triplets import Triplets, triplet_angles, triplets
