@@ -62,13 +62,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip reader, unpickler and EOF errors share no base class
         text = str(exc)
-        if "WeightsUnpickler error" in text:  # readable, but holds objects beyond tensors and plain values
-            detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        if "Unsupported global" in text:  # readable, but holds objects beyond tensors and plain values
+            detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0]
             raise CheckpointError(
                 f"checkpoint {path} holds Python objects that are not loaded for safety ({detail}); "
                 "it was not written by crystalgen's runner"
             ) from None
-        first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        lines = text.strip().splitlines()
+        first_line = next((ln.split(":", 1)[1].strip() for ln in lines if "WeightsUnpickler error" in ln),
+                          lines[0] if lines else type(exc).__name__)
         raise CheckpointError(
             f"checkpoint {path} cannot be read (truncated or corrupt: {first_line}). "
             "Use another checkpoint of the run (checkpoints/last.ckpt or best.ckpt) or train again."

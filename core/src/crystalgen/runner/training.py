@@ -63,6 +63,17 @@ class Progress:
     stop_reason: str = ""
 
 
+def epoch_batches(num_items: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> list[list[int]]:
+    """Batches (item indices) of process ``rank`` in ``epoch``: a permutation seeded by (seed, epoch), split across
+    ranks by DistributedSampler, so that the ranks' batch i together equal batch i of one process with
+    ``world_size * batch_size`` items (DistributedSampler pads the permutation to a multiple of world_size)."""
+    sampler = DistributedSampler(range(num_items), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                 drop_last=False)
+    sampler.set_epoch(epoch)
+    order = list(sampler)
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 class _LossModule(nn.Module):
     """``forward`` = ``training_loss`` so that DDP (which hooks ``forward``) and torch.compile can wrap it."""
 
@@ -123,17 +134,8 @@ class Trainer:
                                                   find_unused_parameters=self.tcfg.ddp_find_unused_parameters)
         self.step_module = torch.compile(step_module) if self.tcfg.compile else step_module
 
-    # -- data order ---------------------------------------------------------------------------------
-    def epoch_batches(self, num_items: int, epoch: int) -> list[list[int]]:
-        """This process's batches of ``epoch``: a permutation seeded by (seed, epoch), split across ranks by
-        DistributedSampler, so the ranks' batch i together equal batch i of one process with world_size x
-        batch_size crystals."""
-        sampler = DistributedSampler(range(num_items), num_replicas=self.env.world_size, rank=self.env.rank,
-                                     shuffle=True, seed=self.tcfg.seed, drop_last=False)
-        sampler.set_epoch(epoch)
-        order = list(sampler)
-        size = self.cfg.data.batch_size
-        return [order[i:i + size] for i in range(0, len(order), size)]
+    def _epoch_batches(self, num_items: int, epoch: int) -> list[list[int]]:
+        return epoch_batches(num_items, self.cfg.data.batch_size, epoch, self.tcfg.seed, self.env.rank, self.env.world_size)
 
     def _loader(self, items: Sequence[Data], batches: list[list[int]]) -> DataLoader:
         # An own generator: creating the iterator would otherwise draw its worker seed from the global RNG, and a
@@ -191,7 +193,7 @@ class Trainer:
         tcfg, p = self.tcfg, self.progress
         if not train:
             raise ValueError("no training crystals: the training split is empty after preprocessing")
-        steps_per_epoch = len(self.epoch_batches(len(train), 0))
+        steps_per_epoch = len(self._epoch_batches(len(train), 0))
         self.scheduler = build_scheduler(self.optimizer, tcfg, total_steps=tcfg.max_epochs * steps_per_epoch)
         if self.scheduler is not None and self._scheduler_state is not None:
             self.scheduler.load_state_dict(self._scheduler_state)
@@ -237,7 +239,7 @@ class Trainer:
     def _train_epoch(self, train: Sequence[Data], steps_per_epoch: int, started: float, budget: float) -> bool:
         """One epoch from ``progress.batch_in_epoch`` on; True when the time budget ran out mid-epoch."""
         p, tcfg, device = self.progress, self.tcfg, self.env.device
-        batches = self.epoch_batches(len(train), p.epoch)[p.batch_in_epoch:]
+        batches = self._epoch_batches(len(train), p.epoch)[p.batch_in_epoch:]
         self.model.train()
         bar = tqdm(total=steps_per_epoch, initial=p.batch_in_epoch, desc=f"epoch {p.epoch + 1}/{tcfg.max_epochs}",
                    disable=not self.show_progress, leave=False, unit="step", dynamic_ncols=True)
