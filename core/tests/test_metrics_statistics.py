@@ -9,7 +9,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from scipy.stats import wasserstein_distance
 
-from crystalgen.metrics.statistics import draw_valid_subset, wasserstein
+from crystalgen.metrics.statistics import draw_subset, wasserstein
 from crystalgen.metrics.symmetry import spacegroup_distance, spacegroup_histogram, spacegroup_number
 from crystalgen.metrics.templates import template_statistics, wyckoff_template
 
@@ -30,10 +30,10 @@ def test_wasserstein_matches_scipy_and_hand_values():
 
 def test_valid_subset_is_seeded_and_capped():
     valid = np.arange(0, 5000, 2)
-    a, b = draw_valid_subset(valid, 1000, seed=3), draw_valid_subset(valid, 1000, seed=3)
+    a, b = draw_subset(valid, 1000, seed=3), draw_subset(valid, 1000, seed=3)
     assert len(a) == 1000 and len(set(a.tolist())) == 1000 and set(a.tolist()) <= set(valid.tolist())
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(draw_valid_subset(valid[:10], 1000), valid[:10])  # fewer valid: all of them
+    np.testing.assert_array_equal(draw_subset(valid[:10], 1000), valid[:10])  # fewer valid: all of them
 
 
 def test_d_sg_is_the_jensen_shannon_distance_by_hand():

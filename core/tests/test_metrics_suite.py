@@ -119,12 +119,12 @@ def test_learned_metrics_through_the_property_sun_and_frechet_apis(tmp_path, mon
 
     def sun_metrics(structures, reference, train, **kw):
         seen["partial"] = json.loads((tmp_path / "out" / "metrics.json").read_text())
-        return {"sun_rate": 0.25, "sun_n": len(structures)}
+        return {"sun_rate": 0.25, "sun_n": 1, "sun_n_structures": len(structures)}
 
     sun = types.ModuleType("crystalgen.metrics.sun")
     sun.sun_metrics = sun_metrics
     frechet = types.ModuleType("crystalgen.metrics.frechet")
-    frechet.frechet_distance = lambda s, r: {"fcd": 0.0, "fcd_n": len(s), "fcd_embedding": "stand-in"}
+    frechet.frechet_distance = lambda s, r, **kw: {"fcd": 0.0, "fcd_n": len(s), "fcd_embedding": "stand-in"}
     for module in (properties, sun, frechet):
         monkeypatch.setitem(sys.modules, module.__name__, module)
 
@@ -133,7 +133,7 @@ def test_learned_metrics_through_the_property_sun_and_frechet_apis(tmp_path, mon
                    out_dir=tmp_path / "out", workers=1, progress=False)
     assert out["wdist_prop"] == pytest.approx(0.0, abs=1e-12) and out["wdist_prop_predictor"] == "density_stand_in"
     assert out["wdist_prop_n"] == 6 and out["wdist_prop_reference_n"] == 6
-    assert out["fcd_embedding"] == "stand-in" and out["sun_rate"] == 0.25 and out["sun_n"] == 6
+    assert out["fcd_embedding"] == "stand-in" and out["sun_rate"] == 0.25 and out["sun_n_structures"] == 6
     # metrics.json was written, marked partial, before S.U.N. started
     assert seen["partial"]["status"] == "partial" and "wdist_prop" in seen["partial"]
     evaluate(ref, ref, metrics=["wdist_prop"], reference_name="perov_5", workers=1, progress=False)

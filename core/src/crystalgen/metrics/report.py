@@ -31,7 +31,7 @@ TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("templates_in_train_pct", "% of templates in train", "templates_n"),
     ("templates_new", "# new templates", "templates_n"),
     ("fcd", "Frechet distance", "fcd_n"),
-    ("sun_rate", "S.U.N. rate (%)", "sun_n"),
+    ("sun_rate", "S.U.N. rate (%)", "sun_n_structures"),
     ("match_rate", "Reconstruction match rate (%)", "match_rate_n"),
     ("rms_dist", "Reconstruction RMSE", "n_matched"),
     ("SR5", "SR5", "SR_n"),

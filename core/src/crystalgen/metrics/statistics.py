@@ -16,13 +16,13 @@ from scipy.stats import wasserstein_distance
 N_PROPERTY_SAMPLES = 1000
 
 
-def draw_valid_subset(valid_indices: Sequence[int], n: int = N_PROPERTY_SAMPLES, seed: int = 0) -> np.ndarray:
-    """Indices of ``min(n, len(valid_indices))`` valid samples drawn without replacement (seeded)."""
-    valid_indices = np.asarray(valid_indices, dtype=np.int64)
-    if len(valid_indices) <= n:
-        return valid_indices
+def draw_subset(indices: Sequence[int], n: int = N_PROPERTY_SAMPLES, seed: int = 0) -> np.ndarray:
+    """``min(n, len(indices))`` of ``indices`` drawn without replacement (seeded); all of them when there are fewer."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if len(indices) <= n:
+        return indices
     rng = np.random.default_rng(seed)
-    return valid_indices[rng.choice(len(valid_indices), n, replace=False)]
+    return indices[rng.choice(len(indices), n, replace=False)]
 
 
 def wasserstein(generated: Sequence[float], reference: Sequence[float]) -> float:

@@ -6,7 +6,8 @@ Order of work (CDVAE's protocol unless noted, see docs/metrics.md):
    space groups and Wyckoff templates of the structurally valid ones; the reference side comes from the cache;
 3. a crystal whose fingerprint fails is invalid (CDVAE); ``n_property_samples`` valid crystals are drawn (seeded);
 4. coverage over all samples, diversity and property statistics over the draw, d_sg, templates;
-5. metrics.json is written, then the learned metrics: the Frechet distance, then S.U.N. (slow) on the draw.
+5. metrics.json is written, then the learned metrics: the Frechet distance (all buildable samples, as GemsDiff),
+   then S.U.N. (slow; a seeded draw of buildable samples, valid or not, as SymmCD).
 A metric that cannot run (missing input, missing predictor, an error inside it) is reported as
 ``<metric>_unavailable: <reason>`` and the others still run.
 """
@@ -30,7 +31,7 @@ from crystalgen.metrics.parallel import WorkerPool
 from crystalgen.metrics.options import SLOW_METRICS, EvaluationOptions, resolve_metrics
 from crystalgen.metrics.reference import ReferenceSet, compute_features, stack_fingerprints
 from crystalgen.metrics.report import write_outputs
-from crystalgen.metrics.statistics import draw_valid_subset, wasserstein
+from crystalgen.metrics.statistics import draw_subset, wasserstein
 from crystalgen.metrics.symmetry import PAPER_REFERENCE_SYMPREC, spacegroup_distance
 from crystalgen.metrics.templates import template_statistics
 from crystalgen.metrics.validity import REASONS, sample_validity
@@ -142,7 +143,7 @@ class _Evaluation:
             "comp_valid_oxidation_states": self.opts.oxidation_states,
         })
         self.result.update({f"n_invalid_{reason}": int(counts.get(reason, 0)) for reason in REASONS})
-        self.subset = draw_valid_subset(np.flatnonzero(self.valid), self.opts.n_property_samples, self.opts.seed)
+        self.subset = draw_subset(np.flatnonzero(self.valid), self.opts.n_property_samples, self.opts.seed)
 
     # -- stage 4 ---------------------------------------------------------------------------------------------
     def _generated_fingerprints(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -215,18 +216,26 @@ class _Evaluation:
         return out
 
     # -- stage 5 ---------------------------------------------------------------------------------------------
+    def _buildable(self) -> np.ndarray:
+        return np.array([i for i, c in enumerate(self.checks) if c.reason in _BUILDABLE], dtype=np.int64)
+
     def fcd(self) -> Result:
+        """GemsDiff computed its FAD on the generated crystals "without any filtering": every buildable sample."""
         frechet = _optional_module("crystalgen.metrics.frechet")
-        valid = [self.samples[i] for i in np.flatnonzero(self.valid)]
-        return dict(frechet.frechet_distance(valid, self.reference.structures))
+        structures = [self.samples[i] for i in self._buildable()]
+        return dict(frechet.frechet_distance(structures, self.reference.structures, progress=self.progress))
 
     def sun(self) -> Result:
+        """SymmCD draws 1,000 of the generated crystals, valid or not: the same seeded draw from buildable samples."""
         if self.train is None:
             raise _Unavailable("S.U.N. needs the training split for novelty (train= / --train NAME:train)")
         sun = _optional_module("crystalgen.metrics.sun")
-        drawn = [self.samples[i] for i in self.subset]
-        out = dict(sun.sun_metrics(drawn, self.reference.structures, self.train.structures, **self.opts.sun_options))
-        out.setdefault("sun_n", len(drawn))
+        buildable = self._buildable()
+        drawn = draw_subset(buildable, self.opts.n_property_samples, self.opts.seed + 1)
+        options = {"progress": self.progress, **self.opts.sun_options}
+        out = dict(sun.sun_metrics([self.samples[i] for i in drawn], self.reference.structures,
+                                   self.train.structures, **options))
+        out["sun_drawn_from_n"] = len(buildable)
         return out
 
     # -- bookkeeping -----------------------------------------------------------------------------------------

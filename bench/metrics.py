@@ -1,0 +1,276 @@
+"""Benchmark of the metrics suite: CDVAE's generation metrics against the MP-20 test split.
+
+Two measurements (docs/benchmarks.md, "Metrics"):
+
+1. ``full``: crystalgen's CDVAE generation metrics (validity, COV-R/P, diversity, density / #elements EMD, and
+   the property EMD when a property predictor is available) for N generated crystals (default 10,000) against the
+   9,046 MP-20 test crystals: once with an empty reference cache (cold) and once with the cache filled (warm).
+2. ``compare``: the first M of those crystals (default 1,000) through a straightforward serial implementation,
+   written below the way CDVAE's ``scripts/compute_metrics.py`` does it (one Crystal object per structure, a
+   per-site CrystalNN loop, itertools.product over oxidation states, reference fingerprints recomputed every run,
+   scipy cdist), and through crystalgen (warm cache, parallel workers, vectorised distances): the numbers must
+   agree and the times are compared.
+
+There is no trained model here: the "generated" crystals are MP-20 validation crystals (then training crystals
+to reach N) with every atom displaced by N(0, 0.05 A) per Cartesian axis and the lattice strained by up to 2%
+(seeded), so some of them are invalid, as generated crystals are.
+
+Usage (2-core CPU, no GPU):
+    CRYSTALGEN_DATA=../shared/data python bench/metrics.py --part all
+    python bench/metrics.py --part compare --n-compare 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+NOISE = 0.05  # Angstrom, per Cartesian axis
+STRAIN = 0.02  # maximum relative strain of the lattice
+
+
+# ------------------------------------------------------------------------------------------------------------
+# inputs
+
+
+def load_split(name: str, split: str, limit: int | None = None):
+    from crystalgen.metrics import read_samples
+    from crystalgen.testing import benchmark_data_root
+
+    root = benchmark_data_root()
+    if root is None:
+        raise SystemExit("set CRYSTALGEN_DATA to the folder holding mp_20/")
+    structures, failures, _ = read_samples(root / name / f"{split}.csv", progress=False)
+    kept = [s for s in structures if s is not None]
+    return kept[:limit] if limit else kept
+
+
+def perturbed(structures, seed: int = 0):
+    """Each crystal with Gaussian atom displacements and a random lattice strain (the stand-in "generated" set)."""
+    from pymatgen.core import Lattice, Structure
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in structures:
+        strain = np.eye(3) + rng.uniform(-STRAIN, STRAIN, size=(3, 3))
+        lattice = Lattice(s.lattice.matrix @ strain)
+        cart = s.frac_coords @ lattice.matrix + rng.normal(scale=NOISE, size=(len(s), 3))
+        out.append(Structure(lattice, s.species, cart, coords_are_cartesian=True))
+    return out
+
+
+def generated_set(n: int):
+    val = load_split("mp_20", "val")
+    base = val if len(val) >= n else val + load_split("mp_20", "train", n - len(val))
+    return perturbed(base[:n])
+
+
+def property_predictor():
+    """CDVAE's MP-20 formation-energy model when crystalgen.metrics.properties can load it, else None."""
+    try:
+        from crystalgen.metrics.properties import get_predictor
+
+        return get_predictor("cdvae_mp_20")
+    except Exception as exc:  # noqa: BLE001 - the benchmark runs without it and says so
+        print(f"property predictor unavailable ({type(exc).__name__}: {exc}); wdist_prop is skipped")
+        return None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the straightforward serial implementation (the shape of CDVAE's compute_metrics.py)
+
+
+class SerialCrystal:
+    def __init__(self, structure, featurisers):
+        crystalnn, magpie = featurisers
+        self.structure = structure
+        counts = Counter(site.specie.Z for site in structure)
+        elems = sorted(counts)
+        reduced = np.array([counts[e] for e in elems])
+        reduced = reduced // np.gcd.reduce(reduced)
+        self.comp_valid = serial_smact_validity(elems, reduced.tolist())
+        dist = structure.distance_matrix + np.diag(np.ones(len(structure)) * 10.5)
+        self.struct_valid = bool(dist.min() >= 0.5 and structure.volume >= 0.1)
+        self.valid = self.comp_valid and self.struct_valid
+        from pymatgen.core import Composition
+
+        self.comp_fp = magpie.featurize(Composition({int(z): n for z, n in counts.items()}))
+        try:
+            self.struct_fp = np.array([crystalnn.featurize(structure, i) for i in range(len(structure))]).mean(axis=0)
+        except Exception:  # noqa: BLE001 - as CDVAE: no fingerprint -> invalid
+            self.valid = False
+            self.comp_fp = self.struct_fp = None
+
+
+def serial_smact_validity(elems, counts) -> bool:
+    import smact
+    from pymatgen.core import Element
+
+    symbols = [Element.from_Z(z).symbol for z in elems]
+    if len(symbols) == 1:
+        return True
+    if all(s in smact.metals for s in symbols):
+        return True
+    try:
+        elements = [smact.Element(s) for s in symbols]
+    except Exception:  # noqa: BLE001
+        return False
+    enegs = [e.pauling_eneg for e in elements]
+    for ox in itertools.product(*[e.oxidation_states_smact14 or [] for e in elements]):
+        if sum(q * n for q, n in zip(ox, counts)) != 0:
+            continue
+        if old_pauling_test(ox, enegs):
+            return True
+    return False
+
+
+def old_pauling_test(ox, enegs) -> bool:
+    """smact <= 2.x eneg_states_test, whose None-vs-float comparison raised TypeError that CDVAE read as 'OK'."""
+    for (o1, e1), (o2, e2) in itertools.combinations(list(zip(ox, enegs)), 2):
+        if o1 > 0 and o2 < 0:
+            if e1 is None or e2 is None:
+                return True
+            if e1 >= e2:
+                return False
+        elif o1 < 0 and o2 > 0:
+            if e1 is None or e2 is None:
+                return True
+            if e1 <= e2:
+                return False
+    return True
+
+
+def serial_metrics(generated, reference, struct_cutoff, comp_cutoff, n_samples, seed, predictor):
+    import warnings
+
+    from matminer.featurizers.composition.composite import ElementProperty
+    from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
+    from scipy.spatial.distance import cdist, pdist
+    from scipy.stats import wasserstein_distance
+
+    from crystalgen.metrics.cdvae_constants import MAGPIE_MEANS, MAGPIE_STDS
+
+    warnings.filterwarnings("ignore")
+    featurisers = (CrystalNNFingerprint.from_preset("ops"), ElementProperty.from_preset("magpie"))
+    scale = lambda x: np.nan_to_num((np.array(x, dtype=float) - MAGPIE_MEANS) / MAGPIE_STDS, nan=0.0)  # noqa: E731
+    timings = {}
+    t = time.perf_counter()
+    crys = [SerialCrystal(s, featurisers) for s in generated]
+    gt = [SerialCrystal(s, featurisers) for s in reference]
+    timings["crystals_and_fingerprints"] = time.perf_counter() - t
+    t = time.perf_counter()
+    valid_idx = [i for i, c in enumerate(crys) if c.valid]
+    if len(valid_idx) > n_samples:
+        valid_idx = [valid_idx[i] for i in np.random.default_rng(seed).choice(len(valid_idx), n_samples, replace=False)]
+    samples = [crys[i] for i in valid_idx]
+    out = {
+        "comp_valid": np.mean([c.comp_valid for c in crys]),
+        "struct_valid": np.mean([c.struct_valid for c in crys]),
+        "valid": np.mean([c.valid for c in crys]),
+        "comp_div": pdist(scale([c.comp_fp for c in samples])).mean(),
+        "struct_div": pdist(np.array([c.struct_fp for c in samples])).mean(),
+        "wdist_density": wasserstein_distance([c.structure.density for c in samples],
+                                              [c.structure.density for c in gt]),
+        "wdist_num_elems": wasserstein_distance([len(set(c.structure.species)) for c in samples],
+                                                [len(set(c.structure.species)) for c in gt]),
+    }
+    fp = [c for c in crys if c.struct_fp is not None]
+    s_d = cdist(np.array([c.struct_fp for c in fp]), np.array([c.struct_fp for c in gt]))
+    c_d = cdist(scale([c.comp_fp for c in fp]), scale([c.comp_fp for c in gt]))
+    out["cov_recall"] = np.mean((s_d.min(axis=0) <= struct_cutoff) & (c_d.min(axis=0) <= comp_cutoff))
+    out["cov_precision"] = np.sum((s_d.min(axis=1) <= struct_cutoff) & (c_d.min(axis=1) <= comp_cutoff)) / len(crys)
+    out["amsd_recall"], out["amsd_precision"] = s_d.min(axis=0).mean(), s_d.min(axis=1).mean()
+    out["amcd_recall"], out["amcd_precision"] = c_d.min(axis=0).mean(), c_d.min(axis=1).mean()
+    timings["statistics_and_coverage"] = time.perf_counter() - t
+    if predictor is not None:
+        t = time.perf_counter()
+        out["wdist_prop"] = wasserstein_distance(predictor.predict([c.structure for c in samples]),
+                                                 predictor.predict([c.structure for c in gt]))
+        timings["property"] = time.perf_counter() - t
+    return {k: float(v) for k, v in out.items()}, timings
+
+
+# ------------------------------------------------------------------------------------------------------------
+# runs
+
+
+CDVAE_METRICS = ["validity", "coverage", "diversity", "wdist_density", "wdist_num_elems", "wdist_prop"]
+COMPARED = ["comp_valid", "struct_valid", "valid", "cov_recall", "cov_precision", "amsd_recall", "amsd_precision",
+            "amcd_recall", "amcd_precision", "comp_div", "struct_div", "wdist_density", "wdist_num_elems", "wdist_prop"]
+
+
+def ours(generated, reference, workers, predictor):
+    from crystalgen.metrics import evaluate
+
+    metrics = CDVAE_METRICS if predictor is not None else CDVAE_METRICS[:-1]
+    t = time.perf_counter()
+    out = evaluate(generated, reference, metrics=metrics, reference_name="mp_20", workers=workers,
+                   property_predictor=predictor.name if predictor is not None else None, progress=False)
+    return out, time.perf_counter() - t
+
+
+def run_full(args, generated, reference, predictor) -> dict:
+    report = {}
+    for label in ("cold", "warm"):
+        out, seconds = ours(generated, reference, args.workers, predictor)
+        report[label] = {"seconds": seconds, "metrics": {k: out.get(k) for k in COMPARED + ["n_samples", "n_valid"]}}
+        print(f"full ({label} cache): {len(generated)} crystals vs {len(reference)}: {seconds:.1f} s", flush=True)
+    return report
+
+
+def run_compare(args, generated, reference, predictor) -> dict:
+    subset = generated[: args.n_compare]
+    _, cold_seconds = ours(subset, reference, args.workers, predictor)  # fills the cache
+    our_out, our_seconds = ours(subset, reference, args.workers, predictor)
+    t = time.perf_counter()
+    serial_out, serial_parts = serial_metrics(subset, reference, 0.4, 10.0, 1000, 0, predictor)
+    serial_seconds = time.perf_counter() - t
+    diffs = {k: abs(float(our_out[k]) - serial_out[k]) for k in COMPARED if k in serial_out and k in our_out}
+    print(f"compare: serial {serial_seconds:.1f} s, crystalgen cold cache {cold_seconds:.1f} s, warm cache "
+          f"{our_seconds:.1f} s, speed-up (warm) {serial_seconds / our_seconds:.1f}x, max |difference| "
+          f"{max(diffs.values()):.2e}", flush=True)
+    return {"serial_seconds": serial_seconds, "serial_parts": serial_parts, "ours_cold_seconds": cold_seconds,
+            "ours_warm_seconds": our_seconds, "speedup_warm": serial_seconds / our_seconds,
+            "speedup_cold": serial_seconds / cold_seconds, "abs_differences": diffs,
+            "serial": serial_out, "ours": {k: our_out.get(k) for k in COMPARED}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("full", "compare", "all"), default="all")
+    parser.add_argument("--n-generated", type=int, default=10_000)
+    parser.add_argument("--n-compare", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cache", help="cache folder (default: a fresh temporary one, so each part starts cold)")
+    parser.add_argument("--out", default="bench_metrics.json", help="where to write the numbers (JSON)")
+    args = parser.parse_args()
+    cache = Path(args.cache or tempfile.mkdtemp(prefix="crystalgen-bench-cache-"))
+    reference = load_split("mp_20", "test")
+    generated = generated_set(args.n_generated if args.part != "compare" else args.n_compare)
+    predictor = property_predictor()
+    load = os.getloadavg()
+    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
+              "load_average_at_start": load, "workers": args.workers, "n_reference": len(reference),
+              "property_predictor": predictor.name if predictor is not None else None}
+    if args.part in ("compare", "all"):
+        os.environ["CRYSTALGEN_CACHE"] = str(cache / "compare")
+        report["compare"] = run_compare(args, generated, reference, predictor)
+    if args.part in ("full", "all"):
+        os.environ["CRYSTALGEN_CACHE"] = str(cache / "full")
+        report["full"] = run_full(args, generated, reference, predictor)
+    report["load_average_at_end"] = os.getloadavg()
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"numbers written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
