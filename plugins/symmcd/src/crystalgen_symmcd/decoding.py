@@ -1,0 +1,54 @@
+"""Final state -> crystals: lattice from k, Wyckoff projection and replication, pymatgen Structure.
+
+Never raises for a bad sample: non-finite values, a degenerate cell or a projection that fails become a
+:class:`~crystalgen.models.Decoded` with the reason, and the per-crystal ``info`` says what the projection did
+(how many site symmetries were invalid in G and moved, how far representatives moved, merged orbits).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pymatgen.core import Element, Lattice, Structure
+from torch import Tensor
+
+from crystalgen.geometry import k_to_lattice
+from crystalgen.models.base import Decoded
+from crystalgen_symmcd.wyckoff_projection import replicate
+
+MIN_VOLUME = 1e-3  # Angstrom^3
+
+
+def decode_crystal(spacegroup: int, k: Tensor, frac_coords: Tensor, atom_types: Tensor, site_symmetry: Tensor) -> Decoded:
+    """One crystal from its representation.
+
+    Args:
+        spacegroup: G, 1..230.
+        k: (6,) lattice parameters (already masked for G).
+        frac_coords: (M, 3) representatives, fractional.
+        atom_types: (M,) atomic numbers.
+        site_symmetry: (M, 15) site-symmetry class indices.
+    """
+    if atom_types.numel() == 0:
+        return Decoded(None, "no representatives")
+    if not torch.isfinite(k).all():
+        return Decoded(None, "non-finite lattice k")
+    if not torch.isfinite(frac_coords).all():
+        return Decoded(None, "non-finite coordinates")
+    lattice, valid = k_to_lattice(k.double().reshape(1, 6), strict=False)
+    if not bool(valid.all()):
+        return Decoded(None, "lattice k overflows")
+    L = lattice[0].cpu().numpy()
+    volume = abs(float(np.linalg.det(L)))
+    if volume < MIN_VOLUME:
+        return Decoded(None, f"degenerate cell (volume {volume:.2e} A^3)")
+    if int(atom_types.min()) < 1 or int(atom_types.max()) > 118:
+        return Decoded(None, f"atomic number outside 1..118 ({int(atom_types.min())}..{int(atom_types.max())})")
+    try:
+        crystal = replicate(int(spacegroup), L, frac_coords.double().cpu().numpy(), atom_types.cpu().numpy(),
+                            site_symmetry.cpu().numpy())
+        species = [Element.from_Z(int(z)) for z in crystal.atom_types]
+        structure = Structure(Lattice(L), species, crystal.frac_coords, coords_are_cartesian=False)
+    except Exception as exc:  # a projection or pymatgen failure is a reported sample failure, not a crash
+        return Decoded(None, f"projection failed: {type(exc).__name__}: {exc}", {"spacegroup": int(spacegroup)})
+    return Decoded(structure, None, crystal.info)

@@ -1,0 +1,215 @@
+"""The SymmCD model recipe: p(C') = p(k, X', S, A' | M, G) p(M | G) p(G) (paper section 4.3).
+
+Variables and their noise processes (one shared time step per crystal, T levels):
+    lattice_k      (B, 6)       VP Gaussian, cosine schedule, eps prediction; the space-group mask and the
+                                hexagonal offset travel as a Constraint (App. B, D)
+    frac_coords    (M, 3)       wrapped normal on the torus (variance exploding, as the official code; the
+                                paper's Algorithm 1 line 7 writes a VP form), normalised-score prediction
+    atom_types     (M,)         D3PM towards the training marginal over Z = 1..94, logits
+    site_symmetry  (M, 15)      D3PM per axis towards the per-space-group marginal (13 classes), logits
+p(G) and p(M | G) are not diffused: prepare_sampling draws them (or takes the requested space group).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+
+from crystalgen.geometry import space_group_k_masks
+from crystalgen.models.base import Decoded, GenerativeModel, UnsupportedRequestError
+from crystalgen.processes.d3pm import D3PMMarginal
+from crystalgen.processes.vp import VPGaussian
+from crystalgen.processes.wrapped_normal import WrappedNormal
+from crystalgen.state import Condition, Constraint, SampleRequest
+from crystalgen_symmcd.decoding import decode_crystal
+from crystalgen_symmcd.denoiser import NUM_ELEMENTS, SymmCDDenoiser
+from crystalgen_symmcd.statistics import NUM_SPACE_GROUPS, count
+from crystalgen_symmcd.symmetry.axes import NUM_AXES
+from crystalgen_symmcd.symmetry.site_symmetry import NUM_SITE_CLASSES
+from crystalgen_symmcd.symmetry.space_group import ENCODING_DIM, space_group_encoding
+from crystalgen_symmcd.transform import AsymmetricUnitTransform
+
+#: The 10 most common MP-20 space groups, the paper's "10 SGs" variant (section 5.2, footnote 4).
+TOP10_SPACEGROUPS = (2, 12, 14, 62, 63, 139, 166, 194, 221, 225)
+#: Widening of the training range of k used to clip x0_hat while sampling (fraction of the range, and absolute).
+K_RANGE_MARGIN = 0.1
+VARIABLES = ("lattice_k", "frac_coords", "atom_types", "site_symmetry")
+
+
+class SymmCD(GenerativeModel):
+    """SymmCD (Levy et al., ICLR 2025). Conditions: ``spacegroup``. Request option ``spacegroup_prior``:
+    ``"data"`` (p(G) of the training set, default) or ``"top10"`` (p(G) restricted to TOP10_SPACEGROUPS)."""
+
+    name = "symmcd"
+    default_sampler = "ancestral"
+    conditions = frozenset({"spacegroup"})
+    config_package = "crystalgen_symmcd.configs"
+
+    spacegroup_probs: Tensor
+    representatives_probs: Tensor
+    site_symmetry_marginals: Tensor
+    spacegroup_encodings: Tensor
+    lattice_k_range: Tensor
+
+    def __init__(self, cfg: DictConfig | dict) -> None:
+        super().__init__()
+        cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
+        self.cfg = cfg
+        T = int(cfg.num_steps)
+        self.num_steps = T
+        self.max_representatives = int(cfg.max_representatives)
+        self.spacegroup_prior = str(cfg.spacegroup_prior)
+        self.loss_weights = {var: float(cfg.loss_weights[var]) for var in VARIABLES}
+        self.processes = nn.ModuleDict({
+            "lattice_k": VPGaussian(T, "cosine", "eps"),
+            "frac_coords": WrappedNormal(T, float(cfg.sigma_begin), float(cfg.sigma_end)),
+            "atom_types": D3PMMarginal(T, NUM_ELEMENTS),
+            "site_symmetry": D3PMMarginal(T, NUM_SITE_CLASSES, torch.full((NUM_AXES, NUM_SITE_CLASSES), 1.0 / NUM_SITE_CLASSES)),
+        })
+        d = cfg.denoiser
+        self.denoiser = SymmCDDenoiser(
+            hidden=d.hidden, num_layers=d.num_layers, num_frequencies=d.num_frequencies, time_dim=d.time_dim,
+            spacegroup_dim=d.spacegroup_dim, site_symmetry_dim=d.site_symmetry_dim, site_axis_dim=d.site_axis_dim,
+            site_logit_rank=d.site_logit_rank, layer_norm=d.layer_norm,
+        )
+        self.register_buffer("spacegroup_probs", torch.zeros(NUM_SPACE_GROUPS + 1, dtype=torch.float64))
+        self.register_buffer("representatives_probs", torch.zeros(NUM_SPACE_GROUPS + 1, self.max_representatives + 1, dtype=torch.float64))
+        self.register_buffer("site_symmetry_marginals",
+                             torch.full((NUM_SPACE_GROUPS + 1, NUM_AXES, NUM_SITE_CLASSES), 1.0 / NUM_SITE_CLASSES, dtype=torch.float64))
+        self.register_buffer("lattice_k_range", torch.tensor([[-math.inf] * 6, [math.inf] * 6], dtype=torch.float64))
+        # Filled per space group on first use (deriving all 230 takes seconds); a pure function of G, not saved.
+        self.register_buffer("spacegroup_encodings", torch.zeros(NUM_SPACE_GROUPS + 1, ENCODING_DIM), persistent=False)
+        self._encoded: set[int] = set()
+
+    # -- construction -----------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> SymmCD:
+        return cls(cfg)
+
+    @classmethod
+    def transform(cls, cfg: DictConfig) -> AsymmetricUnitTransform:
+        return AsymmetricUnitTransform(cfg.symprec, cfg.angle_tolerance, cfg.max_cell_atoms, cfg.max_representatives)
+
+    def fit_statistics(self, train: Sequence[Data]) -> None:
+        """p(G), p(M | G), the atom-type marginal and the per-space-group site-symmetry marginals."""
+        stats = count(train, self.max_representatives)
+        self.spacegroup_probs.copy_(stats.spacegroup_probs())
+        self.representatives_probs.copy_(stats.representatives_probs())
+        self.processes["atom_types"].set_marginal(stats.atom_type_marginal())
+        self.site_symmetry_marginals.copy_(stats.site_symmetry_marginals())
+        k = torch.cat([item.lattice_k for item in train]).double()
+        lo, hi = k.min(0).values, k.max(0).values
+        margin = K_RANGE_MARGIN * (hi - lo) + K_RANGE_MARGIN
+        self.lattice_k_range.copy_(torch.stack([lo - margin, hi + margin]))
+
+    def encode_spacegroups(self, spacegroups: Tensor) -> Tensor:
+        """(B,) numbers -> (B, 397) binary encodings (appendix C)."""
+        for g in set(spacegroups.tolist()) - self._encoded:
+            self.spacegroup_encodings[g] = torch.from_numpy(space_group_encoding(int(g))).to(self.spacegroup_encodings)
+            self._encoded.add(g)
+        return self.spacegroup_encodings[spacegroups]
+
+    # -- training -----------------------------------------------------------------------------------
+    def training_loss(self, batch: Batch) -> dict[str, Tensor]:
+        """Algorithm 1: one t per crystal shared by all variables; weighted sum of the four losses, each
+        averaged over rows (representatives or crystals), as in the official code."""
+        crystal, B = batch.batch, batch.num_graphs
+        spacegroup = batch.spacegroup
+        t = torch.randint(1, self.num_steps + 1, (B,), device=crystal.device)
+        mask, fill = space_group_k_masks(spacegroup, torch.float32)
+        site_marginal = self.site_symmetry_marginals[spacegroup[crystal]]
+
+        k = self.processes["lattice_k"].add_noise(batch.lattice_k.float(), t)
+        k_t = torch.where(mask, k.x_t, fill)
+        x = self.processes["frac_coords"].add_noise(torch.remainder(batch.frac_coords.float(), 1.0), t[crystal])
+        a = self.processes["atom_types"].add_noise(batch.atom_types - 1, t[crystal])
+        s = self.processes["site_symmetry"].add_noise(batch.site_symmetry, t[crystal], marginal=site_marginal)
+
+        pred = self.denoiser(x.x_t, a.x_t, k_t, t, self.encode_spacegroups(spacegroup), crystal, s.x_t)
+        losses = {
+            # paper App. D: || m * eps - eps_hat ||^2, so the network learns to output 0 on fixed entries
+            "lattice_k": ((pred["lattice_k"] - mask * k.target) ** 2).mean(),
+            "frac_coords": self.processes["frac_coords"].loss(pred["frac_coords"], x).mean(),
+            "atom_types": self.processes["atom_types"].loss(pred["atom_types"], a).mean(),
+            "site_symmetry": self.processes["site_symmetry"].loss(pred["site_symmetry"], s).mean(),
+        }
+        losses["loss"] = sum(self.loss_weights[var] * losses[var] for var in VARIABLES)
+        return losses
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def prepare_sampling(self, request: SampleRequest) -> Condition:
+        """Algorithm 2, inputs: G (requested or ~ p(G)), M ~ p(M | G), and the fixed parts of each process."""
+        self.check_request(request)
+        if float(self.spacegroup_probs.sum()) == 0:
+            raise RuntimeError("the model has no training statistics (p(G), p(M|G)); call fit_statistics first or load a trained checkpoint")
+        device = self.spacegroup_probs.device
+        spacegroup = self._spacegroups(request).to(device)
+        num_reps = torch.multinomial(self.representatives_probs[spacegroup].float(), 1).squeeze(1)
+        if bool((num_reps == 0).any()):  # p(M|G) puts mass on M >= 1 only; guard all the same
+            num_reps = num_reps.clamp(min=1)
+        B = len(spacegroup)
+        crystal = torch.repeat_interleave(torch.arange(B, device=device), num_reps)
+        rows = int(num_reps.sum())
+        mask, fill = space_group_k_masks(spacegroup, torch.float32)
+        return Condition(
+            num_crystals=B,
+            shapes={"lattice_k": (B, 6), "frac_coords": (rows, 3), "atom_types": (rows,), "site_symmetry": (rows, NUM_AXES)},
+            device=device,
+            constraints={"lattice_k": Constraint(mask, fill)},
+            process_args={"site_symmetry": {"marginal": self.site_symmetry_marginals[spacegroup[crystal]]}},
+            data={"spacegroup": spacegroup, "crystal": crystal, "encoding": self.encode_spacegroups(spacegroup)},
+        )
+
+    def _spacegroups(self, request: SampleRequest) -> Tensor:
+        n = request.num_samples
+        if request.spacegroup is not None:
+            numbers = request.spacegroup if isinstance(request.spacegroup, list) else [request.spacegroup] * n
+            if len(numbers) != n or any(not 1 <= int(g) <= NUM_SPACE_GROUPS for g in numbers):
+                raise UnsupportedRequestError(f"spacegroup must be one number in 1..230 or one per crystal ({n}); got {request.spacegroup}")
+            return torch.tensor([int(g) for g in numbers], dtype=torch.long)
+        prior = str(request.options.get("spacegroup_prior", self.spacegroup_prior))
+        probs = self.spacegroup_probs.float().cpu().clone()
+        if prior == "top10":
+            keep = torch.zeros_like(probs, dtype=torch.bool)
+            keep[list(TOP10_SPACEGROUPS)] = True
+            probs = torch.where(keep, probs, torch.zeros_like(probs))
+            if float(probs.sum()) == 0:  # none of the ten groups seen in training: sample them uniformly
+                probs = keep.float()
+        elif prior != "data":
+            raise UnsupportedRequestError(f"spacegroup_prior must be 'data' or 'top10', got {prior!r}")
+        return torch.multinomial(probs, n, replacement=True)
+
+    def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
+        pred = self.denoiser(state["frac_coords"], state["atom_types"], state["lattice_k"], t, condition.data["encoding"],
+                             condition.data["crystal"], state["site_symmetry"])
+        pred["lattice_k"] = self.clip_lattice_eps(pred["lattice_k"], state["lattice_k"], t)
+        return pred
+
+    def clip_lattice_eps(self, eps: Tensor, k_t: Tensor, t: Tensor) -> Tensor:
+        """eps_hat of k rewritten so that the clean k it implies, (k_t - s_t eps_hat) / a_t, lies within the
+        training range of k (widened by K_RANGE_MARGIN); unchanged when it already does.
+
+        The cosine schedule ends at a_T ~ 1e-4, so at the first levels x0_hat = (k_t - s_t eps_hat) / a_t turns a
+        small error of eps_hat into an enormous k (exp of it overflows); a sampler that skips levels multiplies
+        that error by a_s / a_t at once. Clipping x0_hat (diffusers' clip_sample, with a range from the data)
+        keeps every sampler finite. Sampling only: training regresses eps directly.
+        """
+        a, s = self.processes["lattice_k"].marginal(t, k_t)
+        x0 = (k_t - s * eps) / a
+        clipped = torch.maximum(torch.minimum(x0, self.lattice_k_range[1].to(x0)), self.lattice_k_range[0].to(x0))
+        return torch.where(clipped == x0, eps, (k_t - a * clipped) / s)
+
+    def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:
+        """Lattice from k, projection of S and X' onto Wyckoff positions of G, replication (App. A)."""
+        crystal = condition.data["crystal"].cpu()
+        out = []
+        for b, g in enumerate(condition.data["spacegroup"].tolist()):
+            rows = crystal == b
+            out.append(decode_crystal(g, state["lattice_k"][b].cpu(), state["frac_coords"].cpu()[rows],
+                                      state["atom_types"].cpu()[rows] + 1, state["site_symmetry"].cpu()[rows]))
+        return out
