@@ -54,28 +54,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
 
 
-def _load_split(spec: str, role: str, workers, progress):
-    """Structures (and the dataset name, or None) of ``NAME:SPLIT`` or of a samples path."""
+def _load_split(spec: str, role: str, workers, progress) -> tuple[list, str | None, list[str]]:
+    """Structures of ``NAME:SPLIT`` or of a samples path, the dataset name (or None) and provenance notes."""
     from crystalgen.cli.errors import UserError
     from crystalgen.metrics.samples import read_samples
 
     if Path(spec).exists():
         structures, failures, _ = read_samples(spec, workers=workers, progress=progress)
         kept = [s for s in structures if s is not None]
+        notes = []
         if len(kept) < len(structures):
             bad = next(f for f in failures if f)
-            print(f"warning: {role} {spec}: {len(structures) - len(kept)} unreadable entries skipped (first: {bad})",
-                  file=sys.stderr)
-        return kept, None
+            notes.append(f"{len(structures) - len(kept)} unreadable entries skipped (first: {bad})")
+        return kept, None, notes
     if ":" not in spec:
         raise UserError(f"--{role} {spec!r}: neither an existing path nor NAME:SPLIT (e.g. mp_20:test)")
+    from crystalgen.data.registry import get_dataset
+
     name, split = spec.split(":", 1)
-    try:
-        from crystalgen.data.registry import get_dataset
-    except ImportError as exc:
-        raise UserError(f"--{role} {spec}: the dataset registry is not available ({exc}); pass a CSV/CIF path") from exc
-    loaded = get_dataset(name).load(split)
-    return [record.structure for record in loaded.records], name
+    loaded = get_dataset(name).load(split, workers=workers, progress=progress)
+    notes = list(loaded.notes)
+    if loaded.skipped:
+        notes.append(f"{len(loaded.skipped)} of {loaded.rows_read} rows skipped by the loader")
+    return [record.structure for record in loaded.records], name, notes
 
 
 def _input_indices(samples: str, n: int) -> list[int]:
@@ -110,17 +111,30 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     progress = not args.no_progress
     structures, failures, ids = read_samples(args.samples, workers=args.workers, progress=progress)
-    reference, dataset = _load_split(args.reference, "reference", args.workers, progress)
+    reference, dataset, notes = _load_split(args.reference, "reference", args.workers, progress)
+    annotations = {"reference_source": args.reference}
+    if notes:
+        annotations["reference_notes"] = "; ".join(notes)
     reference_name = args.reference_name or dataset
     out = Path(args.out)
+    for note in notes:
+        print(f"note: reference {args.reference}: {note}", file=sys.stderr)
     if args.task == "generation":
-        train = _load_split(args.train, "train", args.workers, progress)[0] if args.train else None
+        train = None
+        if args.train:
+            train, _, train_notes = _load_split(args.train, "train", args.workers, progress)
+            annotations["train_source"] = args.train
+            if train_notes:
+                annotations["train_notes"] = "; ".join(train_notes)
+            for note in train_notes:
+                print(f"note: train {args.train}: {note}", file=sys.stderr)
         options = {"oxidation_states": args.oxidation_states, "cov_cutoffs": _cov_cutoffs(args.cov_cutoffs),
                    "n_property_samples": args.n_property_samples, "seed": args.seed, "symprec": args.symprec,
                    "paper_protocol": args.paper_protocol}
         result = evaluate(structures, reference, train=train, metrics=args.metrics, reference_name=reference_name,
                           property_predictor=args.property_predictor, failures=failures, out_dir=out,
-                          workers=args.workers, progress=progress, options=options, sample_ids=ids)
+                          workers=args.workers, progress=progress, options=options, sample_ids=ids,
+                          annotations=annotations)
     else:
         indices = _input_indices(args.samples, len(structures))
         if max(indices, default=-1) >= len(reference):
@@ -138,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             result = optimization_success(list(groups.values()), dataset=reference_name, percentiles=percentiles,
                                           property_predictor=args.property_predictor,
                                           oxidation_states=args.oxidation_states)
-        result = {"reference": args.reference, "reference_n": len(reference), **result}
+        result = {"reference": args.reference, "reference_n": len(reference), **annotations, **result}
         write_outputs(out, result, [], reference_name=reference_name)
     print(f"metrics written to {out / 'metrics.json'} and {out / 'metrics.md'}")
     return 0

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     setup_console(args.verbose)
     counts = run_task("optimize", args.ckpt, args.input, args.out, num_crystals=args.num_crystals,
                       batch_size=args.batch_size, sampler=args.sampler, steps=args.steps,
-                      options=parse_options(args.option), seed=args.seed, device=args.device,
+                      options=parse_options(args.option), seed=args.seed, device=args.device, precision=args.precision,
                       expected_model=args.model, averaged=not args.no_ema, show_progress=not args.no_progress,
                       task_options={"direction": args.direction, "steps": args.opt_steps})
     print(f"{counts['ok']} of {counts['requested']} optimised crystals written to {args.out}")

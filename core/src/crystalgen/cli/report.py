@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-from crystalgen.cli.common import add_output_arguments
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (runs/<model>-<dataset>-<time>)")
@@ -21,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="draw this dataset split's atoms-per-cell and density beside the samples'")
     p.add_argument("--max-reference", type=int, default=2000, metavar="N",
                    help="reference crystals read for the histograms (default 2000)")
-    add_output_arguments(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
 
 
 def run(args: argparse.Namespace) -> int:

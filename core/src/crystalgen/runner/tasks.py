@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from crystalgen.data.crystal import collate
 from crystalgen.models.base import Decoded
 from crystalgen.runner.datasets import parse_split, prepared_split
-from crystalgen.runner.distributed import select_device
+from crystalgen.runner.distributed import autocast, select_device
 from crystalgen.runner.models import build_sampler, load_trained
 from crystalgen.runner.sample_dir import write_sample_dir
 
@@ -28,7 +28,7 @@ TASKS = ("reconstruct", "optimize")
 
 def run_task(task: str, checkpoint: str | Path, source: str, out: str | Path, *, num_crystals: int | None,
              batch_size: int, sampler: str | None = None, steps: int | None = None,
-             options: dict[str, Any] | None = None, seed: int = 0, device: str = "auto",
+             options: dict[str, Any] | None = None, seed: int = 0, device: str = "auto", precision: str = "fp32",
              expected_model: str | None = None, averaged: bool = True, show_progress: bool = True,
              task_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Apply ``task`` to the first ``num_crystals`` crystals of ``source`` (NAME:SPLIT); returns the counts.
@@ -58,7 +58,8 @@ def run_task(task: str, checkpoint: str | Path, source: str, out: str | Path, *,
     started = time.perf_counter()
     for start in tqdm(range(0, len(items), batch_size), desc=task, disable=not show_progress, unit="batch"):
         batch = collate(items[start:start + batch_size]).to(device_)
-        with torch.no_grad() if task == "reconstruct" else torch.enable_grad():
+        # optimisation differentiates through the model (latent gradients); reconstruction does not
+        with torch.no_grad() if task == "reconstruct" else torch.enable_grad(), autocast(device_, precision):
             result = method(batch, chosen, generator=generator, **(task_options or {}))
         if len(result) != batch.num_graphs:
             raise RuntimeError(f"model {trained.name!r} returned {len(result)} crystals for {batch.num_graphs} inputs")
