@@ -111,7 +111,8 @@ class CHGNetEnergyPredictor(PropertyPredictor):
 
 @dataclass(frozen=True)
 class Relaxation:
-    """Outcome of one bounded CHGNet relaxation; ``structure`` None (and ``error`` set) when it failed."""
+    """Outcome of one bounded CHGNet relaxation: optimiser steps taken, and whether it stopped below fmax before
+    the step limit; ``structure`` None, ``steps`` -1 and ``error`` set when it failed."""
 
     structure: Structure | None
     steps: int
@@ -141,13 +142,14 @@ def _relax_one(args: tuple[Structure, float, int, bool, str]) -> Relaxation:
             result = StructOptimizer(model=model, optimizer_class="FIRE").relax(
                 structure, fmax=fmax, steps=max_steps, relax_cell=relax_cell, verbose=False
             )
-        steps = len(result["trajectory"].energies)
+        # CHGNet's observer records the start, every step, and once more after the run.
+        steps = max(0, len(result["trajectory"].energies) - 2)
         final = result["final_structure"]
         if not np.isfinite(final.lattice.matrix).all() or not np.isfinite(final.frac_coords).all():
-            return Relaxation(None, steps, False, "relaxation produced non-finite coordinates")
+            return Relaxation(None, -1, False, "relaxation produced non-finite coordinates")
         return Relaxation(final, steps, steps < max_steps)
     except Exception as exc:  # one failed relaxation must not stop the others
-        return Relaxation(None, 0, False, f"{type(exc).__name__}: {exc}")
+        return Relaxation(None, -1, False, f"{type(exc).__name__}: {exc}")
 
 
 def relax_structures(

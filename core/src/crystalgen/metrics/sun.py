@@ -1,0 +1,251 @@
+"""Stable, unique and novel (S.U.N.) crystals, as SymmCD (sec. 5.3) reports them after FlowMM (Miller et al. 2024).
+
+Protocol here (every choice is written into the result):
+
+* energies: CHGNet (``chgnet_backend.CHGNET_MODEL``) energy per atom of each crystal as generated ("initial"),
+  and after a bounded CHGNet relaxation (FIRE, positions + cell, ``fmax`` eV/A, at most ``max_steps`` steps);
+* hull: FlowMM compares against the Materials Project convex hull (Riebesell et al. 2024), which is not
+  available offline. We build the hull from CHGNet energies (unrelaxed, at the dataset's DFT geometries) of
+  the reference and training structures (or ``hull_structures``), so E_hull measures stability relative to the
+  known crystals of the dataset under one consistent potential. A composition whose elements lack elemental
+  entries in that set has no hull: its E_hull is NaN and it counts as not stable (``sun_hull_undefined_n``);
+* stable: E_hull <= ``stability_threshold`` (0.0 eV/atom, FlowMM's ``e_above_hull_maximum`` default, which
+  SymmCD's Table 3 follows), with a 1e-6 eV/atom round-off allowance so a hull structure itself counts;
+* unique: not matched (pymatgen StructureMatcher, default tolerances ltol 0.2, stol 0.3, angle_tol 5 degrees,
+  the settings FlowMM's novelty script uses) by an earlier crystal of the same set; novel: not matched by any
+  training crystal. Matching is only attempted within the same reduced composition (StructureMatcher never
+  matches across them), which keeps it fast;
+* S.U.N. count: stable and novel crystals, de-duplicated among themselves (first occurrence kept); rates are
+  over all input crystals (SymmCD: 1,000 sampled from 10,000).
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Composition, Structure
+
+HULL_TOLERANCE = 1e-6
+"""eV/atom: round-off allowance when comparing E_hull with the threshold (CHGNet runs in float32)."""
+
+
+class EnergyHull:
+    """Lower convex hull of (composition, energy per atom) entries, built per chemical system on demand.
+
+    ``hull_energy_per_atom(c)`` is the energy of the most stable mix of entries at composition ``c``; NaN when
+    an element of ``c`` has no elemental entry (pymatgen's PhaseDiagram needs every terminal).
+    """
+
+    def __init__(self, compositions: Sequence[Composition], energies_per_atom: Sequence[float]) -> None:
+        from pymatgen.analysis.phase_diagram import PDEntry
+
+        self._by_system: dict[frozenset[str], list[Any]] = defaultdict(list)
+        self.num_entries = 0
+        for comp, e in zip(compositions, energies_per_atom):
+            if np.isfinite(e):
+                comp = Composition(comp)
+                self._by_system[frozenset(el.symbol for el in comp.elements)].append(PDEntry(comp, float(e) * comp.num_atoms))
+                self.num_entries += 1
+        self._diagrams: dict[frozenset[str], Any] = {}
+
+    def _diagram(self, system: frozenset[str]):
+        if system not in self._diagrams:
+            from pymatgen.analysis.phase_diagram import PhaseDiagram
+
+            entries = [e for k in range(1, len(system) + 1) for sub in itertools.combinations(sorted(system), k)
+                       for e in self._by_system.get(frozenset(sub), [])]  # fmt: skip
+            try:
+                self._diagrams[system] = PhaseDiagram(entries) if entries else None
+            except ValueError:  # missing terminal (elemental) entries
+                self._diagrams[system] = None
+        return self._diagrams[system]
+
+    def hull_energy_per_atom(self, composition: Composition) -> float:
+        composition = Composition(composition)
+        diagram = self._diagram(frozenset(el.symbol for el in composition.elements))
+        return float(diagram.get_hull_energy_per_atom(composition)) if diagram is not None else float("nan")
+
+    def e_above_hull(self, compositions: Sequence[Composition], energies_per_atom: Sequence[float]) -> np.ndarray:
+        """E - E_hull(composition) in eV/atom per crystal (negative below the hull, NaN where undefined)."""
+        return np.array([e - self.hull_energy_per_atom(c) if np.isfinite(e) else np.nan for c, e in zip(compositions, energies_per_atom)])
+
+
+def default_matcher():
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    return StructureMatcher()  # ltol 0.2, stol 0.3, angle_tol 5: FlowMM's (MatterGen's) novelty settings
+
+
+def _matches(matcher, a: Structure, b: Structure) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bool(matcher.fit(a, b))
+    except Exception:  # degenerate lattices can make the matcher fail; treat as different
+        return False
+
+
+def first_occurrences(structures: Sequence[Structure], matcher=None, mask: np.ndarray | None = None) -> np.ndarray:
+    """True for each crystal not matched by an earlier one (among those with ``mask`` True; others False)."""
+    matcher = matcher or default_matcher()
+    keep = np.zeros(len(structures), dtype=bool)
+    seen: dict[str, list[Structure]] = defaultdict(list)
+    for i, s in enumerate(structures):
+        if mask is not None and not mask[i]:
+            continue
+        key = s.composition.reduced_formula
+        if not any(_matches(matcher, s, other) for other in seen[key]):
+            keep[i] = True
+            seen[key].append(s)
+    return keep
+
+
+def novelty(structures: Sequence[Structure], train: Sequence[Structure], matcher=None) -> np.ndarray:
+    """True for each crystal that matches no training crystal (compared within its reduced composition only)."""
+    matcher = matcher or default_matcher()
+    by_formula: dict[str, list[Structure]] = defaultdict(list)
+    for t in train:
+        by_formula[t.composition.reduced_formula].append(t)
+    return np.array([not any(_matches(matcher, s, t) for t in by_formula.get(s.composition.reduced_formula, ())) for s in structures], dtype=bool)
+
+
+@dataclass
+class SUNAssessment:
+    """Per-crystal results behind :func:`sun_metrics` (arrays in input order)."""
+
+    e_above_hull_initial: np.ndarray
+    e_above_hull: np.ndarray
+    stable_initial: np.ndarray
+    stable: np.ndarray
+    unique: np.ndarray
+    novel: np.ndarray | None
+    sun_initial: np.ndarray | None
+    sun: np.ndarray | None
+    relaxed: bool
+    relax_steps: np.ndarray | None
+    relax_converged: np.ndarray | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        n = len(self.stable)
+
+        def rate(mask: np.ndarray | None) -> float | None:
+            return None if mask is None or n == 0 else float(mask.sum() / n)
+
+        def count(mask: np.ndarray | None) -> int | None:
+            return None if mask is None else int(mask.sum())
+
+        out: dict[str, Any] = {"sun_n_structures": n}
+        for key, mask in (("sun", self.sun), ("stable", self.stable), ("unique", self.unique), ("novel", self.novel),
+                          ("sun_initial", self.sun_initial), ("stable_initial", self.stable_initial)):  # fmt: skip
+            out[f"{key}_rate"], out[f"{key}_n"] = rate(mask), count(mask)
+        out["sun_hull_undefined_n"] = int(np.isnan(self.e_above_hull).sum())
+        if self.relax_converged is not None:
+            out["sun_relax_converged_n"] = int(self.relax_converged.sum())
+            finite_steps = self.relax_steps[self.relax_steps >= 0] if self.relax_steps is not None else np.array([])
+            out["sun_relax_mean_steps"] = float(finite_steps.mean()) if finite_steps.size else None
+        finite = self.e_above_hull[np.isfinite(self.e_above_hull)]
+        out["e_above_hull_median"] = float(np.median(finite)) if finite.size else None
+        out.update(self.settings)
+        return out
+
+
+def _compositions(structures: Sequence[Structure]) -> list[Composition]:
+    return [s.composition for s in structures]
+
+
+def assess_sun(
+    structures: Sequence[Structure],
+    reference: Sequence[Structure],
+    train: Sequence[Structure] | None = None,
+    *,
+    relax: bool = True,
+    fmax: float = 0.1,
+    max_steps: int = 500,
+    stability_threshold: float = 0.0,
+    hull_structures: Sequence[Structure] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    matcher=None,
+) -> SUNAssessment:
+    """Per-crystal stability, uniqueness and novelty; see the module docstring for the protocol."""
+    from crystalgen.metrics.chgnet_backend import CHGNET_MODEL, chgnet_predict, chgnet_predict_cached, relax_structures
+
+    structures = list(structures)
+    matcher = matcher or default_matcher()
+    hull_sets = [list(hull_structures)] if hull_structures is not None else [list(reference)] + ([list(train)] if train else [])
+    hull_comps: list[Composition] = []
+    hull_energies: list[float] = []
+    for subset in hull_sets:
+        hull_comps += _compositions(subset)
+        hull_energies += list(chgnet_predict_cached(subset, progress=progress)["energy"])
+    hull = EnergyHull(hull_comps, hull_energies)
+    source = "given hull structures" if hull_structures is not None else ("reference+train structures" if train else "reference structures")
+
+    initial_energy = chgnet_predict(structures, progress=progress)["energy"]
+    e_hull_initial = hull.e_above_hull(_compositions(structures), initial_energy)
+
+    steps = converged = None
+    final = structures
+    e_hull = e_hull_initial
+    if relax:
+        relaxations = relax_structures(structures, fmax=fmax, max_steps=max_steps, workers=workers, progress=progress)
+        steps = np.array([r.steps for r in relaxations])
+        converged = np.array([r.converged for r in relaxations])
+        ok = [i for i, r in enumerate(relaxations) if r.structure is not None]
+        relaxed_energy = np.full(len(structures), np.nan)
+        relaxed_energy[ok] = chgnet_predict([relaxations[i].structure for i in ok], progress=progress)["energy"]
+        # A failed relaxation keeps its initial geometry for uniqueness/novelty but has no relaxed energy.
+        final = [r.structure if r.structure is not None else s for r, s in zip(relaxations, structures)]
+        e_hull = hull.e_above_hull(_compositions(final), relaxed_energy)
+
+    limit = stability_threshold + HULL_TOLERANCE
+    stable_initial = np.nan_to_num(e_hull_initial, nan=np.inf) <= limit
+    stable = np.nan_to_num(e_hull, nan=np.inf) <= limit
+    unique = first_occurrences(final, matcher)
+    novel = novelty(final, train, matcher) if train is not None else None
+    sun = sun_initial = None
+    if train is not None:
+        sun = first_occurrences(final, matcher, mask=stable & novel)
+        novel_initial = novelty(structures, train, matcher) if relax else novel
+        sun_initial = first_occurrences(structures, matcher, mask=stable_initial & novel_initial)
+
+    settings = {
+        "sun_hull": f"CHGNet {CHGNET_MODEL} energies (unrelaxed, at the dataset geometries) of {hull.num_entries} {source}",
+        "sun_energy_model": f"CHGNet {CHGNET_MODEL}",
+        "sun_relax": (f"CHGNet FIRE, positions + cell (FrechetCellFilter), fmax {fmax} eV/A, at most {max_steps} steps" if relax else "none"),
+        "sun_stability_threshold": float(stability_threshold),
+        "sun_matcher": "pymatgen StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5), same reduced composition only",
+        "sun_novelty_against": f"{len(train)} training structures" if train is not None else "not computed (no training set given)",
+    }
+    return SUNAssessment(e_hull_initial, e_hull, stable_initial, stable, unique, novel, sun_initial, sun, relax, steps, converged, settings)
+
+
+def sun_metrics(
+    structures: Sequence[Structure],
+    reference: Sequence[Structure],
+    train: Sequence[Structure] | None = None,
+    *,
+    relax: bool = True,
+    fmax: float = 0.1,
+    max_steps: int = 500,
+    stability_threshold: float = 0.0,
+    hull_structures: Sequence[Structure] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """S.U.N. summary: ``sun_rate``, ``stable_rate``, ``unique_rate``, ``novel_rate`` and their ``*_n`` counts for
+    the final (relaxed when ``relax``) crystals, the same for the unrelaxed ones (``*_initial_*``), and the
+    protocol as strings (``sun_hull``, ``sun_relax``, ...). Writes no files (reference/train energies go to the
+    prediction cache). Without ``train``, novelty and S.U.N. are None.
+    """
+    return assess_sun(
+        structures, reference, train, relax=relax, fmax=fmax, max_steps=max_steps, stability_threshold=stability_threshold,
+        hull_structures=hull_structures, workers=workers, progress=progress,
+    ).summary()  # fmt: skip
