@@ -64,4 +64,4 @@ def test_fcd_on_chgnet_embeddings(tmp_path, monkeypatch):
     assert same["fcd_embedding"] == "chgnet-0.3.0 crystal_fea (64-d)"
     shifted = frechet_distance(crystals[3:], crystals)
     assert shifted["fcd"] > 0.01
-    assert len(list((tmp_path / "predictions").rglob("*.npz"))) == 1  # the reference embeddings were cached
+    assert len(list((tmp_path / "metrics").glob("*.npz"))) == 1  # the reference embeddings were cached

@@ -93,7 +93,7 @@ def test_predict_cached_reuses_results_keyed_by_content(tmp_path, monkeypatch):
     assert predictor.calls == 1 and np.array_equal(first, again)
     predict_cached(predictor, [rocksalt(5.70), structures[1]])  # different content -> recomputed
     assert predictor.calls == 2
-    assert len(list((tmp_path / "predictions").rglob("*.npz"))) == 2
+    assert len(list((tmp_path / "metrics").glob("*.npz"))) == 2
 
 
 def test_chgnet_energy_per_atom_with_nan_for_unusable_crystals():

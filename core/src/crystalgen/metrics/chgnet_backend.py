@@ -88,10 +88,10 @@ def chgnet_predict(
 
 def chgnet_predict_cached(structures: Sequence[Structure], *, model_name: str = CHGNET_MODEL, **options) -> dict[str, np.ndarray]:
     """:func:`chgnet_predict`, stored on disk keyed by the structures' content (for reference/train sets)."""
-    from crystalgen.metrics.prediction_cache import cached
+    from crystalgen.metrics.properties import cached_outputs
 
     identity = f"chgnet/{model_name}/{PIPELINE_VERSION}"
-    return cached(identity, structures, lambda: chgnet_predict(structures, model_name=model_name, **options))
+    return cached_outputs(identity, structures, lambda: chgnet_predict(structures, model_name=model_name, **options))
 
 
 class CHGNetEnergyPredictor(PropertyPredictor):

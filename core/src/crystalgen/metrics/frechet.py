@@ -59,7 +59,7 @@ def frechet_distance(
 ) -> dict[str, float | int | str]:
     """``fcd``: Frechet distance between CHGNet crystal embeddings of ``structures`` and ``reference``.
 
-    The reference embeddings are cached on disk (crystalgen.metrics.prediction_cache). Crystals CHGNet cannot
+    The reference embeddings are cached on disk (crystalgen.metrics.cache). Crystals CHGNet cannot
     embed are left out and counted: ``fcd_n`` / ``fcd_reference_n`` are the numbers actually used. GemsDiff found
     the estimate settles at about 10,000 crystals per set (its fig. 4); small sets bias it upwards.
     """

@@ -48,6 +48,22 @@ class PropertyPredictor(ABC):
         """One value per structure, NaN where the predictor cannot handle it."""
 
 
+def cached_outputs(identity: str, structures: Sequence[Structure], compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``compute()`` for these structures under model ``identity`` (weights digest + pipeline version), stored in
+    the metrics cache (crystalgen.metrics.cache) keyed by the structures' content, so a changed split or model is
+    recomputed, never served stale."""
+    from crystalgen.metrics.cache import ArrayCache, structures_digest
+
+    cache = ArrayCache()
+    key = cache.key("model-outputs", structures_digest(structures), {"identity": identity})
+    stored = cache.load(key)
+    if stored is not None:
+        return stored
+    result = compute()
+    cache.save(key, result)
+    return result
+
+
 def predict_cached(predictor: Any, structures: Sequence[Structure]) -> np.ndarray:
     """``predictor.predict(structures)``, cached on disk when the predictor has a ``cache_identity``.
 
@@ -56,9 +72,7 @@ def predict_cached(predictor: Any, structures: Sequence[Structure]) -> np.ndarra
     identity = getattr(predictor, "cache_identity", None)
     if not identity:
         return np.asarray(predictor.predict(structures), dtype=np.float64)
-    from crystalgen.metrics.prediction_cache import cached
-
-    return cached(identity, structures, lambda: {"values": np.asarray(predictor.predict(structures), dtype=np.float64)})["values"]
+    return cached_outputs(identity, structures, lambda: {"values": np.asarray(predictor.predict(structures), dtype=np.float64)})["values"]
 
 
 def cdvae_models_dir(models_dir: str | Path | None = None) -> Path | None:
