@@ -66,6 +66,7 @@ def _load_split(spec: str, role: str, workers, progress) -> tuple[list, str | No
         if len(kept) < len(structures):
             bad = next(f for f in failures if f)
             notes.append(f"{len(structures) - len(kept)} unreadable entries skipped (first: {bad})")
+            print(f"warning: --{role} {spec}: {notes[-1]}", file=sys.stderr)
         return kept, None, notes
     if ":" not in spec:
         raise UserError(f"--{role} {spec!r}: neither an existing path nor NAME:SPLIT (e.g. mp_20:test)")
@@ -76,6 +77,8 @@ def _load_split(spec: str, role: str, workers, progress) -> tuple[list, str | No
     notes = list(loaded.notes)
     if loaded.skipped:
         notes.append(f"{len(loaded.skipped)} of {loaded.rows_read} rows skipped by the loader")
+    for note in notes:
+        print(f"note: --{role} {spec}: {note}", file=sys.stderr)
     return [record.structure for record in loaded.records], name, notes
 
 
@@ -102,11 +105,55 @@ def _cov_cutoffs(text: str):
     return (struct, comp)
 
 
+def _generation(args, structures, failures, ids, reference, reference_name, annotations, progress) -> dict:
+    from crystalgen.metrics import evaluate
+    from crystalgen.metrics.options import resolve_metrics
+
+    train = None
+    if args.train and not {"templates", "sun"} & set(resolve_metrics(args.metrics)):
+        print(f"note: --train {args.train} is not read: none of the requested metrics uses it", file=sys.stderr)
+    elif args.train:
+        train, _, notes = _load_split(args.train, "train", args.workers, progress)
+        annotations["train_source"] = args.train
+        if notes:
+            annotations["train_notes"] = "; ".join(notes)
+    options = {"oxidation_states": args.oxidation_states, "cov_cutoffs": _cov_cutoffs(args.cov_cutoffs),
+               "n_property_samples": args.n_property_samples, "seed": args.seed, "symprec": args.symprec,
+               "paper_protocol": args.paper_protocol}
+    return evaluate(structures, reference, train=train, metrics=args.metrics, reference_name=reference_name,
+                    property_predictor=args.property_predictor, failures=failures, out_dir=Path(args.out),
+                    workers=args.workers, progress=progress, options=options, sample_ids=ids, annotations=annotations)
+
+
+def _paired(args, structures, reference, reference_name, annotations, progress) -> dict:
+    """Reconstruction or optimisation: samples tied to reference crystals by input_index (or by order)."""
+    from crystalgen.cli.errors import UserError
+    from crystalgen.metrics import optimization_success, reconstruction
+    from crystalgen.metrics.report import write_outputs
+
+    indices = _input_indices(args.samples, len(structures))
+    if max(indices, default=-1) >= len(reference):
+        raise UserError(f"{args.samples}: input_index {max(indices)} is beyond the {len(reference)} reference crystals")
+    if args.task == "reconstruction":
+        result = reconstruction(structures, [reference[i] for i in indices], oxidation_states=args.oxidation_states,
+                                workers=args.workers, progress=progress)
+    else:
+        groups: dict[int, list] = {}
+        for i, s in zip(indices, structures):
+            groups.setdefault(i, []).append(s)
+        percentiles = [float(x) for x in args.percentiles.split(",")] if args.percentiles else None
+        result = optimization_success(list(groups.values()), dataset=reference_name, percentiles=percentiles,
+                                      property_predictor=args.property_predictor,
+                                      oxidation_states=args.oxidation_states)
+    result = {"reference": reference_name or args.reference, "reference_n": len(reference), **annotations, **result}
+    write_outputs(Path(args.out), result, [], reference_name=reference_name)
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from crystalgen.metrics import evaluate, optimization_success, read_samples, reconstruction
-    from crystalgen.metrics.report import write_outputs
+    from crystalgen.metrics import read_samples
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     progress = not args.no_progress
@@ -116,43 +163,9 @@ def run(args: argparse.Namespace) -> int:
     if notes:
         annotations["reference_notes"] = "; ".join(notes)
     reference_name = args.reference_name or dataset
-    out = Path(args.out)
-    for note in notes:
-        print(f"note: reference {args.reference}: {note}", file=sys.stderr)
     if args.task == "generation":
-        train = None
-        if args.train:
-            train, _, train_notes = _load_split(args.train, "train", args.workers, progress)
-            annotations["train_source"] = args.train
-            if train_notes:
-                annotations["train_notes"] = "; ".join(train_notes)
-            for note in train_notes:
-                print(f"note: train {args.train}: {note}", file=sys.stderr)
-        options = {"oxidation_states": args.oxidation_states, "cov_cutoffs": _cov_cutoffs(args.cov_cutoffs),
-                   "n_property_samples": args.n_property_samples, "seed": args.seed, "symprec": args.symprec,
-                   "paper_protocol": args.paper_protocol}
-        result = evaluate(structures, reference, train=train, metrics=args.metrics, reference_name=reference_name,
-                          property_predictor=args.property_predictor, failures=failures, out_dir=out,
-                          workers=args.workers, progress=progress, options=options, sample_ids=ids,
-                          annotations=annotations)
+        _generation(args, structures, failures, ids, reference, reference_name, annotations, progress)
     else:
-        indices = _input_indices(args.samples, len(structures))
-        if max(indices, default=-1) >= len(reference):
-            from crystalgen.cli.errors import UserError
-
-            raise UserError(f"{args.samples}: input_index {max(indices)} is beyond the {len(reference)} reference crystals")
-        if args.task == "reconstruction":
-            result = reconstruction(structures, [reference[i] for i in indices], oxidation_states=args.oxidation_states,
-                                    workers=args.workers, progress=progress)
-        else:
-            groups: dict[int, list] = {}
-            for i, s in zip(indices, structures):
-                groups.setdefault(i, []).append(s)
-            percentiles = [float(x) for x in args.percentiles.split(",")] if args.percentiles else None
-            result = optimization_success(list(groups.values()), dataset=reference_name, percentiles=percentiles,
-                                          property_predictor=args.property_predictor,
-                                          oxidation_states=args.oxidation_states)
-        result = {"reference": args.reference, "reference_n": len(reference), **annotations, **result}
-        write_outputs(out, result, [], reference_name=reference_name)
-    print(f"metrics written to {out / 'metrics.json'} and {out / 'metrics.md'}")
+        _paired(args, structures, reference, reference_name, annotations, progress)
+    print(f"metrics written to {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'metrics.md'}")
     return 0

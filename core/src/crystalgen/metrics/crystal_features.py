@@ -7,6 +7,7 @@ gives None for that feature and never stops the batch.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -16,6 +17,10 @@ import numpy as np
 from pymatgen.core import Composition, Element, Lattice, Structure
 
 CompactCrystal = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+# spglib's C code prints "ssm_get_exact_positions failed" and the like for every hard cell unless told not to;
+# a failed analysis is handled (P1, no template), so the message is noise in thousands of lines of output.
+os.environ.setdefault("SPGLIB_WARNING", "OFF")
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ _METRIC_OF = {
     "sun_rate": "sun",
 }
 _SETTINGS = (
-    "reference", "reference_n", "train_n", "comp_valid_oxidation_states", "cov_cutoff_set", "cov_struct_cutoff",
+    "reference", "reference_source", "reference_n", "reference_notes", "train_source", "train_n", "train_notes", "comp_valid_oxidation_states", "cov_cutoff_set", "cov_struct_cutoff",
     "cov_comp_cutoff", "property_subset_n", "wdist_prop_predictor", "wdist_prop_units", "wdist_prop_reference_source",
     "d_sg_protocol", "d_sg_symprec", "d_sg_reference_symprec", "fcd_embedding",
 )
@@ -108,11 +108,12 @@ def markdown_report(result: Mapping[str, object], reference_name: str | None = N
         n = _fmt(n_key, result.get(n_key), False) if n_key in result else ""
         refs = [_fmt(key, published[s].get(key), False) if key in published[s] else "" for s in sources]
         lines.append("| " + " | ".join([label, ours, n, *refs]) + " |")
-    lines += ["", "## Invalid samples by reason", "", "| reason | count | meaning |", "|---|---|---|"]
-    for reason, meaning in REASONS.items():
-        count = result.get(f"n_invalid_{reason}", 0)
-        if count:
-            lines.append(f"| {reason} | {count} | {meaning} |")
+    invalid = [(r, result.get(f"n_invalid_{r}", 0), m) for r, m in REASONS.items() if result.get(f"n_invalid_{r}", 0)]
+    lines += ["", "## Invalid samples by reason", ""]
+    if invalid:
+        lines += ["| reason | count | meaning |", "|---|---|---|"] + [f"| {r} | {n} | {m} |" for r, n, m in invalid]
+    else:
+        lines.append("None." if "n_samples" in result else "Not evaluated.")
     unavailable = {k[: -len("_unavailable")]: v for k, v in result.items() if k.endswith("_unavailable")}
     if unavailable:
         lines += ["", "## Not computed", ""] + [f"- {name}: {why}" for name, why in unavailable.items()]

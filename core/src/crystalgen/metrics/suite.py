@@ -282,6 +282,7 @@ def evaluate(
     progress: bool = True,
     options: EvaluationOptions | Mapping | None = None,
     sample_ids: Sequence[str] | None = None,
+    annotations: Mapping[str, float | int | str] | None = None,
 ) -> Result:
     """All requested metrics of generated ``samples`` against ``reference`` (flat dict; see docs/metrics.md).
 
@@ -297,6 +298,8 @@ def evaluate(
     out_dir: when given, metrics.json (after the fast metrics and again at the end), metrics.md and
         per_sample.csv are written there.
     workers: processes for the per-crystal work (default: all cores; 1 = in this process).
+    sample_ids: names of the samples for per_sample.csv (default: their positions).
+    annotations: extra keys recorded as given, e.g. provenance notes of the splits (a partial training file).
     """
     opts = EvaluationOptions.coerce(options)
     wanted = resolve_metrics(metrics)
@@ -306,6 +309,7 @@ def evaluate(
                       sample_ids)
     run.result["reference"] = reference_name or "reference"
     run.result["reference_n"] = len(reference_set)
+    run.result.update(annotations or {})
     if train_set is not None:
         run.result["train_n"] = len(train_set)
     lent = [s for s in (reference_set, train_set) if s is not None and s.pool is None]
