@@ -100,9 +100,14 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from crystalgen.data.fetch import fetch_dataset
+    from crystalgen.cli.errors import UserError
+    from crystalgen.data.fetch import FetchError, fetch_dataset
 
-    for item in fetch_dataset(args.dataset, args.dest, base_url=args.base_url, splits=args.split, force=args.force):
+    try:
+        fetched = fetch_dataset(args.dataset, args.dest, base_url=args.base_url, splits=args.split, force=args.force)
+    except FetchError as exc:
+        raise UserError(str(exc)) from exc
+    for item in fetched:
         status = "downloaded and verified" if item.downloaded else "already present and verified"
         print(f"{item.path}: {status} (git blob {item.blob_id})")
     return 0

@@ -147,7 +147,7 @@ def unpack(packed: dict[str, Any]) -> list[dict[str, Any]]:
             values = column["list"]
         if len(values) != count:
             raise ValueError(f"cache column {key!r} has {len(values)} entries for {count} items")
-        for item, value in zip(items, values):
+        for item, value in zip(items, values, strict=True):
             if not (isinstance(value, str) and value == _MISSING):
                 item[key] = value
     return items

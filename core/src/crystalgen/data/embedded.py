@@ -207,7 +207,7 @@ def _combinations(family: Family):
     roles = list(family.candidates)
     for elements in itertools.product(*(family.candidates[r] for r in roles)):
         if len(set(elements)) == len(elements):
-            yield dict(zip(roles, elements))
+            yield dict(zip(roles, elements, strict=True))
 
 
 @functools.cache
@@ -287,23 +287,28 @@ def _to_item(c: EmbeddedCrystal, row: int) -> dict:
     return {**to_item(record), "prototype": c.prototype, "spacegroup": c.spacegroup, "oxidation": c.oxidation_states, "split": c.split}
 
 
-@functools.cache
-def _items(cache_dir: Path) -> tuple[tuple[dict, ...], float]:
+def load_or_build(cache_dir: Path) -> tuple[list[dict], bool]:
+    """The embedded set as cache items from ``cache_dir``, built and written there when absent: (items, built)."""
     key = _cache_key()
     path = cache_dir / "embedded" / f"embedded-{key[:16]}.pt"
     hit = cache.read_items(path, key)
     if hit is not None:
-        return tuple(hit[0]), 0.0
+        return hit[0], False
     start = time.perf_counter()
     items = [_to_item(c, i) for i, c in enumerate(build_embedded())]
-    seconds = time.perf_counter() - start
-    cache.write_items(path, key, items, {"build_seconds": seconds})
-    return tuple(items), seconds
+    cache.write_items(path, key, items, {"build_seconds": time.perf_counter() - start})
+    return items, True
+
+
+_in_memory: list[dict] | None = None
 
 
 def embedded_items(cache_dir: Path | None = None) -> list[dict]:
-    """The embedded set as cache items (built at first use in this process, else read from the cache)."""
-    return list(_items(Path(cache_dir or cache.cache_root()))[0])
+    """The embedded set as cache items: from this process's memory, else the disk cache, else built."""
+    global _in_memory
+    if _in_memory is None:
+        _in_memory = load_or_build(Path(cache_dir or cache.cache_root()))[0]
+    return list(_in_memory)
 
 
 def embedded_records(split: str, cache_dir: Path | None = None) -> list[CrystalRecord]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crystalgen.data.io import CIF_SUFFIXES, EXTXYZ_SUFFIXES, ReadResult, read_crystals
-from crystalgen.data.records import CrystalRecord, DataError, LoadedSplit, Skipped
+from crystalgen.data.records import CrystalRecord, DataError, LoadedSplit, Skipped, one_line
 
 CRYSTAL_SUFFIXES = CIF_SUFFIXES + EXTXYZ_SUFFIXES
 _DISORDER_WORDS = ("disordered", "partial occupancy", "not a chemical element")
@@ -36,7 +36,7 @@ def _entries(path: Path, result: ReadResult) -> list[CrystalRecord | Skipped]:
     entries: list[tuple[int, CrystalRecord | Skipped]] = []
     for error in result.errors:
         kind = _kind(path, error.reason)
-        reason = error.reason if error.reason.startswith(kind) else f"{kind}: {error.reason}"
+        reason = one_line(error.reason if error.reason.startswith(kind) else f"{kind}: {error.reason}")
         entries.append((error.index or 0, Skipped(source, error.index if several else None, path.stem, reason)))
     for rec in result.records:
         row = rec.index if several else None

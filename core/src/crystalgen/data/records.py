@@ -52,6 +52,11 @@ class Skipped:
         return f"{self.where()}: {self.reason}"
 
 
+def one_line(text: str) -> str:
+    """Multi-line parser messages as one summary-friendly line."""
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 class DataError(ValueError):
     """A crystal that could not be used while ``strict`` was on; names its file, row and id."""
 

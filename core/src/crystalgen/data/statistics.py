@@ -46,7 +46,7 @@ class SplitStatistics:
 def _histogram(n: np.ndarray) -> list[tuple[tuple[int, int], int]]:
     edges = [1, 5, 9, 13, 17, 21, 31, 51, 101]
     bins = []
-    for lo, hi in zip(edges, [*edges[1:], max(int(n.max()) + 1, edges[-1] + 1)]):
+    for lo, hi in zip(edges, [*edges[1:], max(int(n.max()) + 1, edges[-1] + 1)], strict=True):
         count = int(((n >= lo) & (n < hi)).sum())
         if count:
             bins.append(((lo, hi - 1), count))

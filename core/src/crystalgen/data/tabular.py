@@ -10,8 +10,8 @@ is cached on disk (keyed by the file's bytes and the parse version) and parsed i
 from __future__ import annotations
 
 import csv
-import itertools
 import hashlib
+import itertools
 import math
 import sys
 from collections.abc import Sequence
@@ -25,7 +25,7 @@ from crystalgen.data.crystal import InvalidCrystalError
 from crystalgen.data.io import CrystalReadError, structure_from_cif
 from crystalgen.data.parallel import ordered_map
 from crystalgen.data.record_store import from_item, skipped_from_item, skipped_to_item, structure_arrays, to_item
-from crystalgen.data.records import CrystalRecord, DataError, LoadedSplit, Skipped
+from crystalgen.data.records import CrystalRecord, DataError, LoadedSplit, Skipped, one_line
 
 CIF_COLUMN = "cif"
 ID_COLUMN = "material_id"
@@ -98,9 +98,9 @@ def parse_row(label: str, row: int, ident: str, cif_text: str, raw_properties: d
     except CrystalReadError as exc:
         kind = "disordered structure" if isinstance(exc.__cause__, InvalidCrystalError) else "malformed CIF"
         reason = exc.reason if exc.reason.startswith(kind) else f"{kind}: {exc.reason}"
-        return skipped_to_item(Skipped(label, row, ident, reason))
+        return skipped_to_item(Skipped(label, row, ident, one_line(reason)))
     except ValueError as exc:
-        return skipped_to_item(Skipped(label, row, ident, str(exc)))
+        return skipped_to_item(Skipped(label, row, ident, one_line(str(exc))))
     return to_item(CrystalRecord(ident, structure, properties, label, row))
 
 
