@@ -31,11 +31,12 @@ def test_hull_energies_by_hand():
     np.testing.assert_allclose(e, [0.1, 0.5 + 2 / 3, -0.25])
 
 
-def test_hull_is_undefined_without_elemental_entries():
-    hull = EnergyHull([Composition("NaCl"), Composition("Na")], [-1.0, 0.0])  # no Cl entry
-    assert np.isnan(hull.hull_energy_per_atom(Composition("NaCl")))
-    assert hull.hull_energy_per_atom(Composition("Na2")) == pytest.approx(0.0)
-    assert np.isnan(hull.e_above_hull([Composition("K")], [-1.0])[0])  # element never seen
+def test_hull_needs_no_elemental_entries_but_a_possible_mix():
+    hull = EnergyHull([Composition("NaCl"), Composition("KCl"), Composition("Na")], [-2.0, -3.0, -1.0])  # no Cl, no K
+    assert hull.hull_energy_per_atom(Composition("NaKCl2")) == pytest.approx(-2.5)  # NaCl + KCl
+    assert hull.hull_energy_per_atom(Composition("Na3Cl")) == pytest.approx(-1.5)  # Na + NaCl
+    assert np.isnan(hull.hull_energy_per_atom(Composition("NaCl2")))  # extra Cl cannot be supplied
+    assert np.isnan(hull.e_above_hull([Composition("Rb")], [-1.0])[0])  # element never seen
 
 
 def test_uniqueness_and_novelty_by_structure_matcher():

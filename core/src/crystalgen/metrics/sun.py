@@ -7,8 +7,9 @@ Protocol here (every choice is written into the result):
 * hull: FlowMM compares against the Materials Project convex hull (Riebesell et al. 2024), which is not
   available offline. We build the hull from CHGNet energies (unrelaxed, at the dataset's DFT geometries) of
   the reference and training structures (or ``hull_structures``), so E_hull measures stability relative to the
-  known crystals of the dataset under one consistent potential. A composition whose elements lack elemental
-  entries in that set has no hull: its E_hull is NaN and it counts as not stable (``sun_hull_undefined_n``);
+  known crystals of the dataset under one consistent potential. The hull energy at a composition is the lowest
+  energy of any mix of known entries with that composition (:class:`EnergyHull`); where no mix exists (an element
+  the known crystals do not contain) E_hull is NaN and the crystal counts as not stable (``sun_hull_undefined_n``);
 * stable: E_hull <= ``stability_threshold`` (0.0 eV/atom, FlowMM's ``e_above_hull_maximum`` default, which
   SymmCD's Table 3 follows), with a 1e-6 eV/atom round-off allowance so a hull structure itself counts;
 * unique: not matched (pymatgen StructureMatcher, default tolerances ltol 0.2, stol 0.3, angle_tol 5 degrees,
@@ -36,40 +37,44 @@ HULL_TOLERANCE = 1e-6
 
 
 class EnergyHull:
-    """Lower convex hull of (composition, energy per atom) entries, built per chemical system on demand.
+    """Lower convex envelope of (composition, energy per atom) entries, evaluated at any composition.
 
-    ``hull_energy_per_atom(c)`` is the energy of the most stable mix of entries at composition ``c``; NaN when
-    an element of ``c`` has no elemental entry (pymatgen's PhaseDiagram needs every terminal).
+    The hull energy at composition c is min sum_i x_i E_i over mixtures of entries (x_i >= 0 atom fractions) whose
+    element fractions add up to c: a small linear programme over the entries whose elements lie in c's chemical
+    system. Unlike pymatgen's PhaseDiagram this needs no elemental (terminal) entries, which matters here: the
+    MP-20 test + partial train splits lack elemental phases for 16 of their 89 elements (Al, Ba, Cr, Zn, ...), yet
+    e.g. BaTiO3 is still bounded by BaO + TiO2. It is NaN only when c cannot be mixed from known entries.
     """
 
     def __init__(self, compositions: Sequence[Composition], energies_per_atom: Sequence[float]) -> None:
-        from pymatgen.analysis.phase_diagram import PDEntry
-
-        self._by_system: dict[frozenset[str], list[Any]] = defaultdict(list)
+        self._by_system: dict[frozenset[str], list[tuple[dict[str, float], float]]] = defaultdict(list)
         self.num_entries = 0
         for comp, e in zip(compositions, energies_per_atom):
             if np.isfinite(e):
-                comp = Composition(comp)
-                self._by_system[frozenset(el.symbol for el in comp.elements)].append(PDEntry(comp, float(e) * comp.num_atoms))
+                fractions = {el.symbol: amount for el, amount in Composition(comp).fractional_composition.items()}
+                self._by_system[frozenset(fractions)].append((fractions, float(e)))
                 self.num_entries += 1
-        self._diagrams: dict[frozenset[str], Any] = {}
-
-    def _diagram(self, system: frozenset[str]):
-        if system not in self._diagrams:
-            from pymatgen.analysis.phase_diagram import PhaseDiagram
-
-            entries = [e for k in range(1, len(system) + 1) for sub in itertools.combinations(sorted(system), k)
-                       for e in self._by_system.get(frozenset(sub), [])]  # fmt: skip
-            try:
-                self._diagrams[system] = PhaseDiagram(entries) if entries else None
-            except ValueError:  # missing terminal (elemental) entries
-                self._diagrams[system] = None
-        return self._diagrams[system]
+        self._memo: dict[tuple, float] = {}
 
     def hull_energy_per_atom(self, composition: Composition) -> float:
-        composition = Composition(composition)
-        diagram = self._diagram(frozenset(el.symbol for el in composition.elements))
-        return float(diagram.get_hull_energy_per_atom(composition)) if diagram is not None else float("nan")
+        from scipy.optimize import linprog
+
+        target = {el.symbol: amount for el, amount in Composition(composition).fractional_composition.items()}
+        memo_key = tuple(sorted((el, round(x, 10)) for el, x in target.items()))
+        if memo_key in self._memo:
+            return self._memo[memo_key]
+        elements = sorted(target)
+        entries = [entry for k in range(1, len(elements) + 1) for sub in itertools.combinations(elements, k)
+                   for entry in self._by_system.get(frozenset(sub), [])]  # fmt: skip
+        value = float("nan")
+        if entries:
+            mix = np.array([[fractions.get(el, 0.0) for fractions, _ in entries] for el in elements])
+            energies = np.array([e for _, e in entries])
+            solution = linprog(energies, A_eq=mix, b_eq=[target[el] for el in elements], bounds=(0, None), method="highs")
+            if solution.status == 0:
+                value = float(solution.fun)
+        self._memo[memo_key] = value
+        return value
 
     def e_above_hull(self, compositions: Sequence[Composition], energies_per_atom: Sequence[float]) -> np.ndarray:
         """E - E_hull(composition) in eV/atom per crystal (negative below the hull, NaN where undefined)."""
