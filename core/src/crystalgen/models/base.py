@@ -123,7 +123,8 @@ class GenerativeModel(nn.Module, ABC):
                  generator: torch.Generator | None = None) -> list[Decoded]:
         """Task ``"optimize"``: start from each crystal of ``batch`` and move it towards a lower (``"min"``) or
         higher (``"max"``) value of the model's property in ``steps`` optimisation steps (CDVAE's latent
-        gradient descent), one Decoded per input crystal in order."""
+        gradient descent): one Decoded per input crystal in order, or the same number k > 1 per input, input-major
+        (k points along each optimisation trajectory; the runner gives each its input's ``input_index``)."""
         self.require_task("optimize")
         raise NotImplementedError(f"model {self.name!r} lists 'optimize' in its tasks but does not implement it")
 

@@ -55,17 +55,21 @@ def run_task(task: str, checkpoint: str | Path, source: str, out: str | Path, *,
     generator = torch.Generator(device=device_).manual_seed(seed)
     method = getattr(model, task)
     decoded: list[Decoded] = []
+    sources: list[int] = []  # input index of each decoded crystal
     started = time.perf_counter()
     for start in tqdm(range(0, len(items), batch_size), desc=task, disable=not show_progress, unit="batch"):
         batch = collate(items[start:start + batch_size]).to(device_)
         # optimisation differentiates through the model (latent gradients); reconstruction does not
         with torch.no_grad() if task == "reconstruct" else torch.enable_grad(), autocast(device_, precision):
             result = method(batch, chosen, generator=generator, **(task_options or {}))
-        if len(result) != batch.num_graphs:
+        # one crystal per input, or (optimize) the same number per input, input-major (e.g. a trajectory)
+        if not result or len(result) % batch.num_graphs:
             raise RuntimeError(f"model {trained.name!r} returned {len(result)} crystals for {batch.num_graphs} inputs")
+        per_input = len(result) // batch.num_graphs
         decoded.extend(result)
-    extra = [{"input_index": i, "input_id": getattr(item, "material_id", None) or getattr(item, "id", None)}
-             for i, item in enumerate(items)]
+        sources.extend(start + k // per_input for k in range(len(result)))
+    extra = [{"input_index": i, "input_id": getattr(items[i], "material_id", None) or getattr(items[i], "id", None)}
+             for i in sources]
     meta = {"model": trained.name, "task": task, "task_options": task_options or {}, "input": source,
             "checkpoint": str(Path(checkpoint).resolve()), "sampler": chosen.config(), "seed": seed,
             "timings": {"total_seconds": time.perf_counter() - started}}
