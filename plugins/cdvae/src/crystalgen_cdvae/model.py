@@ -1,0 +1,298 @@
+"""CDVAE (Xie et al., ICLR 2022): the recipe that binds encoder, aggregate predictors, decoder and processes.
+
+Training (section 3, appendix D): z ~ q(z | M) from the DimeNet++ encoder; MLP_AGG(z) predicts N, the scaled
+Niggli lattice and the composition; the decoder denoises coordinates perturbed by Cartesian noise on the
+(teacher-forced, then predicted) lattice and types mixed with the predicted composition. Loss =
+1 natoms + 10 lattice + 10 coord + 1 type + 1 composition + 0.01 KL (+ 1 property).
+
+Sampling (D.5, Algorithm 1): z ~ N(0, I) (or the encoder's z for reconstruction, or an optimised z) fixes N,
+the lattice and the composition in the Condition; the sampler then moves the coordinates (process
+``frac_coords``: :class:`CartesianVE`) and the types (``atom_types``: :class:`CompositionTypeNoise`, argmax
+rule). Every choice that differs from the paper or the official code is listed in docs/cdvae.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.utils import scatter
+
+from crystalgen.data.crystal import PROPERTY_PREFIX, collate
+from crystalgen.decoders.cell import decode_cells
+from crystalgen.denoisers.gemnet_t import fit_scale_factors
+from crystalgen.geometry.lattice import lattice_matrix_to_params
+from crystalgen.models.base import Decoded, GenerativeModel, UnsupportedRequestError
+from crystalgen.samplers.base import Sampler
+from crystalgen.state import Condition, SampleRequest
+from crystalgen_cdvae.aggregate import AggregatePredictors, scaled_lattice_params
+from crystalgen_cdvae.cells import predicted_cells
+from crystalgen_cdvae.decoder import PAPER_SCALE_FACTORS, CDVAEDecoder
+from crystalgen_cdvae.encoder import CDVAEEncoder, reparameterize
+from crystalgen_cdvae.processes import CartesianVE, CompositionTypeNoise
+from crystalgen_cdvae.transform import CDVAETransform
+
+#: The decoder configuration PAPER_SCALE_FACTORS were fitted for.
+PAPER_DECODER = {"hidden_dim": 128, "emb_trip": 64, "emb_bilinear": 64, "emb_rbf": 16, "emb_cbf": 16,
+                 "num_spherical": 7, "num_radial": 128, "num_blocks": 3, "num_before_skip": 1, "num_after_skip": 2,
+                 "num_concat": 1, "num_atom": 3, "cutoff": 7.0}
+LOSS_PARTS = ("num_atoms", "lattice", "coord", "type", "composition", "kl", "property")
+
+
+class CDVAE(GenerativeModel):
+    """Crystal Diffusion Variational Autoencoder. Constructor arguments are the ``model`` section of the presets
+    (configs/*.yaml, every key documented there)."""
+
+    name = "cdvae"
+    default_sampler = "langevin"
+    tasks = frozenset({"generate", "reconstruct", "optimize"})
+    config_package = "crystalgen_cdvae.configs"
+
+    def __init__(self, *, max_atoms: int, num_elements: int, latent_dim: int, property: str | None,
+                 encoder: dict[str, Any], decoder: dict[str, Any], heads: dict[str, Any], noise: dict[str, Any],
+                 loss_weights: dict[str, float], teacher_forcing_max_epoch: int, validation_loss: str,
+                 optimization: dict[str, Any]) -> None:
+        super().__init__()
+        if validation_loss not in ("decoder", "total"):
+            raise ValueError(f"model.validation_loss must be 'decoder' or 'total', got {validation_loss!r}")
+        unknown = set(loss_weights) - set(LOSS_PARTS)
+        if unknown:
+            raise ValueError(f"model.loss_weights has unknown parts {sorted(unknown)}; parts: {', '.join(LOSS_PARTS)}")
+        self.max_atoms = int(max_atoms)
+        self.latent_dim = int(latent_dim)
+        self.property = property
+        self.loss_weights = {part: float(loss_weights.get(part, 0.0)) for part in LOSS_PARTS}
+        self.teacher_forcing_max_epoch = int(teacher_forcing_max_epoch)
+        self.validation_loss = validation_loss
+        self.optimization = dict(optimization)
+        self.independent_levels = bool(noise["independent_levels"])
+        self._epoch = 0
+
+        self.encoder = CDVAEEncoder(latent_dim, **encoder)
+        self.heads = AggregatePredictors(latent_dim, heads["hidden_dim"], heads["num_layers"], self.max_atoms,
+                                         num_elements, predict_property=property is not None)
+        decoder = dict(decoder)
+        self.scale_factors = decoder.pop("scale_factors")
+        self.fit_batches = int(decoder.pop("fit_batches"))
+        self.fit_batch_size = int(decoder.pop("fit_batch_size"))
+        if self.scale_factors == "paper":
+            differing = {k: (decoder.get(k), v) for k, v in PAPER_DECODER.items() if decoder.get(k) != v}
+            if differing:
+                raise ValueError(f"model.decoder.scale_factors=paper holds only for the paper's decoder; these settings "
+                                 f"differ (yours, paper's): {differing}. Use scale_factors: fit.")
+        elif self.scale_factors != "fit":
+            raise ValueError(f"model.decoder.scale_factors must be 'paper' or 'fit', got {self.scale_factors!r}")
+        self.decoder = CDVAEDecoder(latent_dim, num_elements, **decoder)
+        if self.scale_factors == "paper":
+            self.decoder.set_scale_factors(PAPER_SCALE_FACTORS)
+        levels = int(noise["num_levels"])
+        self.processes = nn.ModuleDict({
+            "frac_coords": CartesianVE(levels, sigma_min=noise["sigma_end"], sigma_max=noise["sigma_begin"]),
+            "atom_types": CompositionTypeNoise(levels, sigma_min=noise["type_sigma_end"],
+                                               sigma_max=noise["type_sigma_begin"], num_classes=num_elements),
+        })
+
+    # -- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> CDVAE:
+        return cls(**OmegaConf.to_container(cfg, resolve=True))
+
+    @classmethod
+    def transform(cls, cfg: DictConfig) -> CDVAETransform:
+        return CDVAETransform(max_atoms=cfg.max_atoms, encoder_graph=cfg.encoder.graph)
+
+    def fit_statistics(self, train: Sequence[Data]) -> None:
+        """Lattice (and property) scalers from the training set, then the decoder's scale factors when they are
+        fitted (GemNet's variance-preserving constants, on noisy training crystals at initialisation)."""
+        properties = None
+        if self.property is not None:
+            key = PROPERTY_PREFIX + self.property
+            missing = [i for i, d in enumerate(train) if key not in d]
+            if missing:
+                raise ValueError(f"model.property={self.property!r}: training crystal {missing[0]} (and {len(missing) - 1} "
+                                 f"more) has no such property; available: {sorted(k[len(PROPERTY_PREFIX):] for k in train[0].keys() if k.startswith(PROPERTY_PREFIX))}")
+            properties = torch.cat([d[key] for d in train])
+        self.heads.fit([d.lattice for d in train], [d.num_atoms for d in train], properties)
+        if self.scale_factors == "fit":
+            self.fit_decoder_scale_factors(train)
+
+    def fit_decoder_scale_factors(self, train: Sequence[Data]) -> dict[str, float]:
+        generator = torch.Generator().manual_seed(0)
+        order = torch.randperm(len(train), generator=generator)[: self.fit_batches * self.fit_batch_size].tolist()
+        batches = [collate([train[i] for i in order[s:s + self.fit_batch_size]])
+                   for s in range(0, len(order), self.fit_batch_size)]
+        device = next(self.parameters()).device
+        with torch.no_grad():
+            inputs = [self._noisy_decoder_inputs(b.to(device), teacher_forcing=True)[0] for b in batches]
+        return fit_scale_factors(self.decoder.gemnet, lambda x: self.decoder(*x), inputs)
+
+    # -- training -----------------------------------------------------------------------------------
+    def on_train_epoch(self, epoch: int, max_epochs: int) -> None:
+        self._epoch = epoch
+
+    @property
+    def teacher_forcing(self) -> bool:
+        """The decoder sees the true lattice while epoch <= teacher_forcing_max_epoch (official code, 0-based)."""
+        return self.training and self._epoch <= self.teacher_forcing_max_epoch
+
+    def _noisy_decoder_inputs(self, batch: Batch, teacher_forcing: bool) -> tuple[tuple, dict[str, Any]]:
+        """Encode, predict the aggregate properties and corrupt the crystal: (decoder inputs, everything the losses need)."""
+        num_atoms, crystal = batch.num_atoms, batch.batch
+        mu, logvar = self.encoder(batch)
+        z = reparameterize(mu, logvar)
+        lattice_pred = self.heads.standardised_lattice(z)
+        composition_logits = self.heads.composition_logits(z)
+        true_lattice = batch.lattice.float()
+        if teacher_forcing:
+            lattice_in = true_lattice
+        else:  # the predicted lattice (detached: it is an input of the decoder, not trained through it)
+            lengths, angles = self.heads.lattice_params(lattice_pred.detach(), num_atoms)
+            predicted, plausible, _ = predicted_cells(lengths, angles, num_atoms)
+            lattice_in = torch.where(plausible[:, None, None], predicted.to(true_lattice.dtype), true_lattice)
+        levels = self.processes["frac_coords"].num_steps
+        t_coord = torch.randint(1, levels + 1, (batch.num_graphs,), device=num_atoms.device)
+        t_type = torch.randint(1, levels + 1, (batch.num_graphs,), device=num_atoms.device) if self.independent_levels else t_coord
+        coords = self.processes["frac_coords"].add_noise(batch.frac_coords.float(), t_coord[crystal], lattice=lattice_in,
+                                                         num_atoms=num_atoms)
+        types = self.processes["atom_types"].add_noise(batch.atom_types, t_type[crystal], num_atoms=num_atoms,
+                                                       composition=torch.softmax(composition_logits.detach(), dim=-1))
+        inputs = (z, coords.x_t, types.x_t, num_atoms, lattice_in)
+        return inputs, {"mu": mu, "logvar": logvar, "z": z, "lattice_pred": lattice_pred,
+                        "composition_logits": composition_logits, "coords": coords, "types": types}
+
+    def training_loss(self, batch: Batch) -> dict[str, Tensor]:
+        num_atoms, crystal = batch.num_atoms, batch.batch
+        inputs, aux = self._noisy_decoder_inputs(batch, self.teacher_forcing)
+        coord_out, type_logits = self.decoder(*inputs)
+        z, mu, logvar = aux["z"], aux["mu"], aux["logvar"]
+        true_params = scaled_lattice_params(batch.lattice.double(), num_atoms)
+
+        parts = {
+            "num_atoms": F.cross_entropy(self.heads.num_atoms_logits(z), num_atoms - 1),
+            "lattice": F.mse_loss(aux["lattice_pred"], self.heads.lattice_scaler.transform(true_params).float()),
+            "composition": _crystal_mean(F.cross_entropy(aux["composition_logits"][crystal], batch.atom_types - 1,
+                                                         reduction="none"), crystal, batch.num_graphs),
+            "coord": _crystal_mean(self.processes["frac_coords"].loss(coord_out, aux["coords"]), crystal, batch.num_graphs),
+            "type": _crystal_mean(self.processes["atom_types"].loss(type_logits, aux["types"]), crystal, batch.num_graphs),
+            "kl": torch.mean(-0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=-1)),
+        }
+        if self.property is not None:
+            target = self.heads.property_scaler.transform(batch[PROPERTY_PREFIX + self.property].reshape(-1, 1)).squeeze(-1)
+            parts["property"] = F.mse_loss(self.heads.standardised_property(z), target.float())
+        total = sum(self.loss_weights[k] * v for k, v in parts.items())
+        if self.training or self.validation_loss == "total":
+            parts["loss"] = total
+        else:  # the official validation loss, which drives the LR schedule and model selection
+            parts["loss"] = self.loss_weights["coord"] * parts["coord"] + self.loss_weights["type"] * parts["type"]
+            parts["total_loss"] = total
+            parts.update(self._validation_metrics(z, aux["lattice_pred"], type_logits, batch))
+        return parts
+
+    def _validation_metrics(self, z: Tensor, lattice_pred: Tensor, type_logits: Tensor, batch: Batch) -> dict[str, Tensor]:
+        """The official validation diagnostics: N accuracy, lattice errors with the true N, type accuracy."""
+        num_atoms = batch.num_atoms
+        lengths, angles = self.heads.lattice_params(lattice_pred.double(), num_atoms)
+        true_lengths, true_angles = lattice_matrix_to_params(batch.lattice.double())
+        correct = (type_logits.argmax(-1) + 1 == batch.atom_types).float()
+        return {
+            "natom_accuracy": (self.heads.predict_num_atoms(z) == num_atoms).float().mean(),
+            "lengths_mard": ((lengths - true_lengths).abs() / true_lengths).mean().float(),
+            "angles_mae": (angles - true_angles).abs().mean().float(),
+            "type_accuracy": _crystal_mean(correct, batch.batch, batch.num_graphs),
+        }
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def prepare_sampling(self, request: SampleRequest) -> Condition:
+        """z ~ N(0, I) for each requested crystal, then its N, lattice and composition (Algorithm 1, line 2)."""
+        self.check_request(request)
+        device = next(self.parameters()).device
+        return self.condition_from_latent(torch.randn(request.num_samples, self.latent_dim, device=device))
+
+    def condition_from_latent(self, z: Tensor) -> Condition:
+        """Everything fixed while sampling from latent codes z (B, latent_dim): N = argmax of its head, the lattice
+        predicted with that N, the composition softmax; the processes get them as keyword arguments."""
+        z = z.detach()
+        num_atoms = self.heads.predict_num_atoms(z)
+        lengths, angles = self.heads.lattice_params(self.heads.standardised_lattice(z).double(), num_atoms)
+        lattice, plausible, reasons = predicted_cells(lengths, angles, num_atoms)
+        lattice = lattice.to(z.dtype)
+        composition = torch.softmax(self.heads.composition_logits(z), dim=-1)
+        rows = int(num_atoms.sum())
+        return Condition(
+            num_crystals=z.shape[0],
+            shapes={"frac_coords": (rows, 3), "atom_types": (rows,)},
+            device=z.device,
+            process_args={"frac_coords": {"lattice": lattice, "num_atoms": num_atoms},
+                          "atom_types": {"composition": composition, "num_atoms": num_atoms}},
+            data={"z": z, "num_atoms": num_atoms, "lattice": lattice, "plausible": plausible, "reasons": reasons},
+        )
+
+    def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
+        """The decoder is not conditioned on the level (D.3); the processes scale its output by sigma_t."""
+        d = condition.data
+        coords, logits = self.decoder(d["z"], state["frac_coords"].to(d["z"].dtype), state["atom_types"], d["num_atoms"], d["lattice"])
+        return {"frac_coords": coords, "atom_types": logits}
+
+    def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:
+        d = condition.data
+        decoded = decode_cells(d["lattice"], state["frac_coords"], state["atom_types"], d["num_atoms"])
+        return [Decoded(None, reason) if reason is not None else item for item, reason in zip(decoded, d["reasons"])]
+
+    # -- tasks --------------------------------------------------------------------------------------
+    def reconstruct(self, batch: Batch, sampler: Sampler, *, generator: torch.Generator | None = None) -> list[Decoded]:
+        """Encode each crystal, sample z from q(z | M) (as the official evaluation does), and decode it with the
+        sampler; N and the lattice come from the aggregate predictors (section 4.1)."""
+        self.require_task("reconstruct")
+        with torch.no_grad():
+            mu, logvar = self.encoder(batch)
+            condition = self.condition_from_latent(reparameterize(mu, logvar, generator))
+        return self.decode(sampler.run(self, condition, generator=generator), condition)
+
+    def optimize(self, batch: Batch, sampler: Sampler, *, direction: str = "min", steps: int | None = None,
+                 generator: torch.Generator | None = None) -> list[Decoded]:
+        """Gradient descent (ascent for ``"max"``) on z with Adam on the property head's prediction, from each
+        crystal's sampled latent code; decodes the trajectory every ``optimization.decode_every`` steps and after
+        the last (appendix G.3, official ``optimization``). Returns ``len(batch) * decodes`` crystals, input-major,
+        each with ``info`` ``opt_step`` and ``predicted_property`` (the head's value, in the data's units)."""
+        self.require_task("optimize")
+        if self.heads.fc_property is None:
+            raise UnsupportedRequestError("this CDVAE checkpoint has no property head: train with model.property=<name> "
+                                          "(e.g. formation_energy_per_atom on mp_20) to optimise")
+        if direction not in ("min", "max"):
+            raise ValueError(f"direction must be 'min' or 'max', got {direction!r}")
+        steps = int(steps or self.optimization["steps"])
+        every = int(self.optimization["decode_every"])
+        sign = 1.0 if direction == "min" else -1.0
+        with torch.no_grad():
+            mu, logvar = self.encoder(batch)
+            z = reparameterize(mu, logvar, generator)
+        z = z.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([z], lr=float(self.optimization["lr"]))
+        snapshots: list[tuple[int, Tensor]] = []
+        with torch.enable_grad():
+            for i in range(steps):
+                objective = sign * self.heads.standardised_property(z).mean()
+                z.grad, = torch.autograd.grad(objective, [z])
+                optimizer.step()
+                if i % every == 0 or i == steps - 1:
+                    snapshots.append((i + 1, z.detach().clone()))
+        per_snapshot = []
+        for step, code in snapshots:
+            condition = self.condition_from_latent(code)
+            with torch.no_grad():
+                predicted = self.heads.property_value(code).tolist()
+            decoded = self.decode(sampler.run(self, condition, generator=generator), condition)
+            for item, value in zip(decoded, predicted):
+                item.info.update(opt_step=step, predicted_property=value, direction=direction)
+            per_snapshot.append(decoded)
+        return [per_snapshot[k][b] for b in range(batch.num_graphs) for k in range(len(snapshots))]
+
+
+def _crystal_mean(per_atom: Tensor, crystal: Tensor, num_crystals: int) -> Tensor:
+    """Average over each crystal's atoms, then over crystals (every crystal weighs the same, as in CDVAE)."""
+    return scatter(per_atom, crystal, dim=0, dim_size=num_crystals, reduce="mean").mean()
