@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference-name", metavar="DATASET",
                    help="dataset the reference belongs to, when --reference is a path (COV cutoffs, predictor, papers)")
     p.add_argument("--property-predictor", metavar="NAME", help="predictor for wdist_prop / SR (default: the dataset's)")
+    p.add_argument("--predictor-option", metavar="KEY=VALUE", action="append", default=[],
+                   help="option of the property predictor, e.g. models_dir=/path/to/cdvae_prop_models (repeatable)")
     p.add_argument("--oxidation-states", choices=("smact14", "icsd24"), default="smact14",
                    help="SMACT oxidation-state set for composition validity (default smact14, as the papers)")
     p.add_argument("--cov-cutoffs", default="cdvae", metavar="cdvae|symat|S,C",
@@ -106,6 +108,7 @@ def _cov_cutoffs(text: str):
 
 
 def _generation(args, structures, failures, ids, reference, reference_name, annotations, progress) -> dict:
+    from crystalgen.cli.common import parse_options
     from crystalgen.metrics import evaluate
     from crystalgen.metrics.options import resolve_metrics
 
@@ -119,7 +122,7 @@ def _generation(args, structures, failures, ids, reference, reference_name, anno
             annotations["train_notes"] = "; ".join(notes)
     options = {"oxidation_states": args.oxidation_states, "cov_cutoffs": _cov_cutoffs(args.cov_cutoffs),
                "n_property_samples": args.n_property_samples, "seed": args.seed, "symprec": args.symprec,
-               "paper_protocol": args.paper_protocol}
+               "paper_protocol": args.paper_protocol, "predictor_options": parse_options(args.predictor_option)}
     return evaluate(structures, reference, train=train, metrics=args.metrics, reference_name=reference_name,
                     property_predictor=args.property_predictor, failures=failures, out_dir=Path(args.out),
                     workers=args.workers, progress=progress, options=options, sample_ids=ids, annotations=annotations)
@@ -127,6 +130,7 @@ def _generation(args, structures, failures, ids, reference, reference_name, anno
 
 def _paired(args, structures, reference, reference_name, annotations, progress) -> dict:
     """Reconstruction or optimisation: samples tied to reference crystals by input_index (or by order)."""
+    from crystalgen.cli.common import parse_options
     from crystalgen.cli.errors import UserError
     from crystalgen.metrics import optimization_success, reconstruction
     from crystalgen.metrics.report import write_outputs
@@ -144,7 +148,8 @@ def _paired(args, structures, reference, reference_name, annotations, progress) 
         percentiles = [float(x) for x in args.percentiles.split(",")] if args.percentiles else None
         result = optimization_success(list(groups.values()), dataset=reference_name, percentiles=percentiles,
                                       property_predictor=args.property_predictor,
-                                      oxidation_states=args.oxidation_states)
+                                      oxidation_states=args.oxidation_states,
+                                      predictor_options=parse_options(args.predictor_option))
     result = {"reference": reference_name or args.reference, "reference_n": len(reference), **annotations, **result}
     write_outputs(Path(args.out), result, [], reference_name=reference_name)
     return result

@@ -33,12 +33,13 @@ def optimization_success(
     property_predictor: str | None = None,
     properties: Sequence[Sequence[float]] | None = None,
     oxidation_states: str = DEFAULT_OXIDATION_STATES,
+    predictor_options: dict | None = None,
 ) -> dict[str, float | int | str]:
     """SR5/SR10/SR15 of ``decoded[start][step]`` crystals (None = failed decode).
 
     Properties come from ``properties`` (same nesting, e.g. precomputed predictions) or from ``property_predictor``
-    (a name for crystalgen.metrics.properties; default: the dataset's default predictor). Percentiles default to
-    CDVAE's values for ``dataset``.
+    (a name for crystalgen.metrics.properties, built with ``predictor_options``; default: the dataset's default
+    predictor). Percentiles default to CDVAE's values for ``dataset``.
     """
     if percentiles is None:
         key = canonical_dataset(dataset)
@@ -53,7 +54,7 @@ def optimization_success(
         name = property_predictor or (default_predictor_for(dataset) if dataset else None)
         if name is None:
             raise ValueError(f"no property predictor for dataset {dataset!r}; pass property_predictor or properties")
-        predictor = get_predictor(name)
+        predictor = get_predictor(name, **(predictor_options or {}))
         flat = [s for row, ok in zip(decoded, valid) for s, v in zip(row, ok) if v]
         predictions = iter(np.asarray(predictor.predict(flat), dtype=np.float64).reshape(-1)) if flat else iter(())
         properties = [[next(predictions) if v else np.nan for v in ok] for ok in valid]

@@ -244,8 +244,6 @@ class _Evaluation:
             self.result.update(fn())
         except _Unavailable as exc:
             self.result[f"{name}_unavailable"] = str(exc)
-        except ValueError as exc:  # e.g. no COV cutoffs for this reference
-            self.result[f"{name}_unavailable"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - one failing metric must not lose the others
             log.exception("metric %s failed", name)
             self.result[f"{name}_unavailable"] = f"failed: {type(exc).__name__}: {exc}"
@@ -324,7 +322,13 @@ def evaluate(
     return run.result
 
 
-def _run_stages(run: _Evaluation, wanted: Sequence[str], property_predictor, reference_properties) -> None:
+def _run_stages(run: _Evaluation, wanted: list[str], property_predictor, reference_properties) -> None:
+    if "coverage" in wanted:  # fail fast, before any fingerprint is computed
+        try:
+            cov_cutoffs(run.reference_name, run.opts.cov_cutoffs)
+        except ValueError as exc:
+            run.result["coverage_unavailable"] = str(exc)
+            wanted.remove("coverage")
     run.check_validity()
     run.compute_features(wanted)
     run.settle_validity()
