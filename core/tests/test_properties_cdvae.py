@@ -16,7 +16,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from crystalgen.metrics.cdvae_property.checkpoint import read_property_checkpoint
+from crystalgen.metrics.cdvae_property.checkpoint import read_property_checkpoint, verify_checksums
 from crystalgen.metrics.cdvae_property.dimenet import CDVAEDimeNetPP, PolynomialEnvelope
 from crystalgen.testing import benchmark_csv
 
@@ -53,6 +53,21 @@ def test_envelope_is_not_cut_at_the_basis_cutoff():
     x = torch.tensor([0.3, 0.9, 1.2])
     ours, pyg = PolynomialEnvelope(5)(x), Envelope(5)(x)
     assert torch.allclose(ours[:2], pyg[:2], rtol=1e-4) and pyg[2] == 0 and ours[2] != 0
+
+
+def test_checksums_catch_a_corrupt_file(tmp_path):
+    import hashlib
+
+    folder = tmp_path / "mp20"
+    folder.mkdir()
+    (folder / "prop_scaler.pt").write_bytes(b"scaler bytes")
+    (folder / "hparams.yaml").write_bytes(b"data: {}")
+    good = hashlib.sha256(b"scaler bytes").hexdigest()
+    (tmp_path / "SHA256SUMS").write_text(f"{good}  mp20/prop_scaler.pt\n{'0' * 64}  other/prop_scaler.pt\n")
+    assert verify_checksums(folder) == 1  # the other folder's line is not ours
+    (folder / "prop_scaler.pt").write_bytes(b"scaler bytez")
+    with pytest.raises(ValueError, match="prop_scaler.pt: sha256 .* does not match"):
+        verify_checksums(folder)
 
 
 @pytest.mark.parametrize("dataset", list(MODELS))

@@ -8,6 +8,7 @@ The folders are the ones CDVAE shipped in ``cdvae/prop_models/{perovskite,carbon
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,14 +88,39 @@ def _resolved_sections(hparams: dict[str, Any], where: Path) -> tuple[dict[str, 
     return resolved["data"], resolved["encoder"]
 
 
+def verify_checksums(folder: Path) -> int:
+    """Check this folder's files against a ``SHA256SUMS`` list (``<sha256>  <folder>/<file>`` lines) in the folder
+    or its parent, as the copies of CDVAE's weights ship with; returns how many files were checked."""
+    checked = 0
+    for listing in (folder / "SHA256SUMS", folder.parent / "SHA256SUMS"):
+        if not listing.is_file():
+            continue
+        for line in listing.read_text().splitlines():
+            digest, _, name = line.strip().partition("  ")
+            path = listing.parent / name
+            if not name or path.parent.resolve() != folder.resolve():
+                continue
+            if not path.is_file():
+                raise FileNotFoundError(f"{listing} lists {name}, which is missing")
+            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+            if actual != digest:
+                raise ValueError(f"{path}: sha256 {actual} does not match {digest} in {listing}; the file is corrupt or replaced")
+            checked += 1
+    return checked
+
+
 def read_property_checkpoint(folder: str | Path) -> PropertyCheckpoint:
-    """Read one property-model folder; errors name the file and field that is wrong."""
+    """Read one property-model folder; errors name the file and field that is wrong.
+
+    Files listed in a SHA256SUMS next to the folder are verified first.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"CDVAE property model folder {folder} does not exist")
     ckpts = sorted(folder.glob("*.ckpt"))
     if len(ckpts) != 1:
         raise FileNotFoundError(f"{folder}: expected exactly one *.ckpt file, found {[p.name for p in ckpts]}")
+    verify_checksums(folder)
     hparams_path = folder / "hparams.yaml"
     with open(hparams_path) as fh:
         hparams = yaml.safe_load(fh)
