@@ -101,8 +101,9 @@ def test_chgnet_energy_per_atom_with_nan_for_unusable_crystals():
     assert (predictor.name, predictor.units) == ("chgnet_energy", "eV/atom")
     isolated = Structure(Lattice.cubic(30.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # no neighbour within 6 A
     nacl = rocksalt()
-    energies = predictor.predict([nacl, isolated, nacl * (2, 1, 1)])
-    assert np.isnan(energies[1]) and np.isfinite(energies[[0, 2]]).all()
+    californium = Structure(Lattice.cubic(3.0), ["Cf", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # beyond CHGNet's Z <= 94
+    energies = predictor.predict([nacl, isolated, nacl * (2, 1, 1), californium])
+    assert np.isnan(energies[[1, 3]]).all() and np.isfinite(energies[[0, 2]]).all()
     assert -6.0 < energies[0] < -2.0  # NaCl in MP: about -3.4 eV/atom
     assert energies[2] == pytest.approx(energies[0], abs=1e-4)  # per-atom energy is extensive-invariant
 

@@ -53,6 +53,26 @@ def _graph_or_none(model, structure: Structure):
         return None
 
 
+def _predict_graphs(model, graphs: list, indices: list[int], batch_size: int) -> list[tuple[int, dict]]:
+    """(index, prediction) for the graphs at ``indices``; if the batch fails (e.g. an element CHGNet has no
+    embedding for), each graph is retried alone and the failing ones are left out."""
+    if not indices:
+        return []
+
+    def run(chosen: list[int]) -> list[dict]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            preds = model.predict_graph([graphs[i] for i in chosen], task="e", return_crystal_feas=True, batch_size=batch_size)
+        return [preds] if isinstance(preds, dict) else list(preds)
+
+    try:
+        return list(zip(indices, run(indices)))
+    except Exception:
+        if len(indices) == 1:
+            return []
+        return [pair for i in indices for pair in _predict_graphs(model, graphs, [i], batch_size)]
+
+
 def chgnet_predict(
     structures: Sequence[Structure],
     *,
@@ -73,15 +93,10 @@ def chgnet_predict(
             chunk = structures[start : start + batch_size]
             graphs = [_graph_or_none(model, s) for s in chunk]
             ok = [i for i, g in enumerate(graphs) if g is not None]
-            if ok:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    preds = model.predict_graph([graphs[i] for i in ok], task="e", return_crystal_feas=True, batch_size=batch_size)
-                preds = [preds] if isinstance(preds, dict) else preds
-                for i, pred in zip(ok, preds):
-                    e, f = float(pred["e"]), np.asarray(pred["crystal_fea"], dtype=np.float64).reshape(-1)
-                    if np.isfinite(e) and np.isfinite(f).all():
-                        energy[start + i], fea[start + i] = e, f
+            for i, pred in _predict_graphs(model, graphs, ok, batch_size):
+                e, f = float(pred["e"]), np.asarray(pred["crystal_fea"], dtype=np.float64).reshape(-1)
+                if np.isfinite(e) and np.isfinite(f).all():
+                    energy[start + i], fea[start + i] = e, f
             bar.update(len(chunk))
     return {"energy": energy, "crystal_fea": fea}
 

@@ -68,14 +68,16 @@ class CDVAEPropertyPredictor(PropertyPredictor):
         return f"cdvae-property/{PIPELINE_VERSION}/{digest.hexdigest()[:16]}"
 
     def predict(self, structures: Sequence[Structure]) -> np.ndarray:
-        """Predicted ``target`` per structure in ``units``; NaN where CrystalNN or the model fails."""
+        """Predicted ``target`` per structure in ``units``; NaN where CrystalNN fails, an element is beyond the
+        model's embedding (Z >= 95) or the output is not finite."""
         niggli = bool(self.checkpoint.data_hparams.get("niggli", True))
         primitive = bool(self.checkpoint.data_hparams.get("primitive", False))
         out = np.full(len(structures), np.nan)
         pending: list[tuple[int, CrystalGraph]] = []
         graphs = crystalnn_graphs(structures, niggli=niggli, primitive=primitive, workers=self.workers, progress=self.progress)
+        num_species = self.model.emb.emb.num_embeddings  # the embedding covers Z < 95
         for index, graph in enumerate(graphs):
-            if isinstance(graph, CrystalGraph):
+            if isinstance(graph, CrystalGraph) and graph.atom_types.max() < num_species:
                 pending.append((index, graph))
             if len(pending) == self.batch_size:
                 self._predict_batch(pending, out)
