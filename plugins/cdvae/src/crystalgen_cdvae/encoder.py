@@ -60,7 +60,8 @@ class CDVAEEncoder(Encoder):
             graph: PeriodicGraph = radius_graph_pbc(batch.frac_coords.double(), batch.lattice.double(), batch.num_atoms,
                                                     self.cutoff, self.max_neighbors, keep_ties=True)
             edge_index, offsets = graph.edge_index, graph.cell_offsets
-        vec = edge_vectors(batch.frac_coords.float(), batch.lattice.float(), batch.num_atoms, edge_index, offsets)
+        dtype = self.fc_mu.weight.dtype
+        vec = edge_vectors(batch.frac_coords.to(dtype), batch.lattice.to(dtype), batch.num_atoms, edge_index, offsets)
         return edge_index, offsets, vec
 
     def forward(self, batch: Batch) -> tuple[Tensor, Tensor]:

@@ -217,11 +217,12 @@ class CDVAE(GenerativeModel):
         """Everything fixed while sampling from latent codes z (B, latent_dim): N = argmax of its head, the lattice
         predicted with that N, the composition softmax; the processes get them as keyword arguments."""
         z = z.detach()
-        num_atoms = self.heads.predict_num_atoms(z)
-        lengths, angles = self.heads.lattice_params(self.heads.standardised_lattice(z).double(), num_atoms)
-        lattice, plausible, reasons = predicted_cells(lengths, angles, num_atoms)
-        lattice = lattice.to(z.dtype)
-        composition = torch.softmax(self.heads.composition_logits(z), dim=-1)
+        with torch.no_grad():
+            num_atoms = self.heads.predict_num_atoms(z)
+            lengths, angles = self.heads.lattice_params(self.heads.standardised_lattice(z).double(), num_atoms)
+            lattice, plausible, reasons = predicted_cells(lengths, angles, num_atoms)
+            lattice = lattice.to(z.dtype)
+            composition = torch.softmax(self.heads.composition_logits(z), dim=-1)
         rows = int(num_atoms.sum())
         return Condition(
             num_crystals=z.shape[0],
