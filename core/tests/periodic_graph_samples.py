@@ -19,7 +19,8 @@ def batch_tensors(structures: list[Structure]) -> tuple[torch.Tensor, torch.Tens
 
 
 def pymatgen_edges(structures: list[Structure], cutoff: float) -> dict[str, np.ndarray]:
-    """Edges of ``Structure.get_all_neighbors(cutoff)`` over a batch: source, target (global indices), offsets, distance."""
+    """Edges of ``Structure.get_all_neighbors(cutoff)`` over a batch: source and target (global indices), offsets,
+    distance."""
     sources, targets, offsets, distances = [], [], [], []
     first = 0
     for structure in structures:

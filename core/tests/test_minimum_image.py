@@ -13,7 +13,10 @@ from crystalgen.geometry import minimum_image
 
 
 def skewed_lattices() -> torch.Tensor:
-    reduced = [Lattice.from_parameters(3.0, 3.5, 4.0, 80, 95, 110).matrix, Lattice.from_parameters(2.5, 5.0, 7.5, 60, 70, 80).matrix]
+    reduced = [
+        Lattice.from_parameters(3.0, 3.5, 4.0, 80, 95, 110).matrix,
+        Lattice.from_parameters(2.5, 5.0, 7.5, 60, 70, 80).matrix,
+    ]
     transforms = [np.array([[1, 3, 0], [0, 1, 2], [0, 0, 1]]), np.array([[1, 0, 0], [4, 1, 0], [2, 3, 1]])]
     return torch.tensor(np.stack([m @ cell for m, cell in zip(transforms, reduced)]))
 
@@ -54,7 +57,8 @@ def test_minimum_image_gradients_match_finite_differences():
     lattice = skewed_lattices()
     delta = torch.rand(10, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     inputs = (delta.requires_grad_(), lattice.clone().requires_grad_())
-    assert torch.autograd.gradcheck(lambda d, cell: minimum_image(d, cell, torch.tensor([4, 6]))[0], inputs, fast_mode=True)
+    num_atoms = torch.tensor([4, 6])
+    assert torch.autograd.gradcheck(lambda d, cell: minimum_image(d, cell, num_atoms)[0], inputs, fast_mode=True)
 
 
 def test_minimum_image_keeps_float32_and_its_device():

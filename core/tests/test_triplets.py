@@ -33,9 +33,8 @@ def brute_force_triplets(graph, exclude_same_atom: bool) -> set[tuple[int, int]]
 def small_cells():
     """A one-atom and a two-atom triclinic cell, small enough that k = i through another image is common."""
     frac = torch.tensor([[0.1, 0.2, 0.3], [0.0, 0.0, 0.0], [0.4, 0.55, 0.7]], dtype=torch.float64)
-    lattice = torch.tensor(
-        np.stack([Lattice.from_parameters(2.1, 2.4, 2.7, 75, 85, 100).matrix, Lattice.from_parameters(2.8, 3.1, 3.3, 95, 80, 70).matrix])
-    )
+    cells = [Lattice.from_parameters(2.1, 2.4, 2.7, 75, 85, 100), Lattice.from_parameters(2.8, 3.1, 3.3, 95, 80, 70)]
+    lattice = torch.tensor(np.stack([cell.matrix for cell in cells]))
     return frac, lattice, torch.tensor([1, 2])
 
 
@@ -69,7 +68,8 @@ def test_triplets_work_on_a_shuffled_edge_list(small_cells):
 def test_cubic_shell_angles_and_the_other_image_of_the_same_atom():
     # One atom, a = 1, the 6 nearest images: from each edge j -> i five paths continue (the sixth goes back to
     # the same image of i): four at a right angle, one straight through. All of them end at atom 0 = i.
-    graph = radius_graph_pbc(torch.zeros(1, 3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)[None], torch.tensor([1]), 1.2)
+    frac, lattice = torch.zeros(1, 3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)[None]
+    graph = radius_graph_pbc(frac, lattice, torch.tensor([1]), 1.2)
     found = triplets(graph.edge_index, graph.cell_offsets, 1)
     angles = triplet_angles(graph.edge_vec, found.idx_kj, found.idx_ji)
     assert angles.numel() == 30

@@ -44,15 +44,15 @@ def face_heights(lattice: Tensor) -> Tensor:
     return heights
 
 
-def check_image_count(shape: Tensor, limit: int) -> None:
-    """Refuse boxes (B, 3) of more than ``limit`` images per atom pair: such a cell has collapsed, it is no crystal."""
-    per_pair = shape.prod(dim=-1)
-    if bool((per_pair > limit).any()):
-        index = int((per_pair > limit).nonzero()[0, 0])
+def check_image_count(images_per_pair: Tensor, limit: int) -> None:
+    """Refuse searches of more than ``limit`` images per atom pair (B,): such a cell has collapsed, it is no crystal."""
+    too_many = images_per_pair > limit
+    if bool(too_many.any()):
+        index = int(too_many.nonzero()[0, 0])
         raise ValueError(
-            f"crystal {index} of the batch would need {int(per_pair[index])} periodic images per atom pair "
-            f"(box {shape[index].tolist()}): its cell is far thinner than the search radius; check the lattice "
-            "(rows are lattice vectors, Angstrom) or lower the cutoff"
+            f"crystal {index} of the batch would need {int(images_per_pair[index])} periodic images per atom pair: "
+            "its cell is far thinner than the search radius; check the lattice (rows are lattice vectors, Angstrom) "
+            "or lower the cutoff"
         )
 
 
@@ -62,60 +62,78 @@ def fractional_reach(radius: Tensor, heights: Tensor) -> Tensor:
 
 
 def box_shape(reach: Tensor) -> Tensor:
-    """Images per axis (R, 3) of a box that holds every n with |delta + n|_a <= reach_a, whatever delta is.
+    """Images per axis (R, k) of a box that holds every n with |delta + n|_a <= reach_a, whatever delta is.
 
     The admissible n_a run from ceil(-reach_a - delta_a) to floor(reach_a - delta_a): at most floor(2 reach_a) + 1
-    integers. One shape per crystal lets every atom pair of a crystal share one dense box.
+    integers.
     """
     return (torch.floor(2 * reach) + 1).long()
 
 
-def box_origin(frac_delta: Tensor, reach: Tensor) -> Tensor:
-    """First image (R, 3) of each row's box: ceil(-reach - delta) per axis."""
-    return torch.ceil(-reach - frac_delta).long()
-
-
-def rows_by_shape(shape: Tensor) -> list[tuple[tuple[int, ...], Tensor]]:
-    """Group rows by box shape so each group is searched with one dense tensor (few groups in practice)."""
-    shapes, group = torch.unique(shape, dim=0, return_inverse=True)
-    order = torch.argsort(group, stable=True)
-    sizes = torch.bincount(group, minlength=shapes.shape[0]).tolist()
-    return [(tuple(dims), rows) for dims, rows in zip(shapes.tolist(), torch.split(order, sizes))]
+def contiguous_blocks(cost: Tensor, budget: int) -> list[tuple[int, int]]:
+    """Split items into contiguous [start, stop) blocks costing at most ``budget`` (a block holds at least one item)."""
+    blocks, start, done = [], 0, 0
+    cost_end = torch.cumsum(cost, 0).tolist()
+    for index, end in enumerate(cost_end):
+        if end - done > budget and index > start:
+            blocks.append((start, index))
+            start, done = index, cost_end[index - 1]
+    if start < len(cost_end):
+        blocks.append((start, len(cost_end)))
+    return blocks
 
 
 @dataclass(frozen=True)
 class ImageLines:
-    """Lines along the c axis through a dense (a, b) box of images: point(n_c) = start + n_c * c, Cartesian Angstrom.
+    """Lines of images along c through each row's (a, b) image box: point(n_c) = start + n_c * c, Cartesian Angstrom.
 
-    Line (ia, ib) of row p holds the images (origin_a + ia, origin_b + ib, n_c) of frac_delta[p]. Fields are laid
-    out with the row axis last, (na, nb, P), so that elementwise work broadcasts over long contiguous rows (torch
-    is many times slower when the innermost axis is a short box axis). ``nearest`` is the real n_c closest to the
-    Cartesian origin, ``gap_sq`` the squared distance from the origin to the line; ``step`` (3, P) holds the
-    components of c and ``step_sq`` (P,) = |c|^2. Solving along c in closed form means the third axis is never
-    enumerated.
+    One line per (row p, n_a, n_b) with |delta_a + n_a| <= reach_a and likewise for b, in (row, n_a, n_b) order;
+    every field is (L,). ``nearest`` is the real n_c where the line comes closest to the Cartesian origin and
+    ``gap_sq`` that closest squared distance. Solving along c in closed form (the squared length is a parabola
+    in n_c) means the third axis is never enumerated.
     """
 
+    row: Tensor
+    n_a: Tensor
+    n_b: Tensor
     start: tuple[Tensor, Tensor, Tensor]
-    step: Tensor
+    step: tuple[Tensor, Tensor, Tensor]
     step_sq: Tensor
     nearest: Tensor
     gap_sq: Tensor
 
 
-def image_lines(frac_delta: Tensor, origin_ab: Tensor, shape_ab: tuple[int, int], lattice: Tensor) -> ImageLines:
-    """Lines for rows ``frac_delta`` (P, 3) with (a, b) box origins ``origin_ab`` (P, 2), lattice (P, 3, 3) rows = vectors."""
-    vectors = lattice.permute(1, 2, 0).contiguous()  # (lattice vector, xyz, P)
-    shifted = frac_delta.T.contiguous()
-    shifted[:2] += origin_ab.T.to(shifted.dtype)
-    corner = shifted[0] * vectors[0] + shifted[1] * vectors[1] + shifted[2] * vectors[2]
-    steps_a = torch.arange(shape_ab[0], dtype=lattice.dtype, device=lattice.device)[:, None]
-    steps_b = torch.arange(shape_ab[1], dtype=lattice.dtype, device=lattice.device)[:, None]
+def image_lines(frac_delta: Tensor, reach_ab: Tensor, lattice: Tensor) -> ImageLines:
+    """Lines for rows ``frac_delta`` (P, 3) with (a, b) reaches ``reach_ab`` (P, 2), lattice (P, 3, 3) rows = vectors.
+
+    Rows have boxes of different shapes, so lines are laid out ragged (repeat_interleave), which keeps every
+    operation one-dimensional and contiguous; work per line is a few gathers and a dozen multiply-adds.
+    """
+    device = frac_delta.device
+    origin = torch.ceil(-reach_ab - frac_delta[:, :2]).long()
+    shape = box_shape(reach_ab)
+    per_row = shape[:, 0] * shape[:, 1]
+    row = torch.repeat_interleave(torch.arange(per_row.numel(), device=device), per_row)
+    cell = torch.arange(row.numel(), device=device) - (torch.cumsum(per_row, 0) - per_row).index_select(0, row)
+    width_b = shape[:, 1].index_select(0, row)
+    n_a = origin[:, 0].index_select(0, row) + cell // width_b
+    n_b = origin[:, 1].index_select(0, row) + cell % width_b
+    n_a_real, n_b_real = n_a.to(frac_delta.dtype), n_b.to(frac_delta.dtype)
+    vectors = lattice.permute(1, 2, 0).contiguous()  # (lattice vector, xyz, P): contiguous rows to gather from
+    corner = frac_delta[:, 0] * vectors[0] + frac_delta[:, 1] * vectors[1] + frac_delta[:, 2] * vectors[2]
     start = tuple(
-        (corner[xyz] + steps_a * vectors[0, xyz])[:, None, :] + (steps_b * vectors[1, xyz])[None, :, :] for xyz in range(3)
+        corner[xyz]
+        .index_select(0, row)
+        .addcmul_(n_a_real, vectors[0, xyz].index_select(0, row))
+        .addcmul_(n_b_real, vectors[1, xyz].index_select(0, row))
+        for xyz in range(3)
     )
-    step = vectors[2]
-    step_sq = (step * step).sum(dim=0)
-    nearest = -(start[0] * step[0] + start[1] * step[1] + start[2] * step[2]) / step_sq
+    step = tuple(vectors[2, xyz].index_select(0, row) for xyz in range(3))
+    step_sq = (vectors[2] * vectors[2]).sum(dim=0).index_select(0, row)
+    dot = (start[0] * step[0]).addcmul_(start[1], step[1]).addcmul_(start[2], step[2])
+    nearest = dot / -step_sq
     # |start|^2 - (start . c)^2 / |c|^2; the cancellation error (~1e-16 |start|^2) is far below any distance scale.
-    gap_sq = start[0] * start[0] + start[1] * start[1] + start[2] * start[2] - nearest * nearest * step_sq
-    return ImageLines(start=start, step=step, step_sq=step_sq, nearest=nearest, gap_sq=gap_sq)
+    gap_sq = (start[0] * start[0]).addcmul_(start[1], start[1]).addcmul_(start[2], start[2]).addcmul_(dot, nearest)
+    return ImageLines(
+        row=row, n_a=n_a, n_b=n_b, start=start, step=step, step_sq=step_sq, nearest=nearest, gap_sq=gap_sq
+    )

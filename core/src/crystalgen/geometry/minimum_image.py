@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from crystalgen.geometry.image_search import box_origin, box_shape, face_heights, fractional_reach, image_lines, rows_by_shape
+from crystalgen.geometry.image_search import box_shape, contiguous_blocks, face_heights, fractional_reach, image_lines
 from crystalgen.geometry.neighbors import DEFAULT_CHUNK_SIZE
 from crystalgen.geometry.radius_search import crystal_index
 
@@ -45,16 +45,17 @@ def _shortest_shift(frac_delta: Tensor, lattice: Tensor, crystal: Tensor, chunk_
     wrapped = frac_delta + rounded
     bound = torch.bmm(wrapped.unsqueeze(1), rows_lattice).squeeze(1).norm(dim=-1)
     reach = fractional_reach(bound, face_heights(lattice).index_select(0, crystal))[:, :2]
-    origin_ab = box_origin(wrapped[:, :2], reach)
-    best = torch.zeros_like(rounded, dtype=torch.long)
-    for shape_ab, rows in rows_by_shape(box_shape(reach)):
-        for block in torch.split(rows, max(1, chunk_size // math.prod(shape_ab))):
-            lines = image_lines(wrapped[block], origin_ab[block], shape_ab, rows_lattice[block])
-            nearest = lines.nearest.reshape(-1, block.numel())
-            n_c = torch.round(nearest)
-            squared = lines.gap_sq.reshape(-1, block.numel()) + (n_c - nearest) ** 2 * lines.step_sq
-            cell = squared.argmin(dim=0, keepdim=True)  # the first minimum over the (a, b) box
-            best_c = n_c.gather(0, cell).squeeze(0).long()
-            cell = cell.squeeze(0)
-            best[block] = torch.stack((origin_ab[block, 0] + cell // shape_ab[1], origin_ab[block, 1] + cell % shape_ab[1], best_c), dim=-1)
+    best = torch.empty_like(rounded, dtype=torch.long)
+    for start, stop in contiguous_blocks(box_shape(reach).prod(dim=-1), chunk_size):
+        lines = image_lines(wrapped[start:stop], reach[start:stop], rows_lattice[start:stop])
+        n_c = torch.round(lines.nearest)
+        squared = (n_c - lines.nearest).square_().mul_(lines.step_sq).add_(lines.gap_sq)
+        shortest = torch.full((stop - start,), math.inf, dtype=squared.dtype, device=squared.device)
+        shortest = shortest.scatter_reduce(0, lines.row, squared, "amin")
+        # The first line of each row reaching its minimum (deterministic among exact ties).
+        line = torch.arange(lines.row.numel(), device=squared.device)
+        at_minimum = (squared == shortest.index_select(0, lines.row)).nonzero().squeeze(1)
+        chosen = torch.full((stop - start,), line.numel(), dtype=torch.long, device=squared.device)
+        chosen = chosen.scatter_reduce(0, lines.row.index_select(0, at_minimum), at_minimum, "amin")
+        best[start:stop] = torch.stack([n.index_select(0, chosen) for n in (lines.n_a, lines.n_b, n_c.long())], dim=-1)
     return rounded.long() + best

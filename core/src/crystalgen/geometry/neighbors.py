@@ -48,8 +48,10 @@ class PeriodicGraph:
     """(B,) int64 edges per crystal; the edges of crystal b are contiguous, in batch order."""
 
 
-def edge_vectors(frac_coords: Tensor, lattice: Tensor, num_atoms: Tensor, edge_index: Tensor, cell_offsets: Tensor) -> Tensor:
-    """Cartesian edge vectors (E, 3) in Angstrom, differentiable w.r.t. ``frac_coords`` (N, 3) and ``lattice`` (B, 3, 3).
+def edge_vectors(
+    frac_coords: Tensor, lattice: Tensor, num_atoms: Tensor, edge_index: Tensor, cell_offsets: Tensor
+) -> Tensor:
+    """Cartesian edge vectors (E, 3) in Angstrom, differentiable w.r.t. frac_coords (N, 3) and lattice (B, 3, 3).
 
     (frac_coords[j] + offset - frac_coords[i]) @ lattice[crystal of i]. Models that need forces, scores or stresses
     rebuild vectors with this on a fixed (edge_index, cell_offsets), so gradients reach positions and cell while
@@ -58,7 +60,8 @@ def edge_vectors(frac_coords: Tensor, lattice: Tensor, num_atoms: Tensor, edge_i
     source, target = edge_index
     crystal = crystal_index(num_atoms.to(frac_coords.device), frac_coords.shape[0]).index_select(0, target)
     dtype = torch.promote_types(frac_coords.dtype, lattice.dtype)
-    frac = frac_coords.index_select(0, source) - frac_coords.index_select(0, target) + cell_offsets.to(frac_coords.dtype)
+    frac = frac_coords.index_select(0, source) - frac_coords.index_select(0, target)
+    frac = frac + cell_offsets.to(frac_coords.dtype)
     return torch.bmm(frac.to(dtype).unsqueeze(1), lattice.to(dtype).index_select(0, crystal)).squeeze(1)
 
 
@@ -126,8 +129,13 @@ def knn_graph_pbc(
     parts = []
     while pending.numel():
         atoms = atoms_of(pending, num_atoms)
-        found = edges_within(frac_coords.index_select(0, atoms), lattice.index_select(0, pending), num_atoms.index_select(0, pending), radius.index_select(0, pending), chunk_size)
-        source, target, offsets, vec = found
+        source, target, offsets, vec = edges_within(
+            frac_coords.index_select(0, atoms),
+            lattice.index_select(0, pending),
+            num_atoms.index_select(0, pending),
+            radius.index_select(0, pending),
+            chunk_size,
+        )
         crystal = crystal_index(num_atoms.index_select(0, pending), atoms.numel())
         kth = _kth_distance(target, vec.norm(dim=-1), k, atoms.numel())
         # The whole shell at the k-th distance must lie inside the radius, or keep_ties could miss part of it.
@@ -199,7 +207,13 @@ def _by_centre_then_distance(target: Tensor, distance: Tensor) -> Tensor:
 
 
 def _graph(
-    frac_coords: Tensor, lattice: Tensor, num_atoms: Tensor, source: Tensor, target: Tensor, offsets: Tensor, vec: Tensor
+    frac_coords: Tensor,
+    lattice: Tensor,
+    num_atoms: Tensor,
+    source: Tensor,
+    target: Tensor,
+    offsets: Tensor,
+    vec: Tensor,
 ) -> PeriodicGraph:
     """Assemble the graph; the search's float64 vectors are rebuilt differentiably when gradients are wanted."""
     edge_index = torch.stack((source, target))
@@ -209,4 +223,6 @@ def _graph(
         vec = vec.to(torch.promote_types(frac_coords.dtype, lattice.dtype))
     crystal = crystal_index(num_atoms, frac_coords.shape[0])
     num_edges = torch.bincount(crystal.index_select(0, target), minlength=num_atoms.numel())
-    return PeriodicGraph(edge_index=edge_index, cell_offsets=offsets, edge_vec=vec, distance=vec.norm(dim=-1), num_edges=num_edges)
+    return PeriodicGraph(
+        edge_index=edge_index, cell_offsets=offsets, edge_vec=vec, distance=vec.norm(dim=-1), num_edges=num_edges
+    )
