@@ -12,9 +12,10 @@ from crystalgen.runner.config import compose
 from crystalgen_cdvae.model import CDVAE
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """The tests' tensors are tiny; one intra-op thread avoids oversubscribing a shared 2-core machine."""
+    """The tests' tensors are tiny; one intra-op thread avoids oversubscribing a shared 2-core machine (module
+    scope, so that it also covers the module-scoped fixtures that train models, and is restored afterwards)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

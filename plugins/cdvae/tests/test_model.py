@@ -10,6 +10,7 @@ from crystalgen.data.crystal import collate
 from crystalgen.models.base import UnsupportedRequestError
 from crystalgen.runner.config import compose
 from crystalgen.samplers.ancestral import AncestralSampler
+from crystalgen.samplers.ddim import DDIMSampler
 from crystalgen.samplers.langevin import AnnealedLangevinSampler
 from crystalgen.samplers.predictor_corrector import PredictorCorrectorSampler
 from crystalgen.state import SampleRequest
@@ -109,7 +110,7 @@ def test_validation_loss_is_the_official_decoder_loss(trained, crystals):
 
 
 @pytest.mark.parametrize("sampler", [AnnealedLangevinSampler(steps=10, n_steps_each=3), PredictorCorrectorSampler(steps=10),
-                                     AncestralSampler(steps=10)], ids=["langevin", "pc", "ancestral"])
+                                     AncestralSampler(steps=10), DDIMSampler(steps=10)], ids=["langevin", "pc", "ancestral", "ddim"])
 def test_samplers_produce_decodable_crystals(trained, sampler):
     model, _, _ = trained
     torch.manual_seed(0)
