@@ -35,27 +35,31 @@ def triplets(edge_index: Tensor, cell_offsets: Tensor, num_nodes: int, *, exclud
     device = edge_index.device
     by_target = torch.argsort(target, stable=True)
     into = torch.bincount(target, minlength=num_nodes)
-    first_into = torch.cumsum(into, 0) - into
-    per_edge = into[source]  # edges k -> j feeding each edge j -> i
+    per_edge = into.index_select(0, source)  # edges k -> j feeding each edge j -> i
     idx_ji = torch.repeat_interleave(torch.arange(source.numel(), device=device), per_edge)
-    start = torch.repeat_interleave(torch.cumsum(per_edge, 0) - per_edge, per_edge)
-    rank = torch.arange(idx_ji.numel(), device=device) - start
-    idx_kj = by_target[first_into[source[idx_ji]] + rank]
-    backtrack = source[idx_kj] == target[idx_ji]
+    # Triplet t of edge j -> i takes the (t - first triplet of that edge)-th edge into j in by_target order.
+    shift = (torch.cumsum(into, 0) - into).index_select(0, source) - (torch.cumsum(per_edge, 0) - per_edge)
+    idx_kj = by_target.index_select(0, shift.index_select(0, idx_ji) + torch.arange(idx_ji.numel(), device=device))
+    backtrack = source.index_select(0, idx_kj) == target.index_select(0, idx_ji)
     if not exclude_same_atom:
-        backtrack &= (cell_offsets[idx_kj] + cell_offsets[idx_ji] == 0).all(dim=-1)
-    keep = ~backtrack
-    return Triplets(idx_kj=idx_kj[keep], idx_ji=idx_ji[keep])
+        same_atom = backtrack.nonzero().squeeze(1)
+        offset_sum = cell_offsets.index_select(0, idx_kj.index_select(0, same_atom))
+        offset_sum += cell_offsets.index_select(0, idx_ji.index_select(0, same_atom))
+        backtrack[same_atom] = (offset_sum == 0).all(dim=-1)
+    kept = (~backtrack).nonzero().squeeze(1)
+    return Triplets(idx_kj=idx_kj.index_select(0, kept), idx_ji=idx_ji.index_select(0, kept))
 
 
 def triplet_angles(edge_vec: Tensor, idx_kj: Tensor, idx_ji: Tensor) -> Tensor:
     """Bond angle (T,) at the shared atom j between the bonds to i and to k, in radians in [0, pi].
 
     With edge_vec the centre -> neighbour vectors of neighbors.py, j -> i is -edge_vec[idx_ji] and j -> k is
-    edge_vec[idx_kj]. atan2(|u x w|, u . w) is accurate near 0 and pi, where acos of a cosine is not.
-    Note: DimeNet/DimeNet++ as coded in PyG and CDVAE feed the angle between edge_vec[idx_ji] and
-    edge_vec[idx_kj], which is pi minus this one; pretrained weights of those models need ``pi - triplet_angles``.
+    edge_vec[idx_kj]. atan2(|u x w|, u . w) is accurate near 0 and pi, where acos of a cosine is not (and the
+    gradient of the norm is undefined for exactly collinear bonds, as for any angle).
+    Note: DimeNet++ as coded in PyG and in CDVAE feeds the angle between x_i - x_j and x_j - x_k (equivalently
+    between edge_vec[idx_ji] and edge_vec[idx_kj]), which is pi minus this one: pretrained weights of those
+    models need ``pi - triplet_angles``. (PyG's DimeNet, not ++, uses yet another angle, at i.)
     """
-    to_i = -edge_vec[idx_ji]
-    to_k = edge_vec[idx_kj]
+    to_i = -edge_vec.index_select(0, idx_ji)
+    to_k = edge_vec.index_select(0, idx_kj)
     return torch.atan2(torch.linalg.cross(to_i, to_k).norm(dim=-1), (to_i * to_k).sum(dim=-1))
