@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -21,9 +22,11 @@ class _TqdmHandler(logging.Handler):
 
 
 def setup_console(verbose: bool = False) -> logging.Logger:
-    """Terminal output of the ``crystalgen`` logger (idempotent)."""
+    """Terminal output of the ``crystalgen`` logger (idempotent). Under torchrun only rank 0 speaks below
+    warnings, so that messages are not repeated once per process."""
     logger = logging.getLogger(LOGGER)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    rank = int(os.environ.get("RANK", "0"))
+    logger.setLevel(logging.WARNING if rank != 0 else logging.DEBUG if verbose else logging.INFO)
     if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):
         handler = _TqdmHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

@@ -327,7 +327,13 @@ class Trainer:
                     sums[k] = sums.get(k, torch.zeros((), device=device)) + v.detach().float() * batch.num_graphs
                 count += batch.num_graphs
             self.model.train()
-        return {f"val/{k}": self._reduce_mean(v, count) for k, v in sorted(sums.items())}
+        totals = {k: float(v) for k, v in sums.items()}
+        if self.env.distributed:  # a rank may hold no validation batch, so merge whatever each rank has
+            gathered: list[Any] = [None] * self.env.world_size
+            dist.all_gather_object(gathered, (totals, count))
+            totals = {k: sum(t.get(k, 0.0) for t, _ in gathered) for k in sorted({k for t, _ in gathered for k in t})}
+            count = sum(c for _, c in gathered)
+        return {f"val/{k}": v / max(count, 1) for k, v in sorted(totals.items())}
 
     def _reduce_mean(self, total: Tensor, count: int) -> float:
         if self.env.distributed:
