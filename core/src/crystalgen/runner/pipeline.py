@@ -184,7 +184,7 @@ def run_pipeline(model_name: str, cfg: DictConfig, run: RunDir, *, show_progress
     progress = train(model_name, cfg, run, show_progress=show_progress)
     s = cfg.sample
     sample(best_checkpoint(run, s.checkpoint), run.samples, num_samples=s.num_samples, sampler=s.sampler, steps=s.steps,
-           batch_size=s.batch_size, seed=s.seed, options=OmegaConf.to_container(s.options), device=cfg.trainer.device,
+           batch_size=s.batch_size, seed=s.seed, options=OmegaConf.to_container(s.options) if s.options is not None else {}, device=cfg.trainer.device,
            precision=cfg.trainer.precision, show_progress=show_progress)
     evaluate(run.samples, run.metrics, cfg, show_progress=show_progress)
     report = write_report(run.path, reference_statistics(reference_of(cfg)))
