@@ -8,7 +8,7 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
-from crystalgen.data.crystal import structure_to_data
+from crystalgen.data.crystal import check_ordered, structure_to_data
 from crystalgen.encoders.base import SkipCrystal, StructureTransform
 from crystalgen.geometry.lattice import InvalidLatticeError
 from crystalgen.geometry.niggli import niggli_reduce, with_standard_orientation
@@ -42,6 +42,7 @@ class CDVAETransform(StructureTransform):
     def __call__(self, structure: Structure) -> Data:
         if len(structure) > self.max_atoms:
             raise SkipCrystal(f"{len(structure)} atoms exceeds max_atoms={self.max_atoms}")
+        check_ordered(structure)
         heaviest = max(site.specie.Z for site in structure)
         if heaviest > self.max_atomic_number:
             raise SkipCrystal(f"element Z={heaviest} exceeds the largest supported atomic number {self.max_atomic_number}")

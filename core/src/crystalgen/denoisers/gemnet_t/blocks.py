@@ -129,15 +129,12 @@ class DirectForceOutput(nn.Module):
     """Per-edge scalars F_ca = W (scale * MLP(m_ca) * W' rbf_ca), one per target, from which the network builds
     per-atom vectors sum_c F_ca * unit(a - c) (GemNet's direct force head, ``direct_forces=True``)."""
 
-    def __init__(self, emb_edge: int, emb_rbf: int, num_residual: int, num_targets: int, index: int,
-                 zero_init: bool = False) -> None:
+    def __init__(self, emb_edge: int, emb_rbf: int, num_residual: int, num_targets: int, index: int) -> None:
         super().__init__()
         self.mlp = residual_mlp(emb_edge, emb_edge, num_residual)
         self.dense_rbf = Dense(emb_rbf, emb_edge)
         self.scale_rbf = ScaleFactor(f"OutBlock_{index}_had")
         self.out = Dense(emb_edge, num_targets)
-        if zero_init:
-            nn.init.zeros_(self.out.linear.weight)
 
     def forward(self, m: Tensor, rbf: Tensor) -> Tensor:
         x = self.mlp(m)

@@ -32,14 +32,12 @@ class GemNetT(nn.Module):
         cutoff: radius in Angstrom at which the envelope reaches zero [7.0 in CDVAE].
         envelope_exponent: polynomial envelope exponent [5].
         num_targets: vectors per atom [1].
-        zero_init_output: start the vector output at exactly zero (GemNet uses He-orthogonal, the default).
     """
 
     def __init__(self, emb_atom: int = 128, emb_edge: int = 128, emb_trip: int = 64, emb_bilinear: int = 64,
                  emb_rbf: int = 16, emb_cbf: int = 16, num_spherical: int = 7, num_radial: int = 128, num_blocks: int = 3,
                  num_before_skip: int = 1, num_after_skip: int = 2, num_concat: int = 1, num_atom: int = 3,
-                 cutoff: float = 7.0, envelope_exponent: int = 5, num_targets: int = 1,
-                 zero_init_output: bool = False) -> None:
+                 cutoff: float = 7.0, envelope_exponent: int = 5, num_targets: int = 1) -> None:
         super().__init__()
         if num_blocks < 1:
             raise ValueError(f"GemNetT needs num_blocks >= 1, got {num_blocks}")
@@ -58,7 +56,7 @@ class GemNetT(nn.Module):
             for i in range(num_blocks)
         )
         self.outputs = nn.ModuleList(
-            DirectForceOutput(emb_edge, emb_rbf, num_atom, num_targets, index=i, zero_init=zero_init_output)
+            DirectForceOutput(emb_edge, emb_rbf, num_atom, num_targets, index=i)
             for i in range(num_blocks + 1)
         )
 
