@@ -60,7 +60,8 @@ def check_same_edges(structures, graph, cutoff: float) -> int:
                     images.append(np.round(neighbour.image).astype(np.int64))
         first += len(structure)
     away = (graph.distance - cutoff).abs() > 1e-6
-    ours = edge_keys(graph.edge_index[1][away].numpy(), graph.edge_index[0][away].numpy(), graph.cell_offsets[away].numpy(), first)
+    target, source = graph.edge_index[1][away].numpy(), graph.edge_index[0][away].numpy()
+    ours = edge_keys(target, source, graph.cell_offsets[away].numpy(), first)
     theirs = edge_keys(centres, neighbours, np.stack(images), first)
     if not np.array_equal(ours, theirs):
         raise SystemExit(f"edge sets differ: {len(ours)} edges here, {len(theirs)} from pymatgen")
@@ -97,11 +98,12 @@ def main() -> None:
     def ours():
         return radius_graph_pbc(frac, lattice, num_atoms, args.cutoff)
 
-    num_edges = check_same_edges(structures, ours(), args.cutoff)
+    cutoff, repeats = args.cutoff, args.repeats
+    num_edges = check_same_edges(structures, ours(), cutoff)
     results = {
         "crystalgen_radius_graph_pbc": timed(ours, args.repeats),
-        "pymatgen_get_all_neighbors_loop": timed(lambda: [s.get_all_neighbors(args.cutoff) for s in structures], args.repeats),
-        "pymatgen_get_neighbor_list_loop": timed(lambda: [s.get_neighbor_list(args.cutoff) for s in structures], args.repeats),
+        "pymatgen_get_all_neighbors_loop": timed(lambda: [s.get_all_neighbors(cutoff) for s in structures], repeats),
+        "pymatgen_get_neighbor_list_loop": timed(lambda: [s.get_neighbor_list(cutoff) for s in structures], repeats),
     }
     ours_time = results["crystalgen_radius_graph_pbc"]
     report = {
