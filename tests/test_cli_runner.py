@@ -185,3 +185,30 @@ def test_every_verb_has_help(verb, capsys):
         main([verb, "--help"])
     assert exit_info.value.code == 0
     assert "Example" in capsys.readouterr().out
+
+
+class _Clashing:
+    """An in-process plugin that registers `toy` again and whose sampler hook raises."""
+
+    @staticmethod
+    def crystalgen_models():
+        return {"toy": object}
+
+    @staticmethod
+    def crystalgen_samplers():
+        raise RuntimeError("broken on purpose")
+
+
+def test_list_reports_load_failures_and_name_conflicts(monkeypatch, capsys):
+    from crystalgen import plugins
+    from crystalgen.hookspecs import hookimpl
+
+    for hook in ("crystalgen_models", "crystalgen_samplers"):
+        hookimpl(getattr(_Clashing, hook))
+    host = plugins.build_host(extra_plugins=[_Clashing])
+    monkeypatch.setattr(plugins, "default_host", lambda: host)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "Problems:" in out
+    assert "crystalgen_samplers raised RuntimeError: broken on purpose" in out
+    assert "model 'toy' is registered twice" in out and "ignored plugin '_Clashing'" in out
