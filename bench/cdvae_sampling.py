@@ -53,8 +53,12 @@ def main() -> None:
         condition = model.prepare_sampling(SampleRequest(args.num))
         generator = torch.Generator().manual_seed(args.seed)
         calls = [0]
+
+        def progress(done: int, total: int, calls: list[int] = calls) -> None:
+            calls[0] = done
+
         wall, cpu = time.perf_counter(), time.process_time()
-        state = sampler.run(model, condition, generator=generator, progress=lambda done, total: calls.__setitem__(0, done))
+        state = sampler.run(model, condition, generator=generator, progress=progress)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         decoded = model.decode(state, condition)
         row = {"sampler": key, "model_calls": calls[0], "expected_calls": evaluations, "crystals": args.num,

@@ -7,11 +7,10 @@ import math
 
 import numpy as np
 import torch
-from numpy.polynomial import legendre
-
 from crystalgen.denoisers.gemnet_t import GemNetT, fit_scale_factors, interaction_graph, shared_target_triplets
 from crystalgen.denoisers.gemnet_t.bases import PolynomialEnvelope, zonal_spherical_harmonics
 from crystalgen.denoisers.gemnet_t.layers import ScaleFactor
+from numpy.polynomial import legendre
 
 
 def batch(seed: int = 0):
@@ -38,7 +37,7 @@ def test_interaction_graph_is_closed_under_reversal_and_keeps_the_capped_neighbo
 def test_triplets_pair_every_two_distinct_edges_into_the_same_atom():
     edge_index = torch.tensor([[1, 2, 2, 0, 0], [0, 0, 0, 1, 2]])  # edges 0-2 into atom 0 (two from atom 2)
     id3_ba, id3_ca, ragged = shared_target_triplets(edge_index, 3)
-    pairs = sorted(zip(id3_ba.tolist(), id3_ca.tolist()))
+    pairs = sorted(zip(id3_ba.tolist(), id3_ca.tolist(), strict=True))
     assert pairs == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
     assert torch.equal(edge_index[1, id3_ba], edge_index[1, id3_ca])
     assert ragged.tolist() == [0, 1, 0, 1, 0, 1]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from omegaconf import DictConfig
-from pymatgen.core import Lattice, Structure
-
 from crystalgen.runner.config import compose
 from crystalgen_cdvae.model import CDVAE
+from omegaconf import DictConfig
+from pymatgen.core import Lattice, Structure
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from crystalgen.cli.main import main
 from crystalgen.runner.pipeline import train
 from crystalgen.runner.run_dir import RunDir

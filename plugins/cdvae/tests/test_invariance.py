@@ -6,12 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pymatgen.core import Lattice, Structure
-from scipy.spatial.transform import Rotation
-
 from crystalgen.data.crystal import collate, structure_to_data
 from crystalgen_cdvae.model import CDVAE
 from crystalgen_cdvae.transform import CDVAETransform
+from pymatgen.core import Lattice, Structure
+from scipy.spatial.transform import Rotation
 
 from conftest import tiny_config
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from crystalgen import plugins
 from crystalgen.data.crystal import collate
 from crystalgen.models.base import UnsupportedRequestError
@@ -78,7 +77,7 @@ def trained(crystals):
     torch.manual_seed(0)
     cfg = tiny_config(**{"model.property": "volume_per_atom"})
     items = prepared(crystals, cfg)
-    for item, s in zip(items, crystals):
+    for item, s in zip(items, crystals, strict=True):
         item.prop_volume_per_atom = torch.tensor([s.volume / len(s)], dtype=torch.float64)
     model = CDVAE.from_config(cfg.model)
     losses = train(model, items, 60)
@@ -122,7 +121,7 @@ def test_samplers_produce_decodable_crystals(trained, sampler):
     assert len(decoded) == 6
     built = [d for d in decoded if d.ok]
     assert len(built) == int(condition.data["plausible"].sum()) > 0
-    for item, n in zip(decoded, condition.data["num_atoms"].tolist()):
+    for item, n in zip(decoded, condition.data["num_atoms"].tolist(), strict=True):
         if item.ok:
             assert len(item.structure) == n
 

@@ -9,9 +9,8 @@ when decoded (never silently "fixed").
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from crystalgen.geometry.lattice import lattice_params_to_matrix
+from torch import Tensor
 
 #: Angstrom. A cell thinner than this along any lattice plane normal is treated as implausible: real crystals
 #: have interplanar spacings of Niggli cells far above it, and it bounds the decoder's image search to

@@ -18,11 +18,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
-from torch_geometric.data import Batch, Data
-from torch_geometric.utils import scatter
-
 from crystalgen.data.crystal import PROPERTY_PREFIX, collate
 from crystalgen.decoders.cell import decode_cells
 from crystalgen.denoisers.gemnet_t import fit_scale_factors
@@ -30,6 +25,11 @@ from crystalgen.geometry.lattice import lattice_matrix_to_params
 from crystalgen.models.base import Decoded, GenerativeModel, UnsupportedRequestError
 from crystalgen.samplers.base import Sampler
 from crystalgen.state import Condition, SampleRequest
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.utils import scatter
+
 from crystalgen_cdvae.aggregate import AggregatePredictors, scaled_lattice_params
 from crystalgen_cdvae.cells import predicted_cells
 from crystalgen_cdvae.decoder import PAPER_SCALE_FACTORS, CDVAEDecoder
@@ -115,7 +115,7 @@ class CDVAE(GenerativeModel):
             missing = [i for i, d in enumerate(train) if key not in d]
             if missing:
                 raise ValueError(f"model.property={self.property!r}: training crystal {missing[0]} (and {len(missing) - 1} "
-                                 f"more) has no such property; available: {sorted(k[len(PROPERTY_PREFIX):] for k in train[0].keys() if k.startswith(PROPERTY_PREFIX))}")
+                                 f"more) has no such property; available: {sorted(k[len(PROPERTY_PREFIX):] for k in train[0].keys() if k.startswith(PROPERTY_PREFIX))}")  # noqa: SIM118 (Data.keys())
             properties = torch.cat([d[key] for d in train])
         self.heads.fit([d.lattice for d in train], [d.num_atoms for d in train], properties)
         if self.scale_factors == "fit":
@@ -242,7 +242,7 @@ class CDVAE(GenerativeModel):
     def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:
         d = condition.data
         decoded = decode_cells(d["lattice"], state["frac_coords"], state["atom_types"], d["num_atoms"])
-        return [Decoded(None, reason) if reason is not None else item for item, reason in zip(decoded, d["reasons"])]
+        return [Decoded(None, reason) if reason is not None else item for item, reason in zip(decoded, d["reasons"], strict=True)]
 
     # -- tasks --------------------------------------------------------------------------------------
     def reconstruct(self, batch: Batch, sampler: Sampler, *, generator: torch.Generator | None = None) -> list[Decoded]:
@@ -288,7 +288,7 @@ class CDVAE(GenerativeModel):
             with torch.no_grad():
                 predicted = self.heads.property_value(code).tolist()
             decoded = self.decode(sampler.run(self, condition, generator=generator), condition)
-            for item, value in zip(decoded, predicted):
+            for item, value in zip(decoded, predicted, strict=True):
                 item.info.update(opt_step=step, predicted_property=value, direction=direction)
             per_snapshot.append(decoded)
         return [per_snapshot[k][b] for b in range(batch.num_graphs) for k in range(len(snapshots))]

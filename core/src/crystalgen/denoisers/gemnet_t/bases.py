@@ -59,4 +59,4 @@ def zonal_spherical_harmonics(cos_angle: Tensor, num_spherical: int) -> Tensor:
     for degree in range(1, num_spherical - 1):
         legendre.append(((2 * degree + 1) * cos_angle * legendre[degree] - degree * legendre[degree - 1]) / (degree + 1))
     norms = [math.sqrt((2 * degree + 1) / (4 * math.pi)) for degree in range(num_spherical)]
-    return torch.stack([n * p for n, p in zip(norms, legendre[:num_spherical])], dim=-1)
+    return torch.stack([n * p for n, p in zip(norms, legendre[:num_spherical], strict=True)], dim=-1)

@@ -10,7 +10,14 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from crystalgen.denoisers.gemnet_t.layers import INV_SQRT_2, Dense, ResidualLayer, ScaleFactor, he_orthogonal_, residual_mlp
+from crystalgen.denoisers.gemnet_t.layers import (
+    INV_SQRT_2,
+    Dense,
+    ResidualLayer,
+    ScaleFactor,
+    he_orthogonal_,
+    residual_mlp,
+)
 
 
 class EdgeEmbedding(nn.Module):

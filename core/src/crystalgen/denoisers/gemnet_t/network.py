@@ -16,7 +16,12 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from crystalgen.denoisers.gemnet_t.bases import GaussianRadialBasis, zonal_spherical_harmonics
-from crystalgen.denoisers.gemnet_t.blocks import CircularBasisProjection, DirectForceOutput, EdgeEmbedding, InteractionBlock
+from crystalgen.denoisers.gemnet_t.blocks import (
+    CircularBasisProjection,
+    DirectForceOutput,
+    EdgeEmbedding,
+    InteractionBlock,
+)
 from crystalgen.denoisers.gemnet_t.graph import InteractionGraph
 from crystalgen.denoisers.gemnet_t.layers import Dense, ScaleFactor
 
@@ -74,7 +79,7 @@ class GemNetT(nn.Module):
 
         m = self.edge_embedding(h, rbf, graph.edge_index)
         per_edge = self.outputs[0](m, rbf_out)
-        for block, output in zip(self.interactions, self.outputs[1:]):
+        for block, output in zip(self.interactions, self.outputs[1:], strict=True):
             h, m = block(h, m, rbf3, cbf3, rbf_h, graph.edge_index, graph.id_swap, graph.id3_ba, graph.id3_ca, graph.id3_ragged)
             per_edge = per_edge + output(m, rbf_out)
         vectors = scatter(per_edge.unsqueeze(-1) * toward_target.unsqueeze(1), graph.edge_index[1], dim=0,
@@ -84,7 +89,7 @@ class GemNetT(nn.Module):
     def scale_factors(self) -> list[ScaleFactor]:
         """All scale factors in the order the forward pass meets them (the order they must be fitted in)."""
         ordered = [self.outputs[0].scale_rbf]
-        for block, output in zip(self.interactions, self.outputs[1:]):
+        for block, output in zip(self.interactions, self.outputs[1:], strict=True):
             ordered += [block.triplet.scale_rbf, block.triplet.scale_cbf_sum, block.atom_update.scale_sum, output.scale_rbf]
         return ordered
 
