@@ -82,10 +82,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.timeout(600)
 def test_two_gloo_processes_take_the_same_step_as_one_process_with_the_combined_batch(tmp_path):
     out = tmp_path / "ddp_params.pt"
-    # fork: the children inherit the imports (spawn would import torch, PyG and pymatgen twice more)
-    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True, start_method="fork")
+    # spawn, not fork: a forked child can deadlock on locks or thread pools the parent held (seen once here)
+    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True, start_method="spawn")
     distributed = torch.load(out, weights_only=True)
     single = _one_step(WORLD * PER_RANK_BATCH)
     initial = (torch.manual_seed(0), AtomCountRegression().state_dict())[1]
