@@ -132,6 +132,7 @@ class Trainer:
             device_ids = [env.device.index] if env.device.type == "cuda" else None
             step_module = DistributedDataParallel(step_module, device_ids=device_ids,
                                                   find_unused_parameters=self.tcfg.ddp_find_unused_parameters)
+        self._eager_step = step_module
         self.step_module = torch.compile(step_module) if self.tcfg.compile else step_module
 
     def _epoch_batches(self, num_items: int, epoch: int) -> list[list[int]]:
@@ -272,7 +273,7 @@ class Trainer:
     def _step(self, batch) -> dict[str, Tensor]:
         p = self.progress
         with autocast(self.env.device, self.tcfg.precision):
-            parts = self.step_module(batch)
+            parts = self._compiled_or_eager(batch) if self.step_module is not self._eager_step else self.step_module(batch)
         loss = parts["loss"]
         if not torch.isfinite(loss).item():
             raise NonFiniteLossError(
@@ -292,6 +293,19 @@ class Trainer:
         if grad_norm is not None:
             parts["grad_norm"] = grad_norm
         return parts
+
+    def _compiled_or_eager(self, batch) -> dict[str, Tensor]:
+        """The compiled step; if dynamo cannot compile the model, say so and continue without compile (it is an
+        optimisation, never a reason to stop training)."""
+        from torch._dynamo.exc import TorchDynamoException
+
+        try:
+            return self.step_module(batch)
+        except TorchDynamoException as exc:
+            log.warning("torch.compile cannot compile this model's training loss (%s); training without it",
+                        str(exc).strip().splitlines()[0])
+            self.step_module = self._eager_step
+            return self.step_module(batch)
 
     def _after_validation(self, monitored: float) -> bool:
         """Plateau schedule, best checkpoint and early stopping on the monitored loss; True to stop."""
