@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
-from pymatgen.core import Lattice, Structure
-
 from crystalgen.metrics.frechet import frechet_distance, frechet_distance_embeddings, frechet_distance_gaussians
+from pymatgen.core import Lattice, Structure
 
 
 def test_isotropic_gaussians_by_hand():

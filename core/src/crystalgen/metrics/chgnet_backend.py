@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +64,7 @@ def _predict_graphs(model, graphs: list, indices: list[int], batch_size: int) ->
         return [preds] if isinstance(preds, dict) else list(preds)
 
     try:
-        return list(zip(indices, run(indices)))
+        return list(zip(indices, run(indices), strict=True))
     except Exception:
         if len(indices) == 1:
             return []
@@ -86,6 +84,8 @@ def chgnet_predict(
     from tqdm.auto import tqdm
 
     model = load_chgnet(model_name, device)
+    # The model is shared: StructOptimizer switches its converter to "warn"; we always want isolated atoms -> NaN.
+    model.graph_converter.set_isolated_atom_response("error")
     energy = np.full(len(structures), np.nan)
     fea = np.full((len(structures), CRYSTAL_FEA_DIM), np.nan)
     with tqdm(total=len(structures), desc=f"CHGNet {model_name}", unit="crystal", disable=not progress) as bar:
@@ -135,26 +135,20 @@ class Relaxation:
     error: str | None = None
 
 
-_WORKER_MODEL = None
+def _relax_one(job: tuple[Structure, float, int, bool, str]) -> Relaxation:
+    structure, fmax, max_steps, relax_cell, model_name = job
+    import multiprocessing
 
-
-def _init_worker(model_name: str) -> None:
     import torch
-
-    global _WORKER_MODEL
-    torch.set_num_threads(1)  # one process per core; intra-op threads would oversubscribe
-    _WORKER_MODEL = load_chgnet(model_name, "cpu")
-
-
-def _relax_one(args: tuple[Structure, float, int, bool, str]) -> Relaxation:
-    structure, fmax, max_steps, relax_cell, model_name = args
     from chgnet.model import StructOptimizer
 
-    model = _WORKER_MODEL if _WORKER_MODEL is not None else load_chgnet(model_name)
+    if multiprocessing.parent_process() is not None:
+        torch.set_num_threads(1)  # one worker per core: intra-op threads would oversubscribe
+    model = load_chgnet(model_name, "cpu" if multiprocessing.parent_process() is not None else None)
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = StructOptimizer(model=model, optimizer_class="FIRE").relax(
+            result = StructOptimizer(model=model, optimizer_class="FIRE", on_isolated_atoms="error").relax(
                 structure, fmax=fmax, steps=max_steps, relax_cell=relax_cell, verbose=False
             )
         # CHGNet's observer records the start, every step, and once more after the run.
@@ -165,6 +159,10 @@ def _relax_one(args: tuple[Structure, float, int, bool, str]) -> Relaxation:
         return Relaxation(final, steps, steps < max_steps)
     except Exception as exc:  # one failed relaxation must not stop the others
         return Relaxation(None, -1, False, f"{type(exc).__name__}: {exc}")
+
+
+def _relax_chunk(jobs: Sequence[tuple[Structure, float, int, bool, str]]) -> list[Relaxation]:
+    return [_relax_one(job) for job in jobs]
 
 
 def relax_structures(
@@ -179,23 +177,9 @@ def relax_structures(
 ) -> list[Relaxation]:
     """Relax each structure with CHGNet + ASE FIRE (positions and, with ``relax_cell``, the cell through CHGNet's
     default FrechetCellFilter) until the largest force is below ``fmax`` eV/A or ``max_steps`` steps; in
-    input order. ``workers`` processes share the list (default: all available cores)."""
-    from tqdm.auto import tqdm
+    input order. ``workers`` processes share the list (default: all available cores; crystalgen.metrics.parallel)."""
+    from crystalgen.metrics.parallel import map_chunks
 
     jobs = [(s, float(fmax), int(max_steps), bool(relax_cell), model_name) for s in structures]
-    workers = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) if workers is None else max(1, workers)
-    bar = tqdm(total=len(jobs), desc=f"CHGNet relax (fmax {fmax}, <= {max_steps} steps)", unit="crystal", disable=not progress)
-    results: list[Relaxation] = []
-    try:
-        if workers == 1 or len(jobs) < 2 * workers:
-            for job in jobs:
-                results.append(_relax_one(job))
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(model_name,)) as pool:
-                for result in pool.map(_relax_one, jobs, chunksize=1):
-                    results.append(result)
-                    bar.update()
-    finally:
-        bar.close()
-    return results
+    return map_chunks(_relax_chunk, jobs, workers=workers, chunk_size=1, desc=f"CHGNet relax (fmax {fmax}, <= {max_steps} steps)",
+                      progress=progress)  # fmt: skip

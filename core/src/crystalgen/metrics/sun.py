@@ -49,7 +49,7 @@ class EnergyHull:
     def __init__(self, compositions: Sequence[Composition], energies_per_atom: Sequence[float]) -> None:
         self._by_system: dict[frozenset[str], list[tuple[dict[str, float], float]]] = defaultdict(list)
         self.num_entries = 0
-        for comp, e in zip(compositions, energies_per_atom):
+        for comp, e in zip(compositions, energies_per_atom, strict=True):
             if np.isfinite(e):
                 fractions = {el.symbol: amount for el, amount in Composition(comp).fractional_composition.items()}
                 self._by_system[frozenset(fractions)].append((fractions, float(e)))
@@ -78,7 +78,7 @@ class EnergyHull:
 
     def e_above_hull(self, compositions: Sequence[Composition], energies_per_atom: Sequence[float]) -> np.ndarray:
         """E - E_hull(composition) in eV/atom per crystal (negative below the hull, NaN where undefined)."""
-        return np.array([e - self.hull_energy_per_atom(c) if np.isfinite(e) else np.nan for c, e in zip(compositions, energies_per_atom)])
+        return np.array([e - self.hull_energy_per_atom(c) if np.isfinite(e) else np.nan for c, e in zip(compositions, energies_per_atom, strict=True)])
 
 
 def default_matcher():
@@ -207,7 +207,7 @@ def assess_sun(
         relaxed_energy = np.full(len(structures), np.nan)
         relaxed_energy[ok] = chgnet_predict([relaxations[i].structure for i in ok], progress=progress)["energy"]
         # A failed relaxation keeps its initial geometry for uniqueness/novelty but has no relaxed energy.
-        final = [r.structure if r.structure is not None else s for r, s in zip(relaxations, structures)]
+        final = [r.structure if r.structure is not None else s for r, s in zip(relaxations, structures, strict=True)]
         e_hull = hull.e_above_hull(_compositions(final), relaxed_energy)
 
     limit = stability_threshold + HULL_TOLERANCE

@@ -13,17 +13,12 @@ CDVAE's ``scaled_lattice`` target (lengths / N^(1/3)), never the property model'
 
 from __future__ import annotations
 
-import os
 import warnings
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from pymatgen.core import Lattice, Structure
-
-#: Below this many structures the process pool costs more than it saves.
-MIN_PARALLEL = 32
 
 
 @dataclass(frozen=True)
@@ -94,11 +89,8 @@ def _graph_or_error(args: tuple | str) -> CrystalGraph | str:
         return f"{type(exc).__name__}: {exc}"
 
 
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+def _graphs_of_chunk(jobs: Sequence[tuple | str]) -> list[CrystalGraph | str]:
+    return [_graph_or_error(job) for job in jobs]
 
 
 def crystalnn_graphs(
@@ -108,24 +100,12 @@ def crystalnn_graphs(
     primitive: bool = False,
     workers: int | None = None,
     progress: bool = False,
-) -> Iterator[CrystalGraph | str]:
-    """CDVAE CrystalNN graphs in input order; a failed structure yields the error text instead of a graph."""
-    from tqdm.auto import tqdm
+) -> list[CrystalGraph | str]:
+    """CDVAE CrystalNN graphs in input order; a failed structure gives the error text instead of a graph.
+
+    ``workers`` processes (default: all available cores) share the work through crystalgen.metrics.parallel.
+    """
+    from crystalgen.metrics.parallel import map_chunks
 
     jobs = [_job(s, niggli, primitive) for s in structures]
-    workers = default_workers() if workers is None else max(1, int(workers))
-    bar = tqdm(total=len(jobs), desc="CrystalNN graphs", unit="crystal", disable=not progress)
-    if workers == 1 or len(jobs) < MIN_PARALLEL:
-        results: Iterator[CrystalGraph | str] = map(_graph_or_error, jobs)
-        pool = None
-    else:
-        pool = ProcessPoolExecutor(max_workers=workers)
-        results = pool.map(_graph_or_error, jobs, chunksize=max(1, min(64, len(jobs) // (8 * workers))))
-    try:
-        for result in results:
-            bar.update()
-            yield result
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    return map_chunks(_graphs_of_chunk, jobs, workers=workers, chunk_size=8, desc="CrystalNN graphs", progress=progress)

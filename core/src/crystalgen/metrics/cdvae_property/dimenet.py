@@ -136,7 +136,7 @@ class CDVAEDimeNetPP(nn.Module):
         sbf = self.sbf(dist, angle, idx_kj)
         x = self.emb(atom_types, rbf, target, source)
         per_atom = self.output_blocks[0](x, rbf, target, num_nodes)
-        for interaction, output in zip(self.interaction_blocks, self.output_blocks[1:]):
+        for interaction, output in zip(self.interaction_blocks, self.output_blocks[1:], strict=True):
             x = interaction(x, rbf, sbf, idx_kj, idx_ji)
             per_atom = per_atom + output(x, rbf, target, num_nodes)
         return scatter(per_atom, batch, dim=0, dim_size=num_graphs, reduce=self.readout)

@@ -91,7 +91,7 @@ class CDVAEPropertyPredictor(PropertyPredictor):
         graphs = [g for _, g in items]
         num_atoms = torch.tensor([len(g.atom_types) for g in graphs])
         atom_start = np.concatenate([[0], np.cumsum(num_atoms.numpy())[:-1]])
-        edge_index = torch.from_numpy(np.concatenate([g.edge_index + s for g, s in zip(graphs, atom_start)], axis=1))
+        edge_index = torch.from_numpy(np.concatenate([g.edge_index + s for g, s in zip(graphs, atom_start, strict=True)], axis=1))
         offsets = torch.from_numpy(np.concatenate([g.cell_offsets for g in graphs]))
         frac = torch.from_numpy(np.concatenate([g.frac_coords for g in graphs]))
         lattice = torch.from_numpy(np.stack([g.lattice for g in graphs]))
@@ -105,5 +105,5 @@ class CDVAEPropertyPredictor(PropertyPredictor):
             atom_types.to(dev), edge_index.to(dev), vectors.to(dev), trip.idx_kj.to(dev), trip.idx_ji.to(dev), batch.to(dev), len(graphs)
         )
         values = self.checkpoint.prop_scaler.inverse_transform(standardised[:, 0].cpu()).double().numpy()
-        for (index, _), value in zip(items, values):
+        for (index, _), value in zip(items, values, strict=True):
             out[index] = value if np.isfinite(value) else np.nan

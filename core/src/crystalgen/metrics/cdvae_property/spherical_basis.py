@@ -29,7 +29,7 @@ def spherical_bessel_zeros(num_orders: int, num_zeros: int) -> np.ndarray:
     previous = np.arange(1, num_zeros + num_orders) * np.pi
     zeros[0] = previous[:num_zeros]
     for order in range(1, num_orders):
-        current = np.array([brentq(lambda r: spherical_jn(order, r), a, b) for a, b in zip(previous[:-1], previous[1:])])
+        current = np.array([brentq(lambda r, order=order: spherical_jn(order, r), a, b) for a, b in zip(previous[:-1], previous[1:], strict=True)])
         zeros[order] = current[:num_zeros]
         previous = current
     return zeros.astype(np.float32).astype(np.float64)
