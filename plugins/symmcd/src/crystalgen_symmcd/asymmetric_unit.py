@@ -121,11 +121,9 @@ def orbit_of(table: SpaceGroupTable, point: np.ndarray, tol: float = 1e-4) -> np
 
 def unique_mod1(points: np.ndarray, tol: float = 1e-4) -> np.ndarray:
     """Points that differ modulo 1 by more than ``tol`` in some coordinate (first occurrence kept)."""
-    keep: list[np.ndarray] = []
-    for p in points:
-        if not any(np.all(np.abs((p - q) - np.rint(p - q)) < tol) for q in keep):
-            keep.append(p)
-    return np.array(keep)
+    d = points[:, None, :] - points[None, :, :]
+    close = np.all(np.abs(d - np.rint(d)) < tol, axis=-1)
+    return points[~np.triu(close, k=1).any(axis=0)]
 
 
 def periodic_distances(points: np.ndarray, target: np.ndarray, lattice: np.ndarray) -> np.ndarray:

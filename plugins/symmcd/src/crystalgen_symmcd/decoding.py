@@ -17,6 +17,7 @@ from crystalgen.models.base import Decoded
 from crystalgen_symmcd.wyckoff_projection import replicate
 
 MIN_VOLUME = 1e-3  # Angstrom^3
+MAX_LENGTH = 1000.0  # Angstrom; longer cell vectors are reported (the official evaluation refuses > 1000 A too)
 
 
 def decode_crystal(spacegroup: int, k: Tensor, frac_coords: Tensor, atom_types: Tensor, site_symmetry: Tensor) -> Decoded:
@@ -39,6 +40,9 @@ def decode_crystal(spacegroup: int, k: Tensor, frac_coords: Tensor, atom_types: 
     if not bool(valid.all()):
         return Decoded(None, "lattice k overflows")
     L = lattice[0].cpu().numpy()
+    longest = float(np.linalg.norm(L, axis=1).max())
+    if longest > MAX_LENGTH:
+        return Decoded(None, f"cell too large (a lattice vector of {longest:.3g} A)")
     volume = abs(float(np.linalg.det(L)))
     if volume < MIN_VOLUME:
         return Decoded(None, f"degenerate cell (volume {volume:.2e} A^3)")

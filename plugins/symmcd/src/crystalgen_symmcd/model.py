@@ -199,10 +199,11 @@ class SymmCD(GenerativeModel):
         that error by a_s / a_t at once. Clipping x0_hat (diffusers' clip_sample, with a range from the data)
         keeps every sampler finite. Sampling only: training regresses eps directly.
         """
-        a, s = self.processes["lattice_k"].marginal(t, k_t)
-        x0 = (k_t - s * eps) / a
-        clipped = torch.maximum(torch.minimum(x0, self.lattice_k_range[1].to(x0)), self.lattice_k_range[0].to(x0))
-        return torch.where(clipped == x0, eps, (k_t - a * clipped) / s)
+        k64, eps64 = k_t.double(), eps.double()
+        a, s = self.processes["lattice_k"].marginal(t, k64)
+        x0 = (k64 - s * eps64) / a
+        clipped = torch.maximum(torch.minimum(x0, self.lattice_k_range[1]), self.lattice_k_range[0])
+        return torch.where(clipped == x0, eps64, (k64 - a * clipped) / s).to(eps.dtype)
 
     def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:
         """Lattice from k, projection of S and X' onto Wyckoff positions of G, replication (App. A)."""
