@@ -33,6 +33,21 @@ def toy_data():
     return cfg, (items[:18], items[18:])
 
 
+@pytest.fixture(scope="module")
+def reference_state(toy_data, tmp_path_factory):
+    """Final weights of the uninterrupted run that both resume tests must reproduce."""
+    cfg, data = toy_data
+    run = RunDir(tmp_path_factory.mktemp("uninterrupted"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        progress = train("toy", cfg, run, data=data, show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert progress.finished and progress.global_step == 9  # 3 epochs x ceil(18 / 6) steps
+    return final_state(run)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     threads = torch.get_num_threads()
@@ -52,12 +67,9 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
         torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7, msg=f"{key} differs after resume")
 
 
-def test_resume_after_a_crash_at_an_epoch_boundary_matches_an_uninterrupted_run(tmp_path, toy_data, monkeypatch):
+def test_resume_after_a_crash_at_an_epoch_boundary_matches_an_uninterrupted_run(tmp_path, toy_data, reference_state,
+                                                                                monkeypatch):
     cfg, data = toy_data
-    reference = RunDir(tmp_path / "uninterrupted")
-    progress = train("toy", cfg, reference, data=data, show_progress=False)
-    assert progress.finished and progress.global_step == 9  # 3 epochs x ceil(18 / 6) steps
-
     crashed = RunDir(tmp_path / "crashed")
     calls = {"n": 0}
     original = model_class("toy").training_loss
@@ -78,14 +90,11 @@ def test_resume_after_a_crash_at_an_epoch_boundary_matches_an_uninterrupted_run(
 
     progress = train("toy", cfg, crashed, resume=crashed.checkpoints / "last.ckpt", data=data, show_progress=False)
     assert progress.finished and progress.global_step == 9
-    assert_same(final_state(reference), final_state(crashed))
+    assert_same(reference_state, final_state(crashed))
 
 
-def test_resume_after_a_mid_epoch_time_budget_stop_matches_an_uninterrupted_run(tmp_path, toy_data):
+def test_resume_after_a_mid_epoch_time_budget_stop_matches_an_uninterrupted_run(tmp_path, toy_data, reference_state):
     cfg, data = toy_data
-    reference = RunDir(tmp_path / "uninterrupted")
-    train("toy", cfg, reference, data=data, show_progress=False)
-
     budget = RunDir(tmp_path / "budget")
     tiny = apply_user_layers(cfg.copy(), overrides=["trainer.max_minutes=1e-9"])  # stops after the first step
     progress = train("toy", tiny, budget, data=data, show_progress=False)
@@ -96,7 +105,7 @@ def test_resume_after_a_mid_epoch_time_budget_stop_matches_an_uninterrupted_run(
     resumed_cfg = apply_user_layers(saved, overrides=["trainer.max_minutes=null"])
     progress = train("toy", resumed_cfg, budget, resume=budget.checkpoints / "last.ckpt", data=data, show_progress=False)
     assert progress.finished and progress.global_step == 9
-    assert_same(final_state(reference), final_state(budget))
+    assert_same(reference_state, final_state(budget))
     # The log holds one history: no step appears twice after the resume.
     rows = [line.split(",")[:3] for line in budget.train_log.read_text().splitlines()[1:]]
     steps = [int(r[0]) for r in rows if r[2] == "train/loss"]
