@@ -1,0 +1,1 @@
+"""Presets of StructRepDiff (``small``: CPU-sized; ``paper``: the published settings)."""

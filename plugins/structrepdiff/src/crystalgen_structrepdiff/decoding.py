@@ -1,0 +1,102 @@
+"""Reading a (generated) representation back: atom counts, the cell, then positions by gradient reconstruction.
+
+The composition block and n give integer counts per element that sum to n (largest remainders); the six lattice
+parameters give the cell (pymatgen's orientation); R_str is matched by the basin-hopping reconstruction. A
+representation that cannot describe a crystal (n < 1 after rounding, no positive composition entry, an impossible
+cell) is reported with its reason, never raised.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from crystalgen.data.crystal import tensors_to_structure
+from crystalgen.geometry.lattice import lattice_params_to_matrix
+from crystalgen.models.base import Decoded
+from crystalgen_structrepdiff.reconstruction import Reconstructor
+from crystalgen_structrepdiff.representation import RepresentationLayout
+
+
+def atom_counts(composition: Tensor, num_atoms: int) -> Tensor:
+    """Integer counts (E,) summing to ``num_atoms`` from element fractions (E,) (Hamilton's largest remainders).
+
+    Negative fractions count as zero; the rest are renormalised to sum to one. Ties go to the lighter element.
+    """
+    fractions = composition.double().clamp(min=0)
+    total = float(fractions.sum())
+    if total <= 0 or num_atoms < 1:
+        raise ValueError("the composition block has no positive entry")
+    quota = fractions / total * num_atoms
+    counts = torch.floor(quota)
+    remainder = quota - counts
+    missing = num_atoms - int(counts.sum())
+    order = torch.argsort(-remainder, stable=True)
+    counts[order[:missing]] += 1
+    return counts.long()
+
+
+@dataclass
+class CellRequest:
+    """What the reconstruction needs for one crystal, read from its representation."""
+
+    atomic_numbers: Tensor
+    lattice: Tensor
+    target: Tensor
+
+
+def read_cell(raw: Tensor, layout: RepresentationLayout, max_atoms: int) -> CellRequest | str:
+    """Atoms, cell and R_str of one raw representation (N,), or the reason it describes no crystal."""
+    if not bool(torch.isfinite(raw).all()):
+        return "non-finite representation"
+    n = int(round(float(raw[layout.num_atoms])))
+    if n < 1:
+        return f"number of atoms {float(raw[layout.num_atoms]):.2f} rounds below 1"
+    n = min(n, max_atoms)
+    try:
+        counts = atom_counts(raw[layout.composition], n)
+    except ValueError as exc:
+        return str(exc)
+    atomic_numbers = torch.repeat_interleave(torch.arange(1, counts.numel() + 1), counts)
+    params = raw[layout.lattice].double()
+    matrix, valid = lattice_params_to_matrix(params[:3].unsqueeze(0), params[3:].unsqueeze(0), strict=False)
+    if not bool(valid[0]):
+        return "lattice parameters describe no cell (" + ", ".join(f"{v:.3g}" for v in params.tolist()) + ")"
+    return CellRequest(atomic_numbers, matrix[0], raw[layout.structure])
+
+
+def decode_representations(raw: Tensor, layout: RepresentationLayout, reconstructor: Reconstructor, max_atoms: int, *,
+                           generator: torch.Generator | None = None) -> list[Decoded]:
+    """Raw representations (B, N) -> crystals, reconstructing all readable ones in one batched call.
+
+    ``info`` of each crystal carries the final reconstruction loss and the Adam steps spent on it.
+    """
+    requests = [read_cell(row.cpu(), layout, max_atoms) for row in raw]
+    readable = [i for i, r in enumerate(requests) if isinstance(r, CellRequest)]
+    out: list[Decoded] = [Decoded(None, r) if isinstance(r, str) else Decoded(None, "not reconstructed") for r in requests]
+    if not readable:
+        return out
+    cells = [requests[i] for i in readable]
+    device = reconstructor.weights.device
+    result = reconstructor(
+        torch.stack([c.target for c in cells]).to(device),
+        torch.cat([c.atomic_numbers for c in cells]).to(device),
+        torch.tensor([c.atomic_numbers.numel() for c in cells], device=device),
+        torch.stack([c.lattice for c in cells]).to(device),
+        generator=generator,
+    )
+    for k, i in enumerate(readable):
+        cell = cells[k]
+        loss = float(result.loss[k])
+        frac = torch.linalg.solve(cell.lattice.T, result.positions[k].T).T  # x = f @ L  =>  L^T f^T = x^T
+        info = {"reconstruction_loss": loss if math.isfinite(loss) else None, "reconstruction_steps": int(result.steps[k])}
+        try:
+            structure = tensors_to_structure(cell.lattice, torch.remainder(frac, 1.0), cell.atomic_numbers)
+        except Exception as exc:  # pymatgen refuses some inputs; report, never crash
+            out[i] = Decoded(None, f"structure construction failed: {exc}", info)
+            continue
+        out[i] = Decoded(structure, None, info)
+    return out

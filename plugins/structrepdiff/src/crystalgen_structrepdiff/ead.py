@@ -1,0 +1,247 @@
+"""The embedded atom density (EAD) descriptor (Zhang, Hu & Jiang 2019; paper eq. 2-3 and appendix A.2), in torch.
+
+For every atom i and every (l, eta, mu) with l <= lmax:
+
+    phi_i = sum_{lx+ly+lz=l} l! / (lx! ly! lz!) * rho_i(lx, ly, lz)^2
+    rho_i(lx, ly, lz) = sum_{j, images} Z_j * x_ij^lx y_ij^ly z_ij^lz * exp(-eta (r_ij - mu)^2) * f_c(r_ij)
+
+with (x_ij, y_ij, z_ij) the Cartesian vector from atom i to an image of atom j (Angstrom, every periodic image within
+the cutoff, the atom's own images included, the zero-offset self pair excluded), Z_j the neighbour's atomic number
+and f_c(r) = (cos(pi r / r_c) + 1) / 2 the cosine cutoff (PyXtal-FF's EAD uses the same). Squaring the densities
+and summing over the orientations of each l is what makes phi rotation invariant; the sum over neighbours makes it
+permutation invariant; only differences of positions enter, so it is translation and cell-choice invariant.
+
+Features are laid out (l, eta, mu) with mu fastest. The densities are linear in the radial basis
+g_k(r) = exp(-eta (r - mu)^2) f_c(r), so they are computed in two ways:
+
+* ``exact``: g_k evaluated for every pair (P x K exponentials);
+* ``table``: g_k tabulated once on a fine radial grid and interpolated per pair with cubic Catmull-Rom weights,
+  so that rho = H @ table, where H deposits each pair's angular weights on 4 grid rows. The K exponentials per
+  pair become one matrix product over the grid, tens of times faster at the paper's 20 A cutoff and 603 radial
+  functions; at the default 0.01 A spacing each basis function is read to within 1e-4 of its peak and the pooled
+  features to within 5e-4 of their largest value (tested).
+
+Both are differentiable with respect to the pair vectors, hence to Cartesian positions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor, nn
+
+METHODS = ("table", "exact")
+
+
+@dataclass(frozen=True)
+class EADParameters:
+    """Hyper-parameters of the descriptor (paper appendix A.3.1: lmax 1, mu 0..20 by 0.1, eta 1/20/90, r_c 20 A).
+
+    Attributes:
+        lmax: largest total angular momentum L.
+        mus: Gaussian centres mu in Angstrom.
+        etas: Gaussian widths eta in 1/Angstrom^2.
+        cutoff: r_c in Angstrom.
+    """
+
+    lmax: int
+    mus: tuple[float, ...]
+    etas: tuple[float, ...]
+    cutoff: float
+
+    def __post_init__(self) -> None:
+        if self.lmax < 0:
+            raise ValueError(f"EAD lmax must be >= 0, got {self.lmax}")
+        if not self.mus or not self.etas:
+            raise ValueError("EAD needs at least one mu and one eta")
+        if any(eta <= 0 for eta in self.etas):
+            raise ValueError(f"EAD etas must be positive, got {self.etas}")
+        if self.cutoff <= 0:
+            raise ValueError(f"EAD cutoff must be positive, got {self.cutoff}")
+
+    @classmethod
+    def from_grid(cls, lmax: int, mu_start: float, mu_stop: float, mu_step: float, etas: tuple[float, ...] | list[float],
+                  cutoff: float) -> EADParameters:
+        """mu = mu_start, mu_start + mu_step, ..., mu_stop (inclusive, to rounding)."""
+        if mu_step <= 0 or mu_stop < mu_start:
+            raise ValueError(f"EAD mu grid needs mu_step > 0 and mu_stop >= mu_start, got {mu_start}..{mu_stop} by {mu_step}")
+        count = int(math.floor((mu_stop - mu_start) / mu_step + 1e-6)) + 1
+        mus = tuple(round(mu_start + k * mu_step, 10) for k in range(count))
+        return cls(int(lmax), mus, tuple(float(e) for e in etas), float(cutoff))
+
+    @property
+    def num_radial(self) -> int:
+        """K = number of (eta, mu) radial functions."""
+        return len(self.etas) * len(self.mus)
+
+    @property
+    def num_features(self) -> int:
+        """N_e = (lmax + 1) * K features per atom."""
+        return (self.lmax + 1) * self.num_radial
+
+
+def cosine_cutoff(r: Tensor, cutoff: float) -> Tensor:
+    """f_c(r) = (cos(pi r / r_c) + 1) / 2 for r < r_c, else 0: smooth (zero slope) at the cutoff."""
+    inside = r < cutoff
+    return torch.where(inside, 0.5 * (torch.cos(math.pi * r / cutoff) + 1.0), torch.zeros_like(r))
+
+
+def radial_basis(r: Tensor, params: EADParameters) -> Tensor:
+    """g_k(r) = exp(-eta (r - mu)^2) f_c(r) for distances r (P,) in Angstrom -> (P, K), k = (eta, mu), mu fastest."""
+    eta = torch.tensor(params.etas, dtype=r.dtype, device=r.device).repeat_interleave(len(params.mus))
+    mu = torch.tensor(params.mus, dtype=r.dtype, device=r.device).repeat(len(params.etas))
+    return torch.exp(-eta * (r.unsqueeze(-1) - mu) ** 2) * cosine_cutoff(r, params.cutoff).unsqueeze(-1)
+
+
+@dataclass(frozen=True)
+class Monomials:
+    """The orientations (lx, ly, lz) with lx + ly + lz <= lmax and their multinomial weights l! / (lx! ly! lz!)."""
+
+    lmax: int
+
+    @cached_property
+    def exponents(self) -> list[tuple[int, int, int]]:
+        return [(lx, ly, l - lx - ly) for l in range(self.lmax + 1) for lx in range(l, -1, -1) for ly in range(l - lx, -1, -1)]
+
+    @cached_property
+    def degrees(self) -> list[int]:
+        return [sum(e) for e in self.exponents]
+
+    @cached_property
+    def weights(self) -> list[float]:
+        return [math.factorial(sum(e)) / (math.factorial(e[0]) * math.factorial(e[1]) * math.factorial(e[2])) for e in self.exponents]
+
+    def __len__(self) -> int:
+        return len(self.exponents)
+
+    def evaluate(self, vec: Tensor) -> Tensor:
+        """x^lx y^ly z^lz of pair vectors (P, 3) -> (P, M)."""
+        columns = [vec.new_ones(vec.shape[0])]
+        for lx, ly, lz in self.exponents[1:]:
+            columns.append(vec[:, 0] ** lx * vec[:, 1] ** ly * vec[:, 2] ** lz)
+        return torch.stack(columns, dim=1)
+
+    def invariants(self, density: Tensor) -> Tensor:
+        """phi_l = sum over orientations of degree l of weight * rho^2: densities (C, M, K) -> (C, lmax + 1, K)."""
+        weights = density.new_tensor(self.weights)
+        squared = weights[:, None] * density**2
+        degree = torch.tensor(self.degrees, device=density.device)
+        out = density.new_zeros(density.shape[0], self.lmax + 1, density.shape[2])
+        return out.index_add(1, degree, squared)
+
+
+class RadialTable(nn.Module):
+    """The radial basis g_k tabulated at r = -h, 0, h, 2h, ... past the cutoff, read with Catmull-Rom weights.
+
+    Catmull-Rom interpolation reproduces quadratics exactly, so its error is O(h^3 g'''); at h = 0.01 A it stays
+    below 1e-4 of the peak for the paper's narrowest Gaussians (eta = 90 1/A^2, 0.075 A wide; tested).
+    """
+
+    table: Tensor
+
+    def __init__(self, params: EADParameters, spacing: float = 0.01, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if spacing <= 0:
+            raise ValueError(f"table spacing must be positive, got {spacing}")
+        self.params = params
+        self.spacing = float(spacing)
+        rows = int(math.ceil(params.cutoff / spacing)) + 4
+        r = (torch.arange(rows, dtype=torch.float64) - 1) * spacing
+        basis = radial_basis(r.abs(), params)  # row 0 (r = -h) mirrors r = h: g is even in r near 0
+        self.register_buffer("table", basis.to(dtype), persistent=False)
+
+    @property
+    def rows(self) -> int:
+        return self.table.shape[0]
+
+    @staticmethod
+    def taps_of(r: Tensor, spacing: float) -> tuple[Tensor, Tensor, Tensor]:
+        """(first row (P,), weights (P, 4), d weights / d r (P, 4)) with g(r) ~ sum_q weights[:, q] table[first + q]
+        on a table of the given spacing.
+
+        The grid point at or below r is cell = floor(r / h), at table row cell + 1, so the four taps start at row
+        ``cell``. Distances are not differentiated through here (see TabulatedDensity).
+        """
+        x = r / spacing
+        cell = torch.floor(x)
+        t = x - cell
+        t2, t3 = t * t, t * t * t
+        weights = torch.stack(((-t3 + 2 * t2 - t) / 2, (3 * t3 - 5 * t2 + 2) / 2, (-3 * t3 + 4 * t2 + t) / 2, (t3 - t2) / 2), dim=1)
+        slopes = torch.stack(((-3 * t2 + 4 * t - 1) / 2, (9 * t2 - 10 * t) / 2, (-9 * t2 + 8 * t + 1) / 2, (3 * t2 - 2 * t) / 2), dim=1)
+        return cell.long(), weights, slopes / spacing
+
+
+class TabulatedDensity(torch.autograd.Function):
+    """rho[c, m, k] = sum_p [centre_p = c] angular[p, m] g_k(r_p), with g read from a RadialTable.
+
+    Forward deposits the 4 x M products angular[p, m] * weights[p, q] of each pair as one contiguous row of
+    H4[centre, first_p, q, m] (a single index_add), folds the taps onto their rows, H[c, row] = sum_q
+    H4[c, row - q, q], and multiplies by the table once. Backward runs the same steps in reverse; it is written by
+    hand because autograd would keep and revisit (P, M, 4) intermediates and scatter four times.
+    """
+
+    @staticmethod
+    def forward(ctx, r: Tensor, angular: Tensor, centre: Tensor, num_centres: int, table: Tensor, spacing: float) -> Tensor:
+        rows, M = table.shape[0], angular.shape[1]
+        first, weights, slopes = RadialTable.taps_of(r.detach(), spacing)
+        index = centre * rows + first
+        H4 = angular.new_zeros(num_centres * rows, 4 * M)
+        H4.index_add_(0, index, (weights.unsqueeze(2) * angular.unsqueeze(1)).reshape(-1, 4 * M))
+        H4 = H4.view(num_centres, rows, 4, M)
+        H = H4[:, :, 0].clone()
+        for q in range(1, 4):  # taps never pass the last row: r < cutoff keeps first + 3 inside the table
+            H[:, q:] += H4[:, :-q, q]
+        density = H.transpose(1, 2).reshape(num_centres * M, rows) @ table
+        ctx.save_for_backward(angular, index, weights, slopes, table)
+        ctx.shape = (num_centres, rows, M)
+        return density.view(num_centres, M, table.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad_density: Tensor):
+        angular, index, weights, slopes, table = ctx.saved_tensors
+        num_centres, rows, M = ctx.shape
+        grad_H = (grad_density.reshape(num_centres * M, -1) @ table.T).view(num_centres, M, rows).transpose(1, 2)
+        grad_H4 = grad_H.new_zeros(num_centres, rows, 4, M)
+        for q in range(4):
+            grad_H4[:, : rows - q, q] = grad_H[:, q:]
+        gathered = grad_H4.view(num_centres * rows, 4 * M).index_select(0, index).view(-1, 4, M)
+        grad_angular = (weights.unsqueeze(2) * gathered).sum(dim=1)
+        grad_r = ((slopes.unsqueeze(2) * gathered).sum(dim=1) * angular).sum(dim=1)
+        return grad_r, grad_angular, None, None, None, None
+
+
+def atom_densities(vec: Tensor, centre: Tensor, neighbour_z: Tensor, num_centres: int, params: EADParameters,
+                   monomials: Monomials, table: RadialTable | None = None, chunk: int = 4096) -> Tensor:
+    """rho (C, M, K) of every centre from its pairs.
+
+    Args:
+        vec: (P, 3) Cartesian vectors centre -> neighbour image, Angstrom (pairs beyond the cutoff add nothing).
+        centre: (P,) index of each pair's centre atom in 0..C-1.
+        neighbour_z: (P,) atomic number Z_j of each pair's neighbour.
+        table: interpolate the radial basis (``table`` method); None evaluates it exactly, ``chunk`` pairs at a time.
+    """
+    r = vec.norm(dim=-1)
+    inside = r.detach() < params.cutoff
+    angular = monomials.evaluate(vec) * torch.where(inside, neighbour_z.to(vec.dtype), 0.0).unsqueeze(1)  # (P, M)
+    M, K = len(monomials), params.num_radial
+    if table is None:
+        density = vec.new_zeros(num_centres, M * K)
+        for start in range(0, r.shape[0], chunk):
+            part = slice(start, start + chunk)
+            terms = angular[part].unsqueeze(2) * radial_basis(r[part], params).unsqueeze(1)  # (p, M, K)
+            density = density.index_add(0, centre[part], terms.reshape(terms.shape[0], M * K))
+        return density.view(num_centres, M, K)
+    # Pairs beyond the cutoff carry zero weight; clamping keeps their (unused) rows inside the table.
+    r_read = torch.where(inside, r, r.new_zeros(()))
+    return TabulatedDensity.apply(r_read, angular, centre, num_centres, table.table.to(vec.dtype), table.spacing)
+
+
+def ead(vec: Tensor, centre: Tensor, neighbour_z: Tensor, num_centres: int, params: EADParameters,
+        table: RadialTable | None = None) -> Tensor:
+    """Per-atom EAD features (C, N_e), layout (l, eta, mu), from a pair list (see :func:`atom_densities`)."""
+    monomials = Monomials(params.lmax)
+    density = atom_densities(vec, centre, neighbour_z, num_centres, params, monomials, table)
+    return monomials.invariants(density).reshape(num_centres, params.num_features)
