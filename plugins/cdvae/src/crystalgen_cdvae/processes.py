@@ -182,7 +182,8 @@ def composition_types(composition: Tensor, num_atoms: Tensor, generator: torch.G
 
     Each class gets round(p_k N) atoms; if that is short of N, the rest are drawn (with replacement) from the
     residual max(p - counts / N, 0); the list is shuffled and cut to N. Returns atomic numbers (class + 1),
-    crystals concatenated.
+    crystals concatenated. The per-crystal loop runs on the CPU (a few small operations per crystal), the result
+    goes to ``num_atoms``' device.
     """
     out = []
     for p, n in zip(composition.double().cpu(), num_atoms.tolist(), strict=True):
@@ -193,8 +194,8 @@ def composition_types(composition: Tensor, num_atoms: Tensor, generator: torch.G
             weights = residual if float(residual.sum()) > 0 else p
             extra = torch.multinomial(weights, missing, replacement=True, generator=_cpu(generator))
             counts += torch.bincount(extra, minlength=p.numel())
-        types = torch.repeat_interleave(torch.arange(p.numel()), counts)
-        types = types[torch.randperm(types.numel(), generator=_cpu(generator))][:n]
+        types = torch.repeat_interleave(torch.arange(p.numel(), device=p.device), counts)
+        types = types[torch.randperm(types.numel(), generator=_cpu(generator), device=p.device)][:n]
         out.append(types + 1)
     return torch.cat(out).to(num_atoms.device) if out else torch.empty(0, dtype=torch.long, device=num_atoms.device)
 
