@@ -19,6 +19,7 @@ from crystalgen.runner.metric_log import read_metric_log
 from crystalgen.runner.run_dir import RunDir
 from crystalgen.runner.sample_dir import SUMMARY, read_rows
 
+
 def _pyplot():
     import matplotlib
 
@@ -121,7 +122,7 @@ def _sampling_section(run: RunDir, reference: dict[str, Sequence[float]]) -> lis
            f"- Decoded: {counts.get('ok')} of {counts.get('requested')} "
            f"({', '.join(f'{k}: {v}' for k, v in counts.get('failed_by_reason', {}).items()) or 'no failures'})",
            f"- Sampling time: {summary.get('timings', {}).get('total_seconds', float('nan')):.1f} s on {summary.get('device')}",
-           f"- Files: [samples.jsonl](samples/samples.jsonl), [samples.extxyz](samples/samples.extxyz), samples/cif/"]
+           "- Files: [samples.jsonl](samples/samples.jsonl), [samples.extxyz](samples/samples.extxyz), samples/cif/"]
     ok = [r for r in rows if r.get("ok")]
     if not ok:
         return out + ["\nNo crystal was decoded, so there are no sample statistics.\n"]

@@ -41,6 +41,8 @@ log = logging.getLogger("crystalgen.train")
 #: Seed offset of the generator used for validation noise, so that validation losses of different epochs are
 #: measured on the same noise and do not disturb the training stream.
 VALIDATION_SEED_OFFSET = 7919
+#: Relative decrease of the monitored loss that counts as an improvement for early stopping.
+IMPROVEMENT = 1e-4
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -312,11 +314,13 @@ class Trainer:
         p = self.progress
         if isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(monitored)
+        # Early stopping counts only improvements beyond float noise (relative, as ReduceLROnPlateau's threshold):
+        # the same weights give slightly different epoch means when the data order changes.
+        significant = not math.isfinite(p.best_loss) or monitored < p.best_loss - IMPROVEMENT * abs(p.best_loss)
+        p.bad_validations = 0 if significant else p.bad_validations + 1
         if monitored < p.best_loss:
-            p.best_loss, p.bad_validations = monitored, 0
+            p.best_loss = monitored
             self._save("best")
-        else:
-            p.bad_validations += 1
         patience = self.tcfg.early_stopping_patience
         return patience is not None and p.bad_validations >= patience
 
