@@ -8,19 +8,19 @@ permutation that one process would batch, and DDP must average the ranks' gradie
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
-from torch import Tensor, nn
-from torch_geometric.utils import scatter
-
 from crystalgen.data.crystal import structure_to_data
 from crystalgen.runner.config import apply_user_layers, runner_defaults
 from crystalgen.runner.distributed import setup, teardown
 from crystalgen.runner.training import Trainer
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
 
 pytest.importorskip("crystalgen_toy_model", reason="install tests/fixtures/crystalgen_toy_model (pip install -e)")
 from crystalgen_toy_model.crystals import toy_structures  # noqa: E402
@@ -68,6 +68,8 @@ def _one_step(batch_size: int) -> dict[str, Tensor]:
 
 
 def _worker(rank: int, port: int, out: str) -> None:
+    # A stuck collective must fail the test with the stacks, not hang it (seen once on a machine at load 10+).
+    faulthandler.dump_traceback_later(300, exit=True)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD), RANK=str(rank),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -82,7 +84,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(480)
 def test_two_gloo_processes_take_the_same_step_as_one_process_with_the_combined_batch(tmp_path):
     out = tmp_path / "ddp_params.pt"
     # spawn, not fork: a forked child can deadlock on locks or thread pools the parent held (seen once here)
