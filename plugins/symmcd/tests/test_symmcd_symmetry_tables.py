@@ -49,21 +49,34 @@ def test_reference_points_are_generic_in_every_group(tables):
         assert len(table.stabiliser(GENERIC_PARAMETERS)) == 1, table.number
 
 
-def test_site_symmetry_matches_pyxtal_outside_hexagonal_groups(tables):
-    """Same 15 x 13 classes as pyxtal 1.1.5's to_one_hot for the first member of every Wyckoff position of the
-    non-hexagonal groups; hexagonal groups differ by design (lattice-basis axes, docs/symmcd.md)."""
+def compare_with_pyxtal(tables, groups) -> int:
+    """Assert our classes equal pyxtal 1.1.5's to_one_hot for the first member of each Wyckoff position."""
     from pyxtal.symmetry import Group
 
     compared = 0
-    for n, table in tables.items():
-        if 143 <= n <= 194:
-            continue
+    for n in groups:
+        table = tables[n]
         for wp, theirs in zip(table.wyckoff, Group(n)):
             assert wp.letter == theirs.letter
             pyxtal_classes = theirs.get_site_symmetry_object().to_one_hot().argmax(1)
             assert list(wp.site_symmetry[0]) == list(pyxtal_classes), (n, wp.label)
             compared += 1
-    assert compared == 1379
+    return compared
+
+
+NON_HEXAGONAL = [n for n in range(1, 231) if not 143 <= n <= 194]
+
+
+def test_site_symmetry_matches_pyxtal_in_a_sample_of_groups(tables):
+    """Every crystal system but the hexagonal family, including the groups with the most Wyckoff positions."""
+    assert compare_with_pyxtal(tables, [2, 10, 14, 47, 62, 63, 65, 123, 136, 139, 141, 200, 221, 225, 227, 229]) > 200
+
+
+@pytest.mark.slow
+def test_site_symmetry_matches_pyxtal_outside_hexagonal_groups(tables):
+    """Same 15 x 13 classes as pyxtal 1.1.5's to_one_hot for all 1379 Wyckoff positions of the non-hexagonal
+    groups; hexagonal groups differ by design (lattice-basis axes, docs/symmcd.md)."""
+    assert compare_with_pyxtal(tables, NON_HEXAGONAL) == 1379
 
 
 def test_site_symmetry_examples(tables):

@@ -1,8 +1,10 @@
 """Crystal -> SymmCD's representation (paper section 4.1): space group G, conventional lattice, and one
 representative per crystallographic orbit with its Wyckoff position, oriented site symmetry and element.
 
-The Wyckoff analysis is pyxtal's (``from_seed``: spglib symmetry search at ``symprec`` Angstrom, conventional
-standard cell, the ITA setting of pyxtal's tables). The representative of each orbit is the orbit member
+The Wyckoff analysis: spglib's symmetry search at ``symprec`` Angstrom gives G and the idealised conventional
+standard cell, asked for in the ITA setting of pyxtal's tables (its Hall number); the cell's atoms are grouped into
+orbits and Wyckoff positions with those tables. pyxtal's ``from_seed`` (three spglib calls and a symmetrisation
+per crystal, about 4x slower) is the fallback when that fails. The representative of each orbit is the orbit member
 nearest (Cartesian, periodic) to the fixed generic point :data:`REFERENCE_POINT`: the members closest to a
 generic point form a Dirichlet domain of the space group, i.e. an asymmetric unit, so every representative
 lies in one asymmetric unit around the cell centre (the official code takes the member nearest to
@@ -18,12 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Structure
 
-from crystalgen_symmcd.symmetry.tables import SpaceGroupTable, WyckoffPosition, space_group_table
+from crystalgen_symmcd.symmetry.tables import SpaceGroupTable, WyckoffPosition, hall_number, space_group_table
 
 #: Generic point (fractional) whose Dirichlet domain is the asymmetric unit (checked generic for all 230 groups).
 REFERENCE_POINT = np.array([0.5137, 0.5071, 0.5029])
 #: How far (fractional) a site may lie from its Wyckoff position's subspace before we refuse the crystal.
 ON_POSITION_TOL = 1e-3
+#: Fractional tolerance for matching symmetrised atoms to orbit points.
+ORBIT_TOL = 1e-3
 
 
 class SymmetryAnalysisError(ValueError):
@@ -61,14 +65,61 @@ class AsymmetricUnit:
 
 
 def analyse(structure: Structure, symprec: float = 0.1, angle_tolerance: float = 5.0) -> AsymmetricUnit:
-    """The asymmetric-unit representation of an ordered crystal (Angstrom, fractional coordinates)."""
+    """The asymmetric-unit representation of an ordered crystal (Angstrom, fractional coordinates).
+
+    spglib finds the space group and the idealised conventional standard cell, in the ITA setting of pyxtal's
+    tables; the atoms of that cell are grouped into orbits with our tables. When spglib fails, pyxtal's
+    ``from_seed`` (which wraps spglib differently and retries with 1e-4, as the official pipeline) is tried.
+    """
+    try:
+        return _analyse_spglib(structure, symprec, angle_tolerance)
+    except SymmetryAnalysisError as first:
+        try:
+            return _analyse_pyxtal(structure, symprec, angle_tolerance)
+        except SymmetryAnalysisError as second:
+            raise SymmetryAnalysisError(f"{first}; then {second}") from None
+
+
+def _analyse_spglib(structure: Structure, symprec: float, angle_tolerance: float) -> AsymmetricUnit:
+    import spglib
+
+    cell = (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
+    with _quiet_stderr():  # spglib prints C-level diagnostics for near-degenerate cells
+        dataset = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=angle_tolerance)
+        if dataset is None:
+            raise SymmetryAnalysisError(f"spglib found no symmetry at symprec {symprec}")
+        hall = hall_number(int(dataset.number))
+        if dataset.hall_number != hall:
+            dataset = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=angle_tolerance, hall_number=hall)
+    if dataset is None or dataset.hall_number != hall:
+        raise SymmetryAnalysisError(f"spglib could not give the standard cell in Hall setting {hall}")
+    table = space_group_table(int(dataset.number))
+    lattice = np.asarray(dataset.std_lattice, dtype=float)
+    positions = np.mod(np.asarray(dataset.std_positions, dtype=float), 1.0)
+    types = np.asarray(dataset.std_types)
+    assigned = np.zeros(len(positions), dtype=bool)
+    rows = []
+    for i in range(len(positions)):
+        if assigned[i]:
+            continue
+        orbit = orbit_of(table, positions[i], tol=ORBIT_TOL)
+        members = _matching_atoms(orbit, positions, ORBIT_TOL)
+        if members is None or bool(assigned[members].any()) or bool((types[members] != types[i]).any()):
+            raise SymmetryAnalysisError(f"the standard cell's atom {i} ({types[i]}) does not form a clean orbit of space group {table.number}")
+        assigned[members] = True
+        rows.append(_representative(table, lattice, positions[i], int(types[i])))
+    return _unit(table, lattice, rows)
+
+
+def _analyse_pyxtal(structure: Structure, symprec: float, angle_tolerance: float) -> AsymmetricUnit:
+    from pymatgen.core import Element
     from pyxtal import pyxtal
 
     crystal = pyxtal()
     errors = []
-    for tol in (symprec, 1e-4):  # the official pipeline retries with 1e-4 when pyxtal rejects the first tolerance
+    for tol in (symprec, 1e-4):
         try:
-            with _quiet_stderr():  # spglib prints C-level diagnostics for near-degenerate cells
+            with _quiet_stderr():
                 crystal.from_seed(structure, tol=tol, a_tol=angle_tolerance)
             break
         except Exception as exc:
@@ -77,7 +128,21 @@ def analyse(structure: Structure, symprec: float = 0.1, angle_tolerance: float =
         raise SymmetryAnalysisError("pyxtal.from_seed failed (" + "; ".join(errors) + ")")
     table = space_group_table(int(crystal.group.number))
     lattice = np.asarray(crystal.lattice.matrix, dtype=float)
-    rows = [_representative(table, lattice, site) for site in crystal.atom_sites]
+    rows = [_representative(table, lattice, np.asarray(site.position, dtype=float), Element(str(site.specie)).Z)
+            for site in crystal.atom_sites]
+    return _unit(table, lattice, rows)
+
+
+def _matching_atoms(orbit: np.ndarray, positions: np.ndarray, tol: float) -> np.ndarray | None:
+    """Index of the atom at each orbit point, or None when some point has no atom."""
+    d = orbit[:, None, :] - positions[None, :, :]
+    close = np.all(np.abs(d - np.rint(d)) < tol, axis=-1)
+    if not close.any(axis=1).all():
+        return None
+    return close.argmax(axis=1)
+
+
+def _unit(table: SpaceGroupTable, lattice: np.ndarray, rows: list) -> AsymmetricUnit:
     return AsymmetricUnit(
         spacegroup=table.number,
         lattice=lattice,
@@ -90,27 +155,35 @@ def analyse(structure: Structure, symprec: float = 0.1, angle_tolerance: float =
     )
 
 
-def _representative(table: SpaceGroupTable, lattice: np.ndarray, site) -> tuple[np.ndarray, int, WyckoffPosition, int]:
-    """(representative, Z, Wyckoff position, member) of one pyxtal atom site."""
-    from pymatgen.core import Element
+def _representative(table: SpaceGroupTable, lattice: np.ndarray, point: np.ndarray, z: int) -> tuple[np.ndarray, int, WyckoffPosition, int]:
+    """(representative, Z, Wyckoff position, member) of the orbit of one (symmetrised) site.
 
-    wp = table.wyckoff[int(site.wp.index)]
-    orbit = orbit_of(table, np.asarray(site.position, dtype=float))
-    if len(orbit) != wp.multiplicity:
+    The Wyckoff position is the one whose multiplicity is the orbit's size and whose member subspaces pass
+    through the point; the representative is put exactly on that subspace, so its orbit is exact.
+    """
+    orbit = orbit_of(table, point, tol=ORBIT_TOL)
+    rep = orbit[int(np.argmin(periodic_distances(orbit, REFERENCE_POINT, lattice)))]
+    best = None
+    for wp in table.wyckoff:
+        if wp.multiplicity != len(orbit):
+            continue
+        for k in range(wp.multiplicity):
+            params, on, dist = closest_on_member(wp, k, rep, lattice)
+            if best is None or dist < best[0]:
+                best = (dist, wp, k, params)
+            if dist < 1e-9:
+                break
+        if best is not None and best[0] < 1e-9:
+            break
+    scale = np.linalg.norm(lattice, axis=1).max()
+    if best is None or best[0] > ON_POSITION_TOL * scale:
         raise SymmetryAnalysisError(
-            f"site {site.specie} at {np.round(site.position, 5)} of space group {table.number} has an orbit of "
-            f"{len(orbit)} points, but pyxtal assigned Wyckoff position {wp.label}"
+            f"site Z={z} at {np.round(rep, 5)} (orbit of {len(orbit)}) lies on no Wyckoff position of space group "
+            f"{table.number}" + ("" if best is None else f" (nearest {best[1].label}, {best[0]:.2e} A away)")
         )
-    nearest = int(np.argmin(periodic_distances(orbit, REFERENCE_POINT, lattice)))
-    rep = orbit[nearest]
-    distances = member_distances(wp, rep, lattice)
-    member = int(np.argmin(distances))
-    if distances[member] > ON_POSITION_TOL * np.linalg.norm(lattice, axis=1).max():
-        raise SymmetryAnalysisError(
-            f"site {site.specie} at {np.round(rep, 5)} lies {distances[member]:.2e} A from every member of "
-            f"Wyckoff position {wp.label} of space group {table.number}"
-        )
-    return rep, Element(str(site.specie)).Z, wp, member
+    _, wp, k, params = best
+    exact = np.mod(wp.A[k] @ params + wp.b[k], 1.0)
+    return exact, z, wp, k
 
 
 def orbit_of(table: SpaceGroupTable, point: np.ndarray, tol: float = 1e-4) -> np.ndarray:

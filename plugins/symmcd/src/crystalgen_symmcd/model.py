@@ -110,7 +110,7 @@ class SymmCD(GenerativeModel):
     def encode_spacegroups(self, spacegroups: Tensor) -> Tensor:
         """(B,) numbers -> (B, 397) binary encodings (appendix C)."""
         for g in set(spacegroups.tolist()) - self._encoded:
-            self.spacegroup_encodings[g] = torch.from_numpy(space_group_encoding(int(g))).to(self.spacegroup_encodings)
+            self.spacegroup_encodings[g] = torch.tensor(space_group_encoding(int(g)), dtype=self.spacegroup_encodings.dtype)
             self._encoded.add(g)
         return self.spacegroup_encodings[spacegroups]
 

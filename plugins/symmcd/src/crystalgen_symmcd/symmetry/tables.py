@@ -140,3 +140,36 @@ def _wyckoff_position(group: SpaceGroupTable, index: int, letter: str, ops) -> W
 
 def centring_vectors(bravais: str) -> np.ndarray:
     return np.array(CENTRING[bravais], dtype=float)
+
+
+@functools.lru_cache(maxsize=None)
+def hall_number(number: int) -> int:
+    """spglib's Hall number of the setting pyxtal's tables use for space group ``number`` (e.g. origin choice 2
+    for Fd-3m): the one Hall setting whose operations equal our general position."""
+    import spglib
+
+    ops = space_group_operations(number)
+    ours = _operation_keys(ops.rotations, ops.translations)
+    for hall in _halls_of(number):
+        db = spglib.get_symmetry_from_database(hall)
+        if _operation_keys(db["rotations"], db["translations"]) == ours:
+            return hall
+    raise RuntimeError(f"no spglib Hall setting of space group {number} matches pyxtal's operations")
+
+
+def _operation_keys(rotations: np.ndarray, translations: np.ndarray) -> set:
+    return {(tuple(np.rint(W).astype(int).reshape(-1)), tuple(np.round(np.mod(w, 1.0), 4) % 1.0)) for W, w in zip(rotations, translations)}
+
+
+@functools.lru_cache(maxsize=1)
+def _hall_table() -> dict[int, list[int]]:
+    import spglib
+
+    table: dict[int, list[int]] = {}
+    for hall in range(1, 531):
+        table.setdefault(spglib.get_spacegroup_type(hall).number, []).append(hall)
+    return table
+
+
+def _halls_of(number: int) -> list[int]:
+    return _hall_table()[number]
