@@ -31,7 +31,7 @@ from crystalgen_symmcd.denoiser import NUM_ELEMENTS, SymmCDDenoiser
 from crystalgen_symmcd.statistics import NUM_SPACE_GROUPS, count
 from crystalgen_symmcd.symmetry.axes import NUM_AXES
 from crystalgen_symmcd.symmetry.site_symmetry import NUM_SITE_CLASSES
-from crystalgen_symmcd.symmetry.space_group import ENCODING_DIM, space_group_encoding
+from crystalgen_symmcd.symmetry.space_group import space_group_encoding
 from crystalgen_symmcd.transform import AsymmetricUnitTransform
 
 #: The 10 most common MP-20 space groups, the paper's "10 SGs" variant (section 5.2, footnote 4).
@@ -53,7 +53,6 @@ class SymmCD(GenerativeModel):
     spacegroup_probs: Tensor
     representatives_probs: Tensor
     site_symmetry_marginals: Tensor
-    spacegroup_encodings: Tensor
     lattice_k_range: Tensor
 
     def __init__(self, cfg: DictConfig | dict) -> None:
@@ -82,9 +81,9 @@ class SymmCD(GenerativeModel):
         self.register_buffer("site_symmetry_marginals",
                              torch.full((NUM_SPACE_GROUPS + 1, NUM_AXES, NUM_SITE_CLASSES), 1.0 / NUM_SITE_CLASSES, dtype=torch.float64))
         self.register_buffer("lattice_k_range", torch.tensor([[-math.inf] * 6, [math.inf] * 6], dtype=torch.float64))
-        # Filled per space group on first use (deriving all 230 takes seconds); a pure function of G, not saved.
-        self.register_buffer("spacegroup_encodings", torch.zeros(NUM_SPACE_GROUPS + 1, ENCODING_DIM), persistent=False)
-        self._encoded: set[int] = set()
+        # Derived per space group on first use (all 230 take seconds); a pure function of G, so neither saved nor
+        # a buffer (DDP would broadcast rank 0's partly filled table over the other ranks').
+        self._encodings: dict[int, Tensor] = {}
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -109,10 +108,10 @@ class SymmCD(GenerativeModel):
 
     def encode_spacegroups(self, spacegroups: Tensor) -> Tensor:
         """(B,) numbers -> (B, 397) binary encodings (appendix C)."""
-        for g in set(spacegroups.tolist()) - self._encoded:
-            self.spacegroup_encodings[g] = torch.tensor(space_group_encoding(int(g)), dtype=self.spacegroup_encodings.dtype)
-            self._encoded.add(g)
-        return self.spacegroup_encodings[spacegroups]
+        numbers = spacegroups.tolist()
+        for g in set(numbers) - set(self._encodings):
+            self._encodings[g] = torch.tensor(space_group_encoding(int(g)), dtype=torch.float32)
+        return torch.stack([self._encodings[g] for g in numbers]).to(spacegroups.device)
 
     # -- training -----------------------------------------------------------------------------------
     def training_loss(self, batch: Batch) -> dict[str, Tensor]:
