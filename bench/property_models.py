@@ -8,11 +8,15 @@ Parts:
   on the same graphs with each faithful detail undone (unmasked envelope, CDVAE's triplet rule, lin_up bias) to
   show which of them matter.
 * ``chgnet``: CHGNet energies + crystal features per crystal, and bounded relaxations, on test crystals.
+* ``sun``: S.U.N. of ``--n`` validation crystals (known, DFT-relaxed, not in train: a sanity check that they come
+  out mostly stable and novel) against the test split + the train split, timing the hull (CHGNet on every
+  reference and train crystal, then cached) and the rest; then ``fcd`` of the same crystals against the test split.
 
 Usage (2-core CPU, no GPU):
     CRYSTALGEN_DATA=../shared/data CRYSTALGEN_CDVAE_PROP_MODELS=../shared/reference/cdvae_prop_models \\
         python bench/property_models.py mae --dataset perov_5 [--n 200] [--ablation]
     CRYSTALGEN_DATA=../shared/data python bench/property_models.py chgnet --dataset mp_20 --n 500 --relax 20
+    CRYSTALGEN_DATA=../shared/data python bench/property_models.py sun --dataset mp_20 --n 100
 """
 
 from __future__ import annotations
@@ -105,19 +109,50 @@ def run_chgnet(args: argparse.Namespace) -> dict:
     return result
 
 
+def run_sun(args: argparse.Namespace) -> dict:
+    from crystalgen.metrics.frechet import frechet_distance
+    from crystalgen.metrics.sun import sun_metrics
+
+    def split(name: str) -> list[Structure]:
+        frame = pd.read_csv(os.path.join(os.environ["CRYSTALGEN_DATA"], args.dataset, f"{name}.csv"), usecols=["cif"])
+        return [Structure.from_str(cif, fmt="cif") for cif in frame["cif"]]
+
+    test, train = split("test"), split("train")
+    val = split("val")
+    generated = [val[i] for i in np.random.default_rng(0).choice(len(val), size=args.n, replace=False)]
+    start = time.perf_counter()
+    summary = sun_metrics(generated[:2], test, train, relax=False, workers=args.workers)  # fills the hull cache
+    seconds_hull = time.perf_counter() - start
+    start = time.perf_counter()
+    summary = sun_metrics(generated, test, train, relax=True, max_steps=args.max_steps, workers=args.workers)
+    seconds_sun = time.perf_counter() - start
+    start = time.perf_counter()
+    fcd = frechet_distance(generated, test)
+    seconds_fcd = time.perf_counter() - start
+    return {"seconds_hull_first_run": seconds_hull, "seconds_sun_cached_hull": seconds_sun, "seconds_fcd_cached_reference": seconds_fcd,
+            "n_test": len(test), "n_train": len(train), **summary, **fcd}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["mae", "chgnet"])
+    parser.add_argument("part", choices=["mae", "chgnet", "sun"])
     parser.add_argument("--dataset", choices=list(COLUMNS), required=True)
     parser.add_argument("--n", type=int, default=None, help="seeded subset of the test split (default: all)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ablation", action="store_true")
     parser.add_argument("--relax", type=int, default=0, help="number of crystals to relax (chgnet part)")
     parser.add_argument("--max-steps", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads in the main process")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    result = run_mae(args) if args.part == "mae" else run_chgnet(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = {"mae": run_mae, "chgnet": run_chgnet, "sun": run_sun}[args.part](args)
     result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU"
+    result["torch_threads"] = args.threads or "default"
+    result["load_average_at_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=1))
 
 

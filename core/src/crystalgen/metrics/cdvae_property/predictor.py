@@ -7,6 +7,7 @@ with CDVAE's rule (k != i by atom index) -> DimeNet++ -> mean over atoms -> prop
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,7 +61,7 @@ class CDVAEPropertyPredictor(PropertyPredictor):
         self.model.load_state_dict(self.checkpoint.encoder_state, strict=True, assign=True)
         self.model.eval().to(self.device)
 
-    @property
+    @functools.cached_property
     def cache_identity(self) -> str:
         digest = hashlib.sha256()
         for key in ("checkpoint", "prop_scaler"):
