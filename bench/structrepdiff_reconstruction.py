@@ -47,14 +47,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="where the training std is cached between runs")
     for key in ("trials", "hops", "iterations", "check_every", "max_pairs"):
         p.add_argument("--" + key.replace("_", "-"), type=int)
-    for key in ("lr", "hop_step", "loss_threshold", "skin", "std_floor"):
+    for key in ("lr", "lr_final", "hop_step", "loss_threshold", "skin", "std_floor", "d_min_weight"):
         p.add_argument("--" + key.replace("_", "-"), type=float)
     return p.parse_args(argv)
 
 
 def model_for(args: argparse.Namespace) -> StructRepDiff:
     cfg = OmegaConf.load(StructRepDiff.presets()[args.preset]).model
-    for key in ("trials", "hops", "iterations", "check_every", "max_pairs", "lr", "hop_step", "loss_threshold", "skin", "std_floor"):
+    for key in ("trials", "hops", "iterations", "check_every", "max_pairs", "lr", "lr_final", "hop_step", "loss_threshold", "skin", "std_floor", "d_min_weight"):
         value = getattr(args, key)
         if value is not None:
             cfg.reconstruction[key] = value
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = [d.info.get("reconstruction_steps", 0) for d in decoded]
     result = {
         "dataset": args.dataset, "num_crystals": len(items), "seed": args.seed, "preset": args.preset,
-        "reconstruction": dict(vars(model.basin_hopping)), "std_floor": model.std_floor,
+        "reconstruction": dict(vars(model.basin_hopping)), "std_floor": model.std_floor, "d_min_weight": model.d_min_weight,
         "ead": model.encoder.ead, "batch_crystals": args.batch_crystals,
         "match_rate": metrics["match_rate"], "rms_dist": metrics["rms_dist"], "n_recon_valid": metrics["n_recon_valid"],
         "match_rate_structure_matcher_only": raw["match_rate"], "rms_dist_structure_matcher_only": raw["rms_dist"],

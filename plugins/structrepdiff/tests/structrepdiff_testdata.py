@@ -8,8 +8,8 @@ from pymatgen.core import Lattice, Structure
 
 from crystalgen_structrepdiff.ead import EADParameters
 
-#: A small descriptor (fast): L <= 1, 9 centres, 3 widths, 6 A cutoff.
-SMALL_EAD = {"lmax": 1, "mu_start": 0.5, "mu_stop": 4.5, "mu_step": 0.5, "etas": [1.0, 20.0, 90.0], "cutoff": 6.0}
+#: A small descriptor (fast): L <= 1, 21 centres 0.25 A apart, widths down to 0.18 A, 6 A cutoff.
+SMALL_EAD = {"lmax": 1, "mu_start": 0.5, "mu_stop": 5.5, "mu_step": 0.25, "etas": [1.0, 4.0, 16.0], "cutoff": 6.0}
 
 
 def small_params() -> EADParameters:
@@ -30,8 +30,8 @@ def cartesian(structure: Structure) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 def tiny_model_config(**reconstruction) -> OmegaConf:
     """A model small enough to train and sample in a second or two."""
-    rec = {"trials": 2, "hops": 2, "iterations": 30, "lr": 0.05, "hop_step": 1.0, "loss_threshold": None, "check_every": 10,
-           "skin": 1.0, "max_pairs": 1_000_000, "std_floor": 0.01, **reconstruction}
+    rec = {"trials": 2, "hops": 2, "iterations": 30, "lr": 0.3, "lr_final": 0.005, "hop_step": 1.0, "loss_threshold": None, "check_every": 10,
+           "skin": 1.0, "max_pairs": 1_000_000, "std_floor": 10.0, "d_min_weight": 9.0, **reconstruction}
     return OmegaConf.create({
         "ead": SMALL_EAD, "ead_method": "table", "table_spacing": 0.01, "num_elements": 96, "max_atoms": None,
         "num_steps": 50, "schedule": "cosine",

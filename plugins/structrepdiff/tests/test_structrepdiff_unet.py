@@ -17,12 +17,14 @@ def test_output_matches_input_shape_for_any_length(length):
 
 
 def test_weight_standardised_convolution_ignores_the_kernel_scale_and_offset():
+    torch.manual_seed(0)
     conv = WeightStandardizedConv1d(2, 3, 3, padding=1, bias=False)
     x = torch.randn(4, 2, 11)
     before = conv(x)
     with torch.no_grad():
         conv.weight.mul_(7.0).add_(0.3)
-    torch.testing.assert_close(conv(x), before, rtol=1e-4, atol=1e-4)
+    # exact up to the eps added to the kernel variance (1e-5 against a variance of about 0.05)
+    torch.testing.assert_close(conv(x), before, rtol=2e-3, atol=2e-3)
 
 
 def test_time_changes_the_prediction_and_gradients_reach_every_parameter():

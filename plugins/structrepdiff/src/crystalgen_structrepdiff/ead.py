@@ -152,10 +152,41 @@ class RadialTable(nn.Module):
         r = (torch.arange(rows, dtype=torch.float64) - 1) * spacing
         basis = radial_basis(r.abs(), params)  # row 0 (r = -h) mirrors r = h: g is even in r near 0
         self.register_buffer("table", basis.to(dtype), persistent=False)
+        self.bands = self._bands(basis)
 
     @property
     def rows(self) -> int:
         return self.table.shape[0]
+
+    def _bands(self, basis: Tensor, width: int = 16) -> list[tuple[int, int, int, int]]:
+        """(first column, end column, first row, end row) of blocks of ``width`` Gaussians of one eta, each with the
+        rows where any of them exceeds 1e-12 of the peak (exp(-27)): a Gaussian 0.075 A wide needs 1.5 A of the
+        20 A grid, so multiplying by these blocks alone does a quarter of the work of the dense product."""
+        num_mu = len(self.params.mus)
+        bands = []
+        for block in range(0, basis.shape[1], num_mu):
+            for first in range(block, block + num_mu, width):
+                end = min(first + width, block + num_mu)
+                used = (basis[:, first:end].abs() > 1e-12).any(dim=1).nonzero()
+                if used.numel():
+                    bands.append((first, end, int(used.min()), int(used.max()) + 1))
+        return bands
+
+    def multiply(self, H: Tensor) -> Tensor:
+        """H (R, rows) @ table, block by block (see _bands)."""
+        out = H.new_zeros(H.shape[0], self.table.shape[1])
+        table = self.table.to(H.dtype)
+        for first, end, row_first, row_end in self.bands:
+            out[:, first:end] = H[:, row_first:row_end] @ table[row_first:row_end, first:end]
+        return out
+
+    def multiply_transposed(self, G: Tensor) -> Tensor:
+        """G (R, K) @ table^T, block by block."""
+        out = G.new_zeros(G.shape[0], self.table.shape[0])
+        table = self.table.to(G.dtype)
+        for first, end, row_first, row_end in self.bands:
+            out[:, row_first:row_end] += G[:, first:end] @ table[row_first:row_end, first:end].T
+        return out
 
     @staticmethod
     def taps_of(r: Tensor, spacing: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -179,14 +210,14 @@ class TabulatedDensity(torch.autograd.Function):
 
     Forward deposits the 4 x M products angular[p, m] * weights[p, q] of each pair as one contiguous row of
     H4[centre, first_p, q, m] (a single index_add), folds the taps onto their rows, H[c, row] = sum_q
-    H4[c, row - q, q], and multiplies by the table once. Backward runs the same steps in reverse; it is written by
+    H4[c, row - q, q], and multiplies by the table (its nonzero bands only). Backward runs the same steps in reverse; it is written by
     hand because autograd would keep and revisit (P, M, 4) intermediates and scatter four times.
     """
 
     @staticmethod
-    def forward(ctx, r: Tensor, angular: Tensor, centre: Tensor, num_centres: int, table: Tensor, spacing: float) -> Tensor:
-        rows, M = table.shape[0], angular.shape[1]
-        first, weights, slopes = RadialTable.taps_of(r.detach(), spacing)
+    def forward(ctx, r: Tensor, angular: Tensor, centre: Tensor, num_centres: int, table: RadialTable) -> Tensor:
+        rows, M = table.rows, angular.shape[1]
+        first, weights, slopes = RadialTable.taps_of(r.detach(), table.spacing)
         index = centre * rows + first
         H4 = angular.new_zeros(num_centres * rows, 4 * M)
         H4.index_add_(0, index, (weights.unsqueeze(2) * angular.unsqueeze(1)).reshape(-1, 4 * M))
@@ -194,23 +225,24 @@ class TabulatedDensity(torch.autograd.Function):
         H = H4[:, :, 0].clone()
         for q in range(1, 4):  # taps never pass the last row: r < cutoff keeps first + 3 inside the table
             H[:, q:] += H4[:, :-q, q]
-        density = H.transpose(1, 2).reshape(num_centres * M, rows) @ table
-        ctx.save_for_backward(angular, index, weights, slopes, table)
+        density = table.multiply(H.transpose(1, 2).reshape(num_centres * M, rows))
+        ctx.save_for_backward(angular, index, weights, slopes)
         ctx.shape = (num_centres, rows, M)
-        return density.view(num_centres, M, table.shape[1])
+        ctx.table = table
+        return density.view(num_centres, M, -1)
 
     @staticmethod
     def backward(ctx, grad_density: Tensor):
-        angular, index, weights, slopes, table = ctx.saved_tensors
+        angular, index, weights, slopes = ctx.saved_tensors
         num_centres, rows, M = ctx.shape
-        grad_H = (grad_density.reshape(num_centres * M, -1) @ table.T).view(num_centres, M, rows).transpose(1, 2)
+        grad_H = ctx.table.multiply_transposed(grad_density.reshape(num_centres * M, -1)).view(num_centres, M, rows).transpose(1, 2)
         grad_H4 = grad_H.new_zeros(num_centres, rows, 4, M)
         for q in range(4):
             grad_H4[:, : rows - q, q] = grad_H[:, q:]
         gathered = grad_H4.view(num_centres * rows, 4 * M).index_select(0, index).view(-1, 4, M)
         grad_angular = (weights.unsqueeze(2) * gathered).sum(dim=1)
         grad_r = ((slopes.unsqueeze(2) * gathered).sum(dim=1) * angular).sum(dim=1)
-        return grad_r, grad_angular, None, None, None, None
+        return grad_r, grad_angular, None, None, None
 
 
 def atom_densities(vec: Tensor, centre: Tensor, neighbour_z: Tensor, num_centres: int, params: EADParameters,
@@ -236,7 +268,7 @@ def atom_densities(vec: Tensor, centre: Tensor, neighbour_z: Tensor, num_centres
         return density.view(num_centres, M, K)
     # Pairs beyond the cutoff carry zero weight; clamping keeps their (unused) rows inside the table.
     r_read = torch.where(inside, r, r.new_zeros(()))
-    return TabulatedDensity.apply(r_read, angular, centre, num_centres, table.table.to(vec.dtype), table.spacing)
+    return TabulatedDensity.apply(r_read, angular, centre, num_centres, table)
 
 
 def ead(vec: Tensor, centre: Tensor, neighbour_z: Tensor, num_centres: int, params: EADParameters,

@@ -53,9 +53,10 @@ class StructRepDiff(GenerativeModel):
         self.register_buffer("max_atoms_seen", torch.zeros((), dtype=torch.long))
         r = cfg.reconstruction
         self.basin_hopping = BasinHopping(trials=int(r.trials), hops=int(r.hops), iterations=int(r.iterations), lr=float(r.lr),
-                                          hop_step=float(r.hop_step), loss_threshold=None if r.loss_threshold is None else float(r.loss_threshold),
+                                          lr_final=None if r.lr_final is None else float(r.lr_final), hop_step=float(r.hop_step), loss_threshold=None if r.loss_threshold is None else float(r.loss_threshold),
                                           check_every=int(r.check_every), skin=float(r.skin), max_pairs=int(r.max_pairs))
         self.std_floor = float(r.std_floor)
+        self.d_min_weight = float(r.d_min_weight)
         self._reconstructor: Reconstructor | None = None
 
     # -- construction -----------------------------------------------------------------------------
@@ -111,7 +112,7 @@ class StructRepDiff(GenerativeModel):
         device = self.scaler.std.device
         if self._reconstructor is None or self._reconstructor.weights.device != device:
             descriptor = StructureDescriptor(self.encoder.params, self.encoder.method, self.encoder.table_spacing, torch.float32, device)
-            weights = loss_weights(self.scaler.std[self.layout.structure], len(self.encoder.params.mus), self.std_floor)
+            weights = loss_weights(self.scaler.std[self.layout.structure], len(self.encoder.params.mus), self.std_floor, self.d_min_weight)
             self._reconstructor = Reconstructor(descriptor, self.basin_hopping, weights.float().to(device))
         return self._reconstructor
 

@@ -45,7 +45,8 @@ class BasinHopping:
         trials: independent random starts per crystal (paper 6).
         hops: basin hops per trial (paper 7).
         iterations: Adam steps per hop (paper 300).
-        lr: Adam learning rate in Angstrom (not given in the paper).
+        lr: Adam learning rate in Angstrom at the start of each hop (not given in the paper).
+        lr_final: learning rate at the end of each hop, reached by a cosine decay (None: constant ``lr``).
         hop_step: hops displace every Cartesian coordinate by U(-hop_step, hop_step) Angstrom (paper 1).
         loss_threshold: stop a crystal once its best loss is below this (None: never, as the paper).
         check_every: steps between early-exit checks.
@@ -57,6 +58,7 @@ class BasinHopping:
     hops: int = 7
     iterations: int = 300
     lr: float = 0.05
+    lr_final: float | None = None
     hop_step: float = 1.0
     loss_threshold: float | None = None
     check_every: int = 10
@@ -95,7 +97,8 @@ class _Systems:
         system_first = first.repeat_interleave(trials)
         self.system = torch.repeat_interleave(torch.arange(self.crystal.numel(), device=device), self.num_atoms)
         rank = torch.arange(self.system.numel(), device=device) - (torch.cumsum(self.num_atoms, 0) - self.num_atoms).index_select(0, self.system)
-        self.atomic_numbers = atomic_numbers.index_select(0, system_first.index_select(0, self.system) + rank)
+        self.source_atom = system_first.index_select(0, self.system) + rank  # the crystal's atom each row copies
+        self.atomic_numbers = atomic_numbers.index_select(0, self.source_atom)
 
     def atoms_of(self, systems: Tensor) -> Tensor:
         """Atom indices of ``systems`` in order."""
@@ -119,7 +122,7 @@ class Reconstructor:
         self.weights = weights
 
     def __call__(self, target: Tensor, atomic_numbers: Tensor, num_atoms: Tensor, lattice: Tensor, *,
-                 generator: torch.Generator | None = None,
+                 generator: torch.Generator | None = None, start: Tensor | None = None,
                  progress: Callable[[int], None] | None = None) -> Reconstruction:
         """Reconstruct B crystals.
 
@@ -128,6 +131,7 @@ class Reconstructor:
             atomic_numbers: (N,) Z of every atom, crystals concatenated.
             num_atoms: (B,) atoms per crystal.
             lattice: (B, 3, 3) cells, rows are lattice vectors, Angstrom.
+            start: (N, 3) Cartesian positions every trial starts from (default: uniform in the cell).
             progress: called with the number of crystals finished after each group.
         """
         started = time.perf_counter()
@@ -141,7 +145,8 @@ class Reconstructor:
             atoms = torch.cat([torch.arange(first[b], first[b] + int(num_atoms[b]), device=device) for b in group])
             index = torch.tensor(group, device=device)
             best, best_loss, spent = self._hop(target.index_select(0, index).to(device, dtype), atomic_numbers.index_select(0, atoms),
-                                               num_atoms.index_select(0, index), lattice.index_select(0, index).to(dtype), generator)
+                                               num_atoms.index_select(0, index), lattice.index_select(0, index).to(dtype), generator,
+                                               None if start is None else start.index_select(0, atoms).to(device, dtype))
             offsets = (torch.cumsum(num_atoms.index_select(0, index), 0) - num_atoms.index_select(0, index)).tolist()
             for k, b in enumerate(group):
                 positions[b] = best[offsets[k]:offsets[k] + int(num_atoms[b])].detach().double().cpu()
@@ -172,14 +177,17 @@ class Reconstructor:
         return ((R - target.index_select(0, systems.crystal.index_select(0, active))).abs() * self.weights.to(R)).mean(dim=1)
 
     def _hop(self, target: Tensor, atomic_numbers: Tensor, num_atoms: Tensor, lattice: Tensor,
-             generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+             generator: torch.Generator | None, start: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """Basin hopping for one group; returns (best positions (N, 3), best loss (B,), steps (B,))."""
         s = self.settings
         device, dtype = lattice.device, lattice.dtype
         systems = _Systems(atomic_numbers, num_atoms, lattice, s.trials)
         S = systems.crystal.numel()
-        frac = torch.rand(systems.system.numel(), 3, generator=generator, device=device, dtype=dtype)
-        positions = torch.bmm(frac.unsqueeze(1), systems.lattice.index_select(0, systems.system)).squeeze(1)
+        if start is None:
+            frac = torch.rand(systems.system.numel(), 3, generator=generator, device=device, dtype=dtype)
+            positions = torch.bmm(frac.unsqueeze(1), systems.lattice.index_select(0, systems.system)).squeeze(1)
+        else:
+            positions = start.index_select(0, systems.source_atom)
         best_positions = positions.clone()
         best_loss = torch.full((S,), math.inf, device=device, dtype=dtype)
         steps = torch.zeros(S, dtype=torch.long, device=device)
@@ -207,7 +215,7 @@ class Reconstructor:
                     self._keep_best(loss, x.detach(), active, atoms, systems, best_loss, best_positions)
                     step += 1
                     steps.index_add_(0, active, torch.ones_like(active))
-                    x, m, v = _adam(x.detach(), torch.nan_to_num(grad), m, v, step, s.lr)
+                    x, m, v = _adam(x.detach(), torch.nan_to_num(grad), m, v, step, self._learning_rate(step))
                     if step < segment_end and not pairs.still_complete(x, self.descriptor.params.cutoff):
                         pairs = self.descriptor.pairs(x, systems.lattice.index_select(0, active), systems.num_atoms.index_select(0, active), s.skin)
                 positions[atoms], first_moment[atoms], second_moment[atoms] = x, m, v
@@ -219,6 +227,13 @@ class Reconstructor:
         crystal_loss, winner = best_loss.view(-1, s.trials).min(dim=1)
         chosen = torch.arange(systems.num_crystals, device=device) * s.trials + winner
         return best_positions.index_select(0, systems.atoms_of(chosen)), crystal_loss, steps.view(-1, s.trials).sum(dim=1)
+
+    def _learning_rate(self, step: int) -> float:
+        """Cosine decay from lr to lr_final over a hop's iterations (constant lr when lr_final is None)."""
+        s = self.settings
+        if s.lr_final is None:
+            return s.lr
+        return s.lr_final + 0.5 * (s.lr - s.lr_final) * (1 + math.cos(math.pi * (step - 1) / max(s.iterations - 1, 1)))
 
     @staticmethod
     def _keep_best(loss: Tensor, x: Tensor, active: Tensor, atoms: Tensor, systems: _Systems, best_loss: Tensor,
@@ -233,17 +248,20 @@ class Reconstructor:
         best_positions.index_copy_(0, atoms[moved], x[moved])
 
 
-def loss_weights(std: Tensor, num_mu: int, floor: float) -> Tensor:
-    """Weights 1 / s of the L1 loss over R_str from the training std (2 N_e + 1,) of its features.
+def loss_weights(std: Tensor, num_mu: int, floor: float, d_min_weight: float) -> Tensor:
+    """Weights of the L1 loss over R_str from the training std (2 N_e + 1,) of its features.
 
-    s = std + floor * (mean std of the feature's block), a block being the num_mu features of one (pool, l, eta):
-    features that hardly vary over the data (Gaussians centred below the shortest bond, or past the cutoff's
-    damping) would otherwise get weights up to 1e8 and turn every near contact into a cliff (docs/structrepdiff.md).
+    EAD feature k: 1 / (std_k + floor * mean std of its block), a block being the num_mu features of one
+    (pool, l, eta). Features that hardly vary over the data (Gaussians centred below the shortest bond, or past the
+    cutoff's damping) would otherwise get weights up to 1e8 and turn every near contact into a cliff; a large floor
+    weighs each block uniformly, like the raw descriptor within it (docs/structrepdiff.md, "Reconstruction loss").
+    d_min: d_min_weight / std; with d_min_weight ~ num_mu it counts as much as a whole block, which keeps atoms
+    from piling up (as one feature among 2 N_e + 1 it is easily outvoted).
     """
     ead, d_min = std[:-1].double(), std[-1:].double()
     blocks = ead.view(-1, num_mu)
     scale = blocks + floor * blocks.mean(dim=1, keepdim=True)
-    return 1.0 / torch.cat([scale.reshape(-1), d_min])
+    return torch.cat([1.0 / scale.reshape(-1), d_min_weight / d_min])
 
 
 def _adam(x: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: int, lr: float) -> tuple[Tensor, Tensor, Tensor]:
