@@ -59,7 +59,14 @@ def test_run_leaves_the_documented_run_directory(run_dir):
     assert "model.num_steps" not in report and "num_steps: 10" in (run_dir / "config.yaml").read_text()
     metrics = json.loads((run_dir / "metrics/metrics.json").read_text())
     assert metrics["n_samples"] == 6
+    assert metrics["reference_source"] == "embedded:test"  # provenance of the reference split travels too
     assert "report.md" in (run_dir / "run.log").read_text()
+
+
+def test_train_into_a_run_dir_that_does_not_exist_yet(tmp_path):
+    target = tmp_path / "nested" / "my-run"
+    assert main(["train", "toy", "--run-dir", str(target), *TINY]) == 0
+    assert (target / "checkpoints/last.ckpt").is_file() and (target / "run.log").is_file()
 
 
 def test_sample_writes_one_row_per_requested_crystal_with_cif_and_extxyz(run_dir, tmp_path):

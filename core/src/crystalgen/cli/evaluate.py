@@ -72,16 +72,13 @@ def _load_split(spec: str, role: str, workers, progress) -> tuple[list, str | No
         return kept, None, notes
     if ":" not in spec:
         raise UserError(f"--{role} {spec!r}: neither an existing path nor NAME:SPLIT (e.g. mp_20:test)")
-    from crystalgen.data.registry import get_dataset
+    from crystalgen.runner.datasets import split_structures
 
     name, split = spec.split(":", 1)
-    loaded = get_dataset(name).load(split, workers=workers, progress=progress)
-    notes = list(loaded.notes)
-    if loaded.skipped:
-        notes.append(f"{len(loaded.skipped)} of {loaded.rows_read} rows skipped by the loader")
+    structures, notes = split_structures(name, split, workers=workers, progress=progress)
     for note in notes:
         print(f"note: --{role} {spec}: {note}", file=sys.stderr)
-    return [record.structure for record in loaded.records], name, notes
+    return structures, name, notes
 
 
 def _input_indices(samples: str, n: int) -> list[int]:

@@ -36,7 +36,9 @@ def setup_console(verbose: bool = False) -> logging.Logger:
 
 
 def attach_run_log(path: str | Path) -> logging.Handler:
-    """Also write everything logged to ``path`` (with times); returns the handler to detach later."""
+    """Also write everything logged to ``path`` (with times); returns the handler to detach later. Creates the
+    folder: a run directory named with --run-dir need not exist yet."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger(LOGGER).addHandler(handler)

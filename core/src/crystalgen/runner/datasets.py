@@ -37,6 +37,19 @@ def parse_split(spec: str) -> tuple[str, str]:
     return name, split
 
 
+def split_structures(name: str, split: str, *, workers: int | None = None,
+                     progress: bool = True) -> tuple[list, list[str]]:
+    """The pymatgen Structures of a dataset split and the provenance notes a report must carry (a partial split,
+    rows the loader skipped)."""
+    from crystalgen.data.registry import get_dataset
+
+    loaded = get_dataset(name).load(split, workers=workers, progress=progress)
+    notes = list(loaded.notes)
+    if loaded.skipped:
+        notes.append(f"{len(loaded.skipped)} of {loaded.rows_read} rows skipped by the loader")
+    return [record.structure for record in loaded.records], notes
+
+
 def reference_statistics(spec: str, max_rows: int | None = 2000) -> dict[str, list[float]]:
     """Atoms per cell and density (g/cm^3) of the first ``max_rows`` crystals of ``NAME:SPLIT``, for reports."""
     from crystalgen.data.registry import get_dataset

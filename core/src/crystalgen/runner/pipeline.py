@@ -18,7 +18,7 @@ from torch_geometric.data import Data
 
 from crystalgen.runner.checkpoint import load_checkpoint
 from crystalgen.runner.config import from_yaml, to_yaml
-from crystalgen.runner.datasets import parse_split, prepared_split, reference_statistics
+from crystalgen.runner.datasets import parse_split, prepared_split, reference_statistics, split_structures
 from crystalgen.runner.distributed import Environment, seed_everything, select_device, setup, teardown
 from crystalgen.runner.metric_log import MetricLog
 from crystalgen.runner.models import build_sampler, load_trained, model_class
@@ -151,20 +151,29 @@ def reference_of(cfg: DictConfig) -> str:
 def evaluate(samples: str | Path, out: str | Path, cfg: DictConfig, show_progress: bool = True) -> dict[str, Any]:
     """Compare a sample directory with the configured reference split (crystalgen.metrics.evaluate); writes
     metrics.json, metrics.md and per_sample.csv into ``out``."""
-    from crystalgen.data.registry import get_dataset
     from crystalgen.metrics import evaluate as evaluate_metrics
     from crystalgen.metrics import read_samples
 
     e = cfg.evaluate
     structures, failures, ids = read_samples(samples, workers=e.workers, progress=show_progress)
     name, split = parse_split(reference_of(cfg))
-    reference = [r.structure for r in get_dataset(name).load(split, progress=show_progress).records]
-    train_split = e.train_split
-    train = [r.structure for r in get_dataset(cfg.data.dataset).load(train_split, progress=show_progress).records] if train_split else None
+    reference, notes = split_structures(name, split, workers=e.workers, progress=show_progress)
+    annotations = {"reference_source": reference_of(cfg)}
+    if notes:
+        annotations["reference_notes"] = "; ".join(notes)
+    train, train_notes = None, []
+    if e.train_split:
+        train, train_notes = split_structures(cfg.data.dataset, e.train_split, workers=e.workers, progress=show_progress)
+        annotations["train_source"] = f"{cfg.data.dataset}:{e.train_split}"
+        if train_notes:
+            annotations["train_notes"] = "; ".join(train_notes)
+    for note in notes + train_notes:
+        log.warning("evaluation data: %s", note)
     log.info("evaluating %d samples against %s (%d crystals)", len(structures), reference_of(cfg), len(reference))
     return evaluate_metrics(structures, reference, train=train, metrics=list(e.metrics) if e.metrics else None,
                             reference_name=name, failures=failures, out_dir=out, workers=e.workers,
-                            progress=show_progress, options=OmegaConf.to_container(e.options) or None, sample_ids=ids)
+                            progress=show_progress, options=OmegaConf.to_container(e.options) or None, sample_ids=ids,
+                            annotations=annotations)
 
 
 def best_checkpoint(run: RunDir, which: str) -> Path:
