@@ -72,9 +72,10 @@ def run_mae(args: argparse.Namespace) -> dict:
 
 
 def _ablation(predictor, structures, truth, cdvae) -> dict[str, float]:
+    from torch_geometric.nn.models.dimenet import Envelope
+
     from crystalgen.geometry.triplets import triplets
     from crystalgen.metrics.cdvae_property.dimenet import PolynomialEnvelope
-    from torch_geometric.nn.models.dimenet import Envelope
 
     model, maes = predictor.model, {}
     model.rbf.envelope = model.sbf.envelope = Envelope(5)

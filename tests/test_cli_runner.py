@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from crystalgen.cli.main import VERBS, main
 
 pytest.importorskip("crystalgen_toy_model", reason="install tests/fixtures/crystalgen_toy_model (pip install -e)")

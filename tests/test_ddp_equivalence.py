@@ -15,12 +15,13 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
+
 from crystalgen.data.crystal import structure_to_data
 from crystalgen.runner.config import apply_user_layers, runner_defaults
 from crystalgen.runner.distributed import setup, teardown
 from crystalgen.runner.training import Trainer
-from torch import Tensor, nn
-from torch_geometric.utils import scatter
 
 pytest.importorskip("crystalgen_toy_model", reason="install tests/fixtures/crystalgen_toy_model (pip install -e)")
 from crystalgen_toy_model.crystals import toy_structures  # noqa: E402

@@ -26,14 +26,15 @@ from typing import Any
 
 import pytest
 import torch
+from pymatgen.core import Lattice, Structure
+from torch.overrides import TorchFunctionMode
+from torch_geometric.data.data import BaseData
+
 from crystalgen import plugins
 from crystalgen.data.crystal import collate
 from crystalgen.encoders.base import SkipCrystal
 from crystalgen.runner.config import compose
 from crystalgen.state import Condition, Constraint, SampleRequest
-from pymatgen.core import Lattice, Structure
-from torch.overrides import TorchFunctionMode
-from torch_geometric.data.data import BaseData
 
 META = torch.device("meta")
 #: Messages of errors that mean "this step needs concrete values", not "a tensor is on the wrong device".

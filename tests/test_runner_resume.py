@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from crystalgen.runner.checkpoint import load_checkpoint
 from crystalgen.runner.config import apply_user_layers, compose, from_yaml
 from crystalgen.runner.models import model_class

@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 
 import pytest
+from pymatgen.core import Lattice, Structure
+
 from crystalgen.cli.data import split_argument
 from crystalgen.cli.main import main
 from crystalgen.data.io import structure_to_cif
-from pymatgen.core import Lattice, Structure
 
 
 @pytest.fixture(autouse=True)

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import spglib
 import torch
+from pymatgen.core import Element
+
 from crystalgen.data import embedded
 from crystalgen.data.record_store import records_checksum
 from crystalgen.data.records import CrystalRecord
 from crystalgen.data.registry import get_dataset
-from pymatgen.core import Element
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import http.server
 import threading
 
 import pytest
+
 from crystalgen.cli.main import main
 from crystalgen.data.benchmarks import BENCHMARKS, git_blob_id
 from crystalgen.data.fetch import FetchError, fetch_dataset

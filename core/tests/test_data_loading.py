@@ -6,11 +6,12 @@ import csv
 import math
 
 import pytest
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
+
 from crystalgen.data.records import DataError
 from crystalgen.data.registry import DatasetNotFoundError, get_dataset
 from crystalgen.data.tabular import load_csv
-from pymatgen.core import Lattice, Structure
-from pymatgen.io.cif import CifWriter
 
 #: rows per file, from shared/data/PROVENANCE.md's table.
 PROVENANCE_ROWS = {

@@ -8,11 +8,12 @@ import os
 import numpy as np
 import pytest
 import torch
+from pymatgen.core import Lattice, Structure
+
 from crystalgen.data import cache, parallel
 from crystalgen.data.preprocess import prepare_split
 from crystalgen.data.records import CrystalRecord, DataError, LoadedSplit
 from crystalgen.encoders.full_cell import FullCellTransform
-from pymatgen.core import Lattice, Structure
 
 
 class PidTransform(FullCellTransform):

@@ -6,10 +6,11 @@ import csv
 
 import numpy as np
 import pytest
+from pymatgen.core import Lattice, Structure
+
 from crystalgen.data.io import structure_to_cif, write_extxyz
 from crystalgen.data.registry import FileDataset, TableDataset, get_dataset
 from crystalgen.registry import UnknownComponentError
-from pymatgen.core import Lattice, Structure
 
 
 @pytest.fixture(autouse=True)

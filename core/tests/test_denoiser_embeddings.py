@@ -6,7 +6,12 @@ import math
 
 import torch
 
-from crystalgen.denoisers.embeddings import PeriodicFourierFeatures, SinusoidalTimeEmbedding, periodic_fourier_features, sinusoidal_embedding
+from crystalgen.denoisers.embeddings import (
+    PeriodicFourierFeatures,
+    SinusoidalTimeEmbedding,
+    periodic_fourier_features,
+    sinusoidal_embedding,
+)
 
 
 def test_sinusoidal_embedding_values():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
-from crystalgen.metrics.frechet import frechet_distance, frechet_distance_embeddings, frechet_distance_gaussians
 from pymatgen.core import Lattice, Structure
+
+from crystalgen.metrics.frechet import frechet_distance, frechet_distance_embeddings, frechet_distance_gaussians
 
 
 def test_isotropic_gaussians_by_hand():

@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 import torch
+from numpy.polynomial import legendre
+
 from crystalgen.denoisers.gemnet_t import GemNetT, fit_scale_factors, interaction_graph, shared_target_triplets
 from crystalgen.denoisers.gemnet_t.bases import PolynomialEnvelope, zonal_spherical_harmonics
 from crystalgen.denoisers.gemnet_t.layers import ScaleFactor
-from numpy.polynomial import legendre
 
 
 def batch(seed: int = 0):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from lattice_samples import random_params, standard_cells
 
 from crystalgen.geometry.gl3_lattice import (
     GL3_LAMBDA,
@@ -22,7 +23,6 @@ from crystalgen.geometry.gl3_lattice import (
 )
 from crystalgen.geometry.lattice import InvalidLatticeError, lattice_params_to_matrix, standard_orientation
 from crystalgen.geometry.principal_log import principal_logm
-from lattice_samples import random_params, standard_cells
 
 
 def test_basis_is_the_papers():

@@ -9,10 +9,6 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from pymatgen.core import Lattice, Structure
-
-from crystalgen.geometry import edge_vectors, knn_graph_pbc, radius_graph_pbc, reverse_edges
-from crystalgen.geometry.image_search import face_heights
 from periodic_graph_samples import (
     away_from_cutoff,
     batch_tensors,
@@ -22,6 +18,10 @@ from periodic_graph_samples import (
     skewed_copy,
     sorted_by_key,
 )
+from pymatgen.core import Lattice, Structure
+
+from crystalgen.geometry import edge_vectors, knn_graph_pbc, radius_graph_pbc, reverse_edges
+from crystalgen.geometry.image_search import face_heights
 
 # Shells of the simple cubic lattice Z^3: number of lattice vectors with |n|^2 = s (r_3(s); none with s = 7).
 CUBIC_SHELLS = {1: 6, 2: 12, 3: 8, 4: 6, 5: 24, 6: 24, 8: 12, 9: 30, 10: 24}

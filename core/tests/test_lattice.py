@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from lattice_samples import random_params, random_rotations, standard_cells
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
@@ -20,13 +21,12 @@ from crystalgen.geometry.lattice import (
     unscale_lengths,
 )
 from crystalgen.geometry.niggli import niggli_reduce, with_standard_orientation
-from lattice_samples import random_params, random_rotations, standard_cells
 
 
 def test_params_to_matrix_matches_pymatgen_from_parameters():
     lengths, angles = random_params(200)
     matrix = lattice_params_to_matrix(lengths, angles)
-    expected = np.stack([Lattice.from_parameters(*l, *a).matrix for l, a in zip(lengths.tolist(), angles.tolist())])
+    expected = np.stack([Lattice.from_parameters(*lengths_, *angles_).matrix for lengths_, angles_ in zip(lengths.tolist(), angles.tolist())])
     np.testing.assert_allclose(matrix.numpy(), expected, atol=1e-10)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from lattice_samples import SYSTEMS, random_params, random_rotations, standard_cells
 
 from crystalgen.geometry.lattice import InvalidLatticeError, lattice_matrix_to_params, lattice_params_to_matrix
 from crystalgen.geometry.log_lattice import (
@@ -22,7 +23,6 @@ from crystalgen.geometry.log_lattice import (
     space_group_k_masks,
 )
 from crystalgen.geometry.symmetric_matrix import symmetric_expm, symmetric_logm
-from lattice_samples import SYSTEMS, random_params, random_rotations, standard_cells
 
 
 def params_of(lattice: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.data
 PUBLISHED_COMP_VALID = {"perov_5": 0.9860, "carbon_24": 1.0, "mp_20": 0.9113}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def full_split(name: str) -> tuple[list, list]:
     """Structures of ``<name>/test.csv`` with read failures (parsed once per session: it is the slow part)."""
     structures, failures, _ = read_samples(benchmark_csv(name, "test"), progress=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pymatgen.core import Lattice, Structure
+
 from crystalgen import plugins
 from crystalgen.hookspecs import hookimpl
 from crystalgen.metrics.properties import (
@@ -15,7 +17,6 @@ from crystalgen.metrics.properties import (
     predict_cached,
 )
 from crystalgen.registry import UnknownComponentError
-from pymatgen.core import Lattice, Structure
 
 
 def rocksalt(a: float = 5.64) -> Structure:

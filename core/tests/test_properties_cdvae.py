@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pymatgen.core import Lattice, Structure
+
 from crystalgen.metrics.cdvae_property.checkpoint import read_property_checkpoint, verify_checksums
 from crystalgen.metrics.cdvae_property.dimenet import CDVAEDimeNetPP, PolynomialEnvelope
 from crystalgen.testing import benchmark_csv
-from pymatgen.core import Lattice, Structure
 
 MODELS = {"perov_5": ("perovskite", "heat_ref"), "carbon_24": ("carbon", "energy_per_atom"), "mp_20": ("mp20", "formation_energy_per_atom")}
 

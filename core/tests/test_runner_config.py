@@ -6,8 +6,9 @@ import re
 from importlib import resources
 
 import pytest
-from crystalgen.runner.config import ConfigError, apply_user_layers, compose, runner_defaults
 from omegaconf import OmegaConf
+
+from crystalgen.runner.config import ConfigError, apply_user_layers, compose, runner_defaults
 
 PRESET = """
 preset_note: "shrunk for a test"

@@ -7,12 +7,13 @@ import json
 import numpy as np
 import torch
 from ase.io import read as ase_read
+from pymatgen.core import Lattice, Structure
+
 from crystalgen.metrics import read_samples
 from crystalgen.models.base import Decoded
 from crystalgen.runner.metric_log import MetricLog
 from crystalgen.runner.report import write_report
 from crystalgen.runner.sample_dir import failure_kind, jsonable, read_rows, write_sample_dir
-from pymatgen.core import Lattice, Structure
 
 
 def nacl() -> Structure:

@@ -7,6 +7,9 @@ import math
 
 import pytest
 import torch
+from pymatgen.core import Lattice, Structure
+from torch import Tensor, nn
+
 from crystalgen.data.crystal import structure_to_data
 from crystalgen.runner.config import apply_user_layers, runner_defaults
 from crystalgen.runner.distributed import Environment
@@ -14,8 +17,6 @@ from crystalgen.runner.ema import ExponentialMovingAverage
 from crystalgen.runner.metric_log import MetricLog, read_metric_log
 from crystalgen.runner.optim import build_optimizer, build_scheduler, clip_gradients
 from crystalgen.runner.training import Checkpoints, NonFiniteLossError, Trainer, epoch_batches
-from pymatgen.core import Lattice, Structure
-from torch import Tensor, nn
 
 CPU = Environment(torch.device("cpu"))
 

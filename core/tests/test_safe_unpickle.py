@@ -9,6 +9,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
+
 from crystalgen.metrics.cdvae_property.safe_unpickle import Inert, UnsafePickleError, load_zip_pickle
 
 

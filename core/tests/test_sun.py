@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from crystalgen.metrics.sun import EnergyHull, assess_sun, first_occurrences, novelty, sun_metrics
 from pymatgen.core import Composition, Lattice, Structure
+
+from crystalgen.metrics.sun import EnergyHull, assess_sun, first_occurrences, novelty, sun_metrics
 
 
 def rocksalt(a: float = 5.64, species=("Na", "Cl")) -> Structure:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from crystalgen.runner.config import compose
-from crystalgen_cdvae.model import CDVAE
 from omegaconf import DictConfig
 from pymatgen.core import Lattice, Structure
+
+from crystalgen.runner.config import compose
+from crystalgen_cdvae.model import CDVAE
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+
+from conftest import tiny_config
 from crystalgen.cli.main import main
 from crystalgen.runner.pipeline import train
 from crystalgen.runner.run_dir import RunDir
-
-from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from crystalgen.data.crystal import collate, structure_to_data
-from crystalgen_cdvae.model import CDVAE
-from crystalgen_cdvae.transform import CDVAETransform
 from pymatgen.core import Lattice, Structure
 from scipy.spatial.transform import Rotation
 
 from conftest import tiny_config
+from crystalgen.data.crystal import collate, structure_to_data
+from crystalgen_cdvae.model import CDVAE
+from crystalgen_cdvae.transform import CDVAETransform
 
 ROTATION = Rotation.from_euler("zyx", [37.0, -21.0, 64.0], degrees=True).as_matrix()
 

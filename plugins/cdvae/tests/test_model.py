@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from conftest import tiny_config
 from crystalgen import plugins
 from crystalgen.data.crystal import collate
 from crystalgen.models.base import UnsupportedRequestError
@@ -15,8 +17,6 @@ from crystalgen.samplers.predictor_corrector import PredictorCorrectorSampler
 from crystalgen.state import SampleRequest
 from crystalgen_cdvae.decoder import PAPER_SCALE_FACTORS
 from crystalgen_cdvae.model import CDVAE
-
-from conftest import tiny_config
 
 
 def count(module: torch.nn.Module) -> int:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from crystalgen.samplers.base import Sampler, role
 from crystalgen.samplers.langevin import AnnealedLangevinSampler
 from crystalgen.samplers.predictor_corrector import PredictorCorrectorSampler

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from symmcd_testdata import load_small_config, prototype_crystals
 
 from crystalgen.data.crystal import collate
 from crystalgen_symmcd.model import SymmCD
-from symmcd_testdata import load_small_config, prototype_crystals
 
 TRAIN_STEPS = 150
 

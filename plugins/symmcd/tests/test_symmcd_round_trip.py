@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
+from symmcd_testdata import from_spacegroup
 
 from crystalgen.testing import benchmark_structures
-from symmcd_testdata import from_spacegroup
 from crystalgen_symmcd.asymmetric_unit import REFERENCE_POINT, analyse, orbit_of, periodic_distances
 from crystalgen_symmcd.round_trip import round_trip
 from crystalgen_symmcd.symmetry import site_symmetry_classes, space_group_table

@@ -76,7 +76,7 @@ def data_to_structure(data: Data) -> Structure:
 
 
 def properties_of(data: Data) -> dict[str, float]:
-    return {k[len(PROPERTY_PREFIX):]: float(data[k].reshape(-1)[0]) for k in data.keys() if k.startswith(PROPERTY_PREFIX)}
+    return {k[len(PROPERTY_PREFIX):]: float(data[k].reshape(-1)[0]) for k in data.keys() if k.startswith(PROPERTY_PREFIX)}  # noqa: SIM118 (iterating a Data yields pairs)
 
 
 def collate(items: Sequence[Data]) -> Batch:

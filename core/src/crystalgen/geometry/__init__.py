@@ -30,7 +30,6 @@ from crystalgen.geometry.log_lattice import (
     space_group_k_mask,
     space_group_k_masks,
 )
-from crystalgen.geometry.niggli import niggli_reduce, with_standard_orientation
 
 # Periodic graphs: neighbour lists with image offsets, minimum images, triplets (conventions in neighbors.py).
 from crystalgen.geometry.minimum_image import minimum_image
@@ -42,4 +41,5 @@ from crystalgen.geometry.neighbors import (
     radius_graph_pbc,
     reverse_edges,
 )
+from crystalgen.geometry.niggli import niggli_reduce, with_standard_orientation
 from crystalgen.geometry.triplets import Triplets, triplet_angles, triplets

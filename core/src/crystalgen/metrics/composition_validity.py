@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -44,14 +44,14 @@ def check_oxidation_state_set(name: str) -> str:
     return name
 
 
-@lru_cache(maxsize=None)
+@cache
 def _metals() -> frozenset[str]:
     import smact
 
     return frozenset(smact.metals)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _element_data(symbol: str, oxidation_states: str) -> tuple[tuple[int, ...], float | None] | None:
     """(oxidation states, Pauling electronegativity or None) of one element; None when SMACT lacks the element."""
     import smact
@@ -114,7 +114,7 @@ def _valid_reduced(formula: tuple[tuple[str, int], ...], oxidation_states: str) 
     return _charge_balanced([d[0] for d in data], np.array([n for _, n in formula], dtype=np.int64), [d[1] for d in data])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _atomic_number(symbol: str) -> int:
     from pymatgen.core import Element
 

@@ -11,7 +11,7 @@ The featurisers are built once per process (building them imports matminer: ~2 s
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from pymatgen.core import Composition, Structure
@@ -22,7 +22,7 @@ STRUCTURE_FP_DIM = 61
 COMPOSITION_FP_DIM = 132
 
 
-@lru_cache(maxsize=None)
+@cache
 def featuriser_version() -> str:
     """Names the fingerprint definition and the libraries that compute it (part of every cache key)."""
     from importlib.metadata import version
@@ -30,14 +30,14 @@ def featuriser_version() -> str:
     return f"crystalnn-ops+magpie;matminer={version('matminer')};pymatgen={version('pymatgen')}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _crystalnn():
     from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
 
     return CrystalNNFingerprint.from_preset("ops")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _magpie():
     from matminer.featurizers.composition.composite import ElementProperty
 

@@ -27,8 +27,8 @@ from crystalgen.metrics.cache import structures_digest
 from crystalgen.metrics.coverage import cov_cutoffs, coverage, mean_pairwise_distance
 from crystalgen.metrics.crystal_features import FeatureRequest
 from crystalgen.metrics.fingerprints import standardise_composition_fingerprints
-from crystalgen.metrics.parallel import WorkerPool
 from crystalgen.metrics.options import SLOW_METRICS, EvaluationOptions, resolve_metrics
+from crystalgen.metrics.parallel import WorkerPool
 from crystalgen.metrics.reference import ReferenceSet, compute_features, stack_fingerprints
 from crystalgen.metrics.report import write_outputs
 from crystalgen.metrics.statistics import draw_subset, wasserstein

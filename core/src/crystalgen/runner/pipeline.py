@@ -63,6 +63,8 @@ def train(model_name: str, cfg: DictConfig, run: RunDir, *, resume: str | Path |
     launched by torchrun.
     """
     env = setup(cfg.trainer.device)
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
     metric_log = None
     try:
         seed_everything(cfg.trainer.seed + env.rank)

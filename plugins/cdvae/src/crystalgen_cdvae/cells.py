@@ -9,8 +9,9 @@ when decoded (never silently "fixed").
 from __future__ import annotations
 
 import torch
-from crystalgen.geometry.lattice import lattice_params_to_matrix
 from torch import Tensor
+
+from crystalgen.geometry.lattice import lattice_params_to_matrix
 
 #: Angstrom. A cell thinner than this along any lattice plane normal is treated as implausible: real crystals
 #: have interplanar spacings of Niggli cells far above it, and it bounds the decoder's image search to

@@ -12,8 +12,9 @@ import math
 from collections.abc import Mapping
 
 import torch
-from crystalgen.denoisers.gemnet_t import GemNetT, interaction_graph
 from torch import Tensor, nn
+
+from crystalgen.denoisers.gemnet_t import GemNetT, interaction_graph
 
 #: Scale factors that CDVAE shipped for exactly the paper's decoder (cdvae/pl_modules/gemnet/gemnet-dT.json at
 #: txie-93/cdvae f857f59, "tri_gaussian128": 3 blocks, 128 Gaussian radial functions, widths 128/64/16/16/64).

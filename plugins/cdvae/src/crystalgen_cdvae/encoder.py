@@ -8,13 +8,13 @@ property models and encoder use, fed with our own periodic edges and triplets).
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
 from crystalgen.encoders.base import Encoder
 from crystalgen.geometry.neighbors import PeriodicGraph, edge_vectors, radius_graph_pbc
 from crystalgen.geometry.triplets import triplets
 from crystalgen.metrics.cdvae_property.dimenet import CDVAEDimeNetPP
-from torch import Tensor, nn
-from torch_geometric.data import Batch
-
 from crystalgen_cdvae.transform import ENCODER_GRAPHS
 
 

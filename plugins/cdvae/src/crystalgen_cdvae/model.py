@@ -18,6 +18,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.utils import scatter
+
 from crystalgen.data.crystal import PROPERTY_PREFIX, collate
 from crystalgen.decoders.cell import decode_cells
 from crystalgen.denoisers.gemnet_t import fit_scale_factors
@@ -25,11 +30,6 @@ from crystalgen.geometry.lattice import lattice_matrix_to_params
 from crystalgen.models.base import Decoded, GenerativeModel, UnsupportedRequestError
 from crystalgen.samplers.base import Sampler
 from crystalgen.state import Condition, SampleRequest
-from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
-from torch_geometric.data import Batch, Data
-from torch_geometric.utils import scatter
-
 from crystalgen_cdvae.aggregate import AggregatePredictors, scaled_lattice_params
 from crystalgen_cdvae.cells import predicted_cells
 from crystalgen_cdvae.decoder import PAPER_SCALE_FACTORS, CDVAEDecoder

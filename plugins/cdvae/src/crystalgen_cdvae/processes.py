@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+
 from crystalgen.geometry.minimum_image import minimum_image
 from crystalgen.geometry.neighbors import crystal_index
 from crystalgen.processes.base import ContinuousProcess, Noised, NoiseProcess, level
 from crystalgen.processes.schedules import geometric_sigmas
 from crystalgen.processes.ve import VEGaussian
-from torch import Tensor
 
 
 def _row_lattices(lattice: Tensor, num_atoms: Tensor, like: Tensor) -> Tensor:

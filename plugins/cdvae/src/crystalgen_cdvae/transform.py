@@ -5,12 +5,13 @@ niggli=True, primitive=False), optionally with the CrystalNN bonds the official 
 from __future__ import annotations
 
 import torch
+from pymatgen.core import Structure
+from torch_geometric.data import Data
+
 from crystalgen.data.crystal import check_ordered, structure_to_data
 from crystalgen.encoders.base import SkipCrystal, StructureTransform
 from crystalgen.geometry.lattice import InvalidLatticeError
 from crystalgen.geometry.niggli import niggli_reduce, with_standard_orientation
-from pymatgen.core import Structure
-from torch_geometric.data import Data
 
 #: DimeNet++'s element embedding (torch_geometric's EmbeddingBlock, as CDVAE used it) has 95 rows, indexed by Z.
 MAX_ENCODER_Z = 94

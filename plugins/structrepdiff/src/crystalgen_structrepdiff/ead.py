@@ -104,7 +104,7 @@ class Monomials:
 
     @cached_property
     def exponents(self) -> list[tuple[int, int, int]]:
-        return [(lx, ly, l - lx - ly) for l in range(self.lmax + 1) for lx in range(l, -1, -1) for ly in range(l - lx, -1, -1)]
+        return [(lx, ly, degree - lx - ly) for degree in range(self.lmax + 1) for lx in range(degree, -1, -1) for ly in range(degree - lx, -1, -1)]
 
     @cached_property
     def degrees(self) -> list[int]:

@@ -34,7 +34,7 @@ class Candidates:
     dof: np.ndarray  # (C,)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def candidates(number: int) -> Candidates:
     table = space_group_table(number)
     w, k, c, d = [], [], [], []

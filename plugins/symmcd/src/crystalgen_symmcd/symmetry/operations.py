@@ -57,7 +57,7 @@ def point_operation(rotation: np.ndarray) -> PointOperation:
     return _point_operation(tuple(int(x) for x in np.rint(rotation).reshape(-1)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _point_operation(entries: tuple[int, ...]) -> PointOperation:
     W = np.array(entries, dtype=int).reshape(3, 3)
     key = (round(np.linalg.det(W)), int(np.trace(W)))

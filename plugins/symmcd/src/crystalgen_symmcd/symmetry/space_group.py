@@ -46,7 +46,7 @@ def symmetry_element_matrix(number: int) -> np.ndarray:
     return matrix
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def space_group_encoding(number: int) -> np.ndarray:
     """(397,) binary vector: Bravais one-hot (7) followed by the flattened 15 x 26 element matrix."""
     table = space_group_operations(number)

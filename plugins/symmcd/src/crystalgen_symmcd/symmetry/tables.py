@@ -91,7 +91,7 @@ class SpaceGroupTable:
         return self.rotations[fixed]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def space_group_operations(number: int) -> SpaceGroupTable:
     """The general-position operations of space group ``number`` only (``wyckoff`` left empty; fast)."""
     from pyxtal.symmetry import Group, get_wyckoffs
@@ -105,7 +105,7 @@ def space_group_operations(number: int) -> SpaceGroupTable:
     return SpaceGroupTable(int(number), group.symbol, group.lattice_type, rotations, translations, ())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def space_group_table(number: int) -> SpaceGroupTable:
     """Operations and Wyckoff positions of space group ``number`` (1..230), cached per process."""
     from pyxtal.constants import letters
@@ -142,7 +142,7 @@ def centring_vectors(bravais: str) -> np.ndarray:
     return np.array(CENTRING[bravais], dtype=float)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hall_number(number: int) -> int:
     """spglib's Hall number of the setting pyxtal's tables use for space group ``number`` (e.g. origin choice 2
     for Fd-3m): the one Hall setting whose operations equal our general position."""
