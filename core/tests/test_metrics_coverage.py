@@ -69,6 +69,7 @@ def test_cutoff_sets():
     assert cov_cutoffs("perov_5:test", "symat") == (0.8, 6.0)
     assert cov_cutoffs("carbon", "cdvae") == (0.2, 4.0)  # CDVAE's eval name
     assert cov_cutoffs(None, (0.5, 3)) == (0.5, 3.0)
+    assert cov_cutoffs("embedded:test") == cov_cutoffs("embedded", "symat") == (0.4, 10.0)  # the demo set: MP-20's
     with pytest.raises(ValueError, match="cov_cutoffs"):
         cov_cutoffs("my_dataset")
 

@@ -19,6 +19,10 @@ from crystalgen.metrics.cdvae_constants import COV_CUTOFFS_CDVAE, COV_CUTOFFS_SY
 
 COV_CUTOFF_SETS = {"cdvae": COV_CUTOFFS_CDVAE, "symat": COV_CUTOFFS_SYMAT}
 
+#: crystalgen's embedded demo set has no published cutoffs; like MP-20 it mixes chemistries and cell sizes, so it
+#: takes MP-20's CDVAE cutoffs under every named set (docs/metrics.md).
+EMBEDDED_COV_CUTOFFS = (0.4, 10.0)
+
 # Row block of the distance computation: a (block x m) float64 matrix at a time (2048 x 9046 ~ 150 MB).
 _BLOCK = 2048
 
@@ -30,6 +34,8 @@ def cov_cutoffs(dataset: str | None, cutoffs: str | tuple[float, float] = "cdvae
         return float(struct), float(comp)
     if cutoffs not in COV_CUTOFF_SETS:
         raise ValueError(f"unknown COV cutoff set {cutoffs!r}; choose 'cdvae', 'symat' or give (struct, comp)")
+    if dataset and dataset.split(":", 1)[0].strip().lower() == "embedded":
+        return EMBEDDED_COV_CUTOFFS
     key = canonical_dataset(dataset)
     if key is None:
         raise ValueError(
