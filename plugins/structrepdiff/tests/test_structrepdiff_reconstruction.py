@@ -41,7 +41,7 @@ def test_learning_rate_decays_by_cosine_within_a_hop():
     rec = Reconstructor(desc, BasinHopping(iterations=11, lr=0.3, lr_final=0.01), torch.ones(desc.size))
     assert rec._learning_rate(1) == pytest.approx(0.3) and rec._learning_rate(11) == pytest.approx(0.01)
     assert rec._learning_rate(6) == pytest.approx(0.155)
-    constant = Reconstructor(desc, BasinHopping(lr=0.2), torch.ones(desc.size))
+    constant = Reconstructor(desc, BasinHopping(lr=0.2, lr_final=None), torch.ones(desc.size))
     assert constant._learning_rate(1) == constant._learning_rate(300) == 0.2
 
 

@@ -31,7 +31,7 @@ from crystalgen_symmcd.denoiser import NUM_ELEMENTS, SymmCDDenoiser
 from crystalgen_symmcd.statistics import NUM_SPACE_GROUPS, count
 from crystalgen_symmcd.symmetry.axes import NUM_AXES
 from crystalgen_symmcd.symmetry.site_symmetry import NUM_SITE_CLASSES
-from crystalgen_symmcd.symmetry.space_group import space_group_encoding
+from crystalgen_symmcd.symmetry.space_group import all_space_group_encodings
 from crystalgen_symmcd.transform import AsymmetricUnitTransform
 
 #: The 10 most common MP-20 space groups, the paper's "10 SGs" variant (section 5.2, footnote 4).
@@ -83,7 +83,7 @@ class SymmCD(GenerativeModel):
         self.register_buffer("lattice_k_range", torch.tensor([[-math.inf] * 6, [math.inf] * 6], dtype=torch.float64))
         # Derived per space group on first use (all 230 take seconds); a pure function of G, so neither saved nor
         # a buffer (DDP would broadcast rank 0's partly filled table over the other ranks').
-        self._encodings: dict[int, Tensor] = {}
+        self._encodings: dict[torch.device, Tensor] = {}
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -107,11 +107,13 @@ class SymmCD(GenerativeModel):
         self.lattice_k_range.copy_(torch.stack([lo - margin, hi + margin]))
 
     def encode_spacegroups(self, spacegroups: Tensor) -> Tensor:
-        """(B,) numbers -> (B, 397) binary encodings (appendix C)."""
-        numbers = spacegroups.tolist()
-        for g in set(numbers) - set(self._encodings):
-            self._encodings[g] = torch.tensor(space_group_encoding(int(g)), dtype=torch.float32)
-        return torch.stack([self._encodings[g] for g in numbers]).to(spacegroups.device)
+        """(B,) numbers -> (B, 397) binary encodings (appendix C), gathered from the table of all 230 groups; the
+        table is kept per device outside the state dict (DDP broadcasts buffers) and built on first use (~2 s)."""
+        table = self._encodings.get(spacegroups.device)
+        if table is None:
+            table = torch.from_numpy(all_space_group_encodings()).to(device=spacegroups.device, dtype=torch.float32)
+            self._encodings[spacegroups.device] = table
+        return table.index_select(0, spacegroups)
 
     # -- training -----------------------------------------------------------------------------------
     def training_loss(self, batch: Batch) -> dict[str, Tensor]:
