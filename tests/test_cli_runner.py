@@ -64,6 +64,14 @@ def test_run_leaves_the_documented_run_directory(run_dir):
     assert "report.md" in (run_dir / "run.log").read_text()
 
 
+def test_strict_makes_a_crystal_above_the_atom_limit_fatal(tmp_path, capsys):
+    """model.max_atoms=1 refuses the two-atom crystals among the first 32: skipped and summarised by default, fatal with --strict."""
+    args = ["train", "toy", "--runs-root", str(tmp_path), *TINY, "model.max_atoms=1", "trainer.max_epochs=1"]
+    assert main(args) == 0
+    assert main([*args, "--strict"]) != 0
+    assert "atoms" in capsys.readouterr().err
+
+
 def test_train_into_a_run_dir_that_does_not_exist_yet(tmp_path):
     target = tmp_path / "nested" / "my-run"
     assert main(["train", "toy", "--run-dir", str(target), *TINY]) == 0

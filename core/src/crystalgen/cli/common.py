@@ -19,6 +19,8 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="NAME|PATH", help="dataset (shortcut for data.dataset=...)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (shortcut for trainer.device=...)")
     p.add_argument("--seed", type=int, help="seed of every generator (shortcut for trainer.seed=...)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first crystal that cannot be read or prepared (shortcut for data.strict=true)")
     p.add_argument("--runs-root", metavar="DIR", default="runs", help="where new run directories go (default: runs)")
     p.add_argument("--run-dir", metavar="DIR", help="use this run directory instead of runs/<model>-<dataset>-<time>")
     add_output_arguments(p)
@@ -30,7 +32,7 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def shortcut_overrides(args: argparse.Namespace) -> list[str]:
-    """``--data/--device/--seed`` as dotlist overrides, placed before the explicit ones (which win)."""
+    """``--data/--device/--seed/--strict`` as dotlist overrides, placed before the explicit ones (which win)."""
     out = []
     if getattr(args, "data", None):
         out.append(f"data.dataset={args.data}")
@@ -38,6 +40,8 @@ def shortcut_overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"trainer.device={args.device}")
     if getattr(args, "seed", None) is not None:
         out.append(f"trainer.seed={args.seed}")
+    if getattr(args, "strict", False):
+        out.append("data.strict=true")
     return out + list(args.overrides)
 
 
