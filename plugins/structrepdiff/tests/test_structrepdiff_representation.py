@@ -90,7 +90,9 @@ def test_read_cell_reports_what_is_wrong():
     assert "below 1" in read_cell(too_few, layout, 10)
     clamped = good.clone()
     clamped[layout.num_atoms] = 40.0
-    assert read_cell(clamped, layout, max_atoms=6).atomic_numbers.numel() == 6
+    lowered = read_cell(clamped, layout, max_atoms=6)
+    assert lowered.atomic_numbers.numel() == 6 and lowered.num_atoms_read == 40  # lowered, and said so
+    assert cell.num_atoms_read is None
     no_elements = good.clone()
     no_elements[layout.composition] = -0.2
     assert "no positive entry" in read_cell(no_elements, layout, 10)

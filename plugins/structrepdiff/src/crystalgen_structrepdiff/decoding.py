@@ -46,6 +46,8 @@ class CellRequest:
     atomic_numbers: Tensor
     lattice: Tensor
     target: Tensor
+    #: n as read from the representation when it exceeded the largest n seen in training (and was lowered to it)
+    num_atoms_read: int | None = None
 
 
 def read_cell(raw: Tensor, layout: RepresentationLayout, max_atoms: int) -> CellRequest | str:
@@ -55,6 +57,7 @@ def read_cell(raw: Tensor, layout: RepresentationLayout, max_atoms: int) -> Cell
     n = int(round(float(raw[layout.num_atoms])))
     if n < 1:
         return f"number of atoms {float(raw[layout.num_atoms]):.2f} rounds below 1"
+    clamped = n if n > max_atoms else None
     n = min(n, max_atoms)
     try:
         counts = atom_counts(raw[layout.composition], n)
@@ -65,7 +68,7 @@ def read_cell(raw: Tensor, layout: RepresentationLayout, max_atoms: int) -> Cell
     matrix, valid = lattice_params_to_matrix(params[:3].unsqueeze(0), params[3:].unsqueeze(0), strict=False)
     if not bool(valid[0]):
         return "lattice parameters describe no cell (" + ", ".join(f"{v:.3g}" for v in params.tolist()) + ")"
-    return CellRequest(atomic_numbers, matrix[0], raw[layout.structure])
+    return CellRequest(atomic_numbers, matrix[0], raw[layout.structure], clamped)
 
 
 def decode_representations(raw: Tensor, layout: RepresentationLayout, reconstructor: Reconstructor, max_atoms: int, *,
@@ -93,6 +96,8 @@ def decode_representations(raw: Tensor, layout: RepresentationLayout, reconstruc
         loss = float(result.loss[k])
         frac = torch.linalg.solve(cell.lattice.T, result.positions[k].T).T  # x = f @ L  =>  L^T f^T = x^T
         info = {"reconstruction_loss": loss if math.isfinite(loss) else None, "reconstruction_steps": int(result.steps[k])}
+        if cell.num_atoms_read is not None:
+            info["num_atoms_read"] = cell.num_atoms_read  # lowered to the training maximum
         try:
             structure = tensors_to_structure(cell.lattice, torch.remainder(frac, 1.0), cell.atomic_numbers)
         except Exception as exc:  # pymatgen refuses some inputs; report, never crash
