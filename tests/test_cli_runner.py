@@ -65,8 +65,8 @@ def test_run_leaves_the_documented_run_directory(run_dir):
 
 
 def test_strict_makes_a_crystal_above_the_atom_limit_fatal(tmp_path, capsys):
-    """model.max_atoms=1 refuses the two-atom crystals among the first 32: skipped and summarised by default, fatal with --strict."""
-    args = ["train", "toy", "--runs-root", str(tmp_path), *TINY, "model.max_atoms=1", "trainer.max_epochs=1"]
+    """model.max_atoms=6 refuses the larger crystals among the first 32: skipped and summarised by default, fatal with --strict."""
+    args = ["train", "toy", "--runs-root", str(tmp_path), *TINY, "model.max_atoms=6", "trainer.max_epochs=1"]
     assert main(args) == 0
     assert main([*args, "--strict"]) != 0
     assert "atoms" in capsys.readouterr().err
