@@ -58,6 +58,22 @@ def test_cif_folder_with_bad_files(tmp_path):
     assert failures[4] is None and not np.isfinite(structures[4].lattice.matrix).all()  # NaN is judged later
 
 
+def test_coinciding_atoms_are_read_as_written_and_judged_overlapping(tmp_path):
+    """A generated P1 crystal with two atoms on one spot: pymatgen's parser merges or refuses such sites; the
+    crystal must come back with all its atoms so that validity calls it overlapping, not unreadable."""
+    from crystalgen.metrics import evaluate
+
+    crowded = Structure(Lattice.orthorhombic(4.5, 4.5, 4.4), ["Si", "Rb", "O", "F", "Zn"],
+                        [[0.5, 0, 0], [0.5, 0, 0], [0.5, 0.5, 0.5], [0, 0.5, 0.5], [0, 0.5, 0.5]])
+    (tmp_path / "crowded.cif").write_text(cif_text(crowded))
+    (tmp_path / "fine.cif").write_text(cif_text(nacl()))
+    structures, failures, _ = read_samples(tmp_path, workers=1, progress=False)
+    assert failures == [None, None] and len(structures[0]) == 5
+    assert sorted(structures[0].atomic_numbers) == sorted(crowded.atomic_numbers)
+    out = evaluate(structures, [], metrics=["validity"], failures=failures, workers=1, progress=False)
+    assert out["n_invalid_overlapping_atoms"] == 1 and out["struct_valid"] == 0.5
+
+
 def test_multi_block_cif_file(tmp_path):
     path = tmp_path / "two.cif"
     path.write_text(cif_text(nacl()) + cif_text(Structure(Lattice.cubic(3.0), ["Fe"], [[0, 0, 0]])))

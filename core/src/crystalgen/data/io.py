@@ -28,7 +28,7 @@ import ase.io
 import numpy as np
 from ase import Atoms
 from pymatgen.core import Lattice, Structure
-from pymatgen.io.cif import CifParser, CifWriter
+from pymatgen.io.cif import CifFile, CifParser, CifWriter, str2float
 
 from crystalgen.data.crystal import InvalidCrystalError, check_ordered
 
@@ -116,18 +116,50 @@ def _parse_cif_block(text: str, source: str, index: int | None, require_ordered:
             parser = CifParser.from_str(text, frac_tolerance=frac_tolerance)
             structures = parser.parse_structures(primitive=False, on_error="raise")
         except Exception as exc:  # pymatgen raises many types on malformed text; report them all the same way
-            cause = exc.__cause__
-            what = f"missing field {cause.args[0]}" if isinstance(cause, KeyError) else f"{type(exc).__name__}: {exc}"
-            notes = "; ".join(dict.fromkeys(str(w.message).strip() for w in caught))
-            detail = f" (parser warnings: {notes})" if notes else ""
-            raise CrystalReadError(source, f"malformed CIF: {what}{detail}", index) from exc
+            listed = _p1_structure(text)
+            if listed is not None:  # coinciding sites pymatgen could not merge: keep them, they are the finding
+                structures = [listed]
+            else:
+                cause = exc.__cause__
+                what = f"missing field {cause.args[0]}" if isinstance(cause, KeyError) else f"{type(exc).__name__}: {exc}"
+                notes = "; ".join(dict.fromkeys(str(w.message).strip() for w in caught))
+                detail = f" (parser warnings: {notes})" if notes else ""
+                raise CrystalReadError(source, f"malformed CIF: {what}{detail}", index) from exc
     (structure,) = structures  # one data block gives at most one structure, and an empty list raised above
+    listed = _p1_structure(text) if len(structure) else None
+    if listed is not None and len(listed) > len(structure):  # pymatgen merged coinciding sites
+        structure = listed
     if require_ordered:
         try:
             check_ordered(structure)
         except InvalidCrystalError as exc:
             raise CrystalReadError(source, str(exc), index) from exc
     return structure
+
+
+def _p1_structure(text: str) -> Structure | None:
+    """The sites of a P1 CIF block exactly as listed (no merging), or None when the block is not plain P1 with
+    ordered, typed sites.
+
+    pymatgen's parser merges sites that coincide, so a generated crystal with two atoms on one spot would come back
+    with fewer or mixed sites, or not at all; reading it as written lets validity report it as overlapping atoms.
+    """
+    try:
+        block = next(iter(CifFile.from_str(text).data.values()))
+        ops = block.data.get("_symmetry_equiv_pos_as_xyz", block.data.get("_space_group_symop_operation_xyz"))
+        ops = [ops] if isinstance(ops, str) else ops
+        if not ops or [op.replace(" ", "").lower() for op in ops] != ["x,y,z"]:
+            return None
+        species = block["_atom_site_type_symbol"]
+        occupancy = block.data.get("_atom_site_occupancy", ["1"] * len(species))
+        if any(abs(str2float(o) - 1.0) > 1e-6 for o in occupancy):
+            return None
+        lattice = Lattice.from_parameters(*(str2float(block[f"_cell_length_{axis}"]) for axis in "abc"),
+                                          *(str2float(block[f"_cell_angle_{angle}"]) for angle in ("alpha", "beta", "gamma")))
+        coords = [[str2float(block[f"_atom_site_fract_{axis}"][i]) for axis in "xyz"] for i in range(len(species))]
+        return Structure(lattice, species, coords)
+    except Exception:  # noqa: BLE001 - anything unexpected: not a plain P1 block, let the full parser decide
+        return None
 
 
 def _cif_block_name(name: str) -> str:

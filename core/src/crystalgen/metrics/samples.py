@@ -14,7 +14,6 @@ in validity.REASONS), so that the evaluation counts it. Only a path that is none
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,12 +40,12 @@ def _screen(structure: Structure) -> ParsedEntry:
 def _parse_cif(text: str) -> ParsedEntry:
     if not text.strip():
         return "empty_file: no CIF text"
+    from crystalgen.data.io import CrystalReadError, structure_from_cif
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            structure = Structure.from_str(text, fmt="cif")
-    except Exception as exc:  # noqa: BLE001 - any parser failure is reported per entry
-        return f"unreadable: CIF parse error: {exc}".strip()
+        structure = structure_from_cif(text, require_ordered=False)
+    except CrystalReadError as exc:
+        return f"unreadable: CIF parse error: {exc.reason}".strip()
     return _screen(structure)
 
 
