@@ -73,6 +73,8 @@ def _worker(rank: int, port: int, out: str) -> None:
     faulthandler.dump_traceback_later(300, exit=True)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD), RANK=str(rank),
                       LOCAL_RANK=str(rank))
+    if "lo" in {name for _, name in socket.if_nameindex()}:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the ranks meet on loopback, whatever the hostname says
     torch.set_num_threads(1)
     params = _one_step(PER_RANK_BATCH)
     if rank == 0:

@@ -129,13 +129,22 @@ class Trainer:
         self.ema = ExponentialMovingAverage(self.model, self.tcfg.ema_decay) if self.tcfg.ema_decay > 0 else None
         self.progress = Progress()
         self._scheduler_state: dict[str, Any] | None = None
+        self._eager_step: nn.Module | None = None  # the (DDP-wrapped) loss module, alive only during fit()
+        self.step_module: nn.Module | None = None  # the same, compiled when trainer.compile is on
+
+    def _wrap_for_training(self) -> None:
         step_module: nn.Module = _LossModule(self.model)
-        if env.distributed:
-            device_ids = [env.device.index] if env.device.type == "cuda" else None
+        if self.env.distributed:
+            device_ids = [self.env.device.index] if self.env.device.type == "cuda" else None
             step_module = DistributedDataParallel(step_module, device_ids=device_ids,
                                                   find_unused_parameters=self.tcfg.ddp_find_unused_parameters)
         self._eager_step = step_module
         self.step_module = torch.compile(step_module) if self.tcfg.compile else step_module
+
+    def _unwrap(self) -> None:
+        # DDP holds the process group and gradient hooks: release them while every rank is still in the group,
+        # not later from a garbage collector after destroy_process_group (a hang seen on CI's gloo).
+        self._eager_step = self.step_module = None
 
     def _epoch_batches(self, num_items: int, epoch: int) -> list[list[int]]:
         return epoch_batches(num_items, self.cfg.data.batch_size, epoch, self.tcfg.seed, self.env.rank, self.env.world_size)
@@ -200,6 +209,14 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, tcfg, total_steps=tcfg.max_epochs * steps_per_epoch)
         if self.scheduler is not None and self._scheduler_state is not None:
             self.scheduler.load_state_dict(self._scheduler_state)
+        self._wrap_for_training()
+        try:
+            return self._fit(train, val, steps_per_epoch)
+        finally:
+            self._unwrap()
+
+    def _fit(self, train: Sequence[Data], val: Sequence[Data], steps_per_epoch: int) -> Progress:
+        tcfg, p = self.tcfg, self.progress
         budget = tcfg.max_minutes * 60 if tcfg.max_minutes is not None else math.inf
         started = time.perf_counter() - p.train_seconds
         p.finished = False
@@ -235,6 +252,7 @@ class Trainer:
         p.finished = p.epoch >= tcfg.max_epochs or p.stop_reason.startswith("early")
         p.train_seconds = time.perf_counter() - started
         self._save("last")
+        self.env.barrier()  # ranks leave fit() together, so none tears the process group down under another
         if self.env.is_main:
             log.info("training stopped after %d steps (%s), %.1f s", p.global_step, p.stop_reason, p.train_seconds)
         return p
