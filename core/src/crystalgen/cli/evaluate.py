@@ -108,15 +108,14 @@ def _generation(args, structures, failures, ids, reference, reference_name, anno
     from crystalgen.cli.common import parse_options
     from crystalgen.metrics import evaluate
     from crystalgen.metrics.options import resolve_metrics
+    from crystalgen.runner.datasets import provenance
 
     train = None
     if args.train and not {"templates", "sun"} & set(resolve_metrics(args.metrics)):
         print(f"note: --train {args.train} is not read: none of the requested metrics uses it", file=sys.stderr)
     elif args.train:
         train, _, notes = _load_split(args.train, "train", args.workers, progress)
-        annotations["train_source"] = args.train
-        if notes:
-            annotations["train_notes"] = "; ".join(notes)
+        annotations |= provenance("train", args.train, notes)
     options = {"oxidation_states": args.oxidation_states, "cov_cutoffs": _cov_cutoffs(args.cov_cutoffs),
                "n_property_samples": args.n_property_samples, "seed": args.seed, "symprec": args.symprec,
                "paper_protocol": args.paper_protocol, "predictor_options": parse_options(args.predictor_option)}
@@ -156,14 +155,13 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from crystalgen.metrics import read_samples
+    from crystalgen.runner.datasets import provenance
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     progress = not args.no_progress
     structures, failures, ids = read_samples(args.samples, workers=args.workers, progress=progress)
     reference, dataset, notes = _load_split(args.reference, "reference", args.workers, progress)
-    annotations = {"reference_source": args.reference}
-    if notes:
-        annotations["reference_notes"] = "; ".join(notes)
+    annotations = provenance("reference", args.reference, notes)
     reference_name = args.reference_name or dataset
     if args.task == "generation":
         _generation(args, structures, failures, ids, reference, reference_name, annotations, progress)

@@ -50,6 +50,14 @@ def split_structures(name: str, split: str, *, workers: int | None = None,
     return [record.structure for record in loaded.records], notes
 
 
+def provenance(role: str, source: str, notes: list[str]) -> dict[str, str]:
+    """The keys metrics.json carries for one input (``reference`` or ``train``): where it came from and its notes."""
+    keys = {f"{role}_source": source}
+    if notes:
+        keys[f"{role}_notes"] = "; ".join(notes)
+    return keys
+
+
 def reference_statistics(spec: str, max_rows: int | None = 2000) -> dict[str, list[float]]:
     """Atoms per cell and density (g/cm^3) of the first ``max_rows`` crystals of ``NAME:SPLIT``, for reports."""
     from crystalgen.data.registry import get_dataset

@@ -18,7 +18,7 @@ from torch_geometric.data import Data
 
 from crystalgen.runner.checkpoint import load_checkpoint
 from crystalgen.runner.config import from_yaml, to_yaml
-from crystalgen.runner.datasets import parse_split, prepared_split, reference_statistics, split_structures
+from crystalgen.runner.datasets import parse_split, prepared_split, provenance, reference_statistics, split_structures
 from crystalgen.runner.distributed import Environment, seed_everything, select_device, setup, teardown
 from crystalgen.runner.metric_log import MetricLog
 from crystalgen.runner.models import build_sampler, load_trained, model_class
@@ -160,15 +160,11 @@ def evaluate(samples: str | Path, out: str | Path, cfg: DictConfig, show_progres
     structures, failures, ids = read_samples(samples, workers=e.workers, progress=show_progress)
     name, split = parse_split(reference_of(cfg))
     reference, notes = split_structures(name, split, workers=e.workers, progress=show_progress)
-    annotations = {"reference_source": reference_of(cfg)}
-    if notes:
-        annotations["reference_notes"] = "; ".join(notes)
+    annotations = provenance("reference", reference_of(cfg), notes)
     train, train_notes = None, []
     if e.train_split:
         train, train_notes = split_structures(cfg.data.dataset, e.train_split, workers=e.workers, progress=show_progress)
-        annotations["train_source"] = f"{cfg.data.dataset}:{e.train_split}"
-        if train_notes:
-            annotations["train_notes"] = "; ".join(train_notes)
+        annotations |= provenance("train", f"{cfg.data.dataset}:{e.train_split}", train_notes)
     for note in notes + train_notes:
         log.warning("evaluation data: %s", note)
     log.info("evaluating %d samples against %s (%d crystals)", len(structures), reference_of(cfg), len(reference))

@@ -202,7 +202,7 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------------
     def fit(self, train: Sequence[Data], val: Sequence[Data] = ()) -> Progress:
         """Train until max_epochs, the time budget, or early stopping; returns the final progress."""
-        tcfg, p = self.tcfg, self.progress
+        tcfg = self.tcfg
         if not train:
             raise ValueError("no training crystals: the training split is empty after preprocessing")
         steps_per_epoch = len(self._epoch_batches(len(train), 0))
