@@ -4,11 +4,14 @@
 
 Each sampler generates the same ``--num`` crystals (same seed, so the same z, N and lattices) from a trained
 checkpoint, in one batch; wall and CPU time of the whole sampler loop are reported with the number of model
-calls and the decodable fraction. Decoding is not timed (it is the same for every sampler).
+calls and the decodable fraction. Decoding is not timed (it is the same for every sampler). With ``--reference``
+the decoded crystals of each sampler are also scored by the metrics suite (validity, COV, property statistics),
+so that speed and quality sit side by side.
 
 Usage (2-core CPU, no GPU; say whether the machine was shared):
     python bench/cdvae_sampling.py --ckpt runs/<run>/checkpoints/best.ckpt --num 100 --threads 2
     python bench/cdvae_sampling.py --ckpt ... --num 20 --samplers pc500 --out bench/results/cdvae_sampling.json
+    python bench/cdvae_sampling.py --ckpt ... --num 100 --reference perov_5:test --workers 1
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--reference", help="NAME:SPLIT to score each sampler's crystals against (e.g. perov_5:test)")
+    parser.add_argument("--metrics", default="validity,coverage,wdist_density,wdist_num_elems,wdist_prop",
+                        help="metrics computed with --reference")
+    parser.add_argument("--workers", type=int, default=1, help="processes for the metrics")
     args = parser.parse_args()
 
     from crystalgen.runner.models import build_sampler, load_trained
@@ -45,6 +52,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     trained = load_trained(args.ckpt, "cpu")
     model = trained.model
+    reference = _reference(args.reference, args.workers) if args.reference else None
     results = []
     for key in args.samplers.split(","):
         name, options, evaluations = SAMPLERS[key]
@@ -64,6 +72,8 @@ def main() -> None:
         row = {"sampler": key, "model_calls": calls[0], "expected_calls": evaluations, "crystals": args.num,
                "atoms": int(condition.data["num_atoms"].sum()), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                "crystals_per_s": round(args.num / wall, 4), "decoded": sum(d.ok for d in decoded)}
+        if reference is not None:
+            row["metrics"] = _score(decoded, reference, args)
         results.append(row)
         print(json.dumps(row), flush=True)
     report = {"checkpoint": str(args.ckpt), "preset": trained.config.get("preset"), "threads": args.threads,
@@ -72,6 +82,24 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(report, handle, indent=2)
+
+
+def _reference(spec: str, workers: int):
+    from crystalgen.runner.datasets import parse_split, split_structures
+
+    name, split = parse_split(spec)
+    return split_structures(name, split, workers=workers, progress=False)[0]
+
+
+def _score(decoded, reference, args) -> dict:
+    """The suite's metrics of one sampler's crystals (keys and values as in metrics.json)."""
+    from crystalgen.metrics import evaluate
+    from crystalgen.runner.datasets import parse_split
+
+    result = evaluate([d.structure for d in decoded], reference, metrics=args.metrics.split(","),
+                      reference_name=parse_split(args.reference)[0], failures=[d.reason for d in decoded],
+                      workers=args.workers, progress=False)
+    return {k: v for k, v in result.items() if isinstance(v, (int, float))}
 
 
 if __name__ == "__main__":
