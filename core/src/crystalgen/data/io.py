@@ -112,11 +112,12 @@ def _parse_cif_block(text: str, source: str, index: int | None, require_ordered:
         raise CrystalReadError(source, f"expected one CIF data block, found {found}", index)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        parser = None
         try:
             parser = CifParser.from_str(text, frac_tolerance=frac_tolerance)
             structures = parser.parse_structures(primitive=False, on_error="raise")
         except Exception as exc:  # pymatgen raises many types on malformed text; report them all the same way
-            listed = _p1_structure(text)
+            listed = _p1_structure(_block_data(text, parser))
             if listed is not None:  # coinciding sites pymatgen could not merge: keep them, they are the finding
                 structures = [listed]
             else:
@@ -126,7 +127,7 @@ def _parse_cif_block(text: str, source: str, index: int | None, require_ordered:
                 detail = f" (parser warnings: {notes})" if notes else ""
                 raise CrystalReadError(source, f"malformed CIF: {what}{detail}", index) from exc
     (structure,) = structures  # one data block gives at most one structure, and an empty list raised above
-    listed = _p1_structure(text) if len(structure) else None
+    listed = _p1_structure(_block_data(text, parser)) if len(structure) else None
     if listed is not None and len(listed) > len(structure):  # pymatgen merged coinciding sites
         structure = listed
     if require_ordered:
@@ -137,21 +138,32 @@ def _parse_cif_block(text: str, source: str, index: int | None, require_ordered:
     return structure
 
 
-def _p1_structure(text: str) -> Structure | None:
-    """The sites of a P1 CIF block exactly as listed (no merging), or None when the block is not plain P1 with
-    ordered, typed sites.
+def _block_data(text: str, parser: CifParser | None) -> dict | None:
+    """The fields of the single data block, from the parser when it got that far (parsing the text again costs
+    about an eighth of a read), else from the text; None when the text is no CIF at all."""
+    try:
+        blocks = parser.as_dict() if parser is not None else {k: v.data for k, v in CifFile.from_str(text).data.items()}
+        return next(iter(blocks.values()))
+    except Exception:  # noqa: BLE001 - not parseable as CIF: the caller reports the full parser's error
+        return None
+
+
+def _p1_structure(block: dict | None) -> Structure | None:
+    """The sites of a P1 CIF block (its fields) exactly as listed (no merging), or None when the block is not plain
+    P1 with ordered, typed sites.
 
     pymatgen's parser merges sites that coincide, so a generated crystal with two atoms on one spot would come back
     with fewer or mixed sites, or not at all; reading it as written lets validity report it as overlapping atoms.
     """
+    if block is None:
+        return None
     try:
-        block = next(iter(CifFile.from_str(text).data.values()))
-        ops = block.data.get("_symmetry_equiv_pos_as_xyz", block.data.get("_space_group_symop_operation_xyz"))
+        ops = block.get("_symmetry_equiv_pos_as_xyz", block.get("_space_group_symop_operation_xyz"))
         ops = [ops] if isinstance(ops, str) else ops
         if not ops or [op.replace(" ", "").lower() for op in ops] != ["x,y,z"]:
             return None
         species = block["_atom_site_type_symbol"]
-        occupancy = block.data.get("_atom_site_occupancy", ["1"] * len(species))
+        occupancy = block.get("_atom_site_occupancy", ["1"] * len(species))
         if any(abs(str2float(o) - 1.0) > 1e-6 for o in occupancy):
             return None
         lattice = Lattice.from_parameters(*(str2float(block[f"_cell_length_{axis}"]) for axis in "abc"),
