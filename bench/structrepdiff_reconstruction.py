@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "crystalgen" / "structrepdiff_bench",
                    help="where the training std is cached between runs")
-    for key in ("trials", "hops", "iterations", "check_every", "max_pairs"):
+    for key in ("trials", "hops", "iterations", "check_every", "max_pairs", "relocate_atoms"):
         p.add_argument("--" + key.replace("_", "-"), type=int)
     for key in ("lr", "lr_final", "hop_step", "loss_threshold", "skin", "std_floor", "d_min_weight"):
         p.add_argument("--" + key.replace("_", "-"), type=float)
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def model_for(args: argparse.Namespace) -> StructRepDiff:
     cfg = OmegaConf.load(StructRepDiff.presets()[args.preset]).model
-    for key in ("trials", "hops", "iterations", "check_every", "max_pairs", "lr", "lr_final", "hop_step", "loss_threshold", "skin", "std_floor", "d_min_weight"):
+    for key in ("trials", "hops", "iterations", "check_every", "max_pairs", "relocate_atoms", "lr", "lr_final", "hop_step", "loss_threshold", "skin", "std_floor", "d_min_weight"):
         value = getattr(args, key)
         if value is not None:
             cfg.reconstruction[key] = value

@@ -30,7 +30,7 @@ def cartesian(structure: Structure) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 def tiny_model_config(**reconstruction) -> OmegaConf:
     """A model small enough to train and sample in a second or two."""
-    rec = {"trials": 2, "hops": 2, "iterations": 30, "lr": 0.3, "lr_final": 0.005, "hop_step": 1.0, "loss_threshold": None, "check_every": 10,
+    rec = {"trials": 2, "hops": 2, "iterations": 30, "lr": 0.3, "lr_final": 0.005, "hop_step": 1.0, "relocate_atoms": 0, "loss_threshold": None, "check_every": 10,
            "skin": 1.0, "max_pairs": 1_000_000, "std_floor": 10.0, "d_min_weight": 9.0, **reconstruction}
     return OmegaConf.create({
         "ead": SMALL_EAD, "ead_method": "table", "table_spacing": 0.01, "num_elements": 96, "max_atoms": None,

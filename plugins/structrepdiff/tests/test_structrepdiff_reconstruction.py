@@ -9,7 +9,14 @@ import torch
 from structrepdiff_testdata import cartesian, small_params, triclinic_structure
 
 from crystalgen_structrepdiff.descriptor import StructureDescriptor
-from crystalgen_structrepdiff.reconstruction import BasinHopping, Reconstructor, _adam, loss_weights
+from crystalgen_structrepdiff.reconstruction import (
+    BasinHopping,
+    Reconstructor,
+    _adam,
+    _relocate,
+    _Systems,
+    loss_weights,
+)
 
 
 def test_adam_step_matches_torch_adam():
@@ -91,3 +98,18 @@ def test_early_exit_stops_a_crystal_once_below_the_threshold(generator):
     out = quick(target, z, n, lattice, generator=torch.Generator().manual_seed(0))
     assert out.loss[0] < threshold and int(out.steps[0]) < 2 * 3 * 20
     assert math.isfinite(float(out.loss[0]))
+
+
+def test_relocation_moves_the_requested_atoms_of_every_trial_into_its_cell():
+    num_atoms = torch.tensor([3, 1, 4])
+    lattice = torch.stack([torch.diag(torch.tensor([3.0, 4.0, 5.0])), torch.eye(3) * 2.0,
+                           torch.tensor([[4.0, 0.0, 0.0], [1.0, 4.0, 0.0], [0.5, 0.5, 6.0]])])
+    systems = _Systems(torch.arange(1, 9), num_atoms, lattice, trials=2)
+    positions = torch.full((16, 3), 100.0)  # far outside every cell: a relocated atom is easy to spot
+    moved = _relocate(positions, systems, 2, torch.Generator().manual_seed(0))
+    changed = (moved != positions).any(dim=1)
+    per_system = torch.zeros(6, dtype=torch.long).index_add_(0, systems.system, changed.long())
+    assert per_system.tolist() == [2, 2, 1, 1, 2, 2]  # systems: crystal-major, 2 trials each; all of a 1-atom one
+    frac = torch.linalg.solve(systems.lattice[systems.system[changed]].transpose(1, 2), moved[changed].unsqueeze(-1)).squeeze(-1)
+    assert bool(((frac >= 0) & (frac < 1)).all()), "relocated atoms must land inside their own cell"
+    assert torch.equal(moved[~changed], positions[~changed])

@@ -53,7 +53,9 @@ class StructRepDiff(GenerativeModel):
         self.register_buffer("max_atoms_seen", torch.zeros((), dtype=torch.long))
         r = cfg.reconstruction
         self.basin_hopping = BasinHopping(trials=int(r.trials), hops=int(r.hops), iterations=int(r.iterations), lr=float(r.lr),
-                                          lr_final=None if r.lr_final is None else float(r.lr_final), hop_step=float(r.hop_step), loss_threshold=None if r.loss_threshold is None else float(r.loss_threshold),
+                                          lr_final=None if r.lr_final is None else float(r.lr_final), hop_step=float(r.hop_step),
+                                          relocate_atoms=int(r.get("relocate_atoms", 0)),  # absent in older checkpoints
+                                          loss_threshold=None if r.loss_threshold is None else float(r.loss_threshold),
                                           check_every=int(r.check_every), skin=float(r.skin), max_pairs=int(r.max_pairs))
         self.std_floor = float(r.std_floor)
         self.d_min_weight = float(r.d_min_weight)

@@ -49,6 +49,9 @@ class BasinHopping:
         lr: Adam learning rate in Angstrom at the start of each hop (not given in the paper).
         lr_final: learning rate at the end of each hop, reached by a cosine decay (None: constant ``lr``).
         hop_step: hops displace every Cartesian coordinate by U(-hop_step, hop_step) Angstrom (paper 1).
+        relocate_atoms: a hop also moves this many randomly chosen atoms of each trial to uniformly random points of
+            the cell (addition, 0 = the paper's hops). A minimum with one atom on a wrong site is flat under the
+            max/min pooling, and a +-1 A jitter of every atom rarely leaves it (docs/structrepdiff.md).
         loss_threshold: stop a crystal once its best loss is below this (None: never, as the paper).
         check_every: steps between early-exit checks.
         skin: the pair list covers cutoff + skin and is rebuilt once an atom has moved skin / 2 (Angstrom).
@@ -61,6 +64,7 @@ class BasinHopping:
     lr: float = 0.3
     lr_final: float | None = 0.005
     hop_step: float = 1.0
+    relocate_atoms: int = 0
     loss_threshold: float | None = None
     check_every: int = 10
     skin: float = 1.0
@@ -70,8 +74,9 @@ class BasinHopping:
         for name in ("trials", "hops", "iterations", "check_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"basin hopping {name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.hop_step < 0 or self.skin < 0:
-            raise ValueError(f"basin hopping needs lr > 0, hop_step >= 0 and skin >= 0, got {self.lr}, {self.hop_step}, {self.skin}")
+        if self.lr <= 0 or self.hop_step < 0 or self.skin < 0 or self.relocate_atoms < 0:
+            raise ValueError("basin hopping needs lr > 0 and hop_step, skin, relocate_atoms >= 0, got "
+                             f"{self.lr}, {self.hop_step}, {self.skin}, {self.relocate_atoms}")
 
 
 @dataclass
@@ -197,6 +202,8 @@ class Reconstructor:
             if hop > 0:
                 jump = (2 * torch.rand(positions.shape, generator=generator, device=device, dtype=dtype) - 1) * s.hop_step
                 positions = best_positions + jump
+                if s.relocate_atoms:
+                    positions = _relocate(positions, systems, s.relocate_atoms, generator)
             first_moment = torch.zeros_like(positions)
             second_moment = torch.zeros_like(positions)
             step = 0
@@ -247,6 +254,23 @@ class Reconstructor:
         local_system = torch.repeat_interleave(torch.arange(active.numel(), device=active.device), systems.num_atoms.index_select(0, active))
         moved = improved.index_select(0, local_system)
         best_positions.index_copy_(0, atoms[moved], x[moved])
+
+
+def _relocate(positions: Tensor, systems: _Systems, count: int, generator: torch.Generator | None) -> Tensor:
+    """``positions`` with ``count`` random atoms of every system (all of a smaller one) moved to uniformly random
+    points of its cell."""
+    device, dtype = positions.device, positions.dtype
+    score = torch.rand(positions.shape[0], generator=generator, device=device, dtype=torch.float64)
+    order = torch.argsort(systems.system.double() + score)  # atoms grouped by system, random order within each
+    first = torch.cumsum(systems.num_atoms, 0) - systems.num_atoms
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=device) - first.index_select(0, systems.system.index_select(0, order))
+    chosen = (rank < count).nonzero().squeeze(1)
+    frac = torch.rand(chosen.numel(), 3, generator=generator, device=device, dtype=dtype)
+    cells = systems.lattice.index_select(0, systems.system.index_select(0, chosen))
+    moved = positions.clone()
+    moved[chosen] = torch.bmm(frac.unsqueeze(1), cells).squeeze(1)
+    return moved
 
 
 def loss_weights(std: Tensor, num_mu: int, floor: float, d_min_weight: float) -> Tensor:
