@@ -51,3 +51,19 @@ def test_reconstruct_and_optimize_from_the_command_line(checkpoint, tmp_path):
     # decode_every 100 in the small preset: step 1 and the last step (20) per start
     assert [(r["input_index"], r["opt_step"]) for r in found] == [(0, 1), (0, 20), (1, 1), (1, 20)]
     assert all("predicted_property" in r for r in found)
+
+
+def test_sampling_defaults_to_the_sampler_settings_the_run_configured(checkpoint, tmp_path):
+    """The small preset samples with 5 Langevin steps per level; `crystalgen sample` without --sampler must use
+    them (not the paper's 100), let --option override them, and not pass them to a sampler picked by --sampler (pc
+    would refuse n_steps_each, as the predictor-corrector test above shows it does not)."""
+    def sampler_of(*extra: str) -> dict:
+        out = tmp_path / "-".join(extra or ("default",)).replace("=", "")
+        assert main(["sample", "cdvae", "--ckpt", str(checkpoint), "--out", str(out), "-n", "2", "--steps", "2",
+                     "--device", "cpu", "--no-progress", *extra]) == 0
+        return json.loads((out / "sampling.json").read_text())["sampler"]
+
+    default = sampler_of()
+    assert default["name"] == "langevin" and default["n_steps_each"] == 5
+    assert sampler_of("--option", "n_steps_each=1")["n_steps_each"] == 1
+    assert "n_steps_each" not in sampler_of("--sampler", "pc")

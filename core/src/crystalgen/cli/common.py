@@ -49,8 +49,8 @@ def add_sampler_arguments(p: argparse.ArgumentParser, *, default_batch: int = 10
     """Options choosing and tuning the sampler (sample, reconstruct, optimize)."""
     p.add_argument("--ckpt", metavar="PATH", required=True, help="checkpoint (e.g. runs/<run>/checkpoints/best.ckpt)")
     p.add_argument("--out", metavar="DIR", required=True, help="output sample directory")
-    p.add_argument("--sampler", help="sampler name (default: the model's); `crystalgen list` shows them")
-    p.add_argument("--steps", type=int, help="sampling steps (default: the sampler's)")
+    p.add_argument("--sampler", help="sampler name (default: the checkpoint's sample.sampler, else the model's); `crystalgen list` shows them")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the checkpoint's sample.steps, else the sampler's)")
     p.add_argument("--batch-size", type=int, default=default_batch, help=f"crystals per batch (default {default_batch})")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--option", metavar="KEY=VALUE", action="append", default=[],

@@ -65,3 +65,20 @@ def build_sampler(model: GenerativeModel, name: str | None, steps: int | None,
         return cls(steps=steps, **options)
     except TypeError as exc:
         raise ConfigError(f"sampler {name!r} does not accept options {sorted(options)}: {exc}") from None
+
+
+def checkpoint_sampler(trained: TrainedModel, name: str | None = None, steps: int | None = None,
+                       options: Mapping[str, Any] | None = None) -> Sampler:
+    """The sampler for a checkpoint: the one its run configured under ``sample`` (e.g. the small CDVAE preset's 250
+    Langevin steps rather than the paper's 5,000), with the caller's steps and options on top. Steps and options
+    saved for one sampler are not carried over when the caller picks another."""
+    saved = trained.config.get("sample") or {}
+    saved_name = saved.get("sampler") or trained.model.default_sampler
+    chosen = name or saved_name
+    if chosen == saved_name:
+        saved_options = saved.get("options") or {}
+        if isinstance(saved_options, DictConfig):
+            saved_options = OmegaConf.to_container(saved_options, resolve=True)
+        steps = steps if steps is not None else saved.get("steps")
+        options = {**saved_options, **(options or {})}
+    return build_sampler(trained.model, chosen, steps, options)

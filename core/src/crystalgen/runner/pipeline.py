@@ -21,7 +21,7 @@ from crystalgen.runner.config import from_yaml, to_yaml
 from crystalgen.runner.datasets import parse_split, prepared_split, provenance, reference_statistics, split_structures
 from crystalgen.runner.distributed import Environment, seed_everything, select_device, setup, teardown
 from crystalgen.runner.metric_log import MetricLog
-from crystalgen.runner.models import build_sampler, load_trained, model_class
+from crystalgen.runner.models import checkpoint_sampler, load_trained, model_class
 from crystalgen.runner.run_dir import RunDir
 from crystalgen.runner.sample_dir import write_sample_dir
 from crystalgen.runner.sampling import generate
@@ -116,7 +116,7 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
     trained = load_trained(checkpoint, select_device(device), averaged=averaged)
     if expected_model and trained.name != expected_model:
         raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
-    chosen = build_sampler(trained.model, sampler, steps, options)
+    chosen = checkpoint_sampler(trained, sampler, steps, options)
     log.info("sampling %d crystals with %s (%s) from %s", num_samples, type(chosen).__name__, chosen.config(), checkpoint)
     generated = generate(trained.model, chosen, num_samples, batch_size, spacegroup=spacegroup, composition=composition,
                          seed=seed, precision=precision, show_progress=show_progress)

@@ -18,7 +18,7 @@ from crystalgen.data.crystal import collate
 from crystalgen.models.base import Decoded
 from crystalgen.runner.datasets import parse_split, prepared_split
 from crystalgen.runner.distributed import autocast, select_device
-from crystalgen.runner.models import build_sampler, load_trained
+from crystalgen.runner.models import checkpoint_sampler, load_trained
 from crystalgen.runner.sample_dir import write_sample_dir
 
 log = logging.getLogger("crystalgen.tasks")
@@ -42,7 +42,7 @@ def run_task(task: str, checkpoint: str | Path, source: str, out: str | Path, *,
         raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
     model = trained.model
     model.require_task(task)
-    chosen = build_sampler(model, sampler, steps, options)
+    chosen = checkpoint_sampler(trained, sampler, steps, options)
     name, split = parse_split(source)
     data_cfg = trained.config.data.copy()
     data_cfg.dataset = name
