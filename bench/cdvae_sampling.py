@@ -52,7 +52,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     trained = load_trained(args.ckpt, "cpu")
     model = trained.model
-    reference = _reference(args.reference, args.workers) if args.reference else None
+    reference_name, reference = _reference(args.reference, args.workers) if args.reference else (None, None)
     results = []
     for key in args.samplers.split(","):
         name, options, evaluations = SAMPLERS[key]
@@ -73,7 +73,7 @@ def main() -> None:
                "atoms": int(condition.data["num_atoms"].sum()), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                "crystals_per_s": round(args.num / wall, 4), "decoded": sum(d.ok for d in decoded)}
         if reference is not None:
-            row["metrics"] = _score(decoded, reference, args)
+            row["metrics"] = _score(decoded, reference, reference_name, args)
         results.append(row)
         print(json.dumps(row), flush=True)
     report = {"checkpoint": str(args.ckpt), "preset": trained.config.get("preset"), "threads": args.threads,
@@ -85,19 +85,19 @@ def main() -> None:
 
 
 def _reference(spec: str, workers: int):
+    """(dataset name, structures) of the reference split NAME:SPLIT."""
     from crystalgen.runner.datasets import parse_split, split_structures
 
     name, split = parse_split(spec)
-    return split_structures(name, split, workers=workers, progress=False)[0]
+    return name, split_structures(name, split, workers=workers, progress=False)[0]
 
 
-def _score(decoded, reference, args) -> dict:
+def _score(decoded, reference, reference_name, args) -> dict:
     """The suite's metrics of one sampler's crystals (keys and values as in metrics.json)."""
     from crystalgen.metrics import evaluate
-    from crystalgen.runner.datasets import parse_split
 
     result = evaluate([d.structure for d in decoded], reference, metrics=args.metrics.split(","),
-                      reference_name=parse_split(args.reference)[0], failures=[d.reason for d in decoded],
+                      reference_name=reference_name, failures=[d.reason for d in decoded],
                       workers=args.workers, progress=False)
     return {k: v for k, v in result.items() if isinstance(v, (int, float))}
 

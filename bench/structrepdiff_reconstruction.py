@@ -31,6 +31,10 @@ from crystalgen.metrics import reconstruction as reconstruction_metrics
 from crystalgen.testing import benchmark_structures
 from crystalgen_structrepdiff.model import StructRepDiff
 
+#: Keys of the model's ``reconstruction`` block that the command line can override.
+INT_SETTINGS = ("trials", "hops", "iterations", "check_every", "max_pairs", "relocate_atoms")
+FLOAT_SETTINGS = ("lr", "lr_final", "hop_step", "loss_threshold", "skin", "std_floor", "d_min_weight")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,16 +49,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "crystalgen" / "structrepdiff_bench",
                    help="where the training std is cached between runs")
-    for key in ("trials", "hops", "iterations", "check_every", "max_pairs", "relocate_atoms"):
+    for key in INT_SETTINGS:
         p.add_argument("--" + key.replace("_", "-"), type=int)
-    for key in ("lr", "lr_final", "hop_step", "loss_threshold", "skin", "std_floor", "d_min_weight"):
+    for key in FLOAT_SETTINGS:
         p.add_argument("--" + key.replace("_", "-"), type=float)
     return p.parse_args(argv)
 
 
 def model_for(args: argparse.Namespace) -> StructRepDiff:
     cfg = OmegaConf.load(StructRepDiff.presets()[args.preset]).model
-    for key in ("trials", "hops", "iterations", "check_every", "max_pairs", "relocate_atoms", "lr", "lr_final", "hop_step", "loss_threshold", "skin", "std_floor", "d_min_weight"):
+    for key in INT_SETTINGS + FLOAT_SETTINGS:
         value = getattr(args, key)
         if value is not None:
             cfg.reconstruction[key] = value

@@ -112,7 +112,7 @@ def _parse_cif_block(text: str, source: str, index: int | None, require_ordered:
         raise CrystalReadError(source, f"expected one CIF data block, found {found}", index)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        parser = None
+        parser, listed = None, None
         try:
             parser = CifParser.from_str(text, frac_tolerance=frac_tolerance)
             structures = parser.parse_structures(primitive=False, on_error="raise")
@@ -127,7 +127,8 @@ def _parse_cif_block(text: str, source: str, index: int | None, require_ordered:
                 detail = f" (parser warnings: {notes})" if notes else ""
                 raise CrystalReadError(source, f"malformed CIF: {what}{detail}", index) from exc
     (structure,) = structures  # one data block gives at most one structure, and an empty list raised above
-    listed = _p1_structure(_block_data(text, parser)) if len(structure) else None
+    if listed is None and len(structure):  # the fallback above already read the sites as listed
+        listed = _p1_structure(_block_data(text, parser))
     if listed is not None and len(listed) > len(structure):  # pymatgen merged coinciding sites
         structure = listed
     if require_ordered:
