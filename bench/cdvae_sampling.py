@@ -46,9 +46,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes for the metrics")
     args = parser.parse_args()
 
+    from crystalgen.runner.allocator import keep_freed_memory
     from crystalgen.runner.models import build_sampler, load_trained
     from crystalgen.state import SampleRequest
 
+    malloc_tuned = keep_freed_memory()  # as the crystalgen command does
     torch.set_num_threads(args.threads)
     trained = load_trained(args.ckpt, "cpu")
     model = trained.model
@@ -78,7 +80,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     report = {"checkpoint": str(args.ckpt), "preset": trained.config.get("preset"), "threads": args.threads,
               "host": platform.node(), "cpus": os.cpu_count(), "torch": torch.__version__,
-              "load_average_at_end": os.getloadavg(), "results": results}
+              "malloc_tuned": malloc_tuned, "load_average_at_end": os.getloadavg(), "results": results}
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(report, handle, indent=2)

@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 
 from crystalgen.data.crystal import collate
 from crystalgen.metrics import reconstruction as reconstruction_metrics
+from crystalgen.runner.allocator import keep_freed_memory
 from crystalgen.testing import benchmark_structures
 from crystalgen_structrepdiff.model import StructRepDiff
 
@@ -85,6 +86,7 @@ def training_statistics(model: StructRepDiff, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    malloc_tuned = keep_freed_memory()  # as the crystalgen command does
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "loss_median": sorted(x for x in losses if x is not None)[len(losses) // 2] if any(x is not None for x in losses) else None,
         "per_crystal": [{"id": cid, "loss": loss, "matched": m, "steps": st} for (cid, _), loss, m, st in zip(crystals, losses, raw["matched"], steps, strict=True)],
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "device": args.device, "load_average_before": load_before, "load_average_after": os.getloadavg()},
+                    "device": args.device, "malloc_tuned": malloc_tuned, "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "command": " ".join(["python", *sys.argv]),
     }
     summary = {k: v for k, v in result.items() if k not in ("per_crystal",)}
