@@ -113,6 +113,22 @@ def test_conversions_round_trip(make):
 
 
 @pytest.mark.parametrize("make", PROCESSES)
+def test_clip_x0_clamps_the_clean_estimate_and_nothing_else(make):
+    proc = make()
+    t = 90
+    x_t, pred = torch.randn(64, 3, generator=gen(3)), 5 * torch.randn(64, 3, generator=gen(4))
+    low, high = torch.tensor([-1.0, -0.5, -2.0]), torch.tensor([1.0, 0.5, 2.0])
+    x0 = proc.to_x0(pred, x_t, t)
+    assert bool(((x0 < low) | (x0 > high)).any())  # the case is not vacuous
+    clipped = proc.clip_x0(pred, x_t, t, low, high)
+    assert torch.allclose(proc.to_x0(clipped, x_t, t), torch.maximum(torch.minimum(x0, high), low), atol=1e-4)
+    inside = (x0 >= low) & (x0 <= high)
+    assert torch.allclose(clipped[inside], pred[inside], atol=1e-4)
+    unbounded = proc.clip_x0(pred, x_t, t, torch.tensor(-math.inf), torch.tensor(math.inf))
+    assert torch.allclose(unbounded, pred, atol=1e-4)
+
+
+@pytest.mark.parametrize("make", PROCESSES)
 def test_posterior_any_s_matches_bayes_and_composes(make):
     """q(x_s | x_t, x0) for a point x0: one skip t -> s and two steps t -> u -> s both have the law given by
     Bayes' rule from q(x_s | x0) and the chain's q(x_t | x_s), written here in precision form."""

@@ -74,6 +74,8 @@ def test_statistics_travel_with_the_state_dict(model_and_items):
     restored = StructRepDiff(model.cfg)
     restored.load_state_dict(model.state_dict())
     torch.testing.assert_close(restored.scaler.std, model.scaler.std)
+    torch.testing.assert_close(restored.scaler.low, model.scaler.low)
+    assert bool(torch.isfinite(restored.scaler.high).all())
     assert int(restored.max_atoms_seen) == 5
 
 
@@ -88,6 +90,21 @@ def test_sampling_and_decoding_with_core_samplers(model_and_items, sampler):
     assert len(decoded) == 3
     for d in decoded:  # an untrained model gives junk; each crystal is a Structure or a stated reason
         assert d.structure is not None or d.reason
+
+
+def test_sampling_keeps_the_clean_estimate_in_the_training_range(model_and_items):
+    """A denoiser far off (here: eps_hat = x_t + 3) makes x0_hat = (x_t - s eps_hat) / a explode near t = T; with
+    clip_x0 the sample stays inside the training range of every feature, without it it does not."""
+    model, _ = model_and_items
+    model.eval()
+    model.denoiser.forward = lambda x, t: x + 3.0
+    low, high = model.scaler.low.float(), model.scaler.high.float()
+    for clip in (True, False):
+        model.clip_x0 = clip
+        condition = model.prepare_sampling(SampleRequest(4))
+        x = AncestralSampler(steps=20).run(model, condition, generator=torch.Generator().manual_seed(0))[VARIABLE]
+        inside = bool(((x >= low - 1e-4) & (x <= high + 1e-4)).all())
+        assert inside is clip, (clip, float(x.abs().max()))
 
 
 def test_decoding_the_training_mean_gives_a_crystal(model_and_items):

@@ -109,7 +109,12 @@ def test_scaler_round_trip_and_constant_features():
     normalised = scaler.normalise(data)
     assert normalised[:, 1:].abs().max() == 0 and normalised[:, 0].mean().abs() < 1e-12
     torch.testing.assert_close(scaler.denormalise(normalised), data)
+    assert scaler.low.tolist() == pytest.approx([-(1.5**0.5), 0.0, 0.0])  # normalised training range per feature
+    assert scaler.high.tolist() == pytest.approx([1.5**0.5, 0.0, 0.0])
     state = scaler.state_dict()
-    assert set(state) == {"mean", "std"}  # travels with the checkpoint
+    assert set(state) == {"mean", "std", "low", "high"}  # travels with the checkpoint
+    older = RepresentationScaler(3)
+    older.load_state_dict({"mean": state["mean"], "std": state["std"]})  # a checkpoint from before the range
+    assert bool(torch.isinf(older.low).all()) and bool(torch.isinf(older.high).all())
     with pytest.raises(ValueError, match="empty"):
         scaler.fit(torch.zeros(0, 3, dtype=torch.float64))

@@ -194,6 +194,22 @@ class ContinuousProcess(NoiseProcess):
         a, s = self.marginal(t, x_t)
         return (x_t - s * self.to_eps(prediction, x_t, t, **kwargs)) / a
 
+    def from_x0(self, x0: Tensor, x_t: Tensor, t: int | Tensor) -> Tensor:
+        """The prediction, in this process's parameterisation, whose clean estimate is ``x0`` (inverse of to_x0)."""
+        if self.prediction == "x0":
+            return x0
+        a, s = self.marginal(t, x_t)
+        eps = (x_t - a * x0) / s
+        return eps if self.prediction == "eps" else -eps / s / self.score_norm(t, x_t)
+
+    def clip_x0(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, low: Tensor, high: Tensor) -> Tensor:
+        """``prediction`` with its clean estimate clamped to [low, high] (the data's range), as DDPM code clamps
+        x0_hat to [-1, 1] ("clip_denoised"). At high noise x0_hat = (x_t - s_t eps_hat) / a_t multiplies any error of
+        eps_hat by 1 / a_t (thousands near t = T), and a strided sampler carries that into x_s; the clamp bounds it.
+        Meant for processes in R^d (not on the torus)."""
+        x0 = self.to_x0(prediction, x_t, t)
+        return self.from_x0(torch.maximum(torch.minimum(x0, high), low), x_t, t)
+
     def score(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
         """grad log p_t(x_t) estimated from the prediction (score = -eps / s_t)."""
         if self.prediction == "score":

@@ -57,6 +57,7 @@ class StructRepDiff(GenerativeModel):
                                           relocate_atoms=int(r.get("relocate_atoms", 0)),  # absent in older checkpoints
                                           loss_threshold=None if r.loss_threshold is None else float(r.loss_threshold),
                                           check_every=int(r.check_every), skin=float(r.skin), max_pairs=int(r.max_pairs))
+        self.clip_x0 = bool(cfg.get("clip_x0", True))  # absent in older checkpoints
         self.std_floor = float(r.std_floor)
         self.d_min_weight = float(r.d_min_weight)
         self._reconstructor: Reconstructor | None = None
@@ -98,7 +99,13 @@ class StructRepDiff(GenerativeModel):
         return Condition(num_crystals=request.num_samples, shapes={VARIABLE: (request.num_samples, self.layout.size)}, device=device)
 
     def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
-        return {VARIABLE: self.denoiser(state[VARIABLE], t)}
+        """eps_theta(R_t, t); with ``clip_x0`` the implied clean R is clamped to the training range of each feature
+        (docs/structrepdiff.md, "Decisions")."""
+        x = state[VARIABLE]
+        eps = self.denoiser(x, t)
+        if self.clip_x0:
+            eps = self.processes[VARIABLE].clip_x0(eps, x, t, self.scaler.low.to(x), self.scaler.high.to(x)).to(x.dtype)
+        return {VARIABLE: eps}
 
     def decode(self, state: dict[str, Tensor], condition: Condition, *, generator: torch.Generator | None = None) -> list[Decoded]:
         """Denormalise R and rebuild each crystal (counts, cell, then positions by basin hopping)."""

@@ -12,6 +12,7 @@ reconstruction.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -85,16 +86,22 @@ class RepresentationScaler(nn.Module):
     Features that do not vary in the training set (elements that never occur, d_min of a single structure) get
     std = 1, so they stay at their training value after a round trip instead of being divided by zero. The same
     std weighs the reconstruction loss, so every feature of R_str counts in units of its spread over the data.
+    ``low`` and ``high`` hold each feature's normalised range over the training set, which sampling clamps the
+    predicted clean R to (StructRepDiff ``clip_x0``); -inf / +inf until fitted and in checkpoints older than them.
     """
 
     mean: Tensor
     std: Tensor
+    low: Tensor
+    high: Tensor
 
     def __init__(self, size: int, min_std: float = 1e-8) -> None:
         super().__init__()
         self.min_std = float(min_std)
         self.register_buffer("mean", torch.zeros(size, dtype=torch.float64))
         self.register_buffer("std", torch.ones(size, dtype=torch.float64))
+        self.register_buffer("low", torch.full((size,), -math.inf, dtype=torch.float64))
+        self.register_buffer("high", torch.full((size,), math.inf, dtype=torch.float64))
 
     @torch.no_grad()
     def fit(self, representations: Tensor) -> RepresentationScaler:
@@ -106,7 +113,15 @@ class RepresentationScaler(nn.Module):
         scale = data.abs().amax(dim=0).clamp(min=1.0)
         self.mean.copy_(data.mean(dim=0))
         self.std.copy_(torch.where(std > self.min_std * scale, std, torch.ones_like(std)))
+        normalised = self.normalise(data)
+        self.low.copy_(normalised.amin(dim=0))
+        self.high.copy_(normalised.amax(dim=0))
         return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for name in ("low", "high"):  # checkpoints written before the range existed: no clamp
+            state_dict.setdefault(prefix + name, getattr(self, name).new_full(self.mean.shape, -math.inf if name == "low" else math.inf))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def fitted(self) -> bool:
