@@ -56,7 +56,7 @@ def read_cell(raw: Tensor, layout: RepresentationLayout, max_atoms: int) -> Cell
         return "non-finite representation"
     n = int(round(float(raw[layout.num_atoms])))
     if n < 1:
-        return f"number of atoms {float(raw[layout.num_atoms]):.2f} rounds below 1"
+        return f"number of atoms rounds below 1 ({float(raw[layout.num_atoms]):.2f})"
     clamped = n if n > max_atoms else None
     n = min(n, max_atoms)
     try:
