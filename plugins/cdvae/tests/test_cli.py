@@ -39,7 +39,7 @@ def test_sample_with_the_predictor_corrector_sampler(checkpoint, tmp_path):
     assert len(rows(out)) == 4
 
 
-def test_reconstruct_and_optimize_from_the_command_line(checkpoint, tmp_path):
+def test_reconstruct_and_optimize_from_the_command_line(checkpoint, tmp_path, capsys):
     recon = tmp_path / "recon"
     assert main(["reconstruct", "cdvae", "--ckpt", str(checkpoint), "--input", "embedded:test", "-n", "3",
                  "--out", str(recon), "--steps", "3", "--option", "n_steps_each=1", "--device", "cpu", "--no-progress"]) == 0
@@ -51,6 +51,10 @@ def test_reconstruct_and_optimize_from_the_command_line(checkpoint, tmp_path):
     # decode_every 100 in the small preset: step 1 and the last step (20) per start
     assert [(r["input_index"], r["opt_step"]) for r in found] == [(0, 1), (0, 20), (1, 1), (1, 20)]
     assert all("predicted_property" in r for r in found)
+    # SR thresholds are published for the benchmark datasets only; elsewhere the command says what to pass
+    assert main(["evaluate", str(opt), "--task", "optimization", "--reference", "embedded:test",
+                 "--out", str(tmp_path / "opt_metrics"), "--no-progress"]) == 2
+    assert "--percentiles P5,P10,P15" in capsys.readouterr().err
 
 
 def test_sampling_defaults_to_the_sampler_settings_the_run_configured(checkpoint, tmp_path):

@@ -129,6 +129,7 @@ def _paired(args, structures, reference, reference_name, annotations, progress) 
     from crystalgen.cli.common import parse_options
     from crystalgen.cli.errors import UserError
     from crystalgen.metrics import optimization_success, reconstruction
+    from crystalgen.metrics.cdvae_constants import canonical_dataset
     from crystalgen.metrics.report import write_outputs
 
     indices = _input_indices(args.samples, len(structures))
@@ -142,6 +143,10 @@ def _paired(args, structures, reference, reference_name, annotations, progress) 
         for i, s in zip(indices, structures):
             groups.setdefault(i, []).append(s)
         percentiles = [float(x) for x in args.percentiles.split(",")] if args.percentiles else None
+        if percentiles is None and canonical_dataset(reference_name) is None:
+            raise UserError(f"--reference {args.reference}: SR5/SR10/SR15 have published thresholds only for "
+                            "perov_5, carbon_24 and mp_20; for other data pass --percentiles P5,P10,P15 (the property's "
+                            "5th, 10th and 15th percentiles over the training set) and --property-predictor NAME")
         result = optimization_success(list(groups.values()), dataset=reference_name, percentiles=percentiles,
                                       property_predictor=args.property_predictor,
                                       oxidation_states=args.oxidation_states,
