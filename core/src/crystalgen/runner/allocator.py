@@ -2,9 +2,9 @@
 
 glibc serves blocks above its mmap threshold with fresh mmap pages and gives the top of the heap back (trim) as soon
 as it is free. A sampler or optimiser that allocates and frees the same large intermediates at every step then pays
-page faults and zeroing of new pages each time: measured on the CDVAE decoder (100 Perov-5 crystals, one thread),
-a quarter of the CPU time was in the kernel, and raising both thresholds made each call about 35 % faster (numbers
-in docs/benchmarks.md, "Allocator"). The price is that the process keeps up to the threshold of freed memory.
+page faults and zeroing of new pages each time: on the CDVAE decoder (100 Perov-5 crystals, one thread) a quarter
+of the CPU time was in the kernel, and raising both thresholds cut the wall time of `crystalgen sample` by about a
+quarter (docs/benchmarks.md, "Allocator"). The price is that the process keeps up to the threshold of freed memory.
 
 Used by the ``crystalgen`` command and the benchmark scripts; a library caller can call :func:`keep_freed_memory`
 itself. It changes nothing when the C library is not glibc, when ``CRYSTALGEN_MALLOC_TUNING=0``, or when the user
