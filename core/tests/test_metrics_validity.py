@@ -110,3 +110,31 @@ def test_unknown_element_and_failed_decodes():
     assert sample_validity(None, "empty_file: cif/000003.cif is empty").reason == "empty_file"
     assert failure_reason_key("not_a_reason: x") == "decode_failed"
     assert failure_reason_key(None) == "decode_failed"
+
+
+@pytest.mark.parametrize("oxidation_states", ["smact14", "icsd24"])
+def test_threshold_search_agrees_with_enumerating_every_assignment(oxidation_states):
+    """The polynomial search (all electronegativities known) must give enumeration's answer on every formula."""
+    import random
+
+    from crystalgen.metrics.composition_validity import (
+        _charge_balanced_by_enumeration,
+        _charge_balanced_by_threshold,
+        _element_data,
+    )
+
+    pool = ["H", "Li", "Be", "B", "C", "N", "O", "F", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca", "Ti", "V", "Cr",
+            "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Se", "Br", "Sr", "Mo", "Ag", "Sn", "Sb", "Te", "I", "Ba", "W", "Pb", "Bi"]
+    rng = random.Random(0)
+    outcomes = set()
+    for _ in range(400):
+        symbols = rng.sample(pool, rng.randint(2, 4))
+        data = [_element_data(s, oxidation_states) for s in symbols]
+        if any(d is None or not d[0] or d[1] is None for d in data):
+            continue
+        states, enegs = [d[0] for d in data], [d[1] for d in data]
+        counts = np.array([rng.randint(1, 6) for _ in symbols], dtype=np.int64)
+        expected = _charge_balanced_by_enumeration(states, counts, enegs)
+        assert _charge_balanced_by_threshold(states, counts, enegs) is expected, (symbols, counts.tolist())
+        outcomes.add(expected)
+    assert outcomes == {True, False}  # both answers were exercised

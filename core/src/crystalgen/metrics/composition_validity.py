@@ -86,7 +86,39 @@ def _pauling_passes(ox: np.ndarray, enegs: list[float | None]) -> np.ndarray:
     return passes
 
 
+def _neutral_assignment_exists(choices: list[list[int]], counts: np.ndarray) -> bool:
+    """Whether one state per element from ``choices`` gives sum q_i n_i = 0 (dynamic programming over the sums)."""
+    sums = {0}
+    for options, n in zip(choices, counts.tolist(), strict=True):
+        if not options:
+            return False
+        sums = {total + q * n for total in sums for q in options}
+    return 0 in sums
+
+
+def _charge_balanced_by_threshold(states: list[tuple[int, ...]], counts: np.ndarray, enegs: list[float]) -> bool:
+    """The same answer as enumerating every assignment, when every electronegativity is known.
+
+    Then an assignment passes the Pauling test exactly when every cation is less electronegative than the least
+    electronegative anion t. So for each candidate t (each element's electronegativity, and +inf for no anion) the
+    elements below t may take only states >= 0 and the others only states <= 0, and neutrality within those
+    choices is a subset-sum question: polynomial, where enumeration grows as the product of the state counts
+    (10^7 and more for the many-element formulas of a poorly trained model)."""
+    for t in sorted(set(enegs)) + [math.inf]:
+        choices = [[q for q in options if (q >= 0 if eneg < t else q <= 0)] for options, eneg in zip(states, enegs, strict=True)]
+        if _neutral_assignment_exists(choices, counts):
+            return True
+    return False
+
+
 def _charge_balanced(states: list[tuple[int, ...]], counts: np.ndarray, enegs: list[float | None]) -> bool:
+    if all(e is not None for e in enegs):
+        return _charge_balanced_by_threshold(states, counts, enegs)  # type: ignore[arg-type]
+    return _charge_balanced_by_enumeration(states, counts, enegs)
+
+
+def _charge_balanced_by_enumeration(states: list[tuple[int, ...]], counts: np.ndarray, enegs: list[float | None]) -> bool:
+    """Every assignment in smact's order, with CDVAE's reading of missing electronegativities (module docstring)."""
     sizes = [len(s) for s in states]
     total = math.prod(sizes)
     if total == 0:
