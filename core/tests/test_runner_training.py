@@ -130,6 +130,14 @@ def test_time_budget_stops_cleanly_after_the_current_step():
     assert not progress.finished and "time budget" in progress.stop_reason
 
 
+def test_a_budget_spent_before_any_validation_still_leaves_a_best_checkpoint(tmp_path):
+    cfg = config("trainer.max_epochs=5", "trainer.max_minutes=1e-9", "data.batch_size=2", "trainer.val_every=2")
+    trainer = Trainer(VolumeRegression(), cfg, CPU, Checkpoints(tmp_path / "ck"), show_progress=False)
+    trainer.fit(crystals(6), crystals(2))
+    assert (tmp_path / "ck" / "best.ckpt").is_file() and (tmp_path / "ck" / "last.ckpt").is_file()
+    assert not math.isfinite(trainer.progress.best_loss)  # left for the resumed run's first real validation
+
+
 def test_non_finite_loss_stops_with_the_step_and_advice():
     trainer = Trainer(VolumeRegression(scale=float("nan")), config("trainer.max_epochs=1"), CPU, None, show_progress=False)
     with pytest.raises(NonFiniteLossError, match=r"the training loss is nan at step 1 \(epoch 1\); lower trainer.lr"):

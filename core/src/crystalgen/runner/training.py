@@ -228,6 +228,8 @@ class Trainer:
             p.train_seconds = time.perf_counter() - started
             if out_of_time:
                 p.stop_reason = f"time budget of {tcfg.max_minutes} min spent"
+                if val and not math.isfinite(p.best_loss):
+                    self._first_best(val)
                 break
             done = p.epoch
             values = {"train/epoch_loss": self._reduce_mean(torch.tensor(p.epoch_loss_sum, device=self.env.device), p.epoch_crystals)}
@@ -326,6 +328,16 @@ class Trainer:
                         str(exc).strip().splitlines()[0])
             self.step_module = self._eager_step
             return self.step_module(batch)
+
+    def _first_best(self, val: Sequence[Data]) -> None:
+        """The budget ran out before any validation: validate once so that the run still has a best.ckpt. The random
+        state is restored afterwards, and best_loss, the schedule and early stopping are left alone, so a resumed run
+        continues exactly as if this had not happened (its first validation replaces this best.ckpt)."""
+        with torch.random.fork_rng(devices=[self.env.device] if self.env.device.type == "cuda" else []):
+            values = self.validate(val)
+        self._save("best")
+        if self.env.is_main:
+            log.info("validation at the end of the time budget: val/loss %.5g (written as best.ckpt)", values["val/loss"])
 
     def _after_validation(self, monitored: float) -> bool:
         """Plateau schedule, best checkpoint and early stopping on the monitored loss; True to stop."""
