@@ -35,9 +35,7 @@ def fit_range(model, cfg) -> None:
 
     items = prepared_split(cfg.data, "train", type(model).transform(model.cfg), max_rows=cfg.data.get("max_train_rows"),
                            show_progress=False)
-    normalised = model.scaler.normalise(torch.cat([item.representation for item in items]).double())
-    model.scaler.low.copy_(normalised.amin(dim=0))
-    model.scaler.high.copy_(normalised.amax(dim=0))
+    model.scaler.fit_range(torch.cat([item.representation for item in items]))
 
 
 def main() -> None:

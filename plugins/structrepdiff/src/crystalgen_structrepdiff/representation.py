@@ -113,7 +113,13 @@ class RepresentationScaler(nn.Module):
         scale = data.abs().amax(dim=0).clamp(min=1.0)
         self.mean.copy_(data.mean(dim=0))
         self.std.copy_(torch.where(std > self.min_std * scale, std, torch.ones_like(std)))
-        normalised = self.normalise(data)
+        return self.fit_range(data)
+
+    @torch.no_grad()
+    def fit_range(self, representations: Tensor) -> RepresentationScaler:
+        """Set ``low`` / ``high`` to the normalised range of raw representations (M, N) under the current mean and
+        std (also for a checkpoint from before the range existed)."""
+        normalised = self.normalise(representations.double())
         self.low.copy_(normalised.amin(dim=0))
         self.high.copy_(normalised.amax(dim=0))
         return self
