@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from crystalgen_structrepdiff.ead import METHODS, EADParameters, RadialTable, ead
-from crystalgen_structrepdiff.pairs import PairList, build_pairs, system_index
+from crystalgen_structrepdiff.pairs import PairList, build_pairs, lengths, system_index
 
 
 class StructureDescriptor:
@@ -62,9 +62,21 @@ class StructureDescriptor:
         index = system.unsqueeze(1).expand(-1, F)
         pooled_max = features.new_zeros(S, F).scatter_reduce(0, index, features, "amax", include_self=False)
         pooled_min = features.new_zeros(S, F).scatter_reduce(0, index, features, "amin", include_self=False)
-        distance = vec.norm(dim=-1)
-        d_min = distance.new_full((S,), self.params.cutoff).scatter_reduce(0, system.index_select(0, pairs.centre), distance, "amin")
-        return torch.cat([pooled_max, pooled_min, d_min.unsqueeze(1)], dim=1)
+        return torch.cat([pooled_max, pooled_min, self._shortest_distance(vec, system.index_select(0, pairs.centre), S).unsqueeze(1)], dim=1)
+
+    def _shortest_distance(self, vec: Tensor, pair_system: Tensor, num_systems: int) -> Tensor:
+        """d_min (S,) capped at the cutoff. The closest pair of each system is found without gradient bookkeeping and
+        only its length is differentiated: the gradient of a minimum flows to that one pair anyway."""
+        cutoff = self.params.cutoff
+        with torch.no_grad():
+            distance = lengths(vec)
+            shortest = distance.new_full((num_systems,), cutoff).scatter_reduce(0, pair_system, distance, "amin")
+            is_closest = (distance == shortest.index_select(0, pair_system)) & (distance < cutoff)
+            pair = torch.full((num_systems,), vec.shape[1], device=vec.device).scatter_reduce(
+                0, pair_system[is_closest], is_closest.nonzero().squeeze(1), "amin")
+        found = pair < vec.shape[1]
+        closest = lengths(vec.index_select(1, pair[found]))
+        return distance.new_full((num_systems,), cutoff).index_put((found.nonzero().squeeze(1),), closest)
 
     def of_cells(self, positions: Tensor, atomic_numbers: Tensor, lattice: Tensor, num_atoms: Tensor) -> Tensor:
         """R_str of fixed structures (no gradient bookkeeping): builds the pair list and evaluates."""

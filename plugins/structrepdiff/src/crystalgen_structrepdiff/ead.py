@@ -33,6 +33,8 @@ from functools import cached_property
 import torch
 from torch import Tensor, nn
 
+from crystalgen_structrepdiff.pairs import lengths
+
 METHODS = ("table", "exact")
 
 
@@ -118,11 +120,18 @@ class Monomials:
         return len(self.exponents)
 
     def evaluate(self, vec: Tensor) -> Tensor:
-        """x^lx y^ly z^lz of pair vectors (P, 3) -> (P, M)."""
-        columns = [vec.new_ones(vec.shape[0])]
-        for lx, ly, lz in self.exponents[1:]:
-            columns.append(vec[:, 0] ** lx * vec[:, 1] ** ly * vec[:, 2] ** lz)
-        return torch.stack(columns, dim=1)
+        """x^lx y^ly z^lz of pair vectors (3, P) -> (M, P)."""
+        return torch.stack([_power_product(vec, e) for e in self.exponents])
+
+    def vjp(self, vec: Tensor, grad: Tensor) -> Tensor:
+        """sum_m grad[m] d(monomial m)/d vec for vectors (3, P) and ``grad`` (M, P) -> (3, P)."""
+        out = torch.zeros_like(vec)
+        for m, exponents in enumerate(self.exponents):
+            for axis in range(3):
+                if exponents[axis]:
+                    lowered = tuple(e - (a == axis) for a, e in enumerate(exponents))
+                    out[axis].addcmul_(grad[m], _power_product(vec, lowered), value=exponents[axis])
+        return out
 
     def invariants(self, density: Tensor) -> Tensor:
         """phi_l = sum over orientations of degree l of weight * rho^2: densities (C, M, K) -> (C, lmax + 1, K)."""
@@ -131,6 +140,15 @@ class Monomials:
         degree = torch.tensor(self.degrees, device=density.device)
         out = density.new_zeros(density.shape[0], self.lmax + 1, density.shape[2])
         return out.index_add(1, degree, squared)
+
+
+def _power_product(vec: Tensor, exponents: tuple[int, ...]) -> Tensor:
+    """x^ex y^ey z^ez of vectors (3, P), skipping the factors with exponent 0 and the powers of 1."""
+    out = vec.new_ones(vec.shape[1])
+    for axis, e in enumerate(exponents):
+        if e:
+            out = out * (vec[axis] if e == 1 else vec[axis] ** e)
+    return out
 
 
 class RadialTable(nn.Module):
@@ -190,59 +208,69 @@ class RadialTable(nn.Module):
 
     @staticmethod
     def taps_of(r: Tensor, spacing: float) -> tuple[Tensor, Tensor, Tensor]:
-        """(first row (P,), weights (P, 4), d weights / d r (P, 4)) with g(r) ~ sum_q weights[:, q] table[first + q]
+        """(first row (P,), weights (4, P), d weights / d r (4, P)) with g(r) ~ sum_q weights[q] table[first + q]
         on a table of the given spacing.
 
         The grid point at or below r is cell = floor(r / h), at table row cell + 1, so the four taps start at row
-        ``cell``. Distances are not differentiated through here (see TabulatedDensity).
+        ``cell``. Taps lead and pairs trail so that every per-pair product below runs over contiguous memory.
+        Distances are not differentiated through here (see TabulatedDensity).
         """
         x = r / spacing
         cell = torch.floor(x)
         t = x - cell
         t2, t3 = t * t, t * t * t
-        weights = torch.stack(((-t3 + 2 * t2 - t) / 2, (3 * t3 - 5 * t2 + 2) / 2, (-3 * t3 + 4 * t2 + t) / 2, (t3 - t2) / 2), dim=1)
-        slopes = torch.stack(((-3 * t2 + 4 * t - 1) / 2, (9 * t2 - 10 * t) / 2, (-9 * t2 + 8 * t + 1) / 2, (3 * t2 - 2 * t) / 2), dim=1)
+        weights = torch.stack(((-t3 + 2 * t2 - t) / 2, (3 * t3 - 5 * t2 + 2) / 2, (-3 * t3 + 4 * t2 + t) / 2, (t3 - t2) / 2))
+        slopes = torch.stack(((-3 * t2 + 4 * t - 1) / 2, (9 * t2 - 10 * t) / 2, (-9 * t2 + 8 * t + 1) / 2, (3 * t2 - 2 * t) / 2))
         return cell.long(), weights, slopes / spacing
 
 
 class TabulatedDensity(torch.autograd.Function):
-    """rho[c, m, k] = sum_p [centre_p = c] angular[p, m] g_k(r_p), with g read from a RadialTable.
+    """rho[c, m, k] = sum_p [centre_p = c] z_p monomial_m(v_p) g_k(|v_p|) from pair vectors v (3, P), with g read
+    from a RadialTable.
 
-    Forward deposits the 4 x M products angular[p, m] * weights[p, q] of each pair as one contiguous row of
-    H4[centre, first_p, q, m] (a single index_add), folds the taps onto their rows, H[c, row] = sum_q
-    H4[c, row - q, q], and multiplies by the table (its nonzero bands only). Backward runs the same steps in reverse; it is written by
-    hand because autograd would keep and revisit (P, M, 4) intermediates and scatter four times.
+    Forward deposits the products weights[q, p] * angular[m, p] of every pair at column centre_p * rows + first_p of
+    H4[q, m] (one index_add along the pair axis), folds the taps onto their rows, H[m, c, row] =
+    sum_q H4[q, m, c, row - q], and multiplies by the table (its nonzero bands only). Backward runs the same steps in
+    reverse down to the pair vectors. Everything per pair is laid out (component, pair), so each product is one long
+    contiguous loop; with the pair axis first, or with autograd tracing the distances and monomials, a step took
+    about twice as long (docs/benchmarks.md, "StructRepDiff").
     """
 
     @staticmethod
-    def forward(ctx, r: Tensor, angular: Tensor, centre: Tensor, num_centres: int, table: RadialTable) -> Tensor:
-        rows, M = table.rows, angular.shape[1]
-        first, weights, slopes = RadialTable.taps_of(r.detach(), table.spacing)
-        index = centre * rows + first
-        H4 = angular.new_zeros(num_centres * rows, 4 * M)
-        H4.index_add_(0, index, (weights.unsqueeze(2) * angular.unsqueeze(1)).reshape(-1, 4 * M))
-        H4 = H4.view(num_centres, rows, 4, M)
-        H = H4[:, :, 0].clone()
+    def forward(ctx, vec: Tensor, z: Tensor, centre: Tensor, num_centres: int, table: RadialTable, monomials: Monomials) -> Tensor:
+        rows, M, P = table.rows, len(monomials), vec.shape[1]
+        r = lengths(vec)
+        # Pairs beyond the cutoff carry z = 0; reading them at r = 0 keeps their (unused) rows inside the table.
+        first, weights, slopes = RadialTable.taps_of(torch.where(r < table.params.cutoff, r, 0.0), table.spacing)
+        angular = monomials.evaluate(vec).mul_(z)  # (M, P)
+        column = centre * rows + first
+        products = angular.new_empty(4, M, P)
+        for q in range(4):  # four (M, P) x (P,) products: a broadcast over both leading axes is several times slower
+            torch.mul(angular, weights[q], out=products[q])
+        H4 = angular.new_zeros(4 * M, num_centres * rows).index_add_(1, column, products.view(4 * M, P)).view(4, M, num_centres, rows)
+        H = H4[0].clone()
         for q in range(1, 4):  # taps never pass the last row: r < cutoff keeps first + 3 inside the table
-            H[:, q:] += H4[:, :-q, q]
-        density = table.multiply(H.transpose(1, 2).reshape(num_centres * M, rows))
-        ctx.save_for_backward(angular, index, weights, slopes)
+            H[:, :, q:] += H4[q, :, :, :-q]
+        density = table.multiply(H.view(M * num_centres, rows)).view(M, num_centres, -1)
+        ctx.save_for_backward(vec, z, r, angular, column, weights, slopes)
         ctx.shape = (num_centres, rows, M)
-        ctx.table = table
-        return density.view(num_centres, M, -1)
+        ctx.table, ctx.monomials = table, monomials
+        return density.transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad_density: Tensor):
-        angular, index, weights, slopes = ctx.saved_tensors
+        vec, z, r, angular, column, weights, slopes = ctx.saved_tensors
         num_centres, rows, M = ctx.shape
-        grad_H = ctx.table.multiply_transposed(grad_density.reshape(num_centres * M, -1)).view(num_centres, M, rows).transpose(1, 2)
-        grad_H4 = grad_H.new_zeros(num_centres, rows, 4, M)
-        for q in range(4):
-            grad_H4[:, : rows - q, q] = grad_H[:, q:]
-        gathered = grad_H4.view(num_centres * rows, 4 * M).index_select(0, index).view(-1, 4, M)
-        grad_angular = (weights.unsqueeze(2) * gathered).sum(dim=1)
-        grad_r = ((slopes.unsqueeze(2) * gathered).sum(dim=1) * angular).sum(dim=1)
-        return grad_r, grad_angular, None, None, None
+        grad_H = ctx.table.multiply_transposed(grad_density.transpose(0, 1).reshape(M * num_centres, -1)).view(M, num_centres * rows)
+        grad_angular = torch.zeros_like(angular)
+        grad_radial = torch.zeros_like(angular)  # d loss / d g(r_p), per monomial, through the tap slopes
+        for q in range(4):  # d H4[q, m, c, row] = d H[m, c, row + q]; the taps stay inside the table
+            gathered = grad_H.index_select(1, column + q)  # (M, P)
+            grad_angular.addcmul_(gathered, weights[q])
+            grad_radial.addcmul_(gathered, slopes[q])
+        grad_r = grad_radial.mul_(angular).sum(0)
+        grad_vec = ctx.monomials.vjp(vec, grad_angular.mul_(z)).addcmul_(vec, grad_r / r)
+        return grad_vec, None, None, None, None, None
 
 
 def atom_densities(vec: Tensor, centre: Tensor, neighbour_z: Tensor, num_centres: int, params: EADParameters,
@@ -250,25 +278,24 @@ def atom_densities(vec: Tensor, centre: Tensor, neighbour_z: Tensor, num_centres
     """rho (C, M, K) of every centre from its pairs.
 
     Args:
-        vec: (P, 3) Cartesian vectors centre -> neighbour image, Angstrom (pairs beyond the cutoff add nothing).
+        vec: (3, P) Cartesian vectors centre -> neighbour image, Angstrom (pairs beyond the cutoff add nothing),
+            component-major like everything per pair here (see TabulatedDensity).
         centre: (P,) index of each pair's centre atom in 0..C-1.
         neighbour_z: (P,) atomic number Z_j of each pair's neighbour.
         table: interpolate the radial basis (``table`` method); None evaluates it exactly, ``chunk`` pairs at a time.
     """
-    r = vec.norm(dim=-1)
-    inside = r.detach() < params.cutoff
-    angular = monomials.evaluate(vec) * torch.where(inside, neighbour_z.to(vec.dtype), 0.0).unsqueeze(1)  # (P, M)
+    r = lengths(vec)
+    z = torch.where(r.detach() < params.cutoff, neighbour_z.to(vec.dtype), 0.0)
+    if table is not None:
+        return TabulatedDensity.apply(vec, z, centre, num_centres, table, monomials)
+    angular = monomials.evaluate(vec) * z  # (M, P)
     M, K = len(monomials), params.num_radial
-    if table is None:
-        density = vec.new_zeros(num_centres, M * K)
-        for start in range(0, r.shape[0], chunk):
-            part = slice(start, start + chunk)
-            terms = angular[part].unsqueeze(2) * radial_basis(r[part], params).unsqueeze(1)  # (p, M, K)
-            density = density.index_add(0, centre[part], terms.reshape(terms.shape[0], M * K))
-        return density.view(num_centres, M, K)
-    # Pairs beyond the cutoff carry zero weight; clamping keeps their (unused) rows inside the table.
-    r_read = torch.where(inside, r, r.new_zeros(()))
-    return TabulatedDensity.apply(r_read, angular, centre, num_centres, table)
+    density = vec.new_zeros(num_centres, M * K)
+    for start in range(0, r.shape[0], chunk):
+        part = slice(start, start + chunk)
+        terms = angular[:, part].T.unsqueeze(2) * radial_basis(r[part], params).unsqueeze(1)  # (p, M, K)
+        density = density.index_add(0, centre[part], terms.reshape(terms.shape[0], M * K))
+    return density.view(num_centres, M, K)
 
 
 def ead(vec: Tensor, centre: Tensor, neighbour_z: Tensor, num_centres: int, params: EADParameters,

@@ -23,7 +23,7 @@ class PairList:
 
     Attributes:
         centre, neighbour: (P,) atom indices into the batch's positions.
-        shift: (P, 3) Cartesian lattice translation of the neighbour's image, Angstrom.
+        shift: (3, P) Cartesian lattice translation of the neighbour's image, Angstrom (component-major).
         radius: search radius in Angstrom.
         reference: (N, 3) positions the list was built at (for the Verlet displacement test).
     """
@@ -35,13 +35,23 @@ class PairList:
     reference: Tensor
 
     def vectors(self, positions: Tensor) -> Tensor:
-        """(P, 3) Cartesian vectors centre -> neighbour image for ``positions`` (N, 3) in Angstrom."""
-        return positions.index_select(0, self.neighbour) + self.shift - positions.index_select(0, self.centre)
+        """(3, P) Cartesian vectors centre -> neighbour image for ``positions`` (N, 3) in Angstrom.
+
+        Component-major: gathering and scattering (the gradient) whole rows of length P is several times faster
+        than 3-wide rows per pair."""
+        by_axis = positions.T
+        return by_axis.index_select(1, self.neighbour) + self.shift - by_axis.index_select(1, self.centre)
 
     def still_complete(self, positions: Tensor, cutoff: float) -> bool:
         """True while every pair within ``cutoff`` is in the list: no atom moved more than (radius - cutoff) / 2."""
         moved = (positions.detach() - self.reference).norm(dim=-1).max() if positions.shape[0] else positions.new_zeros(())
         return bool(2 * moved <= self.radius - cutoff)
+
+
+def lengths(vec: Tensor) -> Tensor:
+    """(P,) lengths of component-major vectors (3, P): contiguous passes, where norm(dim=0) strides. Floored at
+    1e-6 A so that two coincident atoms give a finite gradient."""
+    return (vec[0] * vec[0] + vec[1] * vec[1] + vec[2] * vec[2]).clamp_min(1e-12).sqrt()
 
 
 def system_index(num_atoms: Tensor) -> Tensor:
@@ -60,4 +70,4 @@ def build_pairs(positions: Tensor, lattice: Tensor, num_atoms: Tensor, radius: f
     graph = radius_graph_pbc(frac, lattice.double(), num_atoms, radius)
     neighbour, centre = graph.edge_index
     shift = torch.bmm(graph.cell_offsets.double().unsqueeze(1), lattice.double().index_select(0, system.index_select(0, centre))).squeeze(1)
-    return PairList(centre, neighbour, shift.to(positions.dtype), float(radius), positions.clone())
+    return PairList(centre, neighbour, shift.T.to(positions.dtype).contiguous(), float(radius), positions.clone())
