@@ -10,6 +10,13 @@ and optionally writes (--out, JSON) the match rate, RMSE, seconds per crystal (w
 Every option of the model's ``reconstruction`` block can be overridden (e.g. --loss-threshold 0.02, --trials 2).
 --batch-crystals sets how many crystals share one batched optimisation (1 = one crystal at a time, for the
 batching comparison). The machine, thread count and load average are recorded with the numbers.
+
+To use several cores without threads fighting over small kernels, split the draw into shards run side by side and
+merge them (the merge recomputes every metric from the stored structures):
+
+    python bench/structrepdiff_reconstruction.py --dataset perov_5 -n 100 --threads 1 --shard 0/2 --out a.json &
+    python bench/structrepdiff_reconstruction.py --dataset perov_5 -n 100 --threads 1 --shard 1/2 --out b.json
+    python bench/structrepdiff_reconstruction.py --merge a.json b.json --results bench/results/perov_5.json
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from pymatgen.core import Structure
 
 from crystalgen.data.crystal import collate
 from crystalgen.metrics import reconstruction as reconstruction_metrics
@@ -39,7 +47,9 @@ FLOAT_SETTINGS = ("lr", "lr_final", "hop_step", "loss_threshold", "skin", "std_f
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, help="perov_5 | carbon_24 | mp_20 (under $CRYSTALGEN_DATA)")
+    p.add_argument("--dataset", help="perov_5 | carbon_24 | mp_20 (under $CRYSTALGEN_DATA)")
+    p.add_argument("--shard", default="0/1", help="I/N: reconstruct every N-th of the drawn crystals, from the I-th")
+    p.add_argument("--merge", type=Path, nargs="+", help="merge the --out files of shards instead of running")
     p.add_argument("-n", "--num-crystals", type=int, default=100, help="random test crystals (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the crystal draw and of the reconstruction")
     p.add_argument("--preset", default="paper", help="model preset whose EAD and reconstruction settings are used")
@@ -47,7 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-crystals", type=int, default=16, help="crystals reconstructed together in one batch")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    p.add_argument("--out", type=Path, help="write the results with every structure as JSON here (what --merge reads; "
+                   "it holds dataset crystals, so keep it out of the repository)")
+    p.add_argument("--results", type=Path, help="write the results without structures as JSON here (per crystal: id, "
+                   "loss, steps, matched; what bench/results/ keeps)")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "crystalgen" / "structrepdiff_bench",
                    help="where the training std is cached between runs")
     for key in INT_SETTINGS:
@@ -86,6 +99,27 @@ def training_statistics(model: StructRepDiff, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        result = merge([json.loads(path.read_text()) for path in args.merge])
+    elif args.dataset:
+        result = run(args)
+    else:
+        raise SystemExit("give --dataset to run or --merge to combine shards")
+    summary = {k: v for k, v in result.items() if k not in ("per_crystal",)}
+    print(json.dumps(summary, indent=1, default=str))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1, default=str))
+    if args.results:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        per_crystal = [{k: v for k, v in c.items() if k not in ("structure", "true")} for c in result["per_crystal"]]
+        args.results.write_text(json.dumps({**result, "per_crystal": per_crystal}, indent=1, default=str))
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Reconstruct this shard's crystals; returns the result with every structure (for merging)."""
+    index, count = (int(x) for x in args.shard.split("/"))
     malloc_tuned = keep_freed_memory()  # as the crystalgen command does
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,46 +127,66 @@ def main(argv: list[str] | None = None) -> int:
     model = model_for(args)
     training_statistics(model, args)
     transform = type(model).transform(model.cfg)
-    crystals = benchmark_structures(args.dataset, "test", n=args.num_crystals, seed=args.seed)
+    crystals = benchmark_structures(args.dataset, "test", n=args.num_crystals, seed=args.seed)[index::count]
     items = [transform(s) for _, s in crystals]
-    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    generator = torch.Generator(device=args.device).manual_seed(args.seed + index)
     load_before = os.getloadavg()
     wall, cpu = time.perf_counter(), time.process_time()
     decoded = []
     for start in range(0, len(items), args.batch_crystals):
         batch = collate(items[start:start + args.batch_crystals]).to(args.device)
         decoded.extend(model.reconstruct(batch, generator=generator))
-        done = len(decoded)
-        print(f"  {done}/{len(items)} crystals, {time.perf_counter() - wall:.0f} s", file=sys.stderr, flush=True)
+        print(f"  {len(decoded)}/{len(items)} crystals, {time.perf_counter() - wall:.0f} s", file=sys.stderr, flush=True)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    truth = [s for _, s in crystals]
-    metrics = reconstruction_metrics([d.structure for d in decoded], truth, workers=1, progress=False)
-    raw = raw_match(decoded, truth)
-    losses = [d.info.get("reconstruction_loss") for d in decoded]
-    steps = [d.info.get("reconstruction_steps", 0) for d in decoded]
-    result = {
-        "dataset": args.dataset, "num_crystals": len(items), "seed": args.seed, "preset": args.preset,
+    per_crystal = [{"id": cid, "loss": d.info.get("reconstruction_loss"), "steps": d.info.get("reconstruction_steps", 0),
+                    "structure": d.structure.as_dict() if d.structure is not None else None, "true": s.as_dict()}
+                   for (cid, s), d in zip(crystals, decoded, strict=True)]
+    return scored({
+        "dataset": args.dataset, "seed": args.seed, "preset": args.preset, "shards": [args.shard],
         "reconstruction": dict(vars(model.basin_hopping)), "std_floor": model.std_floor, "d_min_weight": model.d_min_weight,
         "ead": model.encoder.ead, "batch_crystals": args.batch_crystals,
-        "match_rate": metrics["match_rate"], "rms_dist": metrics["rms_dist"], "n_recon_valid": metrics["n_recon_valid"],
-        "match_rate_structure_matcher_only": raw["match_rate"], "rms_dist_structure_matcher_only": raw["rms_dist"],
-        "seconds_per_crystal_wall": wall / len(items), "seconds_per_crystal_cpu": cpu / len(items),
-        "adam_steps_per_crystal": sum(steps) / len(steps),
-        "loss_median": sorted(x for x in losses if x is not None)[len(losses) // 2] if any(x is not None for x in losses) else None,
-        "per_crystal": [{"id": cid, "loss": loss, "matched": m, "steps": st} for (cid, _), loss, m, st in zip(crystals, losses, raw["matched"], steps, strict=True)],
+        "seconds_wall_total": wall, "seconds_cpu_total": cpu,
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "device": args.device, "malloc_tuned": malloc_tuned, "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "command": " ".join(["python", *sys.argv]),
-    }
-    summary = {k: v for k, v in result.items() if k not in ("per_crystal",)}
-    print(json.dumps(summary, indent=1, default=str))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1, default=str))
-    return 0
+        "per_crystal": per_crystal,
+    })
 
 
-def raw_match(decoded, truth) -> dict:
+def merge(shards: list[dict]) -> dict:
+    """One result from shards of the same draw and settings: crystals pooled, times summed, metrics recomputed."""
+    first = shards[0]
+    for other in shards[1:]:
+        for key in ("dataset", "seed", "preset", "reconstruction", "ead"):
+            if other[key] != first[key]:
+                raise SystemExit(f"cannot merge shards with different {key}: {first[key]!r} vs {other[key]!r}")
+    return scored({**first, "shards": [s for shard in shards for s in shard["shards"]],
+                   "seconds_wall_total": sum(s["seconds_wall_total"] for s in shards),
+                   "seconds_cpu_total": sum(s["seconds_cpu_total"] for s in shards),
+                   "machine": [s["machine"] for s in shards], "command": [s["command"] for s in shards],
+                   "per_crystal": [c for s in shards for c in s["per_crystal"]]})
+
+
+def scored(result: dict) -> dict:
+    """``result`` with the match rates, RMSEs, times per crystal and step counts of its ``per_crystal`` entries."""
+    crystals = result["per_crystal"]
+    pred = [Structure.from_dict(c["structure"]) if c["structure"] else None for c in crystals]
+    truth = [Structure.from_dict(c["true"]) for c in crystals]
+    metrics = reconstruction_metrics(pred, truth, workers=1, progress=False)
+    raw = raw_match(pred, truth)
+    for entry, matched in zip(crystals, raw["matched"], strict=True):
+        entry["matched"] = matched
+    losses = sorted(c["loss"] for c in crystals if c["loss"] is not None)
+    n = len(crystals)
+    return {**result, "num_crystals": n,
+            "match_rate": metrics["match_rate"], "rms_dist": metrics["rms_dist"], "n_recon_valid": metrics["n_recon_valid"],
+            "match_rate_structure_matcher_only": raw["match_rate"], "rms_dist_structure_matcher_only": raw["rms_dist"],
+            "seconds_per_crystal_wall": result["seconds_wall_total"] / n, "seconds_per_crystal_cpu": result["seconds_cpu_total"] / n,
+            "adam_steps_per_crystal": sum(c["steps"] for c in crystals) / n,
+            "loss_median": losses[len(losses) // 2] if losses else None}
+
+
+def raw_match(pred: list[Structure | None], truth: list[Structure]) -> dict:
     """StructureMatcher alone (no validity screen), to separate reconstruction failures from invalid compositions."""
     import warnings
 
@@ -144,8 +198,8 @@ def raw_match(decoded, truth) -> dict:
     matched, rms = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for d, s in zip(decoded, truth, strict=True):
-            r = matcher.get_rms_dist(d.structure, s) if d.structure is not None else None
+        for p, s in zip(pred, truth, strict=True):
+            r = matcher.get_rms_dist(p, s) if p is not None else None
             matched.append(r is not None)
             if r is not None:
                 rms.append(float(r[0]))
