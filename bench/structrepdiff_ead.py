@@ -1,5 +1,5 @@
 """Cost of one reconstruction step of StructRepDiff: R_str of a batch of systems and its gradient with respect to the
-Cartesian positions, at the paper's EAD settings (L <= 1, mu 0..20 A by 0.1, eta 1/20/90, r_c 20 A).
+Cartesian positions, with a preset's descriptor (default the paper's: L <= 1, mu 0..20 A by 0.1, eta 1/20/90, r_c 20 A).
 
 This is the inner loop of basin hopping (6 trials x 7 hops x 300 Adam steps per crystal), so its time per pair is
 what decides whether reconstructing 100 test crystals takes minutes or hours. Random test crystals of a benchmark
@@ -24,16 +24,19 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from crystalgen.runner.allocator import keep_freed_memory
 from crystalgen.testing import benchmark_structures
 from crystalgen_structrepdiff.descriptor import StructureDescriptor
-from crystalgen_structrepdiff.ead import EADParameters
+from crystalgen_structrepdiff.model import StructRepDiff
+from crystalgen_structrepdiff.transform import ead_parameters
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="perov_5 | carbon_24 | mp_20 (under $CRYSTALGEN_DATA)")
+    p.add_argument("--preset", default="paper", help="model preset whose descriptor settings are timed")
     p.add_argument("-n", "--num-crystals", type=int, default=4, help="random test crystals in the batch")
     p.add_argument("--trials", type=int, default=6, help="copies of each crystal (the paper's trials)")
     p.add_argument("--repeats", type=int, default=10, help="timed steps (after one warm-up step)")
@@ -88,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     malloc_tuned = keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
-    params = EADParameters.from_grid(1, 0.0, 20.0, 0.1, (1.0, 20.0, 90.0), 20.0)
+    cfg = OmegaConf.load(StructRepDiff.presets()[args.preset]).model
+    params = ead_parameters(cfg.ead)
     batch = batch_of(args.dataset, args.num_crystals, args.trials, args.seed)
-    result = {"dataset": args.dataset, "num_crystals": args.num_crystals, "trials": args.trials,
+    result = {"dataset": args.dataset, "preset": args.preset, "num_crystals": args.num_crystals, "trials": args.trials,
               "atoms": int(batch[0].shape[0])}
     for method in ("table", "exact") if args.exact else ("table",):
-        result[method] = time_steps(StructureDescriptor(params, method, dtype=torch.float32), batch, args.skin, args.repeats)
+        descriptor = StructureDescriptor(params, method, float(cfg.table_spacing), dtype=torch.float32)
+        result[method] = time_steps(descriptor, batch, args.skin, args.repeats)
         print(f"{method}: {json.dumps(result[method])}", file=sys.stderr, flush=True)
     result["machine"] = {"host": platform.node(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                          "torch": torch.__version__, "malloc_tuned": malloc_tuned, "load_average": os.getloadavg()}

@@ -225,8 +225,8 @@ class RadialTable(nn.Module):
 
 
 class TabulatedDensity(torch.autograd.Function):
-    """rho[c, m, k] = sum_p [centre_p = c] z_p monomial_m(v_p) g_k(|v_p|) from pair vectors v (3, P), with g read
-    from a RadialTable.
+    """rho[c, m, k] = sum_p [centre_p = c] z_p monomial_m(v_p) g_k(|v_p|) from pair vectors v (3, P), z_p the
+    neighbour's atomic number (0 beyond the cutoff), with g read from a RadialTable.
 
     Forward deposits the products weights[q, p] * angular[m, p] of every pair at column centre_p * rows + first_p of
     H4[q, m] (one index_add along the pair axis), folds the taps onto their rows, H[m, c, row] =
@@ -237,11 +237,14 @@ class TabulatedDensity(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, vec: Tensor, z: Tensor, centre: Tensor, num_centres: int, table: RadialTable, monomials: Monomials) -> Tensor:
+    def forward(ctx, vec: Tensor, neighbour_z: Tensor, centre: Tensor, num_centres: int, table: RadialTable,
+                monomials: Monomials) -> Tensor:
         rows, M, P = table.rows, len(monomials), vec.shape[1]
         r = lengths(vec)
-        # Pairs beyond the cutoff carry z = 0; reading them at r = 0 keeps their (unused) rows inside the table.
-        first, weights, slopes = RadialTable.taps_of(torch.where(r < table.params.cutoff, r, 0.0), table.spacing)
+        # Pairs beyond the cutoff get z = 0; reading them at r = 0 keeps their (unused) rows inside the table.
+        inside = r < table.params.cutoff
+        z = torch.where(inside, neighbour_z.to(vec.dtype), 0.0)
+        first, weights, slopes = RadialTable.taps_of(torch.where(inside, r, 0.0), table.spacing)
         angular = monomials.evaluate(vec).mul_(z)  # (M, P)
         column = centre * rows + first
         products = angular.new_empty(4, M, P)
@@ -284,10 +287,10 @@ def atom_densities(vec: Tensor, centre: Tensor, neighbour_z: Tensor, num_centres
         neighbour_z: (P,) atomic number Z_j of each pair's neighbour.
         table: interpolate the radial basis (``table`` method); None evaluates it exactly, ``chunk`` pairs at a time.
     """
+    if table is not None:
+        return TabulatedDensity.apply(vec, neighbour_z, centre, num_centres, table, monomials)
     r = lengths(vec)
     z = torch.where(r.detach() < params.cutoff, neighbour_z.to(vec.dtype), 0.0)
-    if table is not None:
-        return TabulatedDensity.apply(vec, z, centre, num_centres, table, monomials)
     angular = monomials.evaluate(vec) * z  # (M, P)
     M, K = len(monomials), params.num_radial
     density = vec.new_zeros(num_centres, M * K)
