@@ -39,6 +39,7 @@ from crystalgen.metrics import reconstruction as reconstruction_metrics
 from crystalgen.runner.allocator import keep_freed_memory
 from crystalgen.testing import benchmark_structures
 from crystalgen_structrepdiff.model import StructRepDiff
+from crystalgen_structrepdiff.reconstruction import LOSS_WEIGHTINGS
 
 #: Keys of the model's ``reconstruction`` block that the command line can override.
 INT_SETTINGS = ("trials", "hops", "iterations", "check_every", "max_pairs", "relocate_atoms")
@@ -63,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "loss, steps, matched; what bench/results/ keeps)")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "crystalgen" / "structrepdiff_bench",
                    help="where the training std is cached between runs")
+    p.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, help="spread (the preset's) or none (the paper's plain L1)")
     for key in INT_SETTINGS:
         p.add_argument("--" + key.replace("_", "-"), type=int)
     for key in FLOAT_SETTINGS:
@@ -76,6 +78,8 @@ def model_for(args: argparse.Namespace) -> StructRepDiff:
         value = getattr(args, key)
         if value is not None:
             cfg.reconstruction[key] = value
+    if args.loss_weighting:
+        cfg.reconstruction.loss_weighting = args.loss_weighting
     return StructRepDiff(cfg).to(args.device)
 
 
@@ -143,7 +147,8 @@ def run(args: argparse.Namespace) -> dict:
                    for (cid, s), d in zip(crystals, decoded, strict=True)]
     return scored({
         "dataset": args.dataset, "seed": args.seed, "preset": args.preset, "shards": [args.shard],
-        "reconstruction": dict(vars(model.basin_hopping)), "std_floor": model.std_floor, "d_min_weight": model.d_min_weight,
+        "reconstruction": dict(vars(model.basin_hopping)), "loss_weighting": model.loss_weighting,
+        "std_floor": model.std_floor, "d_min_weight": model.d_min_weight,
         "ead": model.encoder.ead, "batch_crystals": args.batch_crystals,
         "seconds_wall_total": wall, "seconds_cpu_total": cpu,
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -157,9 +162,9 @@ def merge(shards: list[dict]) -> dict:
     """One result from shards of the same draw and settings: crystals pooled, times summed, metrics recomputed."""
     first = shards[0]
     for other in shards[1:]:
-        for key in ("dataset", "seed", "preset", "reconstruction", "ead"):
-            if other[key] != first[key]:
-                raise SystemExit(f"cannot merge shards with different {key}: {first[key]!r} vs {other[key]!r}")
+        for key in ("dataset", "seed", "preset", "reconstruction", "ead", "loss_weighting", "std_floor", "d_min_weight"):
+            if other.get(key) != first.get(key):
+                raise SystemExit(f"cannot merge shards with different {key}: {first.get(key)!r} vs {other.get(key)!r}")
     return scored({**first, "shards": [s for shard in shards for s in shard["shards"]],
                    "seconds_wall_total": sum(s["seconds_wall_total"] for s in shards),
                    "seconds_cpu_total": sum(s["seconds_cpu_total"] for s in shards),

@@ -135,6 +135,17 @@ def test_reconstruct_task_recovers_small_crystals(model_and_items):
         assert d.ok and matcher.fit(d.structure, truth), (d.info, d.structure)
 
 
+def test_loss_weighting_none_is_the_plain_l1(model_and_items):
+    model, _ = model_and_items
+    plain = StructRepDiff(tiny_model_config(loss_weighting="none"))
+    plain.load_state_dict(model.state_dict())
+    weighted, unweighted = model.reconstructor().weights, plain.reconstructor().weights
+    assert torch.equal(unweighted, torch.ones_like(unweighted))
+    assert weighted.shape == unweighted.shape and not torch.allclose(weighted, unweighted)
+    with pytest.raises(ValueError, match="loss_weighting: 'std' is not one of spread, none"):
+        StructRepDiff(tiny_model_config(loss_weighting="std"))
+
+
 def test_unsupported_conditions_are_refused(model_and_items):
     from crystalgen.models.base import UnsupportedRequestError
 

@@ -21,7 +21,7 @@ from crystalgen.processes.vp import VPGaussian
 from crystalgen.state import Condition, SampleRequest
 from crystalgen_structrepdiff.decoding import decode_representations
 from crystalgen_structrepdiff.descriptor import StructureDescriptor
-from crystalgen_structrepdiff.reconstruction import BasinHopping, Reconstructor, loss_weights
+from crystalgen_structrepdiff.reconstruction import LOSS_WEIGHTINGS, BasinHopping, Reconstructor, loss_weights
 from crystalgen_structrepdiff.representation import RepresentationScaler
 from crystalgen_structrepdiff.transform import RepresentationTransform
 from crystalgen_structrepdiff.unet import UNet1D
@@ -58,6 +58,9 @@ class StructRepDiff(GenerativeModel):
                                           loss_threshold=None if r.loss_threshold is None else float(r.loss_threshold),
                                           check_every=int(r.check_every), skin=float(r.skin), max_pairs=int(r.max_pairs))
         self.clip_x0 = bool(cfg.get("clip_x0", True))  # absent in older checkpoints
+        self.loss_weighting = str(r.get("loss_weighting", "spread"))  # absent in older checkpoints
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"model.reconstruction.loss_weighting: {self.loss_weighting!r} is not one of {', '.join(LOSS_WEIGHTINGS)}")
         self.std_floor = float(r.std_floor)
         self.d_min_weight = float(r.d_min_weight)
         self._reconstructor: Reconstructor | None = None
@@ -121,7 +124,10 @@ class StructRepDiff(GenerativeModel):
         device = self.scaler.std.device
         if self._reconstructor is None or self._reconstructor.weights.device != device:
             descriptor = StructureDescriptor(self.encoder.params, self.encoder.method, self.encoder.table_spacing, torch.float32, device)
-            weights = loss_weights(self.scaler.std[self.layout.structure], len(self.encoder.params.mus), self.std_floor, self.d_min_weight)
+            if self.loss_weighting == "spread":
+                weights = loss_weights(self.scaler.std[self.layout.structure], len(self.encoder.params.mus), self.std_floor, self.d_min_weight)
+            else:  # "none": the paper's plain L1 over the raw R_str
+                weights = torch.ones(descriptor.size, dtype=torch.float64)
             self._reconstructor = Reconstructor(descriptor, self.basin_hopping, weights.float().to(device))
         return self._reconstructor
 

@@ -14,7 +14,8 @@ goes otherwise (docs/structrepdiff.md, "Reconstruction speed").
 
 The L1 loss is averaged over the 2 N_e + 1 features of R_str with per-feature weights from their spread over the
 training data (``loss_weights``: 1 / (std + floor x block mean std) for EAD features, d_min_weight / std for d_min),
-so that the EAD features, whose raw values span many orders of magnitude, all count.
+so that the EAD features, whose raw values span many orders of magnitude, all count; ``loss_weighting: none``
+gives the paper's plain L1 instead.
 """
 
 from __future__ import annotations
@@ -271,6 +272,11 @@ def _relocate(positions: Tensor, systems: _Systems, count: int, generator: torch
     moved = positions.clone()
     moved[chosen] = torch.bmm(frac.unsqueeze(1), cells).squeeze(1)
     return moved
+
+
+#: How the L1 loss weighs the features of R_str: by their spread over the training data (``loss_weights``), or
+#: not at all (the paper's plain L1 over the raw descriptor).
+LOSS_WEIGHTINGS = ("spread", "none")
 
 
 def loss_weights(std: Tensor, num_mu: int, floor: float, d_min_weight: float) -> Tensor:
