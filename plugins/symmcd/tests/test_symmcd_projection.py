@@ -86,3 +86,16 @@ def test_decoder_reports_bad_samples_instead_of_raising():
     assert decode_crystal(1, torch.tensor([0.0, 0, 0, 0, 0, 40.0]), x, z, S).reason.startswith("cell too large")
     assert "atomic number" in decode_crystal(1, k, x, torch.tensor([0]), S).reason
     assert decode_crystal(1, k, x[:0], z[:0], S[:0]).reason == "no representatives"
+    assert decode_crystal(1, torch.full((6,), float("nan")), x, z, S).info == {"spacegroup": 1}  # G kept for failures
+
+
+def test_an_exception_inside_the_projection_is_a_reported_failure(monkeypatch):
+    def broken_replicate(*args, **kwargs):
+        raise RuntimeError("no Wyckoff position left")
+
+    monkeypatch.setattr("crystalgen_symmcd.decoding.replicate", broken_replicate)
+    k = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.5])
+    decoded = decode_crystal(225, k, torch.tensor([[0.1, 0.2, 0.3]]), torch.tensor([8]), torch.zeros(1, 15, dtype=torch.long))
+    assert not decoded.ok and decoded.structure is None
+    assert decoded.reason == "projection failed: RuntimeError: no Wyckoff position left"
+    assert decoded.info == {"spacegroup": 225}

@@ -29,30 +29,35 @@ def decode_crystal(spacegroup: int, k: Tensor, frac_coords: Tensor, atom_types: 
         frac_coords: (M, 3) representatives, fractional.
         atom_types: (M,) atomic numbers.
         site_symmetry: (M, 15) site-symmetry class indices.
+
+    Every failure's ``info`` holds the sampled ``spacegroup``, like a success's.
     """
+    def failed(reason: str) -> Decoded:  # the sampled G stays visible in samples.jsonl for failures too
+        return Decoded(None, reason, {"spacegroup": int(spacegroup)})
+
     if atom_types.numel() == 0:
-        return Decoded(None, "no representatives")
+        return failed("no representatives")
     if not torch.isfinite(k).all():
-        return Decoded(None, "non-finite lattice k")
+        return failed("non-finite lattice k")
     if not torch.isfinite(frac_coords).all():
-        return Decoded(None, "non-finite coordinates")
+        return failed("non-finite coordinates")
     lattice, valid = k_to_lattice(k.double().reshape(1, 6), strict=False)
     if not bool(valid.all()):
-        return Decoded(None, "lattice k overflows")
+        return failed("lattice k overflows")
     L = lattice[0].cpu().numpy()
     longest = float(np.linalg.norm(L, axis=1).max())
     if longest > MAX_LENGTH:
-        return Decoded(None, f"cell too large (a lattice vector of {longest:.3g} A)")
+        return failed(f"cell too large (a lattice vector of {longest:.3g} A)")
     volume = abs(float(np.linalg.det(L)))
     if volume < MIN_VOLUME:
-        return Decoded(None, f"degenerate cell (volume {volume:.2e} A^3)")
+        return failed(f"degenerate cell (volume {volume:.2e} A^3)")
     if int(atom_types.min()) < 1 or int(atom_types.max()) > 118:
-        return Decoded(None, f"atomic number outside 1..118 ({int(atom_types.min())}..{int(atom_types.max())})")
+        return failed(f"atomic number outside 1..118 ({int(atom_types.min())}..{int(atom_types.max())})")
     try:
         crystal = replicate(int(spacegroup), L, frac_coords.double().cpu().numpy(), atom_types.cpu().numpy(),
                             site_symmetry.cpu().numpy())
         species = [Element.from_Z(int(z)) for z in crystal.atom_types]
         structure = Structure(Lattice(L), species, crystal.frac_coords, coords_are_cartesian=False)
     except Exception as exc:  # a projection or pymatgen failure is a reported sample failure, not a crash
-        return Decoded(None, f"projection failed: {type(exc).__name__}: {exc}", {"spacegroup": int(spacegroup)})
+        return failed(f"projection failed: {type(exc).__name__}: {exc}")
     return Decoded(structure, None, crystal.info)
