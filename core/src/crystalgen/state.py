@@ -65,7 +65,8 @@ class SampleRequest:
         num_samples: crystals to generate in this batch.
         spacegroup: international number(s) 1..230 to condition on, or None to sample from the model's prior.
         composition: reduced or full formula(s) (e.g. ``"SrTiO3"``) to condition on, or None.
-        options: model-specific extras (e.g. ``top10_spacegroups=True`` for SymmCD).
+        options: model-specific extras, the keys in the model's ``request_options`` (e.g.
+            ``spacegroup_prior="top10"`` for SymmCD).
     """
 
     num_samples: int

@@ -54,7 +54,8 @@ def add_sampler_arguments(p: argparse.ArgumentParser, *, default_batch: int = 10
     p.add_argument("--batch-size", type=int, default=default_batch, help=f"crystals per batch (default {default_batch})")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--option", metavar="KEY=VALUE", action="append", default=[],
-                   help="sampler option, e.g. --option eta=0.5 (repeatable)")
+                   help="sampler option, e.g. --option eta=0.5, or a model option the sampler does not take, e.g. "
+                        "--option spacegroup_prior=top10 for symmcd (repeatable)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16 autocast (default fp32)")
     p.add_argument("--no-ema", action="store_true", help="use the trained weights, not their moving average")

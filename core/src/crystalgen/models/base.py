@@ -53,6 +53,8 @@ class GenerativeModel(nn.Module, ABC):
         default_sampler: sampler used when the user names none.
         conditions: conditions ``sample`` accepts (``"spacegroup"``, ``"composition"``).
         tasks: beyond ``"generate"``: ``"reconstruct"``, ``"optimize"``.
+        request_options: keys of ``SampleRequest.options`` the model reads (SymmCD: ``spacegroup_prior``); the
+            runner routes ``sample --option KEY=VALUE`` here when the sampler takes no option ``KEY``.
         config_package: package holding ``<preset>.yaml`` config files (documented OmegaConf YAML).
     """
 
@@ -60,6 +62,7 @@ class GenerativeModel(nn.Module, ABC):
     default_sampler: ClassVar[str] = "ancestral"
     conditions: ClassVar[frozenset[str]] = frozenset()
     tasks: ClassVar[frozenset[str]] = frozenset({"generate"})
+    request_options: ClassVar[frozenset[str]] = frozenset()
     config_package: ClassVar[str]
 
     processes: nn.ModuleDict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,14 +68,32 @@ def build_sampler(model: GenerativeModel, name: str | None, steps: int | None,
         raise ConfigError(f"sampler {name!r} does not accept options {sorted(options)}: {exc}") from None
 
 
+def split_options(model: GenerativeModel, sampler: str, options: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(sampler options, request options) of ``sample --option``: a key the model declares in ``request_options``
+    (SymmCD's ``spacegroup_prior``) that sampler ``sampler``'s constructor does not take goes to the model's
+    SampleRequest; every other key stays a sampler option (and an unknown one is refused by build_sampler)."""
+    cls = plugins.default_host().registry("sampler").get(sampler)
+    params = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    to_model = {k for k in (options or {}) if k in model.request_options and not takes_any and k not in params}
+    return ({k: v for k, v in (options or {}).items() if k not in to_model},
+            {k: v for k, v in (options or {}).items() if k in to_model})
+
+
+def checkpoint_sampler_name(trained: TrainedModel, name: str | None = None) -> str:
+    """``name``, else the sampler the checkpoint's run configured under ``sample``, else the model's default."""
+    saved = trained.config.get("sample") or {}
+    return name or saved.get("sampler") or trained.model.default_sampler
+
+
 def checkpoint_sampler(trained: TrainedModel, name: str | None = None, steps: int | None = None,
                        options: Mapping[str, Any] | None = None) -> Sampler:
     """The sampler for a checkpoint: the one its run configured under ``sample`` (e.g. the small CDVAE preset's 250
     Langevin steps rather than the paper's 5,000), with the caller's steps and options on top. Steps and options
     saved for one sampler are not carried over when the caller picks another."""
     saved = trained.config.get("sample") or {}
-    saved_name = saved.get("sampler") or trained.model.default_sampler
-    chosen = name or saved_name
+    saved_name = checkpoint_sampler_name(trained)
+    chosen = checkpoint_sampler_name(trained, name)
     if chosen == saved_name:
         saved_options = saved.get("options") or {}
         if isinstance(saved_options, DictConfig):

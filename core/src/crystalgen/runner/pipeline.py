@@ -21,7 +21,13 @@ from crystalgen.runner.config import from_yaml, to_yaml
 from crystalgen.runner.datasets import parse_split, prepared_split, provenance, reference_statistics, split_structures
 from crystalgen.runner.distributed import Environment, seed_everything, select_device, setup, teardown
 from crystalgen.runner.metric_log import MetricLog
-from crystalgen.runner.models import checkpoint_sampler, load_trained, model_class
+from crystalgen.runner.models import (
+    checkpoint_sampler,
+    checkpoint_sampler_name,
+    load_trained,
+    model_class,
+    split_options,
+)
 from crystalgen.runner.run_dir import RunDir
 from crystalgen.runner.sample_dir import write_sample_dir
 from crystalgen.runner.sampling import generate
@@ -112,20 +118,23 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
            averaged: bool = True, show_progress: bool = True) -> dict[str, Any]:
     """Generate crystals from a checkpoint into the sample directory ``out``; returns the counts.
 
-    ``averaged`` uses the EMA weights when the checkpoint has them."""
+    ``averaged`` uses the EMA weights when the checkpoint has them. ``options`` are the sampler's, plus the model's
+    request options that the sampler does not take (split_options)."""
     trained = load_trained(checkpoint, select_device(device), averaged=averaged)
     if expected_model and trained.name != expected_model:
         raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
-    chosen = checkpoint_sampler(trained, sampler, steps, options)
+    sampler_options, model_options = split_options(trained.model, checkpoint_sampler_name(trained, sampler), options)
+    chosen = checkpoint_sampler(trained, sampler, steps, sampler_options)
     log.info("sampling %d crystals with %s (%s) from %s", num_samples, type(chosen).__name__, chosen.config(), checkpoint)
     generated = generate(trained.model, chosen, num_samples, batch_size, spacegroup=spacegroup, composition=composition,
-                         seed=seed, precision=precision, show_progress=show_progress)
+                         options=model_options, seed=seed, precision=precision, show_progress=show_progress)
     meta = {
         "model": trained.name,
         "checkpoint": str(Path(checkpoint).resolve()),
         "preset": trained.config.get("preset"),
         "preset_note": trained.config.get("preset_note", ""),
         "sampler": chosen.config(),
+        "model_options": model_options,
         "ema_weights": averaged and trained.payload.get("ema") is not None,
         "seed": seed,
         "num_samples": num_samples,

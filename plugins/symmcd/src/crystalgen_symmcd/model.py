@@ -42,12 +42,14 @@ VARIABLES = ("lattice_k", "frac_coords", "atom_types", "site_symmetry")
 
 
 class SymmCD(GenerativeModel):
-    """SymmCD (Levy et al., ICLR 2025). Conditions: ``spacegroup``. Request option ``spacegroup_prior``:
-    ``"data"`` (p(G) of the training set, default) or ``"top10"`` (p(G) restricted to TOP10_SPACEGROUPS)."""
+    """SymmCD (Levy et al., ICLR 2025). Conditions: ``spacegroup``. Request option ``spacegroup_prior``
+    (``crystalgen sample symmcd --option spacegroup_prior=top10``; default ``model.spacegroup_prior``):
+    ``"data"`` (p(G) of the training set) or ``"top10"`` (p(G) restricted to TOP10_SPACEGROUPS)."""
 
     name = "symmcd"
     default_sampler = "ancestral"
     conditions = frozenset({"spacegroup"})
+    request_options = frozenset({"spacegroup_prior"})
     config_package = "crystalgen_symmcd.configs"
 
     spacegroup_probs: Tensor
@@ -143,6 +145,17 @@ class SymmCD(GenerativeModel):
         return losses
 
     # -- sampling ---------------------------------------------------------------------------------
+    def check_request(self, request: SampleRequest) -> None:
+        """Conditions, and the prior's name before any sampling starts."""
+        super().check_request(request)
+        self._prior(request)
+
+    def _prior(self, request: SampleRequest) -> str:
+        prior = str(request.options.get("spacegroup_prior", self.spacegroup_prior))
+        if prior not in ("data", "top10"):
+            raise UnsupportedRequestError(f"spacegroup_prior must be 'data' or 'top10', got {prior!r}")
+        return prior
+
     def prepare_sampling(self, request: SampleRequest) -> Condition:
         """Algorithm 2, inputs: G (requested or ~ p(G)), M ~ p(M | G), and the fixed parts of each process."""
         self.check_request(request)
@@ -173,16 +186,13 @@ class SymmCD(GenerativeModel):
             if len(numbers) != n or any(not 1 <= int(g) <= NUM_SPACE_GROUPS for g in numbers):
                 raise UnsupportedRequestError(f"spacegroup must be one number in 1..230 or one per crystal ({n}); got {request.spacegroup}")
             return torch.tensor([int(g) for g in numbers], dtype=torch.long)
-        prior = str(request.options.get("spacegroup_prior", self.spacegroup_prior))
         probs = self.spacegroup_probs.float().cpu().clone()
-        if prior == "top10":
+        if self._prior(request) == "top10":
             keep = torch.zeros_like(probs, dtype=torch.bool)
             keep[list(TOP10_SPACEGROUPS)] = True
             probs = torch.where(keep, probs, torch.zeros_like(probs))
             if float(probs.sum()) == 0:  # none of the ten groups seen in training: sample them uniformly
                 probs = keep.float()
-        elif prior != "data":
-            raise UnsupportedRequestError(f"spacegroup_prior must be 'data' or 'top10', got {prior!r}")
         return torch.multinomial(probs, n, replacement=True)
 
     def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
