@@ -115,7 +115,12 @@ def test_learned_metrics_through_the_property_sun_and_frechet_apis(tmp_path, mon
 
     properties = types.ModuleType("crystalgen.metrics.properties")
     properties.get_predictor = lambda name, **kw: Density()
-    properties.default_predictor_for = lambda dataset: "density_stand_in" if dataset == "perov_5" else None
+
+    def default_predictor_for(dataset, models_dir=None):
+        seen.setdefault("models_dir", []).append(models_dir)
+        return "density_stand_in" if dataset == "perov_5" else None
+
+    properties.default_predictor_for = default_predictor_for
 
     def sun_metrics(structures, reference, train, **kw):
         seen["partial"] = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -136,13 +141,15 @@ def test_learned_metrics_through_the_property_sun_and_frechet_apis(tmp_path, mon
     assert out["fcd_embedding"] == "stand-in" and out["sun_rate"] == 0.25 and out["sun_n_structures"] == 6
     # metrics.json was written, marked partial, before S.U.N. started
     assert seen["partial"]["status"] == "partial" and "wdist_prop" in seen["partial"]
-    evaluate(ref, ref, metrics=["wdist_prop"], reference_name="perov_5", workers=1, progress=False)
+    evaluate(ref, ref, metrics=["wdist_prop"], reference_name="perov_5", workers=1, progress=False,
+             options={"predictor_options": {"models_dir": "/models"}})
     assert seen["predicted"] == [6, 6, 6]  # samples, reference, samples again: the reference came from the cache
+    assert seen["models_dir"] == [None, "/models"]  # --predictor-option models_dir=... picks the default predictor too
 
 
 def test_failing_metric_does_not_stop_the_others(monkeypatch):
     properties = types.ModuleType("crystalgen.metrics.properties")
-    properties.default_predictor_for = lambda dataset: "broken"
+    properties.default_predictor_for = lambda dataset, models_dir=None: "broken"
 
     def get_predictor(name, **kw):
         raise RuntimeError("weights not found")

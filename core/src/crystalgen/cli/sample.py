@@ -8,7 +8,7 @@ Examples:
   crystalgen sample symmcd --ckpt runs/symmcd-embedded-20250101-120000/checkpoints/best.ckpt -n 1000 --out samples/
   crystalgen sample symmcd --ckpt best.ckpt -n 100 --out sg225/ --spacegroup 225
   crystalgen sample cdvae --ckpt best.ckpt -n 100 --out pc/ --sampler pc --steps 500 --option snr=0.2
-  crystalgen sample gemsdiff --ckpt best.ckpt -n 2 --out comp/ --composition SrTiO3 BaTiO3
+  crystalgen sample symmcd --ckpt best.ckpt -n 100 --out top10/ --option spacegroup_prior=top10
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def optimization_success(
     if properties is None:
         from crystalgen.metrics.properties import default_predictor_for, get_predictor
 
-        name = property_predictor or (default_predictor_for(dataset) if dataset else None)
+        name = property_predictor or (
+            default_predictor_for(dataset, (predictor_options or {}).get("models_dir")) if dataset else None)
         if name is None:
             raise ValueError(f"no property predictor for dataset {dataset!r}; pass property_predictor or properties")
         predictor = get_predictor(name, **(predictor_options or {}))

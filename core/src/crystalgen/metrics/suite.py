@@ -180,7 +180,8 @@ class _Evaluation:
     def wdist_prop(self, property_predictor: str | None, reference_properties) -> Result:
         properties = _optional_module("crystalgen.metrics.properties")
         name = property_predictor or (
-            properties.default_predictor_for(self.reference_name) if self.reference_name else None
+            properties.default_predictor_for(self.reference_name, self.opts.predictor_options.get("models_dir"))
+            if self.reference_name else None
         )
         if name is None:
             raise _Unavailable(f"no default property predictor for reference {self.reference_name!r}; "
