@@ -128,6 +128,26 @@ def test_non_finite_samples_and_failing_batches_are_counted_not_fatal(run_dir, t
     assert counts["failed_by_reason"] == {"non-finite lattice": 2, "sampling failed": 2}
 
 
+def test_when_every_batch_fails_the_reasons_are_written_and_the_error_is_one_line(run_dir, tmp_path, monkeypatch,
+                                                                                  capsys):
+    from crystalgen_toy_model.model import ToyDiffusion
+
+    def broken(self, state, t, condition):
+        raise RuntimeError("probability tensor contains nan")
+
+    monkeypatch.setattr(ToyDiffusion, "denoise", broken)
+    out = tmp_path / "all_failed"
+    code = main(["sample", "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "-n", "4", "--batch-size", "2",
+                 "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    assert "none of the 4 crystals could be generated" in err and "probability tensor contains nan" in err
+    assert str(out / "samples.jsonl") in err
+    assert [r["reason"] for r in rows(out)] == ["sampling failed: RuntimeError: probability tensor contains nan"] * 4
+    assert json.loads((out / "sampling.json").read_text())["counts"]["ok"] == 0
+
+
 def test_truncated_checkpoint_gives_an_error_naming_the_file(run_dir, tmp_path, capsys):
     broken = tmp_path / "broken.ckpt"
     data = (run_dir / "checkpoints/last.ckpt").read_bytes()
@@ -194,7 +214,7 @@ def test_list_json_shows_plugins_components_and_versions(capsys):
     assert {"plugins", "components", "failures", "conflicts"} <= set(data)
 
 
-@pytest.mark.parametrize("verb", sorted(set(VERBS) - {"data", "evaluate"}))
+@pytest.mark.parametrize("verb", sorted(VERBS))
 def test_every_verb_has_help(verb, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([verb, "--help"])
@@ -227,3 +247,15 @@ def test_list_reports_load_failures_and_name_conflicts(monkeypatch, capsys):
     assert "Problems:" in out
     assert "crystalgen_samplers raised RuntimeError: broken on purpose" in out
     assert "model 'toy' is registered twice" in out and "ignored plugin '_Clashing'" in out
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    """`crystalgen list | head -1`: the reader is gone before the listing is written; no traceback, exit 141."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "crystalgen", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -1,5 +1,6 @@
 """Datasets: list them, describe a split, download a benchmark, preprocess a split for a model.
 
+Examples:
   crystalgen data list                               registered datasets, where they are, rows per split
   crystalgen data info mp_20:test                    rows, elements, atoms per cell, space groups, properties, provenance
   crystalgen data info my_cifs/                      the same for a user's folder / CSV / CIF / extxyz file

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 from crystalgen.registry import UnknownComponentError
+from crystalgen.runner.errors import NoCrystalsGeneratedError
 
 
 class UserError(Exception):
@@ -15,7 +16,9 @@ class UserError(Exception):
 
 
 #: FloatingPointError: the runner stops on a non-finite training loss with advice (runner.training.NonFiniteLossError).
-EXPECTED = (UserError, UnknownComponentError, FileNotFoundError, ValueError, KeyError, FloatingPointError)
+#: NoCrystalsGeneratedError: every sampled crystal failed; the sample directory says why, crystal by crystal.
+EXPECTED = (UserError, UnknownComponentError, FileNotFoundError, ValueError, KeyError, FloatingPointError,
+            NoCrystalsGeneratedError)
 
 
 def run_reporting_errors(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -30,3 +33,6 @@ def run_reporting_errors(fn: Callable[[argparse.Namespace], int], args: argparse
     except KeyboardInterrupt:
         print(f"crystalgen {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`crystalgen list | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit flush cannot fail again
+        return 141

@@ -20,6 +20,7 @@ from crystalgen.runner.checkpoint import load_checkpoint
 from crystalgen.runner.config import from_yaml, to_yaml
 from crystalgen.runner.datasets import parse_split, prepared_split, provenance, reference_statistics, split_structures
 from crystalgen.runner.distributed import Environment, seed_everything, select_device, setup, teardown
+from crystalgen.runner.errors import NoCrystalsGeneratedError
 from crystalgen.runner.metric_log import MetricLog
 from crystalgen.runner.models import (
     checkpoint_sampler,
@@ -29,7 +30,7 @@ from crystalgen.runner.models import (
     split_options,
 )
 from crystalgen.runner.run_dir import RunDir
-from crystalgen.runner.sample_dir import write_sample_dir
+from crystalgen.runner.sample_dir import JSONL, write_sample_dir
 from crystalgen.runner.sampling import generate
 from crystalgen.runner.training import Checkpoints, Progress, Trainer
 
@@ -149,6 +150,11 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     counts = write_sample_dir(out, generated.decoded, meta)
+    if counts["ok"] == 0:
+        reason = next((d.reason for d in generated.decoded if d.reason), "no reason given")
+        raise NoCrystalsGeneratedError(
+            f"none of the {counts['requested']} crystals could be generated; the first failure: {reason}. "
+            f"{Path(out) / JSONL} lists every crystal's reason (set CRYSTALGEN_TRACEBACK=1 and -v for details)")
     log.info("%d of %d crystals decoded (%s) in %.1f s -> %s", counts["ok"], counts["requested"],
              ", ".join(f"{k}: {v}" for k, v in counts["failed_by_reason"].items()) or "no failures", generated.seconds, out)
     return counts

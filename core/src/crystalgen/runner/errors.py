@@ -1,0 +1,8 @@
+"""Runner failures that the command line reports as one line (no torch import here: the CLI loads it early)."""
+
+from __future__ import annotations
+
+
+class NoCrystalsGeneratedError(RuntimeError):
+    """Every requested crystal failed. The sample directory is still written, with one reason per crystal, so the
+    failure can be inspected; the message names the commonest reason."""
