@@ -207,6 +207,25 @@ def test_cli_reports_a_bad_reference_clearly(tmp_path, capsys):
     assert rc == 2 and "NAME:SPLIT" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--task", "reconstruction", "--metrics", "validity"], "--metrics is not used by --task reconstruction"),
+    (["--task", "reconstruction", "--percentiles", "1,2,3"], "--percentiles is not used by --task reconstruction"),
+    (["--task", "optimization", "--symprec", "0.01"], "--symprec is not used by --task optimization"),
+    (["--metrics", "validity,covrage"], "unknown metric 'covrage'"),
+    (["--cov-cutoffs", "0.4"], "--cov-cutoffs '0.4'"),
+])
+def test_cli_refuses_options_its_task_ignores_before_reading_anything(tmp_path, capsys, monkeypatch, extra, message):
+    import crystalgen.metrics
+
+    def never(*args, **kwargs):
+        raise AssertionError("samples were read before the options were checked")
+
+    monkeypatch.setattr(crystalgen.metrics, "read_samples", never)
+    rc = cli_main(["evaluate", str(tmp_path / "missing"), "--reference", "perov_5:test", "--out", str(tmp_path / "o"),
+                   "--no-progress", *extra])
+    assert rc == 2 and message in capsys.readouterr().err
+
+
 def test_a_reference_evaluated_against_itself_is_fingerprinted_once(monkeypatch):
     from crystalgen.metrics import suite
 

@@ -20,6 +20,19 @@ import sys
 from pathlib import Path
 
 TASKS = ("generation", "reconstruction", "optimization")
+#: option (argparse dest) -> the tasks that read it. Setting one that the task ignores is an error.
+TASK_OPTIONS: dict[str, tuple[str, ...]] = {
+    "metrics": ("generation",),
+    "train": ("generation",),
+    "cov_cutoffs": ("generation",),
+    "n_property_samples": ("generation",),
+    "seed": ("generation",),
+    "symprec": ("generation",),
+    "paper_protocol": ("generation",),
+    "property_predictor": ("generation", "optimization"),
+    "predictor_option": ("generation", "optimization"),
+    "percentiles": ("optimization",),
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,6 +67,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+
+
+def check_task_options(args: argparse.Namespace) -> None:
+    """Refuse options the chosen --task would silently ignore, and unknown metric names, before any data is read."""
+    from crystalgen.cli.errors import UserError
+    from crystalgen.metrics.options import resolve_metrics
+
+    defaults = argparse.ArgumentParser()
+    add_arguments(defaults)
+    for dest, tasks in TASK_OPTIONS.items():
+        if getattr(args, dest) != defaults.get_default(dest) and args.task not in tasks:
+            flag = "--" + dest.replace("_", "-")
+            raise UserError(f"{flag} is not used by --task {args.task} (only by {' and '.join(tasks)}); drop it")
+    if args.metrics is not None:
+        try:
+            resolve_metrics(args.metrics)
+        except ValueError as exc:
+            raise UserError(f"--metrics {args.metrics}: {exc}") from None
 
 
 def _load_split(spec: str, role: str, workers, progress) -> tuple[list, str | None, list[str]]:
@@ -163,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
     from crystalgen.runner.datasets import provenance
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    check_task_options(args)
+    _cov_cutoffs(args.cov_cutoffs)
     progress = not args.no_progress
     structures, failures, ids = read_samples(args.samples, workers=args.workers, progress=progress)
     reference, dataset, notes = _load_split(args.reference, "reference", args.workers, progress)
