@@ -1,16 +1,21 @@
 """The training loop's mechanics on tiny deterministic modules: data order, schedules, clipping, EMA, early
-stopping, time budget, non-finite losses, metric log."""
+stopping, time budget, non-finite losses, metric log (CSV and TensorBoard), the torch.compile fallback."""
 
 from __future__ import annotations
 
+import copy
+import csv
+import logging
 import math
+import sys
+import types
 
 import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 from torch import Tensor, nn
 
-from crystalgen.data.crystal import structure_to_data
+from crystalgen.data.crystal import collate, structure_to_data
 from crystalgen.runner.config import apply_user_layers, runner_defaults
 from crystalgen.runner.distributed import Environment
 from crystalgen.runner.ema import ExponentialMovingAverage
@@ -160,3 +165,120 @@ def test_metric_log_drops_rows_after_the_resume_step(tmp_path):
     log.log(4, 0, {"train/loss": 40.0})
     log.close()
     assert [(s, v) for s, _, v in read_metric_log(path)["train/loss"]] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]
+
+
+class FakeSummaryWriter:
+    """Stands in for torch.utils.tensorboard.SummaryWriter: records what the metric log sends it."""
+
+    instances: list[FakeSummaryWriter] = []
+
+    def __init__(self, log_dir=None, purge_step=None, **kwargs) -> None:
+        self.log_dir, self.purge_step, self.kwargs = log_dir, purge_step, kwargs
+        self.scalars: list[tuple[str, float, int]] = []
+        self.closed = 0
+        FakeSummaryWriter.instances.append(self)
+
+    def add_scalar(self, tag: str, value: float, global_step: int) -> None:
+        assert self.closed == 0, "add_scalar after close"
+        self.scalars.append((tag, value, global_step))
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+@pytest.fixture
+def fake_tensorboard(monkeypatch):
+    module = types.ModuleType("torch.utils.tensorboard")
+    module.SummaryWriter = FakeSummaryWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", module)
+    FakeSummaryWriter.instances = []
+    return FakeSummaryWriter.instances
+
+
+def test_metric_log_sends_every_logged_scalar_to_tensorboard(tmp_path, fake_tensorboard):
+    log = MetricLog(tmp_path / "train_log.csv", tensorboard_dir=tmp_path / "tb")
+    cfg = config("trainer.max_epochs=3", "data.batch_size=4", "trainer.grad_clip=1.0")
+    Trainer(VolumeRegression(), cfg, CPU, None, log, show_progress=False).fit(crystals(8), crystals(3))
+    (writer,) = fake_tensorboard
+    assert writer.log_dir == str(tmp_path / "tb") and writer.closed == 0
+    log.close()
+    assert writer.closed == 1
+    with (tmp_path / "train_log.csv").open(newline="") as handle:
+        rows = [(r["metric"], float(r["value"]), int(r["step"])) for r in csv.DictReader(handle)]
+    # The same scalars in the same order: per-step losses, grad norm, lr, throughput, epoch and validation losses.
+    assert {"train/loss", "train/grad_norm", "train/lr", "train/epoch_loss", "val/loss", "val/abs_error"} <= {
+        tag for tag, _, _ in writer.scalars}
+    assert [(tag, step) for tag, _, step in writer.scalars] == [(metric, step) for metric, _, step in rows]
+    for (tag, value, _), (_, written, _) in zip(writer.scalars, rows):
+        assert isinstance(value, float) and value == pytest.approx(written, rel=1e-7), tag
+
+
+def test_resumed_metric_log_hides_the_interrupted_runs_later_tensorboard_events(tmp_path, fake_tensorboard):
+    path = tmp_path / "train_log.csv"
+    log = MetricLog(path, tensorboard_dir=tmp_path / "tb")
+    for step in range(1, 6):
+        log.log(step, 0, {"train/loss": float(step)})
+    log.close()
+    MetricLog(path, resume_step=3, tensorboard_dir=tmp_path / "tb").close()
+    # As the CSV drops rows after step 3, TensorBoard purges the events from step 4 on (and a fresh log all of them).
+    assert [w.purge_step for w in fake_tensorboard] == [0, 4]
+
+
+def test_without_tensorboard_the_csv_log_still_works(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if tensorboard were absent
+    log = MetricLog(tmp_path / "train_log.csv", tensorboard_dir=tmp_path / "tb")
+    log.log(1, 0, {"train/loss": 2.5, "train/lr": 0.01})
+    log.log(2, 0, {"train/loss": 1.5})
+    log.close()
+    assert read_metric_log(tmp_path / "train_log.csv") == {"train/loss": [(1, 0, 2.5), (2, 0, 1.5)],
+                                                           "train/lr": [(1, 0, 0.01)]}
+    assert not (tmp_path / "tb").exists()
+
+
+def _graph_break() -> Exception:
+    from torch._dynamo.exc import Unsupported
+
+    return Unsupported("data-dependent operator aten.nonzero.default")
+
+
+def _no_compiler() -> Exception:
+    """What inductor raises on a machine without a C++ compiler (a common CPU setup)."""
+    from torch._dynamo.exc import BackendCompilerFailed
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    return BackendCompilerFailed(lambda *args: None, InvalidCxxCompiler(), None)
+
+
+@pytest.mark.parametrize(("failure", "reason"), [(_graph_break, "aten.nonzero.default"),
+                                                 (_no_compiler, "No working C++ compiler")],
+                         ids=["graph-break", "no-compiler"])
+def test_a_loss_torch_compile_cannot_compile_trains_eagerly_after_one_warning(failure, reason, monkeypatch, caplog):
+    attempts = []
+
+    def fake_compile(module, *args, **kwargs):
+        assert isinstance(module, nn.Module)
+
+        def compiled(batch):
+            attempts.append(batch.num_graphs)
+            raise failure()
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(logging.getLogger("crystalgen"), "propagate", True)  # the CLI's console turns it off
+    torch.manual_seed(0)
+    model = VolumeRegression()
+    untrained = copy.deepcopy(model)
+    cfg = config("trainer.compile=true", "trainer.max_epochs=30", "trainer.lr=0.05", "data.batch_size=4")
+    trainer = Trainer(model, cfg, CPU, None, show_progress=False)
+    with caplog.at_level(logging.WARNING, logger="crystalgen.train"):
+        progress = trainer.fit(crystals(8))
+    assert attempts == [4]  # the compiled step was tried once (on the first batch), then never again
+    warnings = [r.getMessage() for r in caplog.records if "torch.compile" in r.getMessage()]
+    assert len(warnings) == 1 and "training without it" in warnings[0] and reason in warnings[0], warnings
+    assert progress.finished and progress.global_step == 60  # every step was taken, eagerly
+    for key, value in model.state_dict().items():
+        assert not torch.equal(value, untrained.state_dict()[key]), f"{key} did not move"
+    batch = collate(crystals(8))
+    with torch.no_grad():
+        assert model.training_loss(batch)["loss"] < 0.5 * untrained.training_loss(batch)["loss"]

@@ -161,7 +161,7 @@ def validate(cfg: DictConfig) -> None:
         if not (isinstance(value, int) and value > 0):
             raise ConfigError(f"'{path}' must be a positive integer, got {value!r}")
     device = OmegaConf.select(cfg, "trainer.device")
-    if not (isinstance(device, str) and DEVICE.match(device)):
+    if not (isinstance(device, str) and DEVICE.fullmatch(device)):
         raise ConfigError(f"'trainer.device' must be auto, cpu, cuda or cuda:N, got {device!r}")
     decay = OmegaConf.select(cfg, "trainer.ema_decay")
     if not 0.0 <= float(decay) < 1.0:

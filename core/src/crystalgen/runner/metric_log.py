@@ -15,7 +15,7 @@ class MetricLog:
     """Append-only ``train_log.csv``: ``step, epoch, metric, value, wall_time``.
 
     On resume, rows written after the checkpoint's step (by the interrupted run) are dropped first so the
-    curves show one history.
+    curves show one history; TensorBoard is told to hide that run's events from the same step on.
     """
 
     def __init__(self, path: str | Path, resume_step: int | None = None, tensorboard_dir: str | Path | None = None) -> None:
@@ -29,7 +29,9 @@ class MetricLog:
         self._writer = csv.writer(self._handle)
         if fresh:
             self._writer.writerow(COLUMNS)
-        self._tensorboard = _tensorboard_writer(tensorboard_dir) if tensorboard_dir else None
+        # TensorBoard hides the earlier events from this step on, as the CSV drops its rows: one history.
+        purge_step = resume_step + 1 if resume_step is not None else 0
+        self._tensorboard = _tensorboard_writer(tensorboard_dir, purge_step) if tensorboard_dir else None
 
     def _truncate_after(self, step: int) -> None:
         with self.path.open(newline="") as handle:
@@ -52,12 +54,12 @@ class MetricLog:
             self._tensorboard.close()
 
 
-def _tensorboard_writer(logdir: str | Path):
+def _tensorboard_writer(logdir: str | Path, purge_step: int):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional (pip install crystalgen-core[tensorboard])
         return None
-    return SummaryWriter(log_dir=str(logdir))
+    return SummaryWriter(log_dir=str(logdir), purge_step=purge_step)
 
 
 def read_metric_log(path: str | Path) -> dict[str, list[tuple[int, int, float]]]:

@@ -324,8 +324,10 @@ class Trainer:
         try:
             return self.step_module(batch)
         except TorchDynamoException as exc:
-            log.warning("torch.compile cannot compile this model's training loss (%s); training without it",
-                        str(exc).strip().splitlines()[0])
+            # The first line, with the next one when it only introduces the cause ("backend='inductor' raised:").
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            reason = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
+            log.warning("torch.compile cannot compile this model's training loss (%s); training without it", reason)
             self.step_module = self._eager_step
             return self.step_module(batch)
 
