@@ -83,3 +83,13 @@ def test_a_config_file_device_with_a_trailing_newline_is_refused(device, tmp_pat
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
 def test_well_formed_devices_pass_the_config_check(device):
     assert apply_user_layers(runner_defaults(), overrides=[f"trainer.device={device}"]).trainer.device == device
+
+
+@pytest.mark.parametrize("verb", ["train", "run"])
+def test_an_unavailable_gpu_is_refused_before_a_run_folder_is_made(verb, no_cuda, tmp_path, capsys, console_logger):
+    pytest.importorskip("crystalgen_toy_model", reason="install tests/fixtures/crystalgen_toy_model (pip install -e)")
+    from crystalgen.cli.main import main
+
+    assert main([verb, "toy", "--device", "cuda", "--runs-root", str(tmp_path / "runs"), "--no-progress"]) == 2
+    assert "CUDA is not available (use --device cpu or auto)" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

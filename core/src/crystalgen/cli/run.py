@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
+    from crystalgen.runner.distributed import select_device
     from crystalgen.runner.models import model_class
     from crystalgen.runner.pipeline import run_pipeline
     from crystalgen.runner.run_dir import RunDir
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     cls = model_class(args.model)
     cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config,
                   overrides=shortcut_overrides(args))
+    select_device(cfg.trainer.device)  # refuse an unavailable device before a run folder is made for nothing
     run_dir = RunDir(Path(args.run_dir)) if args.run_dir else RunDir.create(args.runs_root, args.model, cfg.data.dataset)
     handler = attach_run_log(run_dir.log)
     try:

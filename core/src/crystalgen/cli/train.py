@@ -62,8 +62,10 @@ def shared_run_dir(args: argparse.Namespace, cfg):
     other ranks receive its path, so that all write into one folder."""
     from pathlib import Path
 
+    from crystalgen.runner.distributed import select_device
     from crystalgen.runner.run_dir import RunDir
 
+    select_device(cfg.trainer.device)  # refuse an unavailable device before a run folder is made for nothing
     if args.run_dir:
         return RunDir(Path(args.run_dir))
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
