@@ -74,6 +74,46 @@ def test_dimer_by_hand():
     torch.testing.assert_close(R[8:16], torch.minimum(per_atom[0], per_atom[1]))
 
 
+@pytest.mark.parametrize("method", ["exact", "table"])
+def test_dimer_by_hand_in_the_cumulative_convention(method):
+    """PyXtal-FF's form: phi_0 = (Z g)^2 as before, phi_1 = ((Z g)^2 + (Z g)^2 r^2) / r_c^2 per centre."""
+    p = EADParameters(1, (2.0, 2.5), (1.0, 20.0), 6.0, angular="cumulative")
+    s = Structure(Lattice.cubic(30.0), ["O", "Ti"], [[0, 0, 0], [2.1 / 30, 0, 0]])
+    positions, z, lattice, n = cartesian(s)
+    desc = StructureDescriptor(p, method)
+    pairs = desc.pairs(positions, lattice, n)
+    from crystalgen_structrepdiff.ead import ead
+
+    per_atom = ead(pairs.vectors(positions), pairs.centre, z.index_select(0, pairs.neighbour), 2, p, desc.table)
+    g = radial_basis(torch.tensor([2.1], dtype=torch.float64), p)[0]
+    for atom, neighbour_z in ((0, 22), (1, 8)):
+        s_density = (neighbour_z * g) ** 2
+        expected = torch.cat([s_density, (s_density + s_density * 2.1**2) / 6.0**2])
+        torch.testing.assert_close(per_atom[atom], expected, rtol=1e-3 if method == "table" else 1e-7, atol=1e-12)
+
+
+def test_cumulative_blocks_are_scaled_running_sums_of_the_per_degree_ones():
+    """For lmax = 2: block l = l! / r_c^(2l) * sum_{d <= l} (per-degree block d) / d!, on a triclinic crystal."""
+    per_degree = small_params()
+    cutoff, K = per_degree.cutoff, per_degree.num_radial
+    params = dataclasses.replace(per_degree, lmax=2)
+    positions, z, lattice, n = cartesian(triclinic_structure())
+    from crystalgen_structrepdiff.ead import ead
+
+    def per_atom(p):
+        desc = StructureDescriptor(p, "exact")
+        pairs = desc.pairs(positions, lattice, n)
+        return ead(pairs.vectors(positions), pairs.centre, z.index_select(0, pairs.neighbour), positions.shape[0], p).view(-1, 3, K)
+
+    by_degree = per_atom(params)
+    expected = torch.stack([by_degree[:, 0],
+                            (by_degree[:, 0] + by_degree[:, 1]) / cutoff**2,
+                            2 * (by_degree[:, 0] + by_degree[:, 1] + by_degree[:, 2] / 2) / cutoff**4], dim=1)
+    torch.testing.assert_close(per_atom(dataclasses.replace(params, angular="cumulative")), expected)
+    with pytest.raises(ValueError, match="angular must be one of per_degree, cumulative"):
+        dataclasses.replace(params, angular="summed")
+
+
 @pytest.mark.parametrize("spacing, tolerance", [(0.01, 5e-4), (0.005, 1.5e-4)])
 def test_table_matches_exact_at_the_paper_parameters(spacing, tolerance):
     """Catmull-Rom table vs direct exponentials, error relative to each (pool, l, eta) block's largest value."""

@@ -113,3 +113,50 @@ def test_relocation_moves_the_requested_atoms_of_every_trial_into_its_cell():
     frac = torch.linalg.solve(systems.lattice[systems.system[changed]].transpose(1, 2), moved[changed].unsqueeze(-1)).squeeze(-1)
     assert bool(((frac >= 0) & (frac < 1)).all()), "relocated atoms must land inside their own cell"
     assert torch.equal(moved[~changed], positions[~changed])
+
+
+def test_the_loss_is_relative_to_the_target_so_a_scaled_loss_changes_nothing(generator):
+    """Dividing by the mean weighted |R_str| of the target makes the loss, and so the early-exit threshold, blind to
+    the scale of the features (they grow with Z^2): weights 1000x larger give the same losses and positions."""
+    desc = StructureDescriptor(small_params(), "table", dtype=torch.float32)
+    target, z, lattice, n, _ = _target(triclinic_structure(), desc)
+    settings = BasinHopping(trials=2, hops=1, iterations=5, lr=0.2, lr_final=0.01)  # short: float32 rounding grows
+    ones = torch.ones(desc.size)
+    plain = Reconstructor(desc, settings, ones)(target, z, n, lattice, generator=torch.Generator().manual_seed(1))
+    scaled = Reconstructor(desc, settings, 1000 * ones)(target, z, n, lattice, generator=torch.Generator().manual_seed(1))
+    assert float(plain.loss[0]) == pytest.approx(float(scaled.loss[0]), rel=1e-4)
+    torch.testing.assert_close(plain.positions[0], scaled.positions[0], atol=1e-4, rtol=0)
+    absolute = (target[0].abs().mean() * plain.loss[0]).item()  # what the loss would be without the division
+    assert absolute > 10 * float(plain.loss[0])
+
+
+@pytest.mark.data
+def test_random_starts_find_real_perovskites_with_the_published_descriptor_convention():
+    """Table 1's task on real data, from uniform random positions: the cumulative EAD (PyXtal-FF's convention) with
+    the plain L1 recovers Perov-5 test crystals closely (StructureMatcher, CDVAE's tolerances); with the
+    per-degree form as printed in eq. 2 matches were loose (RMS ~0.15-0.35, docs/structrepdiff.md)."""
+    import dataclasses
+
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Lattice, Structure
+
+    from crystalgen.testing import benchmark_structures
+    from crystalgen_structrepdiff.ead import EADParameters
+
+    params = dataclasses.replace(EADParameters.from_grid(1, 0.0, 8.0, 0.2, [1.0, 20.0, 90.0], 8.0), angular="cumulative")
+    desc = StructureDescriptor(params, "table", dtype=torch.float32)
+    settings = BasinHopping(trials=6, hops=7, iterations=300, loss_threshold=1e-4)
+    matcher = StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)
+    crystals = [s for _, s in benchmark_structures("perov_5", "test", n=3, seed=0)]
+    targets = [_target(s, desc) for s in crystals]
+    out = Reconstructor(desc, settings, torch.ones(desc.size))(
+        torch.cat([t[0] for t in targets]), torch.cat([t[1] for t in targets]), torch.cat([t[3] for t in targets]),
+        torch.cat([t[2] for t in targets]), generator=torch.Generator().manual_seed(0))
+    found = []
+    for k, truth in enumerate(crystals):
+        rebuilt = Structure(Lattice(targets[k][2][0].double().numpy()), truth.species,
+                            out.positions[k].numpy(), coords_are_cartesian=True)
+        found.append((truth.composition.reduced_formula, matcher.get_rms_dist(rebuilt, truth), float(out.loss[k])))
+    print(found)
+    assert all(rms is not None for _, rms, _ in found), found
+    assert sum(rms[0] < 0.1 for _, rms, _ in found) >= 2, found

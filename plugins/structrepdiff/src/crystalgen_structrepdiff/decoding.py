@@ -75,7 +75,7 @@ def decode_representations(raw: Tensor, layout: RepresentationLayout, reconstruc
                            generator: torch.Generator | None = None) -> list[Decoded]:
     """Raw representations (B, N) -> crystals, reconstructing all readable ones in one batched call.
 
-    ``info`` of each crystal carries the final reconstruction loss and the Adam steps spent on it.
+    ``info`` of each crystal carries the final (relative) reconstruction loss and the Adam steps spent on it.
     """
     requests = [read_cell(row.cpu(), layout, max_atoms) for row in raw]
     readable = [i for i, r in enumerate(requests) if isinstance(r, CellRequest)]

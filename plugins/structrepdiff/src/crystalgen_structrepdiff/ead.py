@@ -11,6 +11,15 @@ and f_c(r) = (cos(pi r / r_c) + 1) / 2 the cosine cutoff (PyXtal-FF's EAD uses t
 and summing over the orientations of each l is what makes phi rotation invariant; the sum over neighbours makes it
 permutation invariant; only differences of positions enter, so it is translation and cell-choice invariant.
 
+How the orientations combine into the invariant of block l is set by ``angular``:
+
+* ``per_degree`` (eq. 2 as printed): phi_i^(l) sums the orientations of degree exactly l, as above.
+* ``cumulative`` (PyXtal-FF's EAD, which MatDeepLearn's, the descriptor code of the paper's group, follows):
+  phi_i^(l) = l! / r_c^(2l) * sum over the orientations of degree <= l of rho^2 / (lx! ly! lz!). For lmax = 1 the
+  second block is (phi^(0) + |p|^2) / r_c^2, so the radial s-densities dominate every block. With a plain L1 this
+  is the loss landscape in which basin hopping finds the true structure (docs/structrepdiff.md, "Descriptor
+  convention"), which the per-degree form, dominated by the p-densities, does not.
+
 Features are laid out (l, eta, mu) with mu fastest. The densities are linear in the radial basis
 g_k(r) = exp(-eta (r - mu)^2) f_c(r), so they are computed in two ways:
 
@@ -36,6 +45,8 @@ from torch import Tensor, nn
 from crystalgen_structrepdiff.pairs import lengths
 
 METHODS = ("table", "exact")
+#: How orientations combine into the invariant of each l (see the module docstring).
+ANGULAR = ("per_degree", "cumulative")
 
 
 @dataclass(frozen=True)
@@ -47,12 +58,14 @@ class EADParameters:
         mus: Gaussian centres mu in Angstrom.
         etas: Gaussian widths eta in 1/Angstrom^2.
         cutoff: r_c in Angstrom.
+        angular: ``per_degree`` (eq. 2 as printed) or ``cumulative`` (PyXtal-FF / MatDeepLearn).
     """
 
     lmax: int
     mus: tuple[float, ...]
     etas: tuple[float, ...]
     cutoff: float
+    angular: str = "per_degree"
 
     def __post_init__(self) -> None:
         if self.lmax < 0:
@@ -63,16 +76,18 @@ class EADParameters:
             raise ValueError(f"EAD etas must be positive, got {self.etas}")
         if self.cutoff <= 0:
             raise ValueError(f"EAD cutoff must be positive, got {self.cutoff}")
+        if self.angular not in ANGULAR:
+            raise ValueError(f"EAD angular must be one of {', '.join(ANGULAR)}, got {self.angular!r}")
 
     @classmethod
     def from_grid(cls, lmax: int, mu_start: float, mu_stop: float, mu_step: float, etas: tuple[float, ...] | list[float],
-                  cutoff: float) -> EADParameters:
+                  cutoff: float, angular: str = "per_degree") -> EADParameters:
         """mu = mu_start, mu_start + mu_step, ..., mu_stop (inclusive, to rounding)."""
         if mu_step <= 0 or mu_stop < mu_start:
             raise ValueError(f"EAD mu grid needs mu_step > 0 and mu_stop >= mu_start, got {mu_start}..{mu_stop} by {mu_step}")
         count = int(math.floor((mu_stop - mu_start) / mu_step + 1e-6)) + 1
         mus = tuple(round(mu_start + k * mu_step, 10) for k in range(count))
-        return cls(int(lmax), mus, tuple(float(e) for e in etas), float(cutoff))
+        return cls(int(lmax), mus, tuple(float(e) for e in etas), float(cutoff), str(angular))
 
     @property
     def num_radial(self) -> int:
@@ -133,13 +148,21 @@ class Monomials:
                     out[axis].addcmul_(grad[m], _power_product(vec, lowered), value=exponents[axis])
         return out
 
-    def invariants(self, density: Tensor) -> Tensor:
-        """phi_l = sum over orientations of degree l of weight * rho^2: densities (C, M, K) -> (C, lmax + 1, K)."""
+    def invariants(self, density: Tensor, angular: str = "per_degree", cutoff: float = 1.0) -> Tensor:
+        """Densities (C, M, K) -> invariants (C, lmax + 1, K).
+
+        per_degree: phi_l = sum over orientations of degree l of l! / (lx! ly! lz!) * rho^2.
+        cumulative: phi_l = l! / cutoff^(2 l) * sum over orientations of degree <= l of rho^2 / (lx! ly! lz!).
+        """
         weights = density.new_tensor(self.weights)
         squared = weights[:, None] * density**2
         degree = torch.tensor(self.degrees, device=density.device)
-        out = density.new_zeros(density.shape[0], self.lmax + 1, density.shape[2])
-        return out.index_add(1, degree, squared)
+        per_degree = density.new_zeros(density.shape[0], self.lmax + 1, density.shape[2]).index_add(1, degree, squared)
+        if angular == "per_degree":
+            return per_degree
+        factorial = density.new_tensor([math.factorial(degree) for degree in range(self.lmax + 1)])
+        scale = factorial / density.new_tensor([cutoff ** (2 * degree) for degree in range(self.lmax + 1)])
+        return torch.cumsum(per_degree / factorial[:, None], dim=1) * scale[:, None]
 
 
 def _power_product(vec: Tensor, exponents: tuple[int, ...]) -> Tensor:
@@ -306,4 +329,4 @@ def ead(vec: Tensor, centre: Tensor, neighbour_z: Tensor, num_centres: int, para
     """Per-atom EAD features (C, N_e), layout (l, eta, mu), from a pair list (see :func:`atom_densities`)."""
     monomials = Monomials(params.lmax)
     density = atom_densities(vec, centre, neighbour_z, num_centres, params, monomials, table)
-    return monomials.invariants(density).reshape(num_centres, params.num_features)
+    return monomials.invariants(density, params.angular, params.cutoff).reshape(num_centres, params.num_features)

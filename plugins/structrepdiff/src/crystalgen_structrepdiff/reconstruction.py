@@ -12,10 +12,12 @@ that the pair list stays within ``max_pairs``. With ``loss_threshold`` set, a cr
 trials gets below it (checked every ``check_every`` steps) and leaves the batch, which is where most of the time
 goes otherwise (docs/structrepdiff.md, "Reconstruction speed").
 
-The L1 loss is averaged over the 2 N_e + 1 features of R_str with per-feature weights from their spread over the
-training data (``loss_weights``: 1 / (std + floor x block mean std) for EAD features, d_min_weight / std for d_min),
-so that the EAD features, whose raw values span many orders of magnitude, all count; ``loss_weighting: none``
-gives the paper's plain L1 instead.
+The loss is the L1 distance averaged over the 2 N_e + 1 features of R_str, by default unweighted (the paper's plain
+L1; ``loss_weighting: none``), or weighted per feature by the spread of the training data (``spread``:
+1 / (std + floor x block mean std) for EAD features, d_min_weight / std for d_min). It is divided by the mean
+(weighted) |R_str| of the crystal's target, which leaves the search unchanged (Adam does not see a constant factor)
+but makes losses, and so ``loss_threshold``, comparable between crystals whose densities differ by orders of
+magnitude with their atomic numbers.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class BasinHopping:
         relocate_atoms: a hop also moves this many randomly chosen atoms of each trial to uniformly random points of
             the cell (addition, 0 = the paper's hops). A minimum with one atom on a wrong site is flat under the
             max/min pooling, and a +-1 A jitter of every atom rarely leaves it (docs/structrepdiff.md).
-        loss_threshold: stop a crystal once its best loss is below this (None: never, as the paper).
+        loss_threshold: stop a crystal once its best relative loss is below this (None: never, as the paper).
         check_every: steps between early-exit checks.
         skin: the pair list covers cutoff + skin and is rebuilt once an atom has moved skin / 2 (Angstrom).
         max_pairs: pairs per batch of crystals (bounds memory; about 100 bytes per pair).
@@ -82,7 +84,8 @@ class BasinHopping:
 
 @dataclass
 class Reconstruction:
-    """Best positions per crystal (Cartesian, Angstrom), their loss, and the Adam steps spent (summed over trials)."""
+    """Best positions per crystal (Cartesian, Angstrom), their relative loss, and the Adam steps spent (summed over
+    trials)."""
 
     positions: list[Tensor]
     loss: Tensor
@@ -118,7 +121,7 @@ class Reconstructor:
     Args:
         descriptor: computes R_str (use float32 for speed; the targets are compared in that precision).
         settings: trials, hops, iterations, ...
-        weights: (2 N_e + 1,) per-feature weights of the L1 loss (1 / std of the training data).
+        weights: (2 N_e + 1,) per-feature weights of the L1 loss (ones for the paper's plain L1).
     """
 
     def __init__(self, descriptor: StructureDescriptor, settings: BasinHopping, weights: Tensor) -> None:
@@ -178,10 +181,13 @@ class Reconstructor:
             total += c
         return groups
 
-    def _loss(self, positions: Tensor, systems: _Systems, atoms: Tensor, active: Tensor, target: Tensor, pairs: PairList) -> Tensor:
-        """Per-system weighted L1 loss (S_active,) of the active systems' positions."""
+    def _loss(self, positions: Tensor, systems: _Systems, atoms: Tensor, active: Tensor, target: Tensor, scale: Tensor,
+              pairs: PairList) -> Tensor:
+        """Per-system relative L1 loss (S_active,) of the active systems' positions (see the module docstring)."""
         R = self.descriptor(positions, systems.atomic_numbers.index_select(0, atoms), systems.num_atoms.index_select(0, active), pairs)
-        return ((R - target.index_select(0, systems.crystal.index_select(0, active))).abs() * self.weights.to(R)).mean(dim=1)
+        crystal = systems.crystal.index_select(0, active)
+        distance = ((R - target.index_select(0, crystal)).abs() * self.weights.to(R)).mean(dim=1)
+        return distance / scale.index_select(0, crystal)
 
     def _hop(self, target: Tensor, atomic_numbers: Tensor, num_atoms: Tensor, lattice: Tensor,
              generator: torch.Generator | None, start: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -190,6 +196,7 @@ class Reconstructor:
         device, dtype = lattice.device, lattice.dtype
         systems = _Systems(atomic_numbers, num_atoms, lattice, s.trials)
         S = systems.crystal.numel()
+        scale = (target.abs() * self.weights.to(target)).mean(dim=1).clamp_min(torch.finfo(dtype).tiny)
         if start is None:
             frac = torch.rand(systems.system.numel(), 3, generator=generator, device=device, dtype=dtype)
             positions = torch.bmm(frac.unsqueeze(1), systems.lattice.index_select(0, systems.system)).squeeze(1)
@@ -218,7 +225,7 @@ class Reconstructor:
                 while step < segment_end:
                     x = x.detach().requires_grad_(True)
                     with torch.enable_grad():
-                        loss = self._loss(x, systems, atoms, active, target, pairs)
+                        loss = self._loss(x, systems, atoms, active, target, scale, pairs)
                         (grad,) = torch.autograd.grad(loss.sum(), x)
                     loss = loss.detach()
                     self._keep_best(loss, x.detach(), active, atoms, systems, best_loss, best_positions)

@@ -79,12 +79,13 @@ def representation_of(data: Data, descriptor: StructureDescriptor, num_elements:
 def plain_ead_config(cfg: Any) -> dict[str, Any]:
     """The ``ead`` config block as plain Python values (it keys the preprocessing cache), validated."""
     plain = {"lmax": int(cfg["lmax"]), "mu_start": float(cfg["mu_start"]), "mu_stop": float(cfg["mu_stop"]),
-             "mu_step": float(cfg["mu_step"]), "etas": [float(e) for e in cfg["etas"]], "cutoff": float(cfg["cutoff"])}
+             "mu_step": float(cfg["mu_step"]), "etas": [float(e) for e in cfg["etas"]], "cutoff": float(cfg["cutoff"]),
+             "angular": str(cfg.get("angular", "per_degree"))}  # absent in checkpoints made before the option
     ead_parameters(plain)
     return plain
 
 
 def ead_parameters(cfg: Any) -> EADParameters:
-    """EADParameters from the ``ead`` config block (lmax, mu_start, mu_stop, mu_step, etas, cutoff)."""
+    """EADParameters from the ``ead`` config block (lmax, mu_start, mu_stop, mu_step, etas, cutoff, angular)."""
     return EADParameters.from_grid(int(cfg["lmax"]), float(cfg["mu_start"]), float(cfg["mu_stop"]), float(cfg["mu_step"]),
-                                   [float(e) for e in cfg["etas"]], float(cfg["cutoff"]))
+                                   [float(e) for e in cfg["etas"]], float(cfg["cutoff"]), str(cfg.get("angular", "per_degree")))
