@@ -2,7 +2,8 @@
 
 For random test crystals of a benchmark dataset: compute R with the model's transform, reconstruct the positions from
 R_str by batched basin hopping (atoms and cell read from R), and compare with the original by StructureMatcher
-(stol 0.5, angle_tol 10, ltol 0.3). The loss weights come from the std of R over random training crystals. Prints
+(stol 0.5, angle_tol 10, ltol 0.3). The scaler (and, with --loss-weighting spread, the loss weights) come from R of
+random training crystals. Prints
 and optionally writes (--out, JSON) the match rate, RMSE, seconds per crystal (wall and CPU) and optimiser steps.
 
     CRYSTALGEN_DATA=/work/shared/data nice python bench/structrepdiff_reconstruction.py --dataset perov_5 -n 100 --seed 0
@@ -38,6 +39,7 @@ from crystalgen.data.crystal import collate
 from crystalgen.metrics import reconstruction as reconstruction_metrics
 from crystalgen.runner.allocator import keep_freed_memory
 from crystalgen.testing import benchmark_structures
+from crystalgen_structrepdiff.ead import ANGULAR
 from crystalgen_structrepdiff.model import StructRepDiff
 from crystalgen_structrepdiff.reconstruction import LOSS_WEIGHTINGS
 
@@ -64,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "loss, steps, matched; what bench/results/ keeps)")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "crystalgen" / "structrepdiff_bench",
                    help="where the training std is cached between runs")
-    p.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, help="spread (the preset's) or none (the paper's plain L1)")
+    p.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, help="none (the presets' and paper's plain L1) or spread")
+    p.add_argument("--angular", choices=ANGULAR, help="EAD angular convention (default: the preset's, cumulative)")
     for key in INT_SETTINGS:
         p.add_argument("--" + key.replace("_", "-"), type=int)
     for key in FLOAT_SETTINGS:
@@ -80,6 +83,8 @@ def model_for(args: argparse.Namespace) -> StructRepDiff:
             cfg.reconstruction[key] = value
     if args.loss_weighting:
         cfg.reconstruction.loss_weighting = args.loss_weighting
+    if args.angular:
+        cfg.ead.angular = args.angular
     return StructRepDiff(cfg).to(args.device)
 
 
