@@ -67,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "crystalgen" / "structrepdiff_bench",
                    help="where the training std is cached between runs")
     p.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, help="none (the presets' and paper's plain L1) or spread")
+    p.add_argument("--no-early-exit", action="store_true", help="run every hop (loss_threshold null, as the paper)")
     p.add_argument("--angular", choices=ANGULAR, help="EAD angular convention (default: the preset's, cumulative)")
     for key in INT_SETTINGS:
         p.add_argument("--" + key.replace("_", "-"), type=int)
@@ -85,6 +86,8 @@ def model_for(args: argparse.Namespace) -> StructRepDiff:
         cfg.reconstruction.loss_weighting = args.loss_weighting
     if args.angular:
         cfg.ead.angular = args.angular
+    if args.no_early_exit:
+        cfg.reconstruction.loss_threshold = None
     return StructRepDiff(cfg).to(args.device)
 
 
