@@ -8,16 +8,14 @@ checkpoint loads with ``weights_only=True`` through the runner's loader.
 
 from __future__ import annotations
 
-import faulthandler
-import os
 import random
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from ddp_processes import become_rank, free_port
 from pymatgen.core import Lattice, Structure
 
 from crystalgen.runner import training
@@ -47,13 +45,7 @@ def _crystals(n: int) -> list[Structure]:
 
 
 def _worker(rank: int, port: int, run_path: str, out_dir: str) -> None:
-    # A stuck collective must fail the test with the stacks, not hang it (as in test_ddp_equivalence).
-    faulthandler.dump_traceback_later(300, exit=True)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    if "lo" in {name for _, name in socket.if_nameindex()}:
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the ranks meet on loopback, whatever the hostname says
-    torch.set_num_threads(1)
+    become_rank(rank, WORLD, port)
 
     writes: list[str] = []
     save = training.save_checkpoint
@@ -78,16 +70,10 @@ def _worker(rank: int, port: int, run_path: str, out_dir: str) -> None:
     }, Path(out_dir) / f"rank{rank}.pt")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.timeout(480)
 def test_under_ddp_only_rank_0_writes_checkpoints_and_they_hold_every_ranks_random_state(tmp_path):
     run = RunDir(tmp_path / "run")
-    mp.start_processes(_worker, args=(_free_port(), str(run.path), str(tmp_path)), nprocs=WORLD, join=True,
+    mp.start_processes(_worker, args=(free_port(), str(run.path), str(tmp_path)), nprocs=WORLD, join=True,
                        start_method="spawn")
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     assert [r["global_step"] for r in ranks] == [4, 4]

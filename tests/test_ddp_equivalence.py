@@ -8,13 +8,10 @@ permutation that one process would batch, and DDP must average the ranks' gradie
 
 from __future__ import annotations
 
-import faulthandler
-import os
-import socket
-
 import pytest
 import torch
 import torch.multiprocessing as mp
+from ddp_processes import become_rank, free_port
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
@@ -69,29 +66,17 @@ def _one_step(batch_size: int) -> dict[str, Tensor]:
 
 
 def _worker(rank: int, port: int, out: str) -> None:
-    # A stuck collective must fail the test with the stacks, not hang it (seen once on a machine at load 10+).
-    faulthandler.dump_traceback_later(300, exit=True)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    if "lo" in {name for _, name in socket.if_nameindex()}:
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the ranks meet on loopback, whatever the hostname says
-    torch.set_num_threads(1)
+    become_rank(rank, WORLD, port)
     params = _one_step(PER_RANK_BATCH)
     if rank == 0:
         torch.save(params, out)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.timeout(480)
 def test_two_gloo_processes_take_the_same_step_as_one_process_with_the_combined_batch(tmp_path):
     out = tmp_path / "ddp_params.pt"
     # spawn, not fork: a forked child can deadlock on locks or thread pools the parent held (seen once here)
-    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(free_port(), str(out)), nprocs=WORLD, join=True, start_method="spawn")
     distributed = torch.load(out, weights_only=True)
     single = _one_step(WORLD * PER_RANK_BATCH)
     initial = (torch.manual_seed(0), AtomCountRegression().state_dict())[1]
