@@ -45,7 +45,7 @@ from crystalgen_structrepdiff.reconstruction import LOSS_WEIGHTINGS
 
 #: Keys of the model's ``reconstruction`` block that the command line can override.
 INT_SETTINGS = ("trials", "hops", "iterations", "check_every", "max_pairs", "relocate_atoms")
-FLOAT_SETTINGS = ("lr", "lr_final", "hop_step", "loss_threshold", "skin", "std_floor", "d_min_weight")
+FLOAT_SETTINGS = ("lr", "lr_final", "hop_step", "loss_threshold", "d_min_penalty", "skin", "std_floor", "d_min_weight")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

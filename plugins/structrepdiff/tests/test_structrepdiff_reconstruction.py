@@ -160,3 +160,24 @@ def test_random_starts_find_real_perovskites_with_the_published_descriptor_conve
     print(found)
     assert all(rms is not None for _, rms, _ in found), found
     assert sum(rms[0] < 0.1 for _, rms, _ in found) >= 2, found
+
+
+def test_the_d_min_penalty_adds_the_relative_error_of_the_shortest_distance():
+    """One step from a start with two atoms 0.3 A apart: the penalty adds exactly p x (d~_min - d_min) / d~_min; from
+    the true positions (d_min = d~_min) it adds nothing."""
+    desc = StructureDescriptor(small_params(), "table", dtype=torch.float32)
+    target, z, lattice, n, truth = _target(triclinic_structure(), desc)
+    start = truth.float().clone()
+    start[1] = start[0] + torch.tensor([0.3, 0.0, 0.0])
+    losses = {}
+    for penalty in (0.0, 2.0):
+        settings = BasinHopping(trials=1, hops=1, iterations=1, d_min_penalty=penalty)
+        losses[penalty] = float(Reconstructor(desc, settings, torch.ones(desc.size))(target, z, n, lattice, start=start).loss[0])
+    true_d_min = float(target[0, -1])
+    assert losses[2.0] - losses[0.0] == pytest.approx(2.0 * (true_d_min - 0.3) / true_d_min, rel=1e-4)
+    at_truth = [float(Reconstructor(desc, BasinHopping(trials=1, hops=1, iterations=1, d_min_penalty=penalty),
+                                    torch.ones(desc.size))(target, z, n, lattice, start=truth.float()).loss[0])
+                for penalty in (0.0, 2.0)]
+    assert at_truth[1] == pytest.approx(at_truth[0], abs=1e-7)
+    with pytest.raises(ValueError, match="d_min_penalty >= 0"):
+        BasinHopping(d_min_penalty=-1.0)

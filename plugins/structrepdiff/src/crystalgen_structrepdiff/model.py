@@ -56,6 +56,7 @@ class StructRepDiff(GenerativeModel):
                                           lr_final=None if r.lr_final is None else float(r.lr_final), hop_step=float(r.hop_step),
                                           relocate_atoms=int(r.get("relocate_atoms", 0)),  # absent in older checkpoints
                                           loss_threshold=None if r.loss_threshold is None else float(r.loss_threshold),
+                                          d_min_penalty=float(r.get("d_min_penalty", 0.0)),  # absent in older checkpoints
                                           check_every=int(r.check_every), skin=float(r.skin), max_pairs=int(r.max_pairs))
         self.clip_x0 = bool(cfg.get("clip_x0", True))  # absent in older checkpoints
         self.loss_weighting = str(r.get("loss_weighting", "spread"))  # absent in older checkpoints

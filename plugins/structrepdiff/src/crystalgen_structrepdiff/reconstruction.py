@@ -56,6 +56,9 @@ class BasinHopping:
             the cell (addition, 0 = the paper's hops). A minimum with one atom on a wrong site is flat under the
             max/min pooling, and a +-1 A jitter of every atom rarely leaves it (docs/structrepdiff.md).
         loss_threshold: stop a crystal once its best relative loss is below this (None: never, as the paper).
+        d_min_penalty: adds d_min_penalty x max(0, target d_min - d_min) / target d_min to the relative loss, a
+            one-sided push against atoms closer than the target allows (addition; 0 = the paper's L1, in which d_min
+            is one feature among thousands of far larger EAD values and atoms can end on top of each other).
         check_every: steps between early-exit checks.
         skin: the pair list covers cutoff + skin and is rebuilt once an atom has moved skin / 2 (Angstrom).
         max_pairs: pairs per batch of crystals (bounds memory; about 100 bytes per pair).
@@ -69,6 +72,7 @@ class BasinHopping:
     hop_step: float = 1.0
     relocate_atoms: int = 0
     loss_threshold: float | None = None
+    d_min_penalty: float = 0.0
     check_every: int = 10
     skin: float = 1.0
     max_pairs: int = 4_000_000
@@ -77,9 +81,9 @@ class BasinHopping:
         for name in ("trials", "hops", "iterations", "check_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"basin hopping {name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.hop_step < 0 or self.skin < 0 or self.relocate_atoms < 0:
-            raise ValueError("basin hopping needs lr > 0 and hop_step, skin, relocate_atoms >= 0, got "
-                             f"{self.lr}, {self.hop_step}, {self.skin}, {self.relocate_atoms}")
+        if self.lr <= 0 or self.hop_step < 0 or self.skin < 0 or self.relocate_atoms < 0 or self.d_min_penalty < 0:
+            raise ValueError("basin hopping needs lr > 0 and hop_step, skin, relocate_atoms, d_min_penalty >= 0, got "
+                             f"{self.lr}, {self.hop_step}, {self.skin}, {self.relocate_atoms}, {self.d_min_penalty}")
 
 
 @dataclass
@@ -186,8 +190,12 @@ class Reconstructor:
         """Per-system relative L1 loss (S_active,) of the active systems' positions (see the module docstring)."""
         R = self.descriptor(positions, systems.atomic_numbers.index_select(0, atoms), systems.num_atoms.index_select(0, active), pairs)
         crystal = systems.crystal.index_select(0, active)
-        distance = ((R - target.index_select(0, crystal)).abs() * self.weights.to(R)).mean(dim=1)
-        return distance / scale.index_select(0, crystal)
+        goal = target.index_select(0, crystal)
+        loss = ((R - goal).abs() * self.weights.to(R)).mean(dim=1) / scale.index_select(0, crystal)
+        if self.settings.d_min_penalty:
+            closer = (goal[:, -1] - R[:, -1]).clamp_min(0.0)
+            loss = loss + self.settings.d_min_penalty * closer / goal[:, -1].clamp_min(1e-3)
+        return loss
 
     def _hop(self, target: Tensor, atomic_numbers: Tensor, num_atoms: Tensor, lattice: Tensor,
              generator: torch.Generator | None, start: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
