@@ -5,4 +5,4 @@ from __future__ import annotations
 
 class NoCrystalsGeneratedError(RuntimeError):
     """Every requested crystal failed. The sample directory is still written, with one reason per crystal, so the
-    failure can be inspected; the message names the commonest reason."""
+    failure can be inspected; the message names the first crystal's reason."""

@@ -148,7 +148,7 @@ class Monomials:
                     out[axis].addcmul_(grad[m], _power_product(vec, lowered), value=exponents[axis])
         return out
 
-    def invariants(self, density: Tensor, angular: str = "per_degree", cutoff: float = 1.0) -> Tensor:
+    def invariants(self, density: Tensor, angular: str, cutoff: float) -> Tensor:
         """Densities (C, M, K) -> invariants (C, lmax + 1, K).
 
         per_degree: phi_l = sum over orientations of degree l of l! / (lx! ly! lz!) * rho^2.

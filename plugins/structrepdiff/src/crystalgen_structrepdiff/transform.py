@@ -88,4 +88,4 @@ def plain_ead_config(cfg: Any) -> dict[str, Any]:
 def ead_parameters(cfg: Any) -> EADParameters:
     """EADParameters from the ``ead`` config block (lmax, mu_start, mu_stop, mu_step, etas, cutoff, angular)."""
     return EADParameters.from_grid(int(cfg["lmax"]), float(cfg["mu_start"]), float(cfg["mu_stop"]), float(cfg["mu_step"]),
-                                   [float(e) for e in cfg["etas"]], float(cfg["cutoff"]), str(cfg.get("angular", "per_degree")))
+                                   [float(e) for e in cfg["etas"]], float(cfg["cutoff"]), str(cfg["angular"]))
