@@ -12,6 +12,12 @@ Every option of the model's ``reconstruction`` block can be overridden (e.g. --l
 --batch-crystals sets how many crystals share one batched optimisation (1 = one crystal at a time, for the
 batching comparison). The machine, thread count and load average are recorded with the numbers.
 
+To see what a longer search recovers without repeating the crystals that already matched, --retry an earlier
+result of the same draw (the committed bench/results files work): only its unmatched crystals are reconstructed.
+
+    python bench/structrepdiff_reconstruction.py --dataset mp_20 -n 100 --hops 7 \
+        --retry bench/results/structrepdiff_recon100_mp_20_cumulative_h1_exit.json --retry-limit 16
+
 To use several cores without threads fighting over small kernels, split the draw into shards run side by side and
 merge them (the merge recomputes every metric from the stored structures):
 
@@ -45,7 +51,7 @@ from crystalgen_structrepdiff.reconstruction import LOSS_WEIGHTINGS
 
 #: Keys of the model's ``reconstruction`` block that the command line can override.
 INT_SETTINGS = ("trials", "hops", "iterations", "check_every", "max_pairs", "relocate_atoms")
-FLOAT_SETTINGS = ("lr", "lr_final", "hop_step", "loss_threshold", "d_min_penalty", "skin", "std_floor", "d_min_weight")
+FLOAT_SETTINGS = ("lr", "lr_final", "hop_step", "relocate_closer_than", "loss_threshold", "d_min_penalty", "skin", "std_floor", "d_min_weight")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "loss, steps, matched; what bench/results/ keeps)")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "crystalgen" / "structrepdiff_bench",
                    help="where the training std is cached between runs")
+    p.add_argument("--retry", type=Path, help="an earlier --out or --results file of the same draw: reconstruct only "
+                   "the crystals it did not match (StructureMatcher), e.g. to measure what more hops recover")
+    p.add_argument("--retry-limit", type=int, help="with --retry: only the first K of those crystals (draw order)")
     p.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, help="none (the presets' and paper's plain L1) or spread")
     p.add_argument("--no-early-exit", action="store_true", help="run every hop (loss_threshold null, as the paper)")
     p.add_argument("--angular", choices=ANGULAR, help="EAD angular convention (default: the preset's, cumulative)")
@@ -139,7 +148,10 @@ def run(args: argparse.Namespace) -> dict:
     model = model_for(args)
     training_statistics(model, args)
     transform = type(model).transform(model.cfg)
-    crystals = benchmark_structures(args.dataset, "test", n=args.num_crystals, seed=args.seed)[index::count]
+    crystals = benchmark_structures(args.dataset, "test", n=args.num_crystals, seed=args.seed)
+    if args.retry:
+        crystals = unmatched_in(args.retry, crystals)[:args.retry_limit]
+    crystals = crystals[index::count]
     items = [transform(s) for _, s in crystals]
     generator = torch.Generator(device=args.device).manual_seed(args.seed + index)
     load_before = os.getloadavg()
@@ -162,15 +174,28 @@ def run(args: argparse.Namespace) -> dict:
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "device": args.device, "malloc_tuned": malloc_tuned, "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "command": " ".join(["python", *sys.argv]),
+        "retry_of": str(args.retry) if args.retry else None,
         "per_crystal": per_crystal,
     })
+
+
+def unmatched_in(path: Path, crystals: list[tuple[str, Structure]]) -> list[tuple[str, Structure]]:
+    """The drawn ``crystals`` that the earlier run in ``path`` did not match, in draw order."""
+    earlier = json.loads(path.read_text())
+    matched = {c["id"] for c in earlier["per_crystal"] if c["matched"]}
+    ids = {c["id"] for c in earlier["per_crystal"]}
+    missing = [cid for cid, _ in crystals if cid not in ids]
+    if missing:
+        raise SystemExit(f"{path}: {len(missing)} crystals of this draw (e.g. {missing[0]}) are not in the earlier run; "
+                         "give the same --dataset, -n and --seed as it used")
+    return [(cid, s) for cid, s in crystals if cid not in matched]
 
 
 def merge(shards: list[dict]) -> dict:
     """One result from shards of the same draw and settings: crystals pooled, times summed, metrics recomputed."""
     first = shards[0]
     for other in shards[1:]:
-        for key in ("dataset", "seed", "preset", "reconstruction", "ead", "loss_weighting", "std_floor", "d_min_weight"):
+        for key in ("dataset", "seed", "preset", "reconstruction", "ead", "loss_weighting", "std_floor", "d_min_weight", "retry_of"):
             if other.get(key) != first.get(key):
                 raise SystemExit(f"cannot merge shards with different {key}: {first.get(key)!r} vs {other.get(key)!r}")
     return scored({**first, "shards": [s for shard in shards for s in shard["shards"]],

@@ -53,6 +53,14 @@ def test_presets_build(tmp_path):
     assert (paper.basin_hopping.trials, paper.basin_hopping.hops, paper.basin_hopping.iterations) == (6, 7, 300)
 
 
+def test_search_additions_come_from_the_config_and_default_to_the_paper():
+    """Checkpoints written before an addition existed lack its key: they must load with the paper's search."""
+    plain = StructRepDiff(tiny_model_config()).basin_hopping
+    assert (plain.relocate_atoms, plain.relocate_closer_than, plain.d_min_penalty) == (0, 0.0, 0.0)
+    tuned = StructRepDiff(tiny_model_config(relocate_atoms=1, relocate_closer_than=0.5, d_min_penalty=2.0)).basin_hopping
+    assert (tuned.relocate_atoms, tuned.relocate_closer_than, tuned.d_min_penalty) == (1, 0.5, 2.0)
+
+
 def test_training_loss_is_finite_and_trains(model_and_items):
     model, items = model_and_items
     batch = collate(items)

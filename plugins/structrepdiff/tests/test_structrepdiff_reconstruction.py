@@ -13,6 +13,7 @@ from crystalgen_structrepdiff.reconstruction import (
     BasinHopping,
     Reconstructor,
     _adam,
+    _crowded_atoms,
     _relocate,
     _Systems,
     loss_weights,
@@ -181,3 +182,42 @@ def test_the_d_min_penalty_adds_the_relative_error_of_the_shortest_distance():
     assert at_truth[1] == pytest.approx(at_truth[0], abs=1e-7)
     with pytest.raises(ValueError, match="d_min_penalty >= 0"):
         BasinHopping(d_min_penalty=-1.0)
+
+
+def test_crowded_atoms_are_one_atom_of_each_close_pair_with_each_crystal_its_own_limit():
+    """Periodic images count (the first pair is 0.1 A apart across the cell face); an atom close only to its own
+    image is not crowded; the later atom of a pair is the one returned."""
+    lattice = torch.stack([torch.eye(3) * 4.0, torch.eye(3) * 5.0, torch.eye(3) * 0.8])
+    systems = _Systems(torch.ones(6, dtype=torch.long), torch.tensor([3, 2, 1]), lattice, trials=1)
+    positions = torch.tensor([[0.05, 1.0, 1.0], [3.95, 1.0, 1.0], [2.0, 3.0, 1.0],
+                              [1.0, 1.0, 1.0], [3.0, 3.0, 3.0],
+                              [0.4, 0.4, 0.4]])
+    assert _crowded_atoms(positions, systems, torch.tensor([1.0, 1.0, 1.0])).tolist() == [1]
+    assert _crowded_atoms(positions, systems, torch.tensor([1.0, 3.5, 1.0])).tolist() == [1, 4]
+    assert _crowded_atoms(positions, systems, torch.tensor([0.05, 1.0, 0.0])).tolist() == []
+
+
+def test_hops_relocate_the_atom_piled_onto_another(monkeypatch):
+    """With relocate_closer_than, every hop after the first sends the later atom of a too-close pair to a random
+    point: here atom 1 starts on atom 0 and nothing else moves (hop step 0, tiny learning rate)."""
+    import crystalgen_structrepdiff.reconstruction as module
+
+    desc = StructureDescriptor(small_params(), "table", dtype=torch.float32)
+    target, z, lattice, n, truth = _target(triclinic_structure(), desc)
+    start = truth.float().clone()
+    start[1] = start[0]
+    moved: list[list[int]] = []
+    original = module._move_to_random_points
+
+    def spy(positions, atoms, systems, generator):
+        moved.append(atoms.tolist())
+        return original(positions, atoms, systems, generator)
+
+    monkeypatch.setattr(module, "_move_to_random_points", spy)
+    settings = BasinHopping(trials=2, hops=3, iterations=1, lr=1e-9, lr_final=None, hop_step=0.0, relocate_closer_than=0.5)
+    Reconstructor(desc, settings, torch.ones(desc.size))(target, z, n, lattice, start=start, generator=torch.Generator().manual_seed(0))
+    per_trial = int(n[0])
+    assert moved[0] == [1, per_trial + 1], "hop 2 must relocate atom 1 of both trials"
+    assert len(moved) == 2
+    with pytest.raises(ValueError, match="relocate_closer_than"):
+        BasinHopping(relocate_closer_than=-0.5)

@@ -55,6 +55,7 @@ class StructRepDiff(GenerativeModel):
         self.basin_hopping = BasinHopping(trials=int(r.trials), hops=int(r.hops), iterations=int(r.iterations), lr=float(r.lr),
                                           lr_final=None if r.lr_final is None else float(r.lr_final), hop_step=float(r.hop_step),
                                           relocate_atoms=int(r.get("relocate_atoms", 0)),  # absent in older checkpoints
+                                          relocate_closer_than=float(r.get("relocate_closer_than", 0.0)),  # same
                                           loss_threshold=None if r.loss_threshold is None else float(r.loss_threshold),
                                           d_min_penalty=float(r.get("d_min_penalty", 0.0)),  # absent in older checkpoints
                                           check_every=int(r.check_every), skin=float(r.skin), max_pairs=int(r.max_pairs))

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from crystalgen_structrepdiff.descriptor import StructureDescriptor
-from crystalgen_structrepdiff.pairs import PairList
+from crystalgen_structrepdiff.pairs import PairList, build_pairs, lengths
 
 log = logging.getLogger("crystalgen.structrepdiff")
 
@@ -55,6 +55,10 @@ class BasinHopping:
         relocate_atoms: a hop also moves this many randomly chosen atoms of each trial to uniformly random points of
             the cell (addition, 0 = the paper's hops). A minimum with one atom on a wrong site is flat under the
             max/min pooling, and a +-1 A jitter of every atom rarely leaves it (docs/structrepdiff.md).
+        relocate_closer_than: a hop also moves one atom of every pair closer than this fraction of the target's
+            d_min to a uniformly random point of the cell (addition, 0 = off). Two atoms on one point are a trap of
+            the L1 loss: every radial Gaussian is flat at r = 0, and those centred just above it pull a close pair
+            together (docs/structrepdiff.md, "Overlapping atoms").
         loss_threshold: stop a crystal once its best relative loss is below this (None: never, as the paper).
         d_min_penalty: adds d_min_penalty x max(0, target d_min - d_min) / target d_min to the relative loss, a
             one-sided push against atoms closer than the target allows (addition; 0 = the paper's L1, in which d_min
@@ -71,6 +75,7 @@ class BasinHopping:
     lr_final: float | None = 0.005
     hop_step: float = 1.0
     relocate_atoms: int = 0
+    relocate_closer_than: float = 0.0
     loss_threshold: float | None = None
     d_min_penalty: float = 0.0
     check_every: int = 10
@@ -81,9 +86,11 @@ class BasinHopping:
         for name in ("trials", "hops", "iterations", "check_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"basin hopping {name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.hop_step < 0 or self.skin < 0 or self.relocate_atoms < 0 or self.d_min_penalty < 0:
-            raise ValueError("basin hopping needs lr > 0 and hop_step, skin, relocate_atoms, d_min_penalty >= 0, got "
-                             f"{self.lr}, {self.hop_step}, {self.skin}, {self.relocate_atoms}, {self.d_min_penalty}")
+        non_negative = {"hop_step": self.hop_step, "skin": self.skin, "relocate_atoms": self.relocate_atoms,
+                        "relocate_closer_than": self.relocate_closer_than, "d_min_penalty": self.d_min_penalty}
+        if self.lr <= 0 or min(non_negative.values()) < 0:
+            raise ValueError(f"basin hopping needs lr > 0 and {', '.join(non_negative)} >= 0, got lr {self.lr}, "
+                             + ", ".join(f"{k} {v}" for k, v in non_negative.items()))
 
 
 @dataclass
@@ -220,6 +227,9 @@ class Reconstructor:
                 positions = best_positions + jump
                 if s.relocate_atoms:
                     positions = _relocate(positions, systems, s.relocate_atoms, generator)
+                if s.relocate_closer_than:
+                    crowded = _crowded_atoms(best_positions, systems, s.relocate_closer_than * target[:, -1])
+                    positions = _move_to_random_points(positions, crowded, systems, generator)
             first_moment = torch.zeros_like(positions)
             second_moment = torch.zeros_like(positions)
             step = 0
@@ -275,17 +285,33 @@ class Reconstructor:
 def _relocate(positions: Tensor, systems: _Systems, count: int, generator: torch.Generator | None) -> Tensor:
     """``positions`` with ``count`` random atoms of every system (all of a smaller one) moved to uniformly random
     points of its cell."""
-    device, dtype = positions.device, positions.dtype
+    device = positions.device
     score = torch.rand(positions.shape[0], generator=generator, device=device, dtype=torch.float64)
     order = torch.argsort(systems.system.double() + score)  # atoms grouped by system, random order within each
     first = torch.cumsum(systems.num_atoms, 0) - systems.num_atoms
     rank = torch.empty_like(order)
     rank[order] = torch.arange(order.numel(), device=device) - first.index_select(0, systems.system.index_select(0, order))
-    chosen = (rank < count).nonzero().squeeze(1)
-    frac = torch.rand(chosen.numel(), 3, generator=generator, device=device, dtype=dtype)
-    cells = systems.lattice.index_select(0, systems.system.index_select(0, chosen))
+    return _move_to_random_points(positions, (rank < count).nonzero().squeeze(1), systems, generator)
+
+
+def _crowded_atoms(positions: Tensor, systems: _Systems, limit: Tensor) -> Tensor:
+    """One atom (the later one) of every pair of atoms closer than its crystal's ``limit`` (B,), Angstrom."""
+    per_system = limit.index_select(0, systems.crystal)
+    radius = float(per_system.max()) if per_system.numel() else 0.0
+    if radius <= 0:
+        return torch.empty(0, dtype=torch.long, device=positions.device)
+    pairs = build_pairs(positions, systems.lattice, systems.num_atoms, radius)
+    distance = lengths(pairs.vectors(positions.detach()))
+    close = (distance < per_system.index_select(0, systems.system.index_select(0, pairs.centre))) & (pairs.centre != pairs.neighbour)
+    return torch.unique(torch.maximum(pairs.centre[close], pairs.neighbour[close]))
+
+
+def _move_to_random_points(positions: Tensor, atoms: Tensor, systems: _Systems, generator: torch.Generator | None) -> Tensor:
+    """``positions`` with ``atoms`` moved to uniformly random points of their own cells."""
+    frac = torch.rand(atoms.numel(), 3, generator=generator, device=positions.device, dtype=positions.dtype)
+    cells = systems.lattice.index_select(0, systems.system.index_select(0, atoms))
     moved = positions.clone()
-    moved[chosen] = torch.bmm(frac.unsqueeze(1), cells).squeeze(1)
+    moved[atoms] = torch.bmm(frac.unsqueeze(1), cells).squeeze(1)
     return moved
 
 
