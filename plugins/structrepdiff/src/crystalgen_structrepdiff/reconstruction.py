@@ -57,8 +57,8 @@ class BasinHopping:
             max/min pooling, and a +-1 A jitter of every atom rarely leaves it (docs/structrepdiff.md).
         relocate_closer_than: a hop also moves one atom of every pair closer than this fraction of the target's
             d_min to a uniformly random point of the cell (addition, 0 = off). Two atoms on one point are a trap of
-            the L1 loss: every radial Gaussian is flat at r = 0, and those centred just above it pull a close pair
-            together (docs/structrepdiff.md, "Overlapping atoms").
+            the L1 loss: the Gaussians centred above r = 0 grow with r, so separating a close pair first adds
+            short-distance density that the target lacks (docs/structrepdiff.md, "Overlapping atoms").
         loss_threshold: stop a crystal once its best relative loss is below this (None: never, as the paper).
         d_min_penalty: adds d_min_penalty x max(0, target d_min - d_min) / target d_min to the relative loss, a
             one-sided push against atoms closer than the target allows (addition; 0 = the paper's L1, in which d_min
