@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from crystalgen.testing import benchmark_structures
 from crystalgen_structrepdiff.descriptor import StructureDescriptor
 from crystalgen_structrepdiff.model import StructRepDiff
+from crystalgen_structrepdiff.transform import ead_parameters
 
 SEPARATIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5)
 
@@ -32,8 +33,8 @@ def main() -> None:
     torch.set_num_threads(1)
     structure = dict(benchmark_structures(args.dataset, "test"))[args.id]
     i, j = (int(k) for k in args.atoms.split(","))
-    model = StructRepDiff(OmegaConf.load(StructRepDiff.presets()[args.preset]).model)
-    descriptor = StructureDescriptor(model.encoder.params, "table", dtype=torch.float64)
+    ead = OmegaConf.load(StructRepDiff.presets()[args.preset]).model.ead
+    descriptor = StructureDescriptor(ead_parameters(ead), "table", dtype=torch.float64)
     positions = torch.tensor(structure.cart_coords)
     numbers = torch.tensor(structure.atomic_numbers)
     lattice = torch.tensor(structure.lattice.matrix).unsqueeze(0)

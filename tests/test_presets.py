@@ -18,6 +18,8 @@ from crystalgen.runner.config import CHOICES, DEVICE, compose
 from crystalgen.runner.models import build_sampler, model_class
 
 PRESETS = ("small", "paper")
+
+
 def _installed_models() -> list[str]:
     return [entry["name"] for entry in inventory()["components"]["model"]]
 
