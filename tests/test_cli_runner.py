@@ -187,6 +187,31 @@ def test_incompatible_sampler_names_the_compatible_ones(run_dir, tmp_path, capsy
     assert "cannot sample this model" in err and "Compatible samplers:" in err and "ancestral" in err
 
 
+def test_model_option_amends_the_checkpoint_configuration(run_dir, tmp_path):
+    """A setting outside the weights (here a loss weight) is changed for one sampling run and recorded with it."""
+    from crystalgen.runner.models import load_trained
+
+    ckpt = run_dir / "checkpoints/last.ckpt"
+    trained = load_trained(ckpt, model_overrides=["loss_weights.lattice=2.5"])
+    assert trained.model.loss_weights["lattice"] == 2.5 and trained.config.model.loss_weights.lattice == 2.5
+    assert load_trained(ckpt).model.loss_weights["lattice"] == 1.0  # the checkpoint itself is untouched
+    out = tmp_path / "s"
+    assert main(["sample", "toy", "--ckpt", str(ckpt), "-n", "2", "--out", str(out), "--no-progress",
+                 "--model-option", "loss_weights.lattice=2.5"]) == 0
+    assert json.loads((out / "sampling.json").read_text())["model_overrides"] == ["loss_weights.lattice=2.5"]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("hiden=64", "unknown key 'hiden'. Did you mean 'hidden'?"),
+    ("hidden=64", "does not fit model 'toy'"),
+])
+def test_model_option_refuses_unknown_keys_and_other_architectures(run_dir, tmp_path, capsys, override, message):
+    code = main(["sample", "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "-n", "2", "--out",
+                 str(tmp_path / "s"), "--no-progress", "--model-option", override])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("verb", ["reconstruct", "optimize"])
 def test_optional_tasks_are_refused_for_models_without_them(run_dir, tmp_path, capsys, verb):
     code = main([verb, "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "--input", "embedded:test",

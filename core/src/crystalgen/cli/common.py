@@ -56,6 +56,9 @@ def add_sampler_arguments(p: argparse.ArgumentParser, *, default_batch: int = 10
     p.add_argument("--option", metavar="KEY=VALUE", action="append", default=[],
                    help="sampler option, e.g. --option eta=0.5, or a model option the sampler does not take, e.g. "
                         "--option spacegroup_prior=top10 for symmcd (repeatable)")
+    p.add_argument("--model-option", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a key of the checkpoint's model configuration that leaves the weights as they are, "
+                        "e.g. --model-option reconstruction.trials=6 for structrepdiff (repeatable)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16 autocast (default fp32)")
     p.add_argument("--no-ema", action="store_true", help="use the trained weights, not their moving average")

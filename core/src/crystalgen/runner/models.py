@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from crystalgen import plugins
 from crystalgen.models.base import GenerativeModel
 from crystalgen.runner.checkpoint import CheckpointError, load_checkpoint
-from crystalgen.runner.config import ConfigError, from_yaml
+from crystalgen.runner.config import ConfigError, from_yaml, merge, parse_overrides
 from crystalgen.samplers.base import Sampler
 
 
@@ -34,12 +34,20 @@ class TrainedModel:
     payload: dict[str, Any]
 
 
-def load_trained(path: str | Path, device: torch.device | str = "cpu", averaged: bool = True) -> TrainedModel:
-    """Rebuild the model of checkpoint ``path`` (the averaged EMA weights when present and ``averaged``)."""
+def load_trained(path: str | Path, device: torch.device | str = "cpu", averaged: bool = True,
+                 model_overrides: Sequence[str] = ()) -> TrainedModel:
+    """Rebuild the model of checkpoint ``path`` (the averaged EMA weights when present and ``averaged``).
+
+    ``model_overrides`` (``["reconstruction.trials=6"]``) amend the checkpoint's ``model`` configuration before the
+    model is built: settings that leave the weights as they are, such as a decoder's search budget, can then be
+    chosen per run. A key the configuration lacks is refused; one that changes the architecture fails to load.
+    """
     path = Path(path)
     payload = load_checkpoint(path)
     name = payload.get("model_name") or ""
     cfg = from_yaml(payload["config"], str(path))
+    if model_overrides:
+        cfg.model = merge(cfg.model, parse_overrides(model_overrides), f"--model-option for checkpoint {path}")
     model = model_class(name).from_config(cfg.model)
     try:
         model.load_state_dict(payload["model"])

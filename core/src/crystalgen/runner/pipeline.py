@@ -116,12 +116,13 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
            steps: int | None = None, batch_size: int = 100, seed: int = 0, options: dict[str, Any] | None = None,
            spacegroup: int | list[int] | None = None, composition: str | list[str] | None = None,
            device: str = "auto", precision: str = "fp32", expected_model: str | None = None,
-           averaged: bool = True, show_progress: bool = True) -> dict[str, Any]:
+           averaged: bool = True, model_overrides: Sequence[str] = (), show_progress: bool = True) -> dict[str, Any]:
     """Generate crystals from a checkpoint into the sample directory ``out``; returns the counts.
 
     ``averaged`` uses the EMA weights when the checkpoint has them. ``options`` are the sampler's, plus the model's
-    request options that the sampler does not take (split_options)."""
-    trained = load_trained(checkpoint, select_device(device), averaged=averaged)
+    request options that the sampler does not take (split_options). ``model_overrides`` amend the checkpoint's model
+    configuration (load_trained)."""
+    trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides)
     if expected_model and trained.name != expected_model:
         raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
     sampler_options, model_options = split_options(trained.model, checkpoint_sampler_name(trained, sampler), options)
@@ -136,6 +137,7 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
         "preset_note": trained.config.get("preset_note", ""),
         "sampler": chosen.config(),
         "model_options": model_options,
+        "model_overrides": list(model_overrides),
         "ema_weights": averaged and trained.payload.get("ema") is not None,
         "seed": seed,
         "num_samples": num_samples,

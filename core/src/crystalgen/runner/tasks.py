@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,15 @@ def run_task(task: str, checkpoint: str | Path, source: str, out: str | Path, *,
              batch_size: int, sampler: str | None = None, steps: int | None = None,
              options: dict[str, Any] | None = None, seed: int = 0, device: str = "auto", precision: str = "fp32",
              expected_model: str | None = None, averaged: bool = True, show_progress: bool = True,
-             task_options: dict[str, Any] | None = None) -> dict[str, Any]:
+             task_options: dict[str, Any] | None = None, model_overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Apply ``task`` to the first ``num_crystals`` crystals of ``source`` (NAME:SPLIT); returns the counts.
 
-    ``task_options`` are passed to the model's task method (e.g. ``direction`` and ``steps`` for optimize).
+    ``task_options`` are passed to the model's task method (e.g. ``direction`` and ``steps`` for optimize);
+    ``model_overrides`` amend the checkpoint's model configuration (load_trained).
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-    trained = load_trained(checkpoint, select_device(device), averaged=averaged)
+    trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides)
     if expected_model and trained.name != expected_model:
         raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
     model = trained.model
@@ -70,7 +72,8 @@ def run_task(task: str, checkpoint: str | Path, source: str, out: str | Path, *,
         sources.extend(start + k // per_input for k in range(len(result)))
     extra = [{"input_index": i, "input_id": getattr(items[i], "material_id", None) or getattr(items[i], "id", None)}
              for i in sources]
-    meta = {"model": trained.name, "task": task, "task_options": task_options or {}, "input": source,
+    meta = {"model": trained.name, "task": task, "task_options": task_options or {},
+            "model_overrides": list(model_overrides), "input": source,
             "checkpoint": str(Path(checkpoint).resolve()), "sampler": chosen.config(), "seed": seed,
             "timings": {"total_seconds": time.perf_counter() - started}}
     counts = write_sample_dir(out, decoded, meta, extra_rows=extra)
