@@ -67,6 +67,7 @@ def test_standardisation_uses_cdvae_constants_and_zeroes_nan():
 def test_cutoff_sets():
     assert cov_cutoffs("mp_20") == (0.4, 10.0)
     assert cov_cutoffs("perov_5:test", "symat") == (0.8, 6.0)
+    assert cov_cutoffs("mp_20", "structrepdiff") == (0.6, 12.0)  # StructRepDiff appendix A.3.6
     assert cov_cutoffs("carbon", "cdvae") == (0.2, 4.0)  # CDVAE's eval name
     assert cov_cutoffs(None, (0.5, 3)) == (0.5, 3.0)
     assert cov_cutoffs("embedded:test") == cov_cutoffs("embedded", "symat") == (0.4, 10.0)  # the demo set: MP-20's

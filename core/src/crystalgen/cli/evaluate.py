@@ -55,8 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="option of the property predictor, e.g. models_dir=/path/to/cdvae_prop_models (repeatable)")
     p.add_argument("--oxidation-states", choices=("smact14", "icsd24"), default="smact14",
                    help="SMACT oxidation-state set for composition validity (default smact14, as the papers)")
-    p.add_argument("--cov-cutoffs", default="cdvae", metavar="cdvae|symat|S,C",
-                   help="COV cutoffs: CDVAE's code (default), the SyMat paper's, or 'struct,comp'")
+    p.add_argument("--cov-cutoffs", default="cdvae", metavar="cdvae|symat|structrepdiff|S,C",
+                   help="COV cutoffs: CDVAE's code (default), the SyMat and StructRepDiff papers' (the same values), "
+                        "or 'struct,comp'")
     p.add_argument("--n-property-samples", type=int, default=1000,
                    help="valid crystals drawn for property statistics, diversity and S.U.N. (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of that draw (default 0)")
@@ -124,14 +125,16 @@ def _input_indices(samples: str, n: int) -> list[int]:
 
 
 def _cov_cutoffs(text: str):
-    if text in ("cdvae", "symat"):
+    from crystalgen.metrics.coverage import COV_CUTOFF_SETS
+
+    if text in COV_CUTOFF_SETS:
         return text
     try:
         struct, comp = (float(x) for x in text.split(","))
     except ValueError:
         from crystalgen.cli.errors import UserError
 
-        raise UserError(f"--cov-cutoffs {text!r}: expected cdvae, symat or 'struct,comp' (e.g. 0.4,10)") from None
+        raise UserError(f"--cov-cutoffs {text!r}: expected {', '.join(COV_CUTOFF_SETS)} or 'struct,comp' (e.g. 0.4,10)") from None
     return (struct, comp)
 
 

@@ -88,7 +88,8 @@ COV_CUTOFFS_CDVAE: dict[str, tuple[float, float]] = {
     "perov_5": (0.2, 4.0),
 }
 
-#: SyMat paper, appendix D.1: delta_s / delta_c per dataset (the paper writes "MP-24" for MP-20).
+#: SyMat paper, appendix D.1: delta_s / delta_c per dataset (the paper writes "MP-24" for MP-20). The StructRepDiff
+#: paper, appendix A.3.6, gives the same values (and the same "MP-24").
 COV_CUTOFFS_SYMAT: dict[str, tuple[float, float]] = {
     "mp_20": (0.6, 12.0),
     "carbon_24": (1.0, 4.0),

@@ -17,7 +17,8 @@ from scipy.spatial.distance import pdist
 
 from crystalgen.metrics.cdvae_constants import COV_CUTOFFS_CDVAE, COV_CUTOFFS_SYMAT, canonical_dataset
 
-COV_CUTOFF_SETS = {"cdvae": COV_CUTOFFS_CDVAE, "symat": COV_CUTOFFS_SYMAT}
+#: named cutoff sets: CDVAE's code, and the looser ones of the SyMat and StructRepDiff papers (the same values)
+COV_CUTOFF_SETS = {"cdvae": COV_CUTOFFS_CDVAE, "symat": COV_CUTOFFS_SYMAT, "structrepdiff": COV_CUTOFFS_SYMAT}
 
 #: crystalgen's embedded demo set has no published cutoffs; like MP-20 it mixes chemistries and cell sizes, so it
 #: takes MP-20's CDVAE cutoffs under every named set (docs/metrics.md).
@@ -28,12 +29,12 @@ _BLOCK = 2048
 
 
 def cov_cutoffs(dataset: str | None, cutoffs: str | tuple[float, float] = "cdvae") -> tuple[float, float]:
-    """(structure cutoff, composition cutoff): an explicit pair, or a named set ('cdvae' code / 'symat' paper)."""
+    """(structure cutoff, composition cutoff): an explicit pair, or a named set of COV_CUTOFF_SETS."""
     if not isinstance(cutoffs, str):
         struct, comp = cutoffs
         return float(struct), float(comp)
     if cutoffs not in COV_CUTOFF_SETS:
-        raise ValueError(f"unknown COV cutoff set {cutoffs!r}; choose 'cdvae', 'symat' or give (struct, comp)")
+        raise ValueError(f"unknown COV cutoff set {cutoffs!r}; choose one of {', '.join(COV_CUTOFF_SETS)} or give (struct, comp)")
     if dataset and dataset.split(":", 1)[0].strip().lower() == "embedded":
         return EMBEDDED_COV_CUTOFFS
     key = canonical_dataset(dataset)
