@@ -61,6 +61,23 @@ def test_search_additions_come_from_the_config_and_default_to_the_paper():
     assert (tuned.relocate_atoms, tuned.relocate_closer_than, tuned.d_min_penalty) == (1, 0.5, 2.0)
 
 
+def test_scaling_comes_from_the_config():
+    """model.scaling picks the scaler's fit; a checkpoint from before the key existed keeps the standard one."""
+    items = [StructRepDiff.transform(tiny_model_config())(s) for s in crystals()]
+    cfg = tiny_model_config()
+    cfg.scaling = "minmax"
+    minmax = StructRepDiff(cfg)
+    minmax.fit_statistics(items)
+    varying = minmax.scaler.high - minmax.scaler.low > 1e-3  # features the scaler did not treat as constant
+    assert bool(varying.any())
+    torch.testing.assert_close(minmax.scaler.low[varying], torch.full((int(varying.sum()),), -1.0, dtype=torch.float64))
+    torch.testing.assert_close(minmax.scaler.high[varying], torch.full((int(varying.sum()),), 1.0, dtype=torch.float64))
+    assert StructRepDiff(tiny_model_config()).scaling == "standard"
+    cfg.scaling = "robust"
+    with pytest.raises(ValueError, match="model.scaling"):
+        StructRepDiff(cfg)
+
+
 def test_training_loss_is_finite_and_trains(model_and_items):
     model, items = model_and_items
     batch = collate(items)

@@ -118,3 +118,18 @@ def test_scaler_round_trip_and_constant_features():
     assert bool(torch.isinf(older.low).all()) and bool(torch.isinf(older.high).all())
     with pytest.raises(ValueError, match="empty"):
         scaler.fit(torch.zeros(0, 3, dtype=torch.float64))
+
+
+def test_minmax_scaling_maps_the_training_range_onto_plus_minus_one():
+    """A rare feature (one crystal in four) stays within [-1, 1] instead of reaching sqrt(3) std, and round-trips."""
+    data = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 3.0], [0.0, 5.0, 2.0], [0.4, 5.0, 2.0]], dtype=torch.float64)
+    scaler = RepresentationScaler(3).fit(data, "minmax")
+    normalised = scaler.normalise(data)
+    assert normalised[:, 0].tolist() == pytest.approx([-1.0, -1.0, -1.0, 1.0])
+    assert normalised[:, 2].tolist() == pytest.approx([-1.0, 1.0, 0.0, 0.0])
+    assert scaler.std[1] == 1.0 and normalised[:, 1].abs().max() == 0  # a constant feature stays at its value
+    assert scaler.low.tolist() == pytest.approx([-1.0, 0.0, -1.0]) and scaler.high.tolist() == pytest.approx([1.0, 0.0, 1.0])
+    torch.testing.assert_close(scaler.denormalise(normalised), data)
+    assert RepresentationScaler(3).fit(data).normalise(data)[3, 0] == pytest.approx(3**0.5)  # standard, for contrast
+    with pytest.raises(ValueError, match="standard, minmax"):
+        scaler.fit(data, "robust")

@@ -22,7 +22,7 @@ from crystalgen.state import Condition, SampleRequest
 from crystalgen_structrepdiff.decoding import decode_representations
 from crystalgen_structrepdiff.descriptor import StructureDescriptor
 from crystalgen_structrepdiff.reconstruction import LOSS_WEIGHTINGS, BasinHopping, Reconstructor, loss_weights
-from crystalgen_structrepdiff.representation import RepresentationScaler
+from crystalgen_structrepdiff.representation import SCALINGS, RepresentationScaler
 from crystalgen_structrepdiff.transform import RepresentationTransform
 from crystalgen_structrepdiff.unet import UNet1D
 
@@ -60,6 +60,9 @@ class StructRepDiff(GenerativeModel):
                                           d_min_penalty=float(r.get("d_min_penalty", 0.0)),  # absent in older checkpoints
                                           check_every=int(r.check_every), skin=float(r.skin), max_pairs=int(r.max_pairs))
         self.clip_x0 = bool(cfg.get("clip_x0", True))  # absent in older checkpoints
+        self.scaling = str(cfg.get("scaling", "standard"))  # same
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"model.scaling: {self.scaling!r} is not one of {', '.join(SCALINGS)}")
         self.loss_weighting = str(r.get("loss_weighting", "spread"))  # absent in older checkpoints
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"model.reconstruction.loss_weighting: {self.loss_weighting!r} is not one of {', '.join(LOSS_WEIGHTINGS)}")
@@ -79,10 +82,11 @@ class StructRepDiff(GenerativeModel):
                                        method=str(cfg.ead_method), table_spacing=float(cfg.table_spacing))
 
     def fit_statistics(self, train: Sequence[Data]) -> None:
-        """Mean and std of every feature of R over the training set, and the largest n seen (decoding clamps to it)."""
+        """The scaling of every feature of R over the training set (``model.scaling``), and the largest n seen
+        (decoding clamps to it)."""
         if not train:
             raise ValueError("StructRepDiff needs at least one training crystal to fit its representation statistics")
-        self.scaler.fit(torch.cat([item.representation for item in train]))
+        self.scaler.fit(torch.cat([item.representation for item in train]), self.scaling)
         self.max_atoms_seen.fill_(max(int(item.num_atoms.reshape(-1)[0]) for item in train))
         self._reconstructor = None
 

@@ -80,10 +80,16 @@ def assemble(structure_block: Tensor, composition: Tensor, num_atoms: Tensor, la
     return torch.cat([structure_block.double(), composition.double(), num_atoms.double().unsqueeze(1), lattice_params.double()], dim=1)
 
 
-class RepresentationScaler(nn.Module):
-    """Per-feature standardisation (x - mean) / std fitted on the training representations; saved with the model.
+#: how RepresentationScaler maps each feature: mean and std, or the training range onto [-1, 1]
+SCALINGS = ("standard", "minmax")
 
-    Features that do not vary in the training set (elements that never occur, d_min of a single structure) get
+
+class RepresentationScaler(nn.Module):
+    """Per-feature affine scaling (x - mean) / std fitted on the training representations; saved with the model.
+
+    ``standard`` uses each feature's mean and standard deviation; ``minmax`` its mid-range and half-range, so that
+    every feature spans [-1, 1] over the training set, the range image DDPMs are tuned for (a rare element's
+    fraction, 0 in most crystals, would otherwise reach tens of standard deviations). Features that do not vary in the training set (elements that never occur, d_min of a single structure) get
     std = 1, so they stay at their training value after a round trip instead of being divided by zero. The same
     std weighs the reconstruction loss, so every feature of R_str counts in units of its spread over the data.
     ``low`` and ``high`` hold each feature's normalised range over the training set, which sampling clamps the
@@ -104,15 +110,22 @@ class RepresentationScaler(nn.Module):
         self.register_buffer("high", torch.full((size,), math.inf, dtype=torch.float64))
 
     @torch.no_grad()
-    def fit(self, representations: Tensor) -> RepresentationScaler:
-        """Fit to raw representations (M, N)."""
+    def fit(self, representations: Tensor, method: str = "standard") -> RepresentationScaler:
+        """Fit to raw representations (M, N) with ``method`` (SCALINGS)."""
+        if method not in SCALINGS:
+            raise ValueError(f"representation scaling must be one of {', '.join(SCALINGS)}, got {method!r}")
         if representations.shape[0] == 0:
             raise ValueError("cannot fit the representation scaler to an empty training set")
         data = representations.double()
-        std = data.std(dim=0, unbiased=False) if data.shape[0] > 1 else torch.zeros_like(data[0])
+        if method == "standard":
+            centre = data.mean(dim=0)
+            spread = data.std(dim=0, unbiased=False) if data.shape[0] > 1 else torch.zeros_like(data[0])
+        else:
+            low, high = data.amin(dim=0), data.amax(dim=0)
+            centre, spread = (high + low) / 2, (high - low) / 2
         scale = data.abs().amax(dim=0).clamp(min=1.0)
-        self.mean.copy_(data.mean(dim=0))
-        self.std.copy_(torch.where(std > self.min_std * scale, std, torch.ones_like(std)))
+        self.mean.copy_(centre)
+        self.std.copy_(torch.where(spread > self.min_std * scale, spread, torch.ones_like(spread)))
         return self.fit_range(data)
 
     @torch.no_grad()
