@@ -134,7 +134,8 @@ def _cov_cutoffs(text: str):
     except ValueError:
         from crystalgen.cli.errors import UserError
 
-        raise UserError(f"--cov-cutoffs {text!r}: expected {', '.join(COV_CUTOFF_SETS)} or 'struct,comp' (e.g. 0.4,10)") from None
+        expected = ", ".join(COV_CUTOFF_SETS)
+        raise UserError(f"--cov-cutoffs {text!r}: expected {expected} or 'struct,comp' (e.g. 0.4,10)") from None
     return (struct, comp)
 
 

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     counts = run_task("optimize", args.ckpt, args.input, args.out, num_crystals=args.num_crystals,
                       batch_size=args.batch_size, sampler=args.sampler, steps=args.steps,
                       options=parse_options(args.option), seed=args.seed, device=args.device, precision=args.precision,
-                      expected_model=args.model, averaged=not args.no_ema, model_overrides=args.model_option, show_progress=not args.no_progress,
+                      expected_model=args.model, averaged=not args.no_ema, model_overrides=args.model_option,
+                      show_progress=not args.no_progress,
                       task_options={"direction": args.direction, "steps": args.opt_steps})
     print(f"{counts['ok']} of {counts['requested']} optimised crystals written to {args.out}")
     return 0

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     counts = sample(args.ckpt, args.out, num_samples=args.num_samples, sampler=args.sampler, steps=args.steps,
                     batch_size=args.batch_size, seed=args.seed, options=parse_options(args.option),
                     spacegroup=args.spacegroup, composition=args.composition, device=args.device,
-                    precision=args.precision, expected_model=args.model, averaged=not args.no_ema, model_overrides=args.model_option,
-                    show_progress=not args.no_progress)
+                    precision=args.precision, expected_model=args.model, averaged=not args.no_ema,
+                    model_overrides=args.model_option, show_progress=not args.no_progress)
     print(f"{counts['ok']} of {counts['requested']} crystals written to {args.out}")
     return 0

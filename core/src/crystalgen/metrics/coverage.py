@@ -34,7 +34,8 @@ def cov_cutoffs(dataset: str | None, cutoffs: str | tuple[float, float] = "cdvae
         struct, comp = cutoffs
         return float(struct), float(comp)
     if cutoffs not in COV_CUTOFF_SETS:
-        raise ValueError(f"unknown COV cutoff set {cutoffs!r}; choose one of {', '.join(COV_CUTOFF_SETS)} or give (struct, comp)")
+        names = ", ".join(COV_CUTOFF_SETS)
+        raise ValueError(f"unknown COV cutoff set {cutoffs!r}; choose one of {names} or give (struct, comp)")
     if dataset and dataset.split(":", 1)[0].strip().lower() == "embedded":
         return EMBEDDED_COV_CUTOFFS
     key = canonical_dataset(dataset)

@@ -70,7 +70,7 @@ class EvaluationOptions:
         if isinstance(self.cov_cutoffs, Sequence) and not isinstance(self.cov_cutoffs, str):
             self.cov_cutoffs = tuple(float(x) for x in self.cov_cutoffs)  # type: ignore[assignment]
             if len(self.cov_cutoffs) != 2:
-                raise ValueError("cov_cutoffs must be a named set (cdvae, symat, structrepdiff) or (struct_cutoff, comp_cutoff)")
+                raise ValueError("cov_cutoffs must be a named set of COV_CUTOFF_SETS or (struct_cutoff, comp_cutoff)")
         if self.n_property_samples < 1:
             raise ValueError("n_property_samples must be at least 1")
 

@@ -89,9 +89,10 @@ class RepresentationScaler(nn.Module):
 
     ``standard`` uses each feature's mean and standard deviation; ``minmax`` its mid-range and half-range, so that
     every feature spans [-1, 1] over the training set, the range image DDPMs are tuned for (a rare element's
-    fraction, 0 in most crystals, would otherwise reach tens of standard deviations). Features that do not vary in the training set (elements that never occur, d_min of a single structure) get
-    std = 1, so they stay at their training value after a round trip instead of being divided by zero. The same
-    std weighs the reconstruction loss, so every feature of R_str counts in units of its spread over the data.
+    fraction, 0 in most crystals, otherwise reaches ten or more standard deviations). Features that do not vary in
+    the training set (elements that never occur, d_min of a single structure) get std = 1, so they stay at their
+    training value after a round trip instead of being divided by zero. The same scale weighs the ``spread``
+    reconstruction loss, so every feature of R_str counts in units of its spread over the data.
     ``low`` and ``high`` hold each feature's normalised range over the training set, which sampling clamps the
     predicted clean R to (StructRepDiff ``clip_x0``); -inf / +inf until fitted and in checkpoints older than them.
     """
