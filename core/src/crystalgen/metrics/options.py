@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 from crystalgen.metrics.composition_validity import DEFAULT_OXIDATION_STATES, check_oxidation_state_set
+from crystalgen.metrics.coverage import COV_CUTOFF_SETS
 from crystalgen.metrics.statistics import N_PROPERTY_SAMPLES
 from crystalgen.metrics.symmetry import SYMPREC
 
@@ -57,7 +58,7 @@ class EvaluationOptions:
     """Protocol choices; the defaults reproduce CDVAE's code (and SymmCD's for d_sg, with documented fixes)."""
 
     oxidation_states: str = DEFAULT_OXIDATION_STATES  # 'smact14' (papers) or 'icsd24' (smact 4 default)
-    cov_cutoffs: str | tuple[float, float] = "cdvae"  # a name of coverage.COV_CUTOFF_SETS or (struct, comp)
+    cov_cutoffs: str | tuple[float, float] = "cdvae"  # a name of COV_CUTOFF_SETS or (struct, comp)
     n_property_samples: int = N_PROPERTY_SAMPLES  # valid crystals drawn for property statistics / diversity / S.U.N.
     seed: int = 0  # for that draw
     symprec: float = SYMPREC  # Angstrom, space groups and Wyckoff templates
@@ -70,7 +71,7 @@ class EvaluationOptions:
         if isinstance(self.cov_cutoffs, Sequence) and not isinstance(self.cov_cutoffs, str):
             self.cov_cutoffs = tuple(float(x) for x in self.cov_cutoffs)  # type: ignore[assignment]
             if len(self.cov_cutoffs) != 2:
-                raise ValueError("cov_cutoffs must be a named set of COV_CUTOFF_SETS or (struct_cutoff, comp_cutoff)")
+                raise ValueError(f"cov_cutoffs must be a named set ({', '.join(COV_CUTOFF_SETS)}) or (struct_cutoff, comp_cutoff)")
         if self.n_property_samples < 1:
             raise ValueError("n_property_samples must be at least 1")
 
