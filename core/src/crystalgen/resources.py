@@ -16,12 +16,15 @@ packs items into batches under it, and :func:`over_budget_reason` words the refu
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger("crystalgen.resources")
 
 #: Environment variables that carry the settings into worker processes and child commands.
 THREADS_ENV = "CRYSTALGEN_THREADS"
@@ -188,6 +191,27 @@ def apply_threads(plan: ThreadPlan) -> None:
 
     torch.set_num_threads(plan.threads)
     os.environ[THREADS_ENV] = str(plan.threads)
+
+
+def apply_process_resources(threads: int | str | None = None) -> dict[str, dict[str, object]]:
+    """Plan and apply this process's share of the machine once, at the start of a verb (before any torch work or
+    worker pool), log the plan's one-line warning, and return the record every results file carries:
+    ``{"threads": ThreadPlan.as_dict()}``."""
+    plan = plan_threads(threads)
+    apply_threads(plan)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun one process speaks for all
+        if plan.warning:
+            log.warning("%s", plan.warning)
+        log.info("threads: %d (%s; %d usable core(s), load average %s)", plan.threads, plan.source,
+                 plan.usable_cores, "unknown" if plan.load_average is None else f"{plan.load_average:.2f}")
+    return {"threads": plan.as_dict()}
+
+
+def flat_record(record: Mapping[str, Mapping[str, object]]) -> dict[str, object]:
+    """A resources record as flat keys for flat results files (metrics.json): ``{"threads": {"threads": 2,
+    "source": "auto"}}`` -> ``{"threads": 2, "threads_source": "auto"}``."""
+    return {(group if key == group else f"{group}_{key}"): value
+            for group, values in record.items() for key, value in values.items()}
 
 
 def one_thread_per_worker() -> None:

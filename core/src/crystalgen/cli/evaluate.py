@@ -36,6 +36,7 @@ TASK_OPTIONS: dict[str, tuple[str, ...]] = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from crystalgen.cli.common import add_resource_arguments
     from crystalgen.metrics.options import METRIC_GROUPS, METRICS
 
     p.add_argument("samples", metavar="SAMPLES", help="sample directory, CIF folder/file, .extxyz or .csv (cif column)")
@@ -65,7 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paper-protocol", action="store_true",
                    help="d_sg exactly as SymmCD's script (229 bins, reference at symprec 0.01, the 1000-crystal draw)")
     p.add_argument("--percentiles", metavar="P5,P10,P15", help="SR thresholds (default: CDVAE's for the dataset)")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--workers", type=int, help="worker processes (default: the cores this process may use)")
+    add_resource_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
 
@@ -194,16 +196,19 @@ def _paired(args, structures, reference, reference_name, annotations, progress) 
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    from crystalgen.cli.common import apply_resources
     from crystalgen.metrics import read_samples
+    from crystalgen.resources import flat_record
     from crystalgen.runner.datasets import provenance
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     check_task_options(args)
     _cov_cutoffs(args.cov_cutoffs)
+    resources = apply_resources(args)
     progress = not args.no_progress
     structures, failures, ids = read_samples(args.samples, workers=args.workers, progress=progress)
     reference, dataset, notes = _load_split(args.reference, "reference", args.workers, progress)
-    annotations = provenance("reference", args.reference, notes)
+    annotations = provenance("reference", args.reference, notes) | flat_record(resources)
     reference_name = args.reference_name or dataset
     if args.task == "generation":
         _generation(args, structures, failures, ids, reference, reference_name, annotations, progress)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from crystalgen.cli.common import add_config_arguments, shortcut_overrides
+from crystalgen.cli.common import add_config_arguments, apply_resources, shortcut_overrides
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir = RunDir(Path(args.run_dir)) if args.run_dir else RunDir.create(args.runs_root, args.model, cfg.data.dataset)
     handler = attach_run_log(run_dir.log)
     try:
-        report = run_pipeline(args.model, cfg, run_dir, show_progress=not args.no_progress)
+        resources = apply_resources(args, cfg)  # after the run log is attached, so that its warning is in run.log
+        report = run_pipeline(args.model, cfg, run_dir, show_progress=not args.no_progress, resources=resources)
     finally:
         detach(handler)
     print(f"report: {report}")

@@ -14,7 +14,7 @@ import argparse
 import logging
 import os
 
-from crystalgen.cli.common import add_config_arguments, shortcut_overrides
+from crystalgen.cli.common import add_config_arguments, apply_resources, shortcut_overrides
 
 log = logging.getLogger("crystalgen.cli")
 
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     handler = attach_run_log(run_dir.log) if rank == 0 else None
     try:
-        progress = train(args.model, cfg, run_dir, resume=ckpt, show_progress=not args.no_progress)
+        resources = apply_resources(args, cfg)  # after the run log is attached, so that its warning is in run.log
+        progress = train(args.model, cfg, run_dir, resume=ckpt, show_progress=not args.no_progress, resources=resources)
     finally:
         if handler is not None:
             detach(handler)

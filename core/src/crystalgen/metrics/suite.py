@@ -296,7 +296,7 @@ def evaluate(
         property values (default: predicted by the same model, as CDVAE does).
     out_dir: when given, metrics.json (after the fast metrics and again at the end), metrics.md and
         per_sample.csv are written there.
-    workers: processes for the per-crystal work (default: all cores; 1 = in this process).
+    workers: processes for the per-crystal work (default: the usable cores; 1 = in this process).
     sample_ids: names of the samples for per_sample.csv (default: their positions).
     annotations: extra keys recorded as given, e.g. provenance notes of the splits (a partial training file).
     """
