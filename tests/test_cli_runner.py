@@ -294,6 +294,46 @@ def test_train_resume_continues_the_run(run_dir, tmp_path, capsys):
     assert "trainer.max_epochs" not in capsys.readouterr().err
 
 
+def continue_line(printed: str) -> list[str]:
+    """The command after `continue with:` in the output of `crystalgen train`, split as a shell would."""
+    import shlex
+
+    (line,) = [ln for ln in printed.splitlines() if "continue with: " in ln]
+    command = shlex.split(line.split("continue with: ", 1)[1])
+    assert command[:2] == ["crystalgen", "train"]
+    return command[1:]
+
+
+def test_the_printed_command_after_a_time_budget_stop_trains_for_another_budget(tmp_path, capsys):
+    """Resuming with the same summed budget would stop after one step; the printed command grants a new one."""
+    from crystalgen.runner.checkpoint import load_checkpoint
+
+    run = tmp_path / "budget"
+    budget = 0.03  # minutes: a few dozen toy steps
+    assert main(["train", "toy", "--run-dir", str(run), *TINY, "data.batch_size=4", "trainer.max_epochs=100000",
+                 "trainer.val_every=100000", f"trainer.max_minutes={budget}"]) == 0
+    first = load_checkpoint(run / "checkpoints/last.ckpt")["progress"]
+    assert first["stop_reason"].startswith("time budget") and not first["finished"]
+    command = continue_line(capsys.readouterr().out)
+    assert command == ["train", "toy", "--resume", str(run), "--more-minutes", f"{budget:g}"]
+
+    assert main(command) == 0
+    second = load_checkpoint(run / "checkpoints/last.ckpt")["progress"]
+    assert second["stop_reason"].startswith("time budget")
+    assert second["global_step"] > first["global_step"] + 1, "the resumed run stopped after one step"
+    assert second["train_seconds"] >= first["train_seconds"] + 0.9 * budget * 60
+    assert continue_line(capsys.readouterr().out) == command  # the same command continues again
+
+
+def test_more_minutes_is_refused_without_resume_or_beside_a_budget_override(run_dir, tmp_path, capsys):
+    assert main(["train", "toy", "--runs-root", str(tmp_path), "--more-minutes", "5", *TINY]) == 2
+    assert "--more-minutes continues a run: use it with --resume" in capsys.readouterr().err
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    assert main(["train", "toy", "--resume", str(copy), "--more-minutes", "5", "trainer.max_minutes=3"]) == 2
+    assert "either --more-minutes or trainer.max_minutes" in capsys.readouterr().err
+
+
 def test_list_json_shows_plugins_components_and_versions(capsys):
     assert main(["list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -101,17 +101,29 @@ def train(model_name: str, cfg: DictConfig, run: RunDir, *, resume: str | Path |
         teardown(env)
 
 
-def resume_config(resume: str | Path, overrides: Sequence[str] = ()) -> tuple[str, DictConfig, RunDir, Path]:
+def resume_config(resume: str | Path, overrides: Sequence[str] = (),
+                  more_minutes: float | None = None) -> tuple[str, DictConfig, RunDir, Path]:
     """(model name, config, run directory, checkpoint) to continue a run from a run directory or checkpoint.
 
-    The saved configuration is amended with ``overrides`` (e.g. a larger ``trainer.max_epochs``).
+    The saved configuration is amended with ``overrides`` (e.g. a larger ``trainer.max_epochs``). ``more_minutes``
+    grants another time budget on top of the training time already spent: the budget (``trainer.max_minutes``)
+    counts all training of the run, so resuming with the same budget would stop again after one step.
     """
-    from crystalgen.runner.config import apply_user_layers
+    from crystalgen.runner.config import ConfigError, apply_user_layers
 
     path = Path(resume)
     ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
     payload = load_checkpoint(ckpt)
     cfg = apply_user_layers(from_yaml(payload["config"], str(ckpt)), overrides=overrides)
+    if more_minutes is not None:
+        if any(item.startswith("trainer.max_minutes=") for item in overrides):
+            raise ConfigError("give either --more-minutes or trainer.max_minutes=..., not both")
+        if not more_minutes > 0:
+            raise ConfigError(f"--more-minutes must be a positive number of minutes, got {more_minutes}")
+        spent = payload["progress"]["train_seconds"] / 60
+        cfg.trainer.max_minutes = spent + more_minutes
+        log.info("time budget: %.2f min spent so far + %g more = trainer.max_minutes %.2f", spent, more_minutes,
+                 cfg.trainer.max_minutes)
     return payload["model_name"], cfg, RunDir(ckpt.parent.parent), ckpt
 
 
