@@ -31,6 +31,7 @@ TASK_OPTIONS: dict[str, tuple[str, ...]] = {
     "paper_protocol": ("generation",),
     "property_predictor": ("generation", "optimization"),
     "predictor_option": ("generation", "optimization"),
+    "sun_option": ("generation",),
     "percentiles": ("optimization",),
 }
 
@@ -54,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--property-predictor", metavar="NAME", help="predictor for wdist_prop / SR (default: the dataset's)")
     p.add_argument("--predictor-option", metavar="KEY=VALUE", action="append", default=[],
                    help="option of the property predictor, e.g. models_dir=/path/to/cdvae_prop_models (repeatable)")
+    p.add_argument("--sun-option", metavar="KEY=VALUE", action="append", default=[],
+                   help="option of the S.U.N. metric (crystalgen.metrics.sun.sun_metrics), e.g. relax=false (repeatable)")
     p.add_argument("--oxidation-states", choices=("smact14", "icsd24"), default="smact14",
                    help="SMACT oxidation-state set for composition validity (default smact14, as the papers)")
     p.add_argument("--cov-cutoffs", default="cdvae", metavar="cdvae|symat|structrepdiff|S,C",
@@ -155,7 +158,8 @@ def _generation(args, structures, failures, ids, reference, reference_name, anno
         annotations |= provenance("train", args.train, notes)
     options = {"oxidation_states": args.oxidation_states, "cov_cutoffs": _cov_cutoffs(args.cov_cutoffs),
                "n_property_samples": args.n_property_samples, "seed": args.seed, "symprec": args.symprec,
-               "paper_protocol": args.paper_protocol, "predictor_options": parse_options(args.predictor_option)}
+               "paper_protocol": args.paper_protocol, "predictor_options": parse_options(args.predictor_option),
+               "sun_options": parse_options(args.sun_option)}
     return evaluate(structures, reference, train=train, metrics=args.metrics, reference_name=reference_name,
                     property_predictor=args.property_predictor, failures=failures, out_dir=Path(args.out),
                     workers=args.workers, progress=progress, options=options, sample_ids=ids, annotations=annotations)

@@ -31,6 +31,8 @@ from crystalgen.runner.models import (
     split_options,
 )
 from crystalgen.runner.run_dir import RunDir
+from crystalgen.runner.run_state import evaluate_argv, record_stage
+from crystalgen.runner.run_state import reference as reference_of
 from crystalgen.runner.sample_dir import JSONL, write_sample_dir
 from crystalgen.runner.sampling import generate
 from crystalgen.runner.training import Checkpoints, Progress, Trainer
@@ -181,11 +183,6 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
     return counts
 
 
-def reference_of(cfg: DictConfig) -> str:
-    """``evaluate.reference`` or ``<data.dataset>:test``."""
-    return cfg.evaluate.reference or f"{cfg.data.dataset}:test"
-
-
 def evaluate(samples: str | Path, out: str | Path, cfg: DictConfig, show_progress: bool = True,
              resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Compare a sample directory with the configured reference split (crystalgen.metrics.evaluate); writes
@@ -225,17 +222,48 @@ def best_checkpoint(run: RunDir, which: str) -> Path:
 def run_pipeline(model_name: str, cfg: DictConfig, run: RunDir, *, show_progress: bool = True,
                  resources: Mapping[str, Any] | None = None) -> Path:
     """train -> sample -> evaluate -> report in ``run``; returns the report's path. ``resources``: what the calling
-    verb applied; None applies ``cfg.threads`` here, once for every stage."""
+    verb applied; None applies ``cfg.threads`` here, once for every stage.
+
+    A failed sampling or evaluation does not stop the run from writing its report, which says so at the top with
+    the reason and the command that completes the run (crystalgen.runner.run_state). Evaluation runs as a child
+    command, so that even its kill (out of memory) leaves the report to be written.
+    """
     from crystalgen.runner.report import write_report
+    from crystalgen.runner.stage_process import run_child
 
     record = dict(resources) if resources is not None else apply_process_resources(cfg.get("threads"))
     started = time.perf_counter()
     progress = train(model_name, cfg, run, show_progress=show_progress, resources=record)
     s = cfg.sample
-    sample(best_checkpoint(run, s.checkpoint), run.samples, num_samples=s.num_samples, sampler=s.sampler, steps=s.steps,
-           batch_size=s.batch_size, seed=s.seed, options=OmegaConf.to_container(s.options) if s.options is not None else {}, device=cfg.trainer.device,
-           precision=cfg.trainer.precision, show_progress=show_progress, resources=record)
-    evaluate(run.samples, run.metrics, cfg, show_progress=show_progress, resources=record)
-    report = write_report(run.path, reference_statistics(reference_of(cfg)))
+    record_stage(run, "sampling", "running", model=model_name)
+    try:
+        sample(best_checkpoint(run, s.checkpoint), run.samples, num_samples=s.num_samples, sampler=s.sampler,
+               steps=s.steps, batch_size=s.batch_size, seed=s.seed,
+               options=OmegaConf.to_container(s.options) if s.options is not None else {}, device=cfg.trainer.device,
+               precision=cfg.trainer.precision, show_progress=show_progress, resources=record)
+    except Exception as exc:  # noqa: BLE001 - the report must still say what happened
+        log.error("sampling failed: %s: %s", type(exc).__name__, exc)
+        record_stage(run, "sampling", "failed", f"{type(exc).__name__}: {exc}")
+    else:
+        record_stage(run, "sampling", "complete")
+        record_stage(run, "evaluation", "running")
+        argv = evaluate_argv(run, cfg) + ([] if show_progress else ["--no-progress"])
+        log.info("evaluating in a child process: crystalgen %s", " ".join(argv))
+        child = run_child(argv)
+        if child.ok:
+            record_stage(run, "evaluation", "complete")
+        else:
+            log.error("evaluation failed: %s", child.reason)
+            record_stage(run, "evaluation", "failed", child.reason)
+    report = write_report(run.path, _reference_statistics(reference_of(cfg)))
     log.info("run finished in %.1f s (%s); report: %s", time.perf_counter() - started, progress.stop_reason, report)
     return report
+
+
+def _reference_statistics(spec: str) -> dict[str, list[float]] | None:
+    """The reference histograms of the report, or None when the split cannot be read (the report still comes)."""
+    try:
+        return reference_statistics(spec)
+    except Exception as exc:  # noqa: BLE001 - a missing reference must not cost the report
+        log.warning("report without reference histograms: %s: %s", type(exc).__name__, exc)
+        return None

@@ -10,6 +10,7 @@
         report.md, *.png         report and its plots
         run.log                  everything the run printed
         resources.json           threads (and other resources) each training invocation was given
+        stages.json              `crystalgen run`: each stage's status (running, complete, failed) and reason
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.path / "tensorboard"
+
+    @property
+    def stages(self) -> Path:
+        return self.path / "stages.json"
 
     @property
     def resources(self) -> Path:
