@@ -16,3 +16,23 @@ def data_root() -> Path:
     if root is None:
         pytest.skip("benchmark data not available: set CRYSTALGEN_DATA to a folder with perov_5/, carbon_24/, mp_20/")
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_by_default():
+    """Tests run with one torch thread unless they ask for more: their tensors are small, two threads on a shared
+    machine wait for each other, and the automatic choice would follow the machine's load from run to run."""
+    from crystalgen.resources import THREADS_ENV
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv(THREADS_ENV, "1")
+    yield
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def thread_setting_restored(monkeypatch):
+    """A verb run in-process sets $CRYSTALGEN_THREADS for its workers; the next test starts from the default again."""
+    from crystalgen.resources import THREADS_ENV
+
+    monkeypatch.setenv(THREADS_ENV, "1")

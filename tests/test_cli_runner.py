@@ -7,13 +7,15 @@ dataset with tiny overrides so the whole module takes seconds.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from crystalgen.cli.main import VERBS, main
+from crystalgen.cli.main import VERBS, build_parser, main
+from crystalgen.resources import THREADS_ENV, usable_cores
 
 pytest.importorskip("crystalgen_toy_model", reason="install tests/fixtures/crystalgen_toy_model (pip install -e)")
 
@@ -62,6 +64,67 @@ def test_run_leaves_the_documented_run_directory(run_dir):
     assert metrics["n_samples"] == 6
     assert metrics["reference_source"] == "embedded:test"  # provenance of the reference split travels too
     assert "report.md" in (run_dir / "run.log").read_text()
+
+
+def test_every_results_file_records_the_threads_that_produced_it(run_dir):
+    """The run's training, its samples and its metrics each say how many threads made them, and why."""
+    (entry,) = json.loads((run_dir / "resources.json").read_text())
+    assert entry["stage"] == "train"
+    assert entry["threads"] == {"threads": 1, "source": "environment", "usable_cores": usable_cores(),
+                                "load_average": entry["threads"]["load_average"], "processes": 1}
+    assert json.loads((run_dir / "samples/sampling.json").read_text())["threads"] == entry["threads"]
+    metrics = json.loads((run_dir / "metrics/metrics.json").read_text())
+    assert (metrics["threads"], metrics["threads_source"]) == (1, "environment")
+    assert "threads: 1" in (run_dir / "metrics/metrics.md").read_text()
+
+
+def test_threads_option_is_applied_and_recorded_by_sample_and_evaluate(run_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv(THREADS_ENV)
+    out = tmp_path / "s"
+    assert main(["sample", "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "-n", "2", "--out", str(out),
+                 "--no-progress", "--threads", "2"]) == 0
+    assert torch.get_num_threads() == 2  # (the private_cache fixture puts one thread back)
+    threads = json.loads((out / "sampling.json").read_text())["threads"]
+    assert (threads["threads"], threads["source"]) == (2, "option")
+    monkeypatch.delenv(THREADS_ENV)  # set by `sample` for its workers, as it is for any process it starts
+    metrics = tmp_path / "m"
+    assert main(["evaluate", str(out), "--reference", "embedded:test", "--metrics", "validity", "--workers", "1",
+                 "--out", str(metrics), "--no-progress", "--threads", "auto"]) == 0
+    result = json.loads((metrics / "metrics.json").read_text())
+    assert result["threads_source"] == "auto" and result["threads_usable_cores"] == usable_cores()
+    assert 1 <= result["threads"] <= usable_cores()
+
+
+def test_threads_shortcut_lands_in_the_run_config_and_a_busy_machine_is_warned_about(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(os, "getloadavg", lambda: (99.0, 99.0, 99.0))
+    target = tmp_path / "r"
+    assert main(["train", "toy", "--run-dir", str(target), *TINY, "trainer.max_epochs=1", "--threads", "1"]) == 0
+    assert "\nthreads: 1\n" in (target / "config.yaml").read_text()
+    (entry,) = json.loads((target / "resources.json").read_text())
+    assert entry["threads"]["source"] == "option" and entry["threads"]["load_average"] == 99.0
+    printed = capsys.readouterr()
+    warning = "the 1-minute load average is 99.0, above the"
+    assert warning in printed.out + printed.err and warning in (target / "run.log").read_text()
+
+
+#: Every verb that computes, with its required arguments.
+COMPUTING_VERBS = [["train", "toy"], ["run", "toy"], ["sample", "toy", "--ckpt", "x", "-n", "1", "--out", "o"],
+                   ["evaluate", "s", "--reference", "embedded:test", "--out", "o"],
+                   ["reconstruct", "toy", "--ckpt", "x", "--input", "embedded:test", "--out", "o"],
+                   ["optimize", "toy", "--ckpt", "x", "--input", "embedded:test", "--out", "o"],
+                   ["data", "prepare", "embedded", "--model", "toy"], ["data", "info", "embedded"]]
+
+
+@pytest.mark.parametrize("command", COMPUTING_VERBS, ids=lambda c: " ".join(c[:2]))
+def test_every_computing_verb_takes_threads_and_refuses_a_bad_value(command, capsys):
+    parser, _ = build_parser(command)
+    args, _ = parser.parse_known_args([*command, "--threads", "3"])
+    assert args.threads == 3
+    assert parser.parse_known_args([*command, "--threads", "auto"])[0].threads == "auto"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--threads", "0"])
+    assert exit_info.value.code == 2
+    assert "--threads: expected a whole number of threads (at least 1) or auto, got '0'" in capsys.readouterr().err
 
 
 def test_strict_makes_a_crystal_above_the_atom_limit_fatal(tmp_path, capsys):
@@ -229,6 +292,46 @@ def test_train_resume_continues_the_run(run_dir, tmp_path, capsys):
     progress = load_checkpoint(copy / "checkpoints/last.ckpt")["progress"]
     assert progress["epoch"] == 3 and progress["finished"]
     assert "trainer.max_epochs" not in capsys.readouterr().err
+
+
+def continue_line(printed: str) -> list[str]:
+    """The command after `continue with:` in the output of `crystalgen train`, split as a shell would."""
+    import shlex
+
+    (line,) = [ln for ln in printed.splitlines() if "continue with: " in ln]
+    command = shlex.split(line.split("continue with: ", 1)[1])
+    assert command[:2] == ["crystalgen", "train"]
+    return command[1:]
+
+
+def test_the_printed_command_after_a_time_budget_stop_trains_for_another_budget(tmp_path, capsys):
+    """Resuming with the same summed budget would stop after one step; the printed command grants a new one."""
+    from crystalgen.runner.checkpoint import load_checkpoint
+
+    run = tmp_path / "budget"
+    budget = 0.03  # minutes: a few dozen toy steps
+    assert main(["train", "toy", "--run-dir", str(run), *TINY, "data.batch_size=4", "trainer.max_epochs=100000",
+                 "trainer.val_every=100000", f"trainer.max_minutes={budget}"]) == 0
+    first = load_checkpoint(run / "checkpoints/last.ckpt")["progress"]
+    assert first["stop_reason"].startswith("time budget") and not first["finished"]
+    command = continue_line(capsys.readouterr().out)
+    assert command == ["train", "toy", "--resume", str(run), "--more-minutes", f"{budget:g}"]
+
+    assert main(command) == 0
+    second = load_checkpoint(run / "checkpoints/last.ckpt")["progress"]
+    assert second["stop_reason"].startswith("time budget")
+    assert second["global_step"] > first["global_step"] + 1, "the resumed run stopped after one step"
+    assert second["train_seconds"] >= first["train_seconds"] + 0.9 * budget * 60
+    assert continue_line(capsys.readouterr().out) == command  # the same command continues again
+
+
+def test_more_minutes_is_refused_without_resume_or_beside_a_budget_override(run_dir, tmp_path, capsys):
+    assert main(["train", "toy", "--runs-root", str(tmp_path), "--more-minutes", "5", *TINY]) == 2
+    assert "--more-minutes continues a run: use it with --resume" in capsys.readouterr().err
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    assert main(["train", "toy", "--resume", str(copy), "--more-minutes", "5", "trainer.max_minutes=3"]) == 2
+    assert "either --more-minutes or trainer.max_minutes" in capsys.readouterr().err
 
 
 def test_list_json_shows_plugins_components_and_versions(capsys):

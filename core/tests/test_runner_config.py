@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 from omegaconf import OmegaConf
 
-from crystalgen.runner.config import ConfigError, apply_user_layers, compose, runner_defaults
+from crystalgen.runner.config import ConfigError, apply_user_layers, compose, from_yaml, runner_defaults, to_yaml
 
 PRESET = """
 preset_note: "shrunk for a test"
@@ -83,6 +83,10 @@ def test_unknown_preset_lists_the_existing_ones(presets):
     ("data.batch_size=0", "'data.batch_size' must be a positive integer"),
     ("trainer.ema_decay=1.5", "'trainer.ema_decay' must be in [0, 1)"),
     ("trainer", "must look like key.path=value"),
+    ("threads=0", "'threads' must be a positive integer, auto or null (auto), got 0"),
+    ("threads=many", "'threads' must be a positive integer, auto or null (auto), got 'many'"),
+    ("threads=1.5", "'threads' must be a positive integer, auto or null (auto), got 1.5"),
+    ("trainer.threads=1", "unknown key 'trainer.threads'"),
 ])
 def test_bad_values_are_refused_with_the_key_path(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -110,4 +114,20 @@ def test_every_runner_default_is_documented_by_a_comment():
         if not (previous.startswith("#") or (is_section and following.startswith("#"))):
             undocumented.append(match.group(2))
     assert not undocumented, f"runner.yaml keys without a comment: {undocumented}"
-    assert set(container) == {"preset", "preset_note", "model", "data", "trainer", "sample", "evaluate"}
+    assert set(container) == {"preset", "preset_note", "threads", "model", "data", "trainer", "sample", "evaluate"}
+
+
+@pytest.mark.parametrize(("override", "value"), [("threads=3", 3), ("threads=auto", "auto"), ("threads=null", None)])
+def test_threads_takes_a_count_auto_or_null(override, value):
+    assert apply_user_layers(runner_defaults(), overrides=[override]).threads == value
+
+
+@pytest.mark.parametrize(("old", "new"), [(2, 2), (None, None), (0, None)])
+def test_a_saved_configuration_with_trainer_threads_reads_as_top_level_threads(old, new):
+    """Runs saved before `threads` moved to the top level still resume, report and take `threads=` overrides."""
+    saved = OmegaConf.to_container(runner_defaults())
+    del saved["threads"]
+    saved["trainer"]["threads"] = old
+    cfg = from_yaml(to_yaml(OmegaConf.create(saved)), "old.ckpt")
+    assert cfg.threads == new and "threads" not in cfg.trainer
+    assert apply_user_layers(cfg, overrides=["threads=4"]).threads == 4

@@ -16,11 +16,15 @@ packs items into batches under it, and :func:`over_budget_reason` words the refu
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger("crystalgen.resources")
 
 #: Environment variables that carry the settings into worker processes and child commands.
 THREADS_ENV = "CRYSTALGEN_THREADS"
@@ -37,31 +41,71 @@ GB = 1024**3
 
 
 # -- threads -----------------------------------------------------------------------------------------------------
-def _cgroup_cpu_limit() -> float | None:
-    """CPUs allowed by the cgroup quota (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), None when unlimited."""
-    candidates = [
-        (Path("/sys/fs/cgroup/cpu.max"), None),
-        (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")),
-    ]
-    for quota_file, period_file in candidates:
-        try:
-            if period_file is None:
-                quota, period = quota_file.read_text().split()[:2]
-            else:
-                quota, period = quota_file.read_text().strip(), period_file.read_text().strip()
-        except (OSError, ValueError):
-            continue
+#: Where the kernel shows cgroups and this process's place in them (module attributes, so tests can point elsewhere).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+
+
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroup path per hierarchy: ``""`` for the unified (v2) one, else the v1 controller names
+    (``"cpu,cpuacct"``); empty when unknown."""
+    try:
+        lines = PROC_SELF_CGROUP.read_text().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            out[parts[1]] = parts[2]
+    return out
+
+
+def _levels(base: Path, relative: str) -> list[Path]:
+    """``base/relative`` and each of its parents up to ``base``: a quota anywhere above a cgroup binds it too."""
+    here = base / relative.strip("/") if relative.strip("/") else base
+    levels = [here]
+    while here != base and base in here.parents:
+        here = here.parent
+        levels.append(here)
+    return levels
+
+
+def _read_quota(quota_file: Path, period_file: Path | None) -> float | None:
+    """CPUs granted by one quota file (v2 ``cpu.max`` "quota period", v1 ``cfs_quota_us`` + ``cfs_period_us``);
+    None when the file is absent, unreadable or says unlimited."""
+    try:
+        if period_file is None:
+            quota, period = quota_file.read_text().split()[:2]
+        else:
+            quota, period = quota_file.read_text().strip(), period_file.read_text().strip()
         if quota in ("max", "-1"):
             return None
-        try:
-            return max(float(quota) / float(period), 1.0)
-        except (ValueError, ZeroDivisionError):
-            return None
-    return None
+        cpus = float(quota) / float(period)
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+    return cpus if cpus > 0 else None
+
+
+def _cgroup_cpu_limit() -> float | None:
+    """CPUs allowed by the tightest cgroup CPU quota over this process's cgroup and its parents (v2 ``cpu.max``,
+    v1 ``cpu.cfs_quota_us``), None when unlimited. Inside a container the process's cgroup is the root."""
+    own = _own_cgroups()
+    files: list[tuple[Path, Path | None]] = []
+    for level in _levels(CGROUP_ROOT, own.get("", "/")):
+        files.append((level / "cpu.max", None))
+    v1 = next((path for names, path in own.items() if "cpu" in names.split(",")), "/")
+    for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        for level in _levels(CGROUP_ROOT / mount, v1):
+            files.append((level / "cpu.cfs_quota_us", level / "cpu.cfs_period_us"))
+    limits = [cpus for quota, period in files if (cpus := _read_quota(quota, period)) is not None]
+    return min(limits) if limits else None
 
 
 def usable_cores() -> int:
-    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (not the machine's count)."""
+    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (not the machine's count).
+
+    A fractional quota is rounded down (1.5 CPUs -> 1): a second busy thread would be throttled, not run."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -80,6 +124,14 @@ def load_average() -> float | None:
         return None
 
 
+def local_processes() -> int:
+    """Processes of this job on this machine: torchrun's ``LOCAL_WORLD_SIZE`` (1 outside torchrun)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
 @dataclass(frozen=True)
 class ThreadPlan:
     """The intra-op thread count chosen for this process, and why (recorded in run metadata)."""
@@ -89,41 +141,48 @@ class ThreadPlan:
     usable_cores: int
     load_average: float | None
     warning: str | None = None
+    processes: int = 1  # processes of the job sharing this machine's cores (torchrun's LOCAL_WORLD_SIZE)
 
     def as_dict(self) -> dict[str, object]:
         return {"threads": self.threads, "source": self.source, "usable_cores": self.usable_cores,
-                "load_average": None if self.load_average is None else round(self.load_average, 2)}
+                "load_average": None if self.load_average is None else round(self.load_average, 2),
+                "processes": self.processes}
+
+
+def _thread_count(value: int | str, where: str) -> int:
+    """``value`` as a thread count, or a ValueError that names where it came from and what is accepted."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit():
+        raise ValueError(f"{where} must be a whole number of threads (at least 1) or 'auto', got {value!r}")
+    if int(text) < 1:
+        raise ValueError(f"{where} must be at least 1 (or 'auto'), got {value!r}")
+    return int(text)
 
 
 def plan_threads(requested: int | str | None = None) -> ThreadPlan:
     """Threads for this process: ``requested`` (an int; None or "auto" = decide), else ``$CRYSTALGEN_THREADS``,
-    else the usable cores minus those the 1-minute load average shows busy (at least one).
+    else the usable cores minus those the 1-minute load average shows busy (at least one), shared by the job's
+    processes on this machine (under torchrun each of N local processes takes 1/N).
 
     ``warning`` is set when the load average exceeds the usable cores: the machine is oversubscribed and every
     thread of ours competes with another job.
     """
     cores = usable_cores()
     load = load_average()
-    if requested in (None, "auto"):
-        requested = os.environ.get(THREADS_ENV) or None
-        source = "environment" if requested else "auto"
-    else:
-        source = "option"
-    if requested not in (None, "auto"):
-        try:
-            threads = int(requested)
-        except (TypeError, ValueError):
-            raise ValueError(f"threads must be a positive whole number or 'auto', got {requested!r}") from None
-        if threads < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
+    processes = local_processes()
+    environment = os.environ.get(THREADS_ENV, "").strip()
+    if requested is not None and str(requested).strip().lower() != "auto":
+        threads, source = _thread_count(requested, "threads (--threads or the run configuration's 'threads')"), "option"
+    elif environment and environment.lower() != "auto":
+        threads, source = _thread_count(environment, f"${THREADS_ENV}"), "environment"
     else:
         busy = round(load) if load is not None else 0
-        threads = max(1, cores - busy)
+        threads, source = max(1, (cores - busy) // processes), "auto"
     warning = None
     if load is not None and load > cores:
         warning = (f"the 1-minute load average is {load:.1f}, above the {cores} core(s) this process may use: "
                    f"other jobs compete for them; running with {threads} thread(s) (--threads N to choose)")
-    return ThreadPlan(threads, source, cores, load, warning)
+    return ThreadPlan(threads, source, cores, load, warning, processes)
 
 
 def apply_threads(plan: ThreadPlan) -> None:
@@ -132,6 +191,38 @@ def apply_threads(plan: ThreadPlan) -> None:
 
     torch.set_num_threads(plan.threads)
     os.environ[THREADS_ENV] = str(plan.threads)
+
+
+def apply_process_resources(threads: int | str | None = None) -> dict[str, dict[str, object]]:
+    """Plan and apply this process's share of the machine once, at the start of a verb (before any torch work or
+    worker pool), log the plan's one-line warning, and return the record every results file carries:
+    ``{"threads": ThreadPlan.as_dict()}``."""
+    plan = plan_threads(threads)
+    apply_threads(plan)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun one process speaks for all
+        if plan.warning:
+            log.warning("%s", plan.warning)
+        log.info("threads: %d (%s; %d usable core(s), load average %s)", plan.threads, plan.source,
+                 plan.usable_cores, "unknown" if plan.load_average is None else f"{plan.load_average:.2f}")
+    return {"threads": plan.as_dict()}
+
+
+def flat_record(record: Mapping[str, Mapping[str, object]]) -> dict[str, object]:
+    """A resources record as flat keys for flat results files (metrics.json): ``{"threads": {"threads": 2,
+    "source": "auto"}}`` -> ``{"threads": 2, "threads_source": "auto"}``."""
+    return {(group if key == group else f"{group}_{key}"): value
+            for group, values in record.items() for key, value in values.items()}
+
+
+def one_thread_per_worker() -> None:
+    """Initializer of worker processes: the workers share the cores among themselves, so each keeps one intra-op
+    thread (as torch's DataLoader workers do); set before torch loads in a fresh worker, and in torch when a
+    forked worker inherited it."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", THREADS_ENV):
+        os.environ[name] = "1"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 # -- memory ------------------------------------------------------------------------------------------------------

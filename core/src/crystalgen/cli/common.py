@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,7 +23,35 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop at the first crystal that cannot be read or prepared (shortcut for data.strict=true)")
     p.add_argument("--runs-root", metavar="DIR", default="runs", help="where new run directories go (default: runs)")
     p.add_argument("--run-dir", metavar="DIR", help="use this run directory instead of runs/<model>-<dataset>-<time>")
+    add_resource_arguments(p, config_key="threads")
     add_output_arguments(p)
+
+
+def threads_argument(text: str) -> int | str:
+    """``--threads`` value: a whole number of at least 1, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads (at least 1) or auto, got {text!r}")
+    return int(text)
+
+
+def add_resource_arguments(p: argparse.ArgumentParser, config_key: str | None = None) -> None:
+    """Options sizing this process on a shared machine, applied at the start of the verb by apply_resources."""
+    shortcut = f" (shortcut for {config_key}=...)" if config_key else ""
+    p.add_argument("--threads", metavar="N|auto", type=threads_argument,
+                   help="torch threads of this process (default auto: $CRYSTALGEN_THREADS, else the cores it may use "
+                        f"minus those the load average shows busy){shortcut}")
+
+
+def apply_resources(args: argparse.Namespace, cfg: DictConfig | None = None) -> dict[str, dict[str, Any]]:
+    """Apply this process's share of the machine at the start of a verb, before any torch work or worker pool:
+    the run configuration's ``threads`` for train/run (--threads is already in it), else --threads. Returns the
+    record that the verb's results files carry."""
+    from crystalgen.resources import apply_process_resources
+
+    threads = cfg.get("threads") if cfg is not None else getattr(args, "threads", None)
+    return apply_process_resources(threads)
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +60,7 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def shortcut_overrides(args: argparse.Namespace) -> list[str]:
-    """``--data/--device/--seed/--strict`` as dotlist overrides, placed before the explicit ones (which win)."""
+    """``--data/--device/--seed/--strict/--threads`` as dotlist overrides, placed before the explicit ones (which win)."""
     out = []
     if getattr(args, "data", None):
         out.append(f"data.dataset={args.data}")
@@ -42,6 +70,8 @@ def shortcut_overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"trainer.seed={args.seed}")
     if getattr(args, "strict", False):
         out.append("data.strict=true")
+    if getattr(args, "threads", None) is not None:
+        out.append(f"threads={'null' if args.threads == 'auto' else args.threads}")
     return out + list(args.overrides)
 
 
@@ -62,6 +92,7 @@ def add_sampler_arguments(p: argparse.ArgumentParser, *, default_batch: int = 10
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16 autocast (default fp32)")
     p.add_argument("--no-ema", action="store_true", help="use the trained weights, not their moving average")
+    add_resource_arguments(p)
     add_output_arguments(p)
 
 

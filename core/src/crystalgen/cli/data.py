@@ -21,6 +21,8 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from crystalgen.cli.common import add_resource_arguments
+
     sub = parser.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
 
     sub.add_parser("list", help="registered datasets, where they are found, rows per split")
@@ -30,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     info.add_argument("--max-rows", type=int, default=None, help="read only the first N rows of each split")
     info.add_argument("--no-symmetry", action="store_true", help="skip the space-group count (spglib, ~1 ms per crystal)")
     info.add_argument("--symprec", type=float, default=0.1, help="spglib tolerance in Angstrom (default 0.1)")
-    info.add_argument("--workers", type=int, default=None, help="processes parsing CIFs (default min(cores, 8))")
+    info.add_argument("--workers", type=int, default=None, help="processes parsing CIFs (default min(usable cores, 8))")
+    add_resource_arguments(info)
 
     fetch = sub.add_parser("fetch", help="download a benchmark's official CSVs (verified)")
     fetch.add_argument("dataset", metavar="NAME", help="perov_5, carbon_24 or mp_20")
@@ -47,10 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prepare.add_argument("--preset", default="small", help="model preset (default small)")
     prepare.add_argument("--config", action="append", default=[], help="YAML config file over the preset (repeatable)")
     prepare.add_argument("--split", action="append", help="split to prepare (repeatable; default all)")
-    prepare.add_argument("--workers", type=int, default=None, help="processes (default min(cores, 8); 1: this process)")
+    prepare.add_argument("--workers", type=int, default=None, help="processes (default min(usable cores, 8); 1: this process)")
     prepare.add_argument("--max-rows", type=int, default=None, help="only the first N rows of each split")
     prepare.add_argument("--cache-dir", default=None, help="cache folder (default $CRYSTALGEN_CACHE or ~/.cache/crystalgen)")
     prepare.add_argument("--strict", action="store_true", help="stop at the first crystal that cannot be used")
+    add_resource_arguments(prepare)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,9 +86,11 @@ def split_argument(text: str, splits: tuple[str, ...] | None = None) -> tuple[st
 
 
 def _info(args: argparse.Namespace) -> int:
+    from crystalgen.cli.common import apply_resources
     from crystalgen.data.registry import get_dataset
     from crystalgen.data.statistics import describe
 
+    apply_resources(args)
     name, split = split_argument(args.dataset)
     spec = get_dataset(name)
     print(f"{spec.name}: {spec.description}")
@@ -131,9 +137,11 @@ def _transform(args: argparse.Namespace):
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from crystalgen.cli.common import apply_resources
     from crystalgen.data.preprocess import prepare_split
     from crystalgen.data.registry import get_dataset
 
+    apply_resources(args)
     spec = get_dataset(args.dataset)
     transform = _transform(args)
     print(f"transform: {transform.cache_key()}")

@@ -31,11 +31,13 @@ TASK_OPTIONS: dict[str, tuple[str, ...]] = {
     "paper_protocol": ("generation",),
     "property_predictor": ("generation", "optimization"),
     "predictor_option": ("generation", "optimization"),
+    "sun_option": ("generation",),
     "percentiles": ("optimization",),
 }
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from crystalgen.cli.common import add_resource_arguments
     from crystalgen.metrics.options import METRIC_GROUPS, METRICS
 
     p.add_argument("samples", metavar="SAMPLES", help="sample directory, CIF folder/file, .extxyz or .csv (cif column)")
@@ -53,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--property-predictor", metavar="NAME", help="predictor for wdist_prop / SR (default: the dataset's)")
     p.add_argument("--predictor-option", metavar="KEY=VALUE", action="append", default=[],
                    help="option of the property predictor, e.g. models_dir=/path/to/cdvae_prop_models (repeatable)")
+    p.add_argument("--sun-option", metavar="KEY=VALUE", action="append", default=[],
+                   help="option of the S.U.N. metric (crystalgen.metrics.sun.sun_metrics), e.g. relax=false (repeatable)")
     p.add_argument("--oxidation-states", choices=("smact14", "icsd24"), default="smact14",
                    help="SMACT oxidation-state set for composition validity (default smact14, as the papers)")
     p.add_argument("--cov-cutoffs", default="cdvae", metavar="cdvae|symat|structrepdiff|S,C",
@@ -65,7 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paper-protocol", action="store_true",
                    help="d_sg exactly as SymmCD's script (229 bins, reference at symprec 0.01, the 1000-crystal draw)")
     p.add_argument("--percentiles", metavar="P5,P10,P15", help="SR thresholds (default: CDVAE's for the dataset)")
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--workers", type=int, help="worker processes (default: the cores this process may use)")
+    add_resource_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
 
@@ -153,7 +158,8 @@ def _generation(args, structures, failures, ids, reference, reference_name, anno
         annotations |= provenance("train", args.train, notes)
     options = {"oxidation_states": args.oxidation_states, "cov_cutoffs": _cov_cutoffs(args.cov_cutoffs),
                "n_property_samples": args.n_property_samples, "seed": args.seed, "symprec": args.symprec,
-               "paper_protocol": args.paper_protocol, "predictor_options": parse_options(args.predictor_option)}
+               "paper_protocol": args.paper_protocol, "predictor_options": parse_options(args.predictor_option),
+               "sun_options": parse_options(args.sun_option)}
     return evaluate(structures, reference, train=train, metrics=args.metrics, reference_name=reference_name,
                     property_predictor=args.property_predictor, failures=failures, out_dir=Path(args.out),
                     workers=args.workers, progress=progress, options=options, sample_ids=ids, annotations=annotations)
@@ -194,16 +200,19 @@ def _paired(args, structures, reference, reference_name, annotations, progress) 
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    from crystalgen.cli.common import apply_resources
     from crystalgen.metrics import read_samples
+    from crystalgen.resources import flat_record
     from crystalgen.runner.datasets import provenance
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     check_task_options(args)
     _cov_cutoffs(args.cov_cutoffs)
+    resources = apply_resources(args)
     progress = not args.no_progress
     structures, failures, ids = read_samples(args.samples, workers=args.workers, progress=progress)
     reference, dataset, notes = _load_split(args.reference, "reference", args.workers, progress)
-    annotations = provenance("reference", args.reference, notes)
+    annotations = provenance("reference", args.reference, notes) | flat_record(resources)
     reference_name = args.reference_name or dataset
     if args.task == "generation":
         _generation(args, structures, failures, ids, reference, reference_name, annotations, progress)

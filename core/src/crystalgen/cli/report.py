@@ -1,7 +1,9 @@
 """Write report.md (+ PNG plots) into a run directory from its training log, samples and metrics.
 
 Plots: training loss, validation loss, atoms per cell, density (beside the reference when --reference is given),
-space groups. `crystalgen run` calls this at the end.
+space groups. `crystalgen run` calls this at the end. A run whose sampling or evaluation failed or is missing
+gets a warning at the top of report.md with the reason and the command that completes it; the command then exits
+with code 1 after one line saying the same.
 
 Examples:
   crystalgen report runs/symmcd-embedded-20250101-120000
@@ -29,5 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     setup_console(args.verbose)
     reference = reference_statistics(args.reference, args.max_reference) if args.reference else None
+    from crystalgen.cli.run import report_state
+
     print(f"report: {write_report(args.run_dir, reference)}")
-    return 0
+    return report_state(args.verb, args.run_dir)

@@ -2,7 +2,9 @@
 
 With only a model name it trains on the embedded default dataset with the CPU-sized `small` preset, samples
 with the model's default sampler, evaluates against the dataset's test split, writes report.md with plots,
-and prints where the report is.
+and prints where the report is. When sampling or evaluation fails (an error, or the evaluation's process killed,
+e.g. out of memory), the report is still written, says so at the top with the reason and the command that
+completes the run, and the command exits with code 1 after one line saying the same.
 
 Examples:
   crystalgen run symmcd
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from crystalgen.cli.common import add_config_arguments, shortcut_overrides
+from crystalgen.cli.common import add_config_arguments, apply_resources, shortcut_overrides
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,8 +41,22 @@ def run(args: argparse.Namespace) -> int:
     run_dir = RunDir(Path(args.run_dir)) if args.run_dir else RunDir.create(args.runs_root, args.model, cfg.data.dataset)
     handler = attach_run_log(run_dir.log)
     try:
-        report = run_pipeline(args.model, cfg, run_dir, show_progress=not args.no_progress)
+        resources = apply_resources(args, cfg)  # after the run log is attached, so that its warning is in run.log
+        report = run_pipeline(args.model, cfg, run_dir, show_progress=not args.no_progress, resources=resources)
     finally:
         detach(handler)
     print(f"report: {report}")
-    return 0
+    return report_state(args.verb, run_dir.path)
+
+
+def report_state(verb: str, run_path) -> int:
+    """0 for a complete run; else one line on stderr (which stage, why, the command that completes it) and 1."""
+    import sys
+
+    from crystalgen.runner.run_state import incomplete, one_line, run_states
+
+    state = incomplete(run_states(run_path))
+    if state is None:
+        return 0
+    print(f"crystalgen {verb}: incomplete run: {one_line(state)}", file=sys.stderr)
+    return 1

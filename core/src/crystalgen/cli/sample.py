@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from crystalgen.cli.common import add_sampler_arguments, parse_options
+from crystalgen.cli.common import add_sampler_arguments, apply_resources, parse_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,10 +41,12 @@ def run(args: argparse.Namespace) -> int:
     for number in args.spacegroup or []:
         if not 1 <= number <= 230:
             raise ValueError(f"--spacegroup {number}: space-group numbers run from 1 to 230")
+    resources = apply_resources(args)
     counts = sample(args.ckpt, args.out, num_samples=args.num_samples, sampler=args.sampler, steps=args.steps,
                     batch_size=args.batch_size, seed=args.seed, options=parse_options(args.option),
                     spacegroup=args.spacegroup, composition=args.composition, device=args.device,
                     precision=args.precision, expected_model=args.model, averaged=not args.no_ema,
-                    model_overrides=args.model_option, show_progress=not args.no_progress)
+                    model_overrides=args.model_option, show_progress=not args.no_progress,
+                    resources=resources)
     print(f"{counts['ok']} of {counts['requested']} crystals written to {args.out}")
     return 0

@@ -5,6 +5,7 @@ Examples:
   crystalgen train symmcd --data mp_20 --preset paper trainer.max_epochs=500
   crystalgen train toy --config my.yaml trainer.lr=3e-4 data.batch_size=32
   crystalgen train symmcd --resume runs/symmcd-mp_20-20250101-120000 trainer.max_epochs=1000
+  crystalgen train symmcd --resume runs/symmcd-mp_20-20250101-120000 --more-minutes 30   # after a time-budget stop
   torchrun --nproc_per_node 4 -m crystalgen train symmcd --data mp_20 --run-dir runs/ddp
 """
 
@@ -14,7 +15,7 @@ import argparse
 import logging
 import os
 
-from crystalgen.cli.common import add_config_arguments, shortcut_overrides
+from crystalgen.cli.common import add_config_arguments, apply_resources, shortcut_overrides
 
 log = logging.getLogger("crystalgen.cli")
 
@@ -24,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR|CKPT",
                    help="continue a run from its checkpoints/last.ckpt (or the given checkpoint), with its saved "
                         "configuration amended by the overrides")
+    p.add_argument("--more-minutes", metavar="M", type=float,
+                   help="with --resume: train for another M minutes (the time budget trainer.max_minutes counts all "
+                        "training of the run, so it becomes the minutes spent so far + M)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,8 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
     setup_console(args.verbose)
     overrides = shortcut_overrides(args)
+    if args.more_minutes is not None and not args.resume:
+        raise ValueError("--more-minutes continues a run: use it with --resume RUN (for a new run set "
+                         "trainer.max_minutes=M)")
     if args.resume:
-        name, cfg, run_dir, ckpt = resume_config(args.resume, overrides)
+        name, cfg, run_dir, ckpt = resume_config(args.resume, overrides, more_minutes=args.more_minutes)
         if name != args.model:
             raise ValueError(f"{args.resume} is a run of model {name!r}, not {args.model!r}")
     else:
@@ -45,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     handler = attach_run_log(run_dir.log) if rank == 0 else None
     try:
-        progress = train(args.model, cfg, run_dir, resume=ckpt, show_progress=not args.no_progress)
+        resources = apply_resources(args, cfg)  # after the run log is attached, so that its warning is in run.log
+        progress = train(args.model, cfg, run_dir, resume=ckpt, show_progress=not args.no_progress, resources=resources)
     finally:
         if handler is not None:
             detach(handler)
@@ -53,8 +61,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"run directory: {run_dir.path}")
         print(f"checkpoints: {run_dir.checkpoints / 'last.ckpt'} (best: {run_dir.checkpoints / 'best.ckpt'})")
         if not progress.finished:
-            print(f"not finished ({progress.stop_reason}); continue with: crystalgen train {args.model} --resume {run_dir.path}")
+            print(f"not finished ({progress.stop_reason}); continue with: "
+                  f"{continue_command(args.model, run_dir, cfg, args.more_minutes)}")
     return 0
+
+
+def continue_command(model: str, run_dir, cfg, granted: float | None) -> str:
+    """The command that trains on from where this run stopped: after a time-budget stop, for another budget of the
+    same size as this invocation's (--more-minutes, else trainer.max_minutes)."""
+    import shlex
+
+    command = f"crystalgen train {shlex.quote(model)} --resume {shlex.quote(str(run_dir.path))}"
+    if cfg.trainer.max_minutes is not None:
+        command += f" --more-minutes {granted if granted is not None else cfg.trainer.max_minutes:g}"
+    return command
 
 
 def shared_run_dir(args: argparse.Namespace, cfg):

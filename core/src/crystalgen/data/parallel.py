@@ -15,12 +15,13 @@ pickling of a tensor runs a whole ``torch.save`` per tensor (ten times slower th
 from __future__ import annotations
 
 import multiprocessing
-import os
 import pickle
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
+
+from crystalgen.resources import one_thread_per_worker, usable_cores
 
 #: Default ceiling on worker processes (beyond this, reading the results back dominates).
 MAX_DEFAULT_WORKERS = 8
@@ -28,16 +29,10 @@ MAX_DEFAULT_WORKERS = 8
 MIN_ITEMS_PER_WORKER = 64
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def worker_count(workers: int | None, n_items: int) -> int:
-    """``workers`` (None: min(cores, 8); 0 or 1: in this process), lowered so that each worker gets enough crystals."""
-    wanted = min(available_cores(), MAX_DEFAULT_WORKERS) if workers is None else int(workers)
+    """``workers`` (None: min(usable cores, 8); 0 or 1: in this process), lowered so that each worker gets enough
+    crystals."""
+    wanted = min(usable_cores(), MAX_DEFAULT_WORKERS) if workers is None else int(workers)
     return max(1, min(wanted, n_items // MIN_ITEMS_PER_WORKER))
 
 
@@ -49,12 +44,6 @@ def chunk_size(n_items: int, workers: int) -> int:
 def _context() -> multiprocessing.context.BaseContext:
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     return multiprocessing.get_context(method)
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 class _Array:
@@ -130,7 +119,7 @@ def ordered_map(fn: Callable[[Sequence[Any]], list[Any]], items: Sequence[Any], 
         forked = context.get_start_method() == "fork"
         _inherited = items if forked else ()
         try:
-            with ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=_init_worker) as pool:
+            with ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=one_thread_per_worker) as pool:
                 futures = [
                     pool.submit(_pickled_range, fn, i, i + size) if forked else pool.submit(_pickled, fn, items[i:i + size])
                     for i in range(0, len(items), size)

@@ -1,7 +1,7 @@
 """Run per-crystal work in worker processes, in order, with a progress bar.
 
 Workers start from a fresh interpreter (forkserver where available, else spawn), never by forking a parent that
-may hold torch threads. A ``WorkerPool`` keeps its workers for several calls (one evaluation: generated crystals,
+may hold torch threads, and each keeps one torch thread (the workers share the cores). A ``WorkerPool`` keeps its workers for several calls (one evaluation: generated crystals,
 reference, training set), so each worker imports pymatgen/matminer and builds the featurisers once. Small jobs run
 in the calling process, where starting workers would cost more than it saves.
 """
@@ -9,26 +9,20 @@ in the calling process, where starting workers would cost more than it saves.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from typing import Any
 
+from crystalgen.resources import one_thread_per_worker, usable_cores
+
 # Below this many items per worker, the seconds a worker needs to import pymatgen/matminer are not worth paying.
 MIN_ITEMS_PER_WORKER = 8
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def resolve_workers(workers: int | None) -> int:
-    """None -> every core this process may use; at least 1."""
-    return max(1, available_cores() if workers is None else int(workers))
+    """None -> every core this process may use (affinity and cgroup quota); at least 1."""
+    return max(1, usable_cores() if workers is None else int(workers))
 
 
 class WorkerPool:
@@ -41,7 +35,8 @@ class WorkerPool:
     def executor(self) -> Executor:
         if self._executor is None:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context(method))
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context(method),
+                                                 initializer=one_thread_per_worker)
         return self._executor
 
     def close(self) -> None:

@@ -6,9 +6,10 @@ Order of work (CDVAE's protocol unless noted, see docs/metrics.md):
    space groups and Wyckoff templates of the structurally valid ones; the reference side comes from the cache;
 3. a crystal whose fingerprint fails is invalid (CDVAE); ``n_property_samples`` valid crystals are drawn (seeded);
 4. coverage over all samples, diversity and property statistics over the draw, d_sg, templates;
-5. metrics.json is written, then the learned metrics: the Frechet distance (all buildable samples, as GemsDiff),
+5. the learned metrics: the Frechet distance (all buildable samples, as GemsDiff),
    then S.U.N. (slow; a seeded draw of buildable samples, valid or not, as SymmCD).
-A metric that cannot run (missing input, missing predictor, an error inside it) is reported as
+metrics.json is written (status partial) after stage 3 and after each metric, so a killed evaluation keeps what it
+computed. A metric that cannot run (missing input, missing predictor, an error inside it) is reported as
 ``<metric>_unavailable: <reason>`` and the others still run.
 """
 
@@ -27,7 +28,7 @@ from crystalgen.metrics.cache import structures_digest
 from crystalgen.metrics.coverage import cov_cutoffs, coverage, mean_pairwise_distance
 from crystalgen.metrics.crystal_features import FeatureRequest
 from crystalgen.metrics.fingerprints import standardise_composition_fingerprints
-from crystalgen.metrics.options import SLOW_METRICS, EvaluationOptions, resolve_metrics
+from crystalgen.metrics.options import EvaluationOptions, resolve_metrics
 from crystalgen.metrics.parallel import WorkerPool
 from crystalgen.metrics.reference import ReferenceSet, compute_features, stack_fingerprints
 from crystalgen.metrics.report import write_outputs
@@ -296,7 +297,7 @@ def evaluate(
         property values (default: predicted by the same model, as CDVAE does).
     out_dir: when given, metrics.json (after the fast metrics and again at the end), metrics.md and
         per_sample.csv are written there.
-    workers: processes for the per-crystal work (default: all cores; 1 = in this process).
+    workers: processes for the per-crystal work (default: the usable cores; 1 = in this process).
     sample_ids: names of the samples for per_sample.csv (default: their positions).
     annotations: extra keys recorded as given, e.g. provenance notes of the splits (a partial training file).
     """
@@ -348,7 +349,6 @@ def _run_stages(run: _Evaluation, wanted: list[str], property_predictor, referen
     for name in wanted:
         if name == "validity":
             continue
-        if name in SLOW_METRICS:
-            run.write(final=False)  # partial results survive an interrupted relaxation
+        run.write(final=False)  # what is known so far survives a kill during this metric (e.g. out of memory)
         run.run_metric(name, stages[name])
     run.write(final=True)

@@ -163,6 +163,9 @@ def validate(cfg: DictConfig) -> None:
     device = OmegaConf.select(cfg, "trainer.device")
     if not (isinstance(device, str) and DEVICE.fullmatch(device)):
         raise ConfigError(f"'trainer.device' must be auto, cpu, cuda or cuda:N, got {device!r}")
+    threads = cfg.get("threads")
+    if not (threads is None or threads == "auto" or (type(threads) is int and threads >= 1)):
+        raise ConfigError(f"'threads' must be a positive integer, auto or null (auto), got {threads!r}")
     decay = OmegaConf.select(cfg, "trainer.ema_decay")
     if not 0.0 <= float(decay) < 1.0:
         raise ConfigError(f"'trainer.ema_decay' must be in [0, 1), got {decay!r}")
@@ -180,4 +183,17 @@ def from_yaml(text: str, source: str) -> DictConfig:
         raise ConfigError(f"{source}: cannot read the saved configuration: {exc}") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{source}: the saved configuration is not a mapping")
+    return _upgrade(cfg)
+
+
+def _upgrade(cfg: DictConfig) -> DictConfig:
+    """A configuration saved by an older crystalgen in today's form, so that its runs still resume and report:
+    ``trainer.threads`` (training only) became the top-level ``threads`` (every stage)."""
+    trainer = cfg.get("trainer")
+    if isinstance(trainer, DictConfig) and "threads" in trainer:
+        if cfg.get("threads") is None:
+            cfg.threads = trainer.threads or None  # 0 meant torch's default
+        del trainer["threads"]
+    if "threads" not in cfg:
+        cfg.threads = None
     return cfg

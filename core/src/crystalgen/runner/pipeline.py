@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch_geometric.data import Data
 
+from crystalgen.resources import apply_process_resources, flat_record
 from crystalgen.runner.checkpoint import load_checkpoint
 from crystalgen.runner.config import from_yaml, to_yaml
 from crystalgen.runner.datasets import parse_split, prepared_split, provenance, reference_statistics, split_structures
@@ -30,6 +31,8 @@ from crystalgen.runner.models import (
     split_options,
 )
 from crystalgen.runner.run_dir import RunDir
+from crystalgen.runner.run_state import evaluate_argv, record_stage
+from crystalgen.runner.run_state import reference as reference_of
 from crystalgen.runner.sample_dir import JSONL, write_sample_dir
 from crystalgen.runner.sampling import generate
 from crystalgen.runner.training import Checkpoints, Progress, Trainer
@@ -63,15 +66,16 @@ def prepare_training_data(model_name: str, cfg: DictConfig, env: Environment,
 
 
 def train(model_name: str, cfg: DictConfig, run: RunDir, *, resume: str | Path | None = None,
-          data: tuple[Sequence[Data], Sequence[Data]] | None = None, show_progress: bool = True) -> Progress:
+          data: tuple[Sequence[Data], Sequence[Data]] | None = None, show_progress: bool = True,
+          resources: Mapping[str, Any] | None = None) -> Progress:
     """Train ``model_name`` with ``cfg`` into ``run`` (continuing checkpoint ``resume`` when given).
 
     ``data`` (train, val) bypasses the data layer (tests, notebooks). Joins the torchrun process group when
-    launched by torchrun.
+    launched by torchrun. ``resources``: what the calling verb applied (apply_process_resources); None applies
+    ``cfg.threads`` here. It is recorded in the run's resources.json.
     """
+    record = dict(resources) if resources is not None else apply_process_resources(cfg.get("threads"))
     env = setup(cfg.trainer.device)
-    if cfg.trainer.threads:
-        torch.set_num_threads(int(cfg.trainer.threads))
     metric_log = None
     try:
         seed_everything(cfg.trainer.seed + env.rank)
@@ -79,6 +83,7 @@ def train(model_name: str, cfg: DictConfig, run: RunDir, *, resume: str | Path |
         if env.is_main:
             run.path.mkdir(parents=True, exist_ok=True)
             run.config.write_text(to_yaml(cfg))
+            run.record_resources("train", record)
             announce(cfg, model_name)
         train_items, val_items = data if data is not None else prepare_training_data(model_name, cfg, env, show_progress)
         model = model_class(model_name).from_config(cfg.model)
@@ -98,17 +103,29 @@ def train(model_name: str, cfg: DictConfig, run: RunDir, *, resume: str | Path |
         teardown(env)
 
 
-def resume_config(resume: str | Path, overrides: Sequence[str] = ()) -> tuple[str, DictConfig, RunDir, Path]:
+def resume_config(resume: str | Path, overrides: Sequence[str] = (),
+                  more_minutes: float | None = None) -> tuple[str, DictConfig, RunDir, Path]:
     """(model name, config, run directory, checkpoint) to continue a run from a run directory or checkpoint.
 
-    The saved configuration is amended with ``overrides`` (e.g. a larger ``trainer.max_epochs``).
+    The saved configuration is amended with ``overrides`` (e.g. a larger ``trainer.max_epochs``). ``more_minutes``
+    grants another time budget on top of the training time already spent: the budget (``trainer.max_minutes``)
+    counts all training of the run, so resuming with the same budget would stop again after one step.
     """
-    from crystalgen.runner.config import apply_user_layers
+    from crystalgen.runner.config import ConfigError, apply_user_layers
 
     path = Path(resume)
     ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
     payload = load_checkpoint(ckpt)
     cfg = apply_user_layers(from_yaml(payload["config"], str(ckpt)), overrides=overrides)
+    if more_minutes is not None:
+        if any(item.startswith("trainer.max_minutes=") for item in overrides):
+            raise ConfigError("give either --more-minutes or trainer.max_minutes=..., not both")
+        if not more_minutes > 0:
+            raise ConfigError(f"--more-minutes must be a positive number of minutes, got {more_minutes}")
+        spent = payload["progress"]["train_seconds"] / 60
+        cfg.trainer.max_minutes = spent + more_minutes
+        log.info("time budget: %.2f min spent so far + %g more = trainer.max_minutes %.2f", spent, more_minutes,
+                 cfg.trainer.max_minutes)
     return payload["model_name"], cfg, RunDir(ckpt.parent.parent), ckpt
 
 
@@ -116,12 +133,15 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
            steps: int | None = None, batch_size: int = 100, seed: int = 0, options: dict[str, Any] | None = None,
            spacegroup: int | list[int] | None = None, composition: str | list[str] | None = None,
            device: str = "auto", precision: str = "fp32", expected_model: str | None = None,
-           averaged: bool = True, model_overrides: Sequence[str] = (), show_progress: bool = True) -> dict[str, Any]:
+           averaged: bool = True, model_overrides: Sequence[str] = (), show_progress: bool = True,
+           resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Generate crystals from a checkpoint into the sample directory ``out``; returns the counts.
 
     ``averaged`` uses the EMA weights when the checkpoint has them. ``options`` are the sampler's, plus the model's
     request options that the sampler does not take (split_options). ``model_overrides`` amend the checkpoint's model
-    configuration (load_trained)."""
+    configuration (load_trained). ``resources``: what the calling verb applied; None applies the automatic choice
+    here. sampling.json records it."""
+    record = dict(resources) if resources is not None else apply_process_resources()
     trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides)
     if expected_model and trained.name != expected_model:
         raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
@@ -145,6 +165,7 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
         "conditions": {"spacegroup": spacegroup, "composition": composition},
         "device": str(next(trained.model.parameters()).device),
         "precision": precision,
+        **record,
         "timings": {"total_seconds": generated.seconds, **{f"{k}_seconds": v for k, v in generated.timings.items()},
                     "batches": generated.batches},
         "host": platform.node(),
@@ -162,22 +183,20 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
     return counts
 
 
-def reference_of(cfg: DictConfig) -> str:
-    """``evaluate.reference`` or ``<data.dataset>:test``."""
-    return cfg.evaluate.reference or f"{cfg.data.dataset}:test"
-
-
-def evaluate(samples: str | Path, out: str | Path, cfg: DictConfig, show_progress: bool = True) -> dict[str, Any]:
+def evaluate(samples: str | Path, out: str | Path, cfg: DictConfig, show_progress: bool = True,
+             resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Compare a sample directory with the configured reference split (crystalgen.metrics.evaluate); writes
-    metrics.json, metrics.md and per_sample.csv into ``out``."""
+    metrics.json, metrics.md and per_sample.csv into ``out``. ``resources``: what the calling verb applied; None
+    applies ``cfg.threads`` here. metrics.json records it (``threads``, ``threads_source``, ...)."""
     from crystalgen.metrics import evaluate as evaluate_metrics
     from crystalgen.metrics import read_samples
 
+    record = dict(resources) if resources is not None else apply_process_resources(cfg.get("threads"))
     e = cfg.evaluate
     structures, failures, ids = read_samples(samples, workers=e.workers, progress=show_progress)
     name, split = parse_split(reference_of(cfg))
     reference, notes = split_structures(name, split, workers=e.workers, progress=show_progress)
-    annotations = provenance("reference", reference_of(cfg), notes)
+    annotations = provenance("reference", reference_of(cfg), notes) | flat_record(record)
     train, train_notes = None, []
     if e.train_split:
         train, train_notes = split_structures(cfg.data.dataset, e.train_split, workers=e.workers, progress=show_progress)
@@ -200,17 +219,51 @@ def best_checkpoint(run: RunDir, which: str) -> Path:
     return chosen
 
 
-def run_pipeline(model_name: str, cfg: DictConfig, run: RunDir, *, show_progress: bool = True) -> Path:
-    """train -> sample -> evaluate -> report in ``run``; returns the report's path."""
-    from crystalgen.runner.report import write_report
+def run_pipeline(model_name: str, cfg: DictConfig, run: RunDir, *, show_progress: bool = True,
+                 resources: Mapping[str, Any] | None = None) -> Path:
+    """train -> sample -> evaluate -> report in ``run``; returns the report's path. ``resources``: what the calling
+    verb applied; None applies ``cfg.threads`` here, once for every stage.
 
+    A failed sampling or evaluation does not stop the run from writing its report, which says so at the top with
+    the reason and the command that completes the run (crystalgen.runner.run_state). Evaluation runs as a child
+    command, so that even its kill (out of memory) leaves the report to be written.
+    """
+    from crystalgen.runner.report import write_report
+    from crystalgen.runner.stage_process import run_child
+
+    record = dict(resources) if resources is not None else apply_process_resources(cfg.get("threads"))
     started = time.perf_counter()
-    progress = train(model_name, cfg, run, show_progress=show_progress)
+    progress = train(model_name, cfg, run, show_progress=show_progress, resources=record)
     s = cfg.sample
-    sample(best_checkpoint(run, s.checkpoint), run.samples, num_samples=s.num_samples, sampler=s.sampler, steps=s.steps,
-           batch_size=s.batch_size, seed=s.seed, options=OmegaConf.to_container(s.options) if s.options is not None else {}, device=cfg.trainer.device,
-           precision=cfg.trainer.precision, show_progress=show_progress)
-    evaluate(run.samples, run.metrics, cfg, show_progress=show_progress)
-    report = write_report(run.path, reference_statistics(reference_of(cfg)))
+    record_stage(run, "sampling", "running", model=model_name)
+    try:
+        sample(best_checkpoint(run, s.checkpoint), run.samples, num_samples=s.num_samples, sampler=s.sampler,
+               steps=s.steps, batch_size=s.batch_size, seed=s.seed,
+               options=OmegaConf.to_container(s.options) if s.options is not None else {}, device=cfg.trainer.device,
+               precision=cfg.trainer.precision, show_progress=show_progress, resources=record)
+    except Exception as exc:  # noqa: BLE001 - the report must still say what happened
+        log.error("sampling failed: %s: %s", type(exc).__name__, exc)
+        record_stage(run, "sampling", "failed", f"{type(exc).__name__}: {exc}")
+    else:
+        record_stage(run, "sampling", "complete")
+        record_stage(run, "evaluation", "running")
+        argv = evaluate_argv(run, cfg) + ([] if show_progress else ["--no-progress"])
+        log.info("evaluating in a child process: crystalgen %s", " ".join(argv))
+        child = run_child(argv)
+        if child.ok:
+            record_stage(run, "evaluation", "complete")
+        else:
+            log.error("evaluation failed: %s", child.reason)
+            record_stage(run, "evaluation", "failed", child.reason)
+    report = write_report(run.path, _reference_statistics(reference_of(cfg)))
     log.info("run finished in %.1f s (%s); report: %s", time.perf_counter() - started, progress.stop_reason, report)
     return report
+
+
+def _reference_statistics(spec: str) -> dict[str, list[float]] | None:
+    """The reference histograms of the report, or None when the split cannot be read (the report still comes)."""
+    try:
+        return reference_statistics(spec)
+    except Exception as exc:  # noqa: BLE001 - a missing reference must not cost the report
+        log.warning("report without reference histograms: %s: %s", type(exc).__name__, exc)
+        return None

@@ -1,7 +1,9 @@
 """report.md and its plots, written into a run directory from what the run left there.
 
 Everything is optional: a run without samples gets training plots only, a sample folder without a training
-log gets sample statistics only. Plots use matplotlib's Agg backend (no display needed).
+log gets sample statistics only. A run whose sampling or evaluation failed or is missing says so at the top, with
+the reason and the command that completes it (crystalgen.runner.run_state). Plots use matplotlib's Agg backend
+(no display needed).
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ def write_report(run_path: str | Path, reference: dict[str, Sequence[float]] | N
     dataset = cfg.data.dataset if cfg is not None else "unknown dataset"
     lines.append(f"# crystalgen run report: {model or 'model'} on {dataset}\n")
     lines.append(f"Run directory: `{run.path}`\n")
+    lines += _state_section(run)
     if cfg is not None:
         lines.append(f"- Preset: **{cfg.get('preset')}**")
         note = cfg.get("preset_note") or ""
         lines.append(f"- Preset note: {note if note else '(none)'}")
-        lines.append("- Configuration: [config.yaml](config.yaml)\n")
+        lines.append("- Configuration: [config.yaml](config.yaml)")
+        lines.append(f"- Threads: {_threads_line(run)}\n")
     lines += _training_section(run)
     lines += _sampling_section(run, reference or {})
     lines += _metrics_section(run)
@@ -185,8 +189,45 @@ def _bar_chart(run: RunDir, name: str, label: str, counts: Counter) -> list[str]
             + ", ".join(f"{k} ({v})" for k, v in top[:5])]
 
 
+def _state_section(run: RunDir) -> list[str]:
+    """The warning at the top of the report of an incomplete run: which stage, why, and the command that completes
+    it (for sampling, that command samples, evaluates and rewrites this report)."""
+    from crystalgen.runner.run_state import incomplete, run_states
+
+    state = incomplete(run_states(run.path))
+    if state is None:
+        return []
+    out = [f"> **Incomplete run: {state.stage} {state.status}.** Reason: {state.reason}."]
+    if state.status == "partial":
+        out.append("> The metrics below are partial: those computed before the evaluation stopped.")
+    return out + [">", "> Complete it with:", ">", f"> `{state.command}`", ""]
+
+
+def _threads_line(run: RunDir) -> str:
+    """How many torch threads trained (the last training invocation), sampled and evaluated, and why."""
+    parts = []
+    if run.resources.is_file():
+        entries = json.loads(run.resources.read_text())
+        if entries:
+            parts.append(("training", entries[-1].get("threads") or {}))
+    summary = run.samples / SUMMARY
+    if summary.is_file():
+        parts.append(("sampling", json.loads(summary.read_text()).get("threads") or {}))
+    metrics = run.metrics / "metrics.json"
+    if metrics.is_file():
+        flat = json.loads(metrics.read_text())
+        parts.append(("evaluation", {"threads": flat.get("threads"), "source": flat.get("threads_source")}))
+    shown = [f"{stage} {t['threads']} ({t.get('source')})" for stage, t in parts if t.get("threads")]
+    return ", ".join(shown) or "not recorded"
+
+
 def _metrics_section(run: RunDir) -> list[str]:
     md, js = run.metrics / "metrics.md", run.metrics / "metrics.json"
+    if js.is_file() and json.loads(js.read_text()).get("status") == "partial":
+        flat = _flatten(json.loads(js.read_text()))
+        return (["## Metrics (partial)\n", "The evaluation stopped before its last metric; these values were written "
+                 "before it stopped ([metrics.json](metrics/metrics.json)).\n", "| metric | value |", "| --- | --- |"]
+                + [f"| {k} | {v} |" for k, v in flat.items()] + [""])
     if md.is_file():  # its headings move one level down, under this report's "Metrics"
         text = "\n".join("#" + line if line.startswith("#") else line for line in md.read_text().strip().splitlines())
         return ["## Metrics\n", text, ""]

@@ -9,14 +9,19 @@
         metrics/metrics.json     evaluation results (+ metrics.md)
         report.md, *.png         report and its plots
         run.log                  everything the run printed
+        resources.json           threads (and other resources) each training invocation was given
+        stages.json              `crystalgen run`: each stage's status (running, complete, failed) and reason
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def slug(text: str) -> str:
@@ -74,3 +79,18 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.path / "tensorboard"
+
+    @property
+    def stages(self) -> Path:
+        return self.path / "stages.json"
+
+    @property
+    def resources(self) -> Path:
+        return self.path / "resources.json"
+
+    def record_resources(self, stage: str, record: Mapping[str, Any]) -> None:
+        """Append what ``stage`` (e.g. "train") was given to resources.json: one entry per invocation, so a resumed
+        run shows each of its parts."""
+        entries = json.loads(self.resources.read_text()) if self.resources.is_file() else []
+        entries.append({"stage": stage, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **record})
+        self.resources.write_text(json.dumps(entries, indent=1) + "\n")

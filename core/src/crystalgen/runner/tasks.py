@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from crystalgen.data.crystal import collate
 from crystalgen.models.base import Decoded
+from crystalgen.resources import apply_process_resources
 from crystalgen.runner.datasets import parse_split, prepared_split
 from crystalgen.runner.distributed import autocast, select_device
 from crystalgen.runner.models import checkpoint_sampler, load_trained
@@ -31,14 +32,17 @@ def run_task(task: str, checkpoint: str | Path, source: str, out: str | Path, *,
              batch_size: int, sampler: str | None = None, steps: int | None = None,
              options: dict[str, Any] | None = None, seed: int = 0, device: str = "auto", precision: str = "fp32",
              expected_model: str | None = None, averaged: bool = True, show_progress: bool = True,
-             task_options: dict[str, Any] | None = None, model_overrides: Sequence[str] = ()) -> dict[str, Any]:
+             task_options: dict[str, Any] | None = None, model_overrides: Sequence[str] = (),
+             resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Apply ``task`` to the first ``num_crystals`` crystals of ``source`` (NAME:SPLIT); returns the counts.
 
     ``task_options`` are passed to the model's task method (e.g. ``direction`` and ``steps`` for optimize);
-    ``model_overrides`` amend the checkpoint's model configuration (load_trained).
+    ``model_overrides`` amend the checkpoint's model configuration (load_trained). ``resources``: what the calling
+    verb applied; None applies the automatic choice here. sampling.json records it.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    record = dict(resources) if resources is not None else apply_process_resources()
     trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides)
     if expected_model and trained.name != expected_model:
         raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
@@ -74,7 +78,7 @@ def run_task(task: str, checkpoint: str | Path, source: str, out: str | Path, *,
              for i in sources]
     meta = {"model": trained.name, "task": task, "task_options": task_options or {},
             "model_overrides": list(model_overrides), "input": source,
-            "checkpoint": str(Path(checkpoint).resolve()), "sampler": chosen.config(), "seed": seed,
+            "checkpoint": str(Path(checkpoint).resolve()), "sampler": chosen.config(), "seed": seed, **record,
             "timings": {"total_seconds": time.perf_counter() - started}}
     counts = write_sample_dir(out, decoded, meta, extra_rows=extra)
     log.info("%s: %d of %d crystals decoded -> %s", task, counts["ok"], counts["requested"], out)
