@@ -16,6 +16,11 @@ and the case reports the peak RSS above the RSS before it: the working bytes ``m
 
     python bench/model_memory.py --out bench/results/model_memory_small.json
     python bench/model_memory.py --models symmcd --modes training
+    python bench/model_memory.py --calibrate bench/results/model_memory_small.json
+
+``largest_ratios`` (also printed) is what each plugin's memory.py constants are rounded up from: per model and mode,
+the largest ratio of measured working bytes to what memory.py counts for the case (floats per crystal; for
+StructRepDiff's 'pairs', estimated pairs).
 """
 
 from __future__ import annotations
@@ -155,6 +160,42 @@ def run_case(args: argparse.Namespace) -> dict:
             "rss_before_bytes": before, "seconds": round(seconds, 2), **extra}
 
 
+# -- calibration ------------------------------------------------------------------------------------------------------
+def counted(name: str, mode: str, nodes: int, preset: str) -> float:
+    """What each plugin's memory.py counts for one crystal (floats; StructRepDiff 'pairs': nothing per crystal)."""
+    from omegaconf import OmegaConf
+
+    from crystalgen.runner.models import model_class
+
+    cfg = OmegaConf.load(model_class(name).presets()[preset]).model
+    if name == "symmcd":
+        from crystalgen_symmcd import memory
+
+        return memory.pair_floats(cfg.denoiser) * nodes**2 + memory.node_floats(cfg.denoiser) * nodes + memory.CRYSTAL_FLOATS
+    if name == "cdvae":
+        from crystalgen_cdvae import memory
+
+        return (memory.encoder_floats(cfg.encoder) + memory.decoder_floats(cfg.decoder)) * nodes + memory.CRYSTAL_FLOATS
+    from crystalgen_structrepdiff import memory
+    from crystalgen_structrepdiff.model import StructRepDiff
+
+    return memory.unet_floats(StructRepDiff.transform(cfg).layout.size, cfg.unet)
+
+
+def calibrate(results: list[dict], preset: str) -> dict[str, float]:
+    """The constants of each memory.py: the largest measured ratio, per model and mode (bytes per counted float;
+    StructRepDiff 'pairs': bytes per estimated pair)."""
+    ratios: dict[str, float] = {}
+    for r in results:
+        key = f"{r['model']}.{r['mode']}"
+        if r["mode"] == "pairs":
+            ratio = r["working_bytes"] / r["pairs"]
+        else:
+            ratio = r["working_bytes"] / (r["batch"] * counted(r["model"], r["mode"], r["nodes"], preset))
+        ratios[key] = max(ratios.get(key, 0.0), ratio)
+    return {k: round(v, 2) for k, v in ratios.items()}
+
+
 # -- the driver --------------------------------------------------------------------------------------------------------
 def versions() -> dict:
     from importlib.metadata import version
@@ -191,10 +232,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="sampler steps of a sampling case")
     p.add_argument("--recon-iterations", type=int, default=20, help="StructRepDiff reconstruction steps per hop")
     p.add_argument("--out", help="write the JSON here (bench/results/...)")
+    p.add_argument("--calibrate", metavar="JSON", help="only print the constants that a results file gives")
     p.add_argument("--case", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.case:
         print(json.dumps(run_case(args)))
+        return
+    if args.calibrate:
+        saved = json.loads(Path(args.calibrate).read_text())
+        print(json.dumps(calibrate(saved["results"], saved["preset"]), indent=2))
         return
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     passthrough = ["--preset", args.preset, "--volume", str(args.volume), "--dense-volume", str(args.dense_volume),
@@ -216,7 +262,9 @@ def main() -> None:
               "host": platform.node(), "cpus": os.cpu_count(), "threads": 1, "preset": args.preset,
               "settings": {k: v for k, v in vars(args).items() if k not in ("case", "out")},
               "load_average_before": load_before, "load_average_after": os.getloadavg(), "versions": versions(),
-              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results}
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results,
+              "largest_ratios": calibrate(results, args.preset)}
+    print(json.dumps(report["largest_ratios"], indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
 
