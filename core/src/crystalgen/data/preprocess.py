@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ class PreparedSplit:
     seconds: float
     cache_hit: bool
     cache_file: Path | None = None
+    #: index in the loaded split's records of each item (so that a later refusal can name its file, row and id)
+    record_index: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
         how = "from cache" if self.cache_hit else "built"
@@ -119,4 +121,6 @@ def prepare_split(loaded: LoadedSplit, transform: StructureTransform, *, cache_d
     if strict and skipped:
         raise DataError(skipped[0])
     data = [Data.from_dict(item) for item in items]
-    return PreparedSplit(loaded.name, loaded.split, data, skipped, time.perf_counter() - start, hit is not None, path)
+    left_out = {i for i, _ in refused}
+    kept = [i for i in range(len(loaded.records)) if i not in left_out]
+    return PreparedSplit(loaded.name, loaded.split, data, skipped, time.perf_counter() - start, hit is not None, path, kept)

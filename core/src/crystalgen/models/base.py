@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from omegaconf import DictConfig
 from pymatgen.core import Structure
 from torch import Tensor, nn
@@ -23,9 +24,15 @@ from crystalgen.encoders.base import StructureTransform
 from crystalgen.state import Condition, SampleRequest
 
 if TYPE_CHECKING:
-    import torch
-
     from crystalgen.samplers.base import Sampler
+
+KIB, MIB = 2**10, 2**20
+#: The base class's memory estimate, for a model that says nothing: message passing on the fully connected graph of
+#: each crystal, about 8 layers of 512 float32 features per node and per ordered pair, with the activations the
+#: backward pass keeps (training); sampling keeps only the layer being computed. Generous for the usual
+#: graph networks, so that an unknown model errs towards smaller batches, never towards the OOM killer.
+DEFAULT_TRAINING_BYTES = (1 * MIB, 256 * KIB)  # (per node, per ordered node pair)
+DEFAULT_SAMPLING_BYTES = (256 * KIB, 64 * KIB)
 
 
 class UnsupportedRequestError(ValueError):
@@ -90,10 +97,41 @@ class GenerativeModel(nn.Module, ABC):
         Kept in buffers or ``get_extra_state`` so that they travel with the checkpoint.
         """
 
+    # -- memory (crystalgen.runner.budget packs batches with these) ----------------------------------
+    def memory_cost(self, num_nodes: Tensor, *, training: bool) -> Tensor:
+        """Upper estimate of the working bytes each crystal adds to a batch, (B,) float64 from its node count (B,).
+
+        ``num_nodes`` counts what the model's graph is built on: ``Data.num_nodes`` of :meth:`transform`'s output
+        (atoms of a full cell; SymmCD: orbit representatives), and the same count that :meth:`prepare_sampling`
+        draws. ``training`` covers a training step (forward and backward of :meth:`training_loss`); otherwise a
+        sampling step plus :meth:`decode` (and the optional tasks). The estimate must hold for any geometry the
+        model may meet, generated crystals of absurd density included: a model whose graph degree grows with
+        density caps it (e.g. a maximum number of neighbours), so that the node count bounds the edges.
+        Default: fully connected message passing with :data:`DEFAULT_TRAINING_BYTES` / :data:`DEFAULT_SAMPLING_BYTES`.
+        """
+        per_node, per_pair = DEFAULT_TRAINING_BYTES if training else DEFAULT_SAMPLING_BYTES
+        n = num_nodes.to(torch.float64)
+        return per_node * n + per_pair * n * n
+
+    def memory_overhead(self, *, training: bool) -> float:
+        """Working bytes one batch takes whatever its crystals (tables built on first use, allocator slack); the
+        crystals of a batch share what is left of the budget. Default 0: :meth:`memory_cost` is generous."""
+        return 0.0
+
+    def max_sample_nodes(self) -> int | None:
+        """The most nodes (as in :meth:`memory_cost`) one crystal drawn by :meth:`prepare_sampling` can have, after
+        :meth:`fit_statistics` or loading a checkpoint; the runner sizes sampling batches for it. None: unknown
+        (the requested batch size is kept, with a warning)."""
+        return None
+
     # -- training -----------------------------------------------------------------------------------
     @abstractmethod
     def training_loss(self, batch: Batch) -> dict[str, Tensor]:
-        """Scalar ``"loss"`` to minimise plus named parts for logging."""
+        """Scalar ``"loss"`` to minimise plus named parts for logging.
+
+        A mean over the batch's crystals (each crystal weighing the same) lets the runner split a batch that
+        exceeds the memory budget into micro-batches with exactly the full batch's gradient; a mean over atoms or
+        representatives gives it only approximately (docs/architecture.md, "Memory budget")."""
 
     def on_train_epoch(self, epoch: int, max_epochs: int) -> None:
         """Called by the runner before each training epoch (0-based), e.g. for CDVAE's teacher forcing of the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
 from omegaconf import DictConfig
 from torch_geometric.data import Data
@@ -12,11 +13,18 @@ from crystalgen.encoders.base import StructureTransform
 log = logging.getLogger("crystalgen.data")
 
 
+#: Items -> (index, reason) of those to leave out after preprocessing (e.g. runner.budget.refusals).
+Refuse = Callable[[Sequence[Data]], list[tuple[int, str]]]
+
+
 def prepared_split(data_cfg: DictConfig, split: str, transform: StructureTransform, *,
-                   max_rows: int | None = None, show_progress: bool = True) -> list[Data]:
+                   max_rows: int | None = None, show_progress: bool = True, refuse: Refuse | None = None) -> list[Data]:
     """Load ``split`` of ``data_cfg.dataset``, keep its first ``max_rows`` records, and preprocess them
-    (through the on-disk cache). Skipped records are summarised in the log, never fatal unless ``strict``."""
+    (through the on-disk cache). Items that ``refuse`` names join the skipped records, with their reason (not
+    cached: they depend on settings such as the memory budget). Skipped records are summarised in the log, never
+    fatal unless ``strict``."""
     from crystalgen.data.preprocess import prepare_split
+    from crystalgen.data.records import DataError, Skipped
     from crystalgen.data.registry import get_dataset
 
     loaded = get_dataset(data_cfg.dataset).load(split, strict=data_cfg.strict, max_rows=max_rows,
@@ -25,6 +33,15 @@ def prepared_split(data_cfg: DictConfig, split: str, transform: StructureTransfo
     log.info("%s", loaded.summary())
     prepared = prepare_split(loaded, transform, cache_dir=data_cfg.cache_dir, workers=data_cfg.workers,
                              strict=data_cfg.strict, progress=show_progress)
+    refused = dict(refuse(prepared.items)) if refuse is not None else {}
+    if refused:
+        for k, reason in refused.items():
+            record = loaded.records[prepared.record_index[k]]
+            prepared.skipped.append(Skipped(record.source, record.row, record.id, reason))
+            if data_cfg.strict:
+                raise DataError(prepared.skipped[-1])
+        prepared.items = [item for k, item in enumerate(prepared.items) if k not in refused]
+        prepared.record_index = [i for k, i in enumerate(prepared.record_index) if k not in refused]
     log.info("%s", prepared.summary())
     return prepared.items
 

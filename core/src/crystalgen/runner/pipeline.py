@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import time
@@ -16,7 +17,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch_geometric.data import Data
 
-from crystalgen.resources import apply_process_resources, flat_record
+from crystalgen.models.base import GenerativeModel
+from crystalgen.resources import GB, apply_process_resources, flat_record, memory_budget
+from crystalgen.runner.budget import admitted, refusals
 from crystalgen.runner.checkpoint import load_checkpoint
 from crystalgen.runner.config import from_yaml, to_yaml
 from crystalgen.runner.datasets import parse_split, prepared_split, provenance, reference_statistics, split_structures
@@ -47,19 +50,21 @@ def announce(cfg: DictConfig, model_name: str) -> None:
         log.info("preset note: %s", cfg.preset_note)
 
 
-def prepare_training_data(model_name: str, cfg: DictConfig, env: Environment,
-                          show_progress: bool = True) -> tuple[list[Data], list[Data]]:
+def prepare_training_data(model_name: str, cfg: DictConfig, env: Environment, show_progress: bool = True,
+                          model: GenerativeModel | None = None) -> tuple[list[Data], list[Data]]:
     """Training and validation crystals, preprocessed with the model's transform. Under DDP rank 0 fills the
-    cache first and the other ranks read it."""
+    cache first and the other ranks read it. With ``model``, crystals whose training step alone would exceed the
+    memory budget (its ``memory_cost``) are left out, each with its reason among the skipped rows."""
     transform = model_class(model_name).transform(cfg.model)
     data = cfg.data
+    refuse = functools.partial(refusals, model, budget=memory_budget()) if model is not None else None
     items: tuple[list[Data], list[Data]] = ([], [])
     for turn in (True, False):  # rank 0's turn, then everyone else's
         if env.is_main == turn:
             train = prepared_split(data, data.train_split, transform, max_rows=data.max_train_rows,
-                                   show_progress=show_progress and env.is_main)
+                                   show_progress=show_progress and env.is_main, refuse=refuse)
             val = prepared_split(data, data.val_split, transform, max_rows=data.max_val_rows,
-                                 show_progress=show_progress and env.is_main) if data.val_split else []
+                                 show_progress=show_progress and env.is_main, refuse=refuse) if data.val_split else []
             items = (train, val)
         env.barrier()
     return items
@@ -85,8 +90,14 @@ def train(model_name: str, cfg: DictConfig, run: RunDir, *, resume: str | Path |
             run.config.write_text(to_yaml(cfg))
             run.record_resources("train", record)
             announce(cfg, model_name)
-        train_items, val_items = data if data is not None else prepare_training_data(model_name, cfg, env, show_progress)
+        # the model first: its memory estimate decides which crystals a training step can hold (building it draws
+        # its initial weights, and preparing the data draws nothing from torch's generator, so the order is free)
         model = model_class(model_name).from_config(cfg.model)
+        if data is None:
+            train_items, val_items = prepare_training_data(model_name, cfg, env, show_progress, model)
+        else:
+            train_items, val_items = (admitted(model, items, memory_budget(), what)
+                                      for items, what in zip(data, ("training", "validation"), strict=True))
         if payload is None:
             model.fit_statistics(train_items)
         if env.is_main:
@@ -162,6 +173,8 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
         "seed": seed,
         "num_samples": num_samples,
         "batch_size": batch_size,
+        "effective_batch_size": generated.batch_size,
+        "memory_budget_gb": round(memory_budget() / GB, 3),
         "conditions": {"spacegroup": spacegroup, "composition": composition},
         "device": str(next(trained.model.parameters()).device),
         "precision": precision,

@@ -12,6 +12,8 @@ import torch
 from tqdm.auto import tqdm
 
 from crystalgen.models.base import Decoded, GenerativeModel
+from crystalgen.resources import memory_budget
+from crystalgen.runner.budget import sampling_batch_size
 from crystalgen.runner.distributed import autocast
 from crystalgen.samplers.base import Sampler
 from crystalgen.state import SampleRequest
@@ -25,6 +27,7 @@ class Generated:
     decoded: list[Decoded]
     seconds: float
     batches: int
+    batch_size: int  # crystals per batch as run: the requested batch size, or fewer for the memory budget
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -42,8 +45,10 @@ def per_crystal(value: T | Sequence[T] | None, count: int, what: str) -> list[T]
 def generate(model: GenerativeModel, sampler: Sampler, num_samples: int, batch_size: int, *,
              spacegroup: int | list[int] | None = None, composition: str | list[str] | None = None,
              options: dict[str, Any] | None = None, seed: int = 0, precision: str = "fp32",
-             show_progress: bool = True) -> Generated:
-    """Sample ``num_samples`` crystals in batches of ``batch_size`` on the model's device.
+             show_progress: bool = True, budget: int | None = None) -> Generated:
+    """Sample ``num_samples`` crystals in batches of ``batch_size`` on the model's device, or in smaller batches
+    when a batch of the largest crystals the model can draw would exceed the memory budget (``budget`` bytes,
+    default :func:`crystalgen.resources.memory_budget`); MemoryBudgetError when not even one crystal fits.
 
     Conditions are checked against the model before anything runs (UnsupportedRequestError). Crystals the
     decoder cannot build are returned with their reason; a batch whose sampling or decoding raises (e.g. NaN
@@ -53,6 +58,7 @@ def generate(model: GenerativeModel, sampler: Sampler, num_samples: int, batch_s
     spacegroup = per_crystal(spacegroup, num_samples, "space group")
     composition = per_crystal(composition, num_samples, "composition")
     model.check_request(SampleRequest(num_samples, spacegroup=spacegroup, composition=composition, options=dict(options or {})))
+    batch_size = sampling_batch_size(model, batch_size, memory_budget() if budget is None else budget)
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -89,7 +95,7 @@ def generate(model: GenerativeModel, sampler: Sampler, num_samples: int, batch_s
         timings["decode"] += time.perf_counter() - tick
         bar.update(stop - start)
     bar.close()
-    return Generated(decoded, time.perf_counter() - started, len(starts), timings)
+    return Generated(decoded, time.perf_counter() - started, len(starts), batch_size, timings)
 
 
 def _step_reporter(bar: tqdm):

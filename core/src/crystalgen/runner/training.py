@@ -1,8 +1,8 @@
 """The one training loop every model uses.
 
-It talks to a model only through ``training_loss(batch) -> {"loss": scalar, ...}`` (and ``on_train_epoch``),
-and owns everything around it: data order, optimiser and schedule, clipping, EMA, autocast, compile, DDP,
-validation, early stopping, time budget, checkpoints and logs. Everything that decides the next step is saved
+It talks to a model only through ``training_loss(batch) -> {"loss": scalar, ...}`` (and ``on_train_epoch``,
+``memory_cost``), and owns everything around it: data order, optimiser and schedule, clipping, EMA, autocast,
+compile, DDP, micro-batches for the memory budget, validation, early stopping, time budget, checkpoints and logs. Everything that decides the next step is saved
 in the checkpoint, so a resumed run continues exactly where the interrupted one stopped.
 """
 
@@ -29,6 +29,8 @@ from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from crystalgen.data.crystal import collate
+from crystalgen.resources import memory_budget
+from crystalgen.runner.budget import crystal_costs, micro_batches
 from crystalgen.runner.checkpoint import rng_state, save_checkpoint, set_rng_state
 from crystalgen.runner.config import to_yaml
 from crystalgen.runner.distributed import Environment, autocast
@@ -112,10 +114,13 @@ class Trainer:
         metric_log: where rank 0 writes metrics (None: no log).
         model_name: registry name saved in checkpoints.
         show_progress: progress bar per epoch (rank 0 only).
+        budget: working memory of one step in bytes (default :func:`crystalgen.resources.memory_budget`): a batch
+            whose estimate (the model's ``memory_cost``) exceeds it runs as micro-batches (:meth:`_step`).
     """
 
     def __init__(self, model: nn.Module, cfg: DictConfig, env: Environment, checkpoints: Checkpoints | None,
-                 metric_log: MetricLog | None = None, model_name: str = "", show_progress: bool = True) -> None:
+                 metric_log: MetricLog | None = None, model_name: str = "", show_progress: bool = True,
+                 budget: int | None = None) -> None:
         self.model = model.to(env.device)
         self.cfg = cfg
         self.tcfg = cfg.trainer
@@ -128,6 +133,7 @@ class Trainer:
         self.scheduler = None  # built in fit(), when the number of steps is known
         self.ema = ExponentialMovingAverage(self.model, self.tcfg.ema_decay) if self.tcfg.ema_decay > 0 else None
         self.progress = Progress()
+        self.budget = memory_budget() if budget is None else budget
         self._scheduler_state: dict[str, Any] | None = None
         self._eager_step: nn.Module | None = None  # the (DDP-wrapped) loss module, alive only during fit()
         self.step_module: nn.Module | None = None  # the same, compiled when trainer.compile is on
@@ -148,6 +154,15 @@ class Trainer:
 
     def _epoch_batches(self, num_items: int, epoch: int) -> list[list[int]]:
         return epoch_batches(num_items, self.cfg.data.batch_size, epoch, self.tcfg.seed, self.env.rank, self.env.world_size)
+
+    def _split(self, items: Sequence[Data], batch: list[int]) -> list[list[int]]:
+        """``batch`` as consecutive micro-batches that each fit the memory budget by the model's estimate (one when
+        the batch fits; always one for a module without ``memory_cost``)."""
+        if not hasattr(self.model, "memory_cost"):
+            return [batch]
+        costs = crystal_costs(self.model, [items[i] for i in batch], training=True)
+        groups = micro_batches(costs, self.budget, self.model.memory_overhead(training=True))
+        return [[batch[k] for k in group] for group in groups]
 
     def _loader(self, items: Sequence[Data], batches: list[list[int]]) -> DataLoader:
         # An own generator: creating the iterator would otherwise draw its worker seed from the global RNG, and a
@@ -209,6 +224,10 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, tcfg, total_steps=tcfg.max_epochs * steps_per_epoch)
         if self.scheduler is not None and self._scheduler_state is not None:
             self.scheduler.load_state_dict(self._scheduler_state)
+        split = sum(len(self._split(train, b)) > 1 for b in self._epoch_batches(len(train), 0))
+        if split and self.env.is_main:
+            log.info("%d of %d batches of epoch 1 run as micro-batches (gradients accumulated) to fit the memory budget "
+                     "of %.2g GB", split, steps_per_epoch, self.budget / 2**30)
         self._wrap_for_training()
         try:
             return self._fit(train, val, steps_per_epoch)
@@ -268,12 +287,15 @@ class Trainer:
                    disable=not self.show_progress, leave=False, unit="step", dynamic_ncols=True)
         crystals = 0
         tick = time.perf_counter()
-        for batch in self._loader(train, batches):
-            batch = batch.to(device)
-            parts = self._step(batch)
-            p.epoch_loss_sum += float(parts["loss"]) * batch.num_graphs
-            p.epoch_crystals += batch.num_graphs
-            crystals += batch.num_graphs
+        plan = [self._split(train, batch) for batch in batches]
+        loaded = iter(self._loader(train, [micro for groups in plan for micro in groups]))
+        for groups in plan:
+            micro = [next(loaded).to(device) for _ in groups]
+            parts = self._step(micro)
+            size = sum(m.num_graphs for m in micro)
+            p.epoch_loss_sum += float(parts["loss"]) * size
+            p.epoch_crystals += size
+            crystals += size
             p.global_step += 1
             p.batch_in_epoch += 1
             bar.update(1)
@@ -292,7 +314,34 @@ class Trainer:
         bar.close()
         return False
 
-    def _step(self, batch) -> dict[str, Tensor]:
+    def _step(self, micro: list) -> dict[str, Tensor]:
+        """One optimiser step on a batch given as micro-batches: each one's loss, weighted by its share of the
+        batch's crystals, is back-propagated on its own, so the accumulated gradient is the full batch's for a loss
+        that is a mean over crystals (GenerativeModel.training_loss). Under DDP only the last micro-batch
+        synchronises gradients. The parts returned are the same weighted sums."""
+        total = sum(m.num_graphs for m in micro)
+        parts: dict[str, Tensor] = {}
+        self.optimizer.zero_grad(set_to_none=True)
+        for k, batch in enumerate(micro):
+            weight = batch.num_graphs / total if len(micro) > 1 else None
+            last = k == len(micro) - 1
+            with self._eager_step.no_sync() if self.env.distributed and not last else contextlib.nullcontext():
+                batch_parts = self._backward(batch, weight)
+            for key, value in batch_parts.items():
+                parts[key] = value if weight is None else parts.get(key, 0) + value * weight
+        grad_norm = clip_gradients(self.model.parameters(), self.tcfg)
+        self.optimizer.step()
+        if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        if grad_norm is not None:
+            parts["grad_norm"] = grad_norm
+        return parts
+
+    def _backward(self, batch, weight: float | None) -> dict[str, Tensor]:
+        """Forward and backward of one (micro-)batch, its loss scaled by ``weight`` (None: unscaled); returns the
+        detached parts."""
         p = self.progress
         with autocast(self.env.device, self.tcfg.precision):
             parts = self._compiled_or_eager(batch) if self.step_module is not self._eager_step else self.step_module(batch)
@@ -303,18 +352,8 @@ class Trainer:
                 "lower trainer.lr, set trainer.grad_clip, or check the data. The last good checkpoint is "
                 "checkpoints/last.ckpt."
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = clip_gradients(self.model.parameters(), self.tcfg)
-        self.optimizer.step()
-        if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
-            self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update(self.model)
-        parts = {k: v.detach() for k, v in parts.items()}
-        if grad_norm is not None:
-            parts["grad_norm"] = grad_norm
-        return parts
+        (loss if weight is None else loss * weight).backward()
+        return {k: v.detach() for k, v in parts.items()}
 
     def _compiled_or_eager(self, batch) -> dict[str, Tensor]:
         """The compiled step; if dynamo cannot compile the model, say so and continue without compile (it is an
@@ -361,7 +400,7 @@ class Trainer:
         """Mean validation loss parts per crystal (``val/<part>``), with the averaged weights when EMA is on."""
         device = self.env.device
         batches = [list(range(i, min(i + self.cfg.data.batch_size, len(val)))) for i in range(0, len(val), self.cfg.data.batch_size)]
-        batches = batches[self.env.rank::self.env.world_size]
+        batches = [micro for batch in batches[self.env.rank::self.env.world_size] for micro in self._split(val, batch)]
         sums: dict[str, Tensor] = {}
         count = 0
         devices = [device] if device.type == "cuda" else []

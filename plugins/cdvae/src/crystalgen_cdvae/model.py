@@ -30,6 +30,7 @@ from crystalgen.geometry.lattice import lattice_matrix_to_params
 from crystalgen.models.base import Decoded, GenerativeModel, UnsupportedRequestError
 from crystalgen.samplers.base import Sampler
 from crystalgen.state import Condition, SampleRequest
+from crystalgen_cdvae import memory
 from crystalgen_cdvae.aggregate import AggregatePredictors, scaled_lattice_params
 from crystalgen_cdvae.cells import predicted_cells
 from crystalgen_cdvae.decoder import PAPER_SCALE_FACTORS, CDVAEDecoder
@@ -73,6 +74,7 @@ class CDVAE(GenerativeModel):
         self.independent_levels = bool(noise["independent_levels"])
         self._epoch = 0
 
+        self._graphs = (dict(encoder), dict(decoder))  # the sections memory.py reads
         self.encoder = CDVAEEncoder(latent_dim, **encoder)
         self.heads = AggregatePredictors(latent_dim, heads["hidden_dim"], heads["num_layers"], self.max_atoms,
                                          num_elements, predict_property=property is not None)
@@ -130,6 +132,16 @@ class CDVAE(GenerativeModel):
         with torch.no_grad():
             inputs = [self._noisy_decoder_inputs(b.to(device), teacher_forcing=True)[0] for b in batches]
         return fit_scale_factors(self.decoder.gemnet, lambda x: self.decoder(*x), inputs)
+
+    # -- memory -----------------------------------------------------------------------------------
+    def memory_cost(self, num_nodes: Tensor, *, training: bool) -> Tensor:
+        """Bytes per crystal of ``num_nodes`` atoms: both networks' capped neighbour graphs grow with the atoms
+        (memory.py)."""
+        return memory.memory_cost(*self._graphs, num_nodes, training)
+
+    def max_sample_nodes(self) -> int:
+        """The num-atoms head predicts N in 1..max_atoms."""
+        return self.max_atoms
 
     # -- training -----------------------------------------------------------------------------------
     def on_train_epoch(self, epoch: int, max_epochs: int) -> None:

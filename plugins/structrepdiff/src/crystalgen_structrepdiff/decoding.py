@@ -3,7 +3,8 @@
 The composition block and n give integer counts per element that sum to n (largest remainders); the six lattice
 parameters give the cell (pymatgen's orientation); R_str is matched by the basin-hopping reconstruction. A
 representation that cannot describe a crystal (n < 1 after rounding, no positive composition entry, an impossible
-cell) is reported with its reason, never raised.
+cell, a cell so dense that its reconstruction alone would exceed ``max_pairs``) is reported with its reason, never
+raised.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import math
 from dataclasses import dataclass
 
 import torch
+from pymatgen.core import Element
 from torch import Tensor
 
 from crystalgen.data.crystal import tensors_to_structure
 from crystalgen.geometry.lattice import lattice_params_to_matrix
 from crystalgen.models.base import Decoded
+from crystalgen.resources import density_phrase
 from crystalgen_structrepdiff.reconstruction import Reconstructor
 from crystalgen_structrepdiff.representation import RepresentationLayout
 
@@ -71,13 +74,29 @@ def read_cell(raw: Tensor, layout: RepresentationLayout, max_atoms: int) -> Cell
     return CellRequest(atomic_numbers, matrix[0], raw[layout.structure], clamped)
 
 
+def over_pair_cap(request: CellRequest | str, reconstructor: Reconstructor) -> CellRequest | str:
+    """``request``, or the reason when its crystal alone would exceed the reconstruction's ``max_pairs`` (pairs grow
+    with n^2 / V: a generated cell of absurd density would take any amount of memory), with its density."""
+    if isinstance(request, str):
+        return request
+    n = request.atomic_numbers.numel()
+    pairs = float(reconstructor.pair_estimate(torch.tensor([n]), request.lattice.unsqueeze(0))[0])
+    cap = reconstructor.settings.max_pairs
+    if pairs <= cap:
+        return request
+    mass = sum(Element.from_Z(int(z)).atomic_mass for z in request.atomic_numbers.tolist())
+    volume = abs(float(torch.linalg.det(request.lattice.double())))
+    return (f"over memory budget: reconstructing it would hold about {pairs:.3g} atom pairs, above "
+            f"model.reconstruction.max_pairs={cap}; {n} atoms, {density_phrase(float(mass), n, volume)}")
+
+
 def decode_representations(raw: Tensor, layout: RepresentationLayout, reconstructor: Reconstructor, max_atoms: int, *,
                            generator: torch.Generator | None = None) -> list[Decoded]:
     """Raw representations (B, N) -> crystals, reconstructing all readable ones in one batched call.
 
     ``info`` of each crystal carries the final (relative) reconstruction loss and the Adam steps spent on it.
     """
-    requests = [read_cell(row.cpu(), layout, max_atoms) for row in raw]
+    requests = [over_pair_cap(read_cell(row.cpu(), layout, max_atoms), reconstructor) for row in raw]
     readable = [i for i, r in enumerate(requests) if isinstance(r, CellRequest)]
     out: list[Decoded] = [Decoded(None, r) if isinstance(r, str) else Decoded(None, "not reconstructed") for r in requests]
     if not readable:

@@ -19,6 +19,7 @@ from torch_geometric.data import Batch, Data
 from crystalgen.models.base import Decoded, GenerativeModel
 from crystalgen.processes.vp import VPGaussian
 from crystalgen.state import Condition, SampleRequest
+from crystalgen_structrepdiff import memory
 from crystalgen_structrepdiff.decoding import decode_representations
 from crystalgen_structrepdiff.descriptor import StructureDescriptor
 from crystalgen_structrepdiff.reconstruction import LOSS_WEIGHTINGS, BasinHopping, Reconstructor, loss_weights
@@ -89,6 +90,20 @@ class StructRepDiff(GenerativeModel):
         self.scaler.fit(torch.cat([item.representation for item in train]), self.scaling)
         self.max_atoms_seen.fill_(max(int(item.num_atoms.reshape(-1)[0]) for item in train))
         self._reconstructor = None
+
+    # -- memory -----------------------------------------------------------------------------------
+    def memory_cost(self, num_nodes: Tensor, *, training: bool) -> Tensor:
+        """Bytes per crystal: the U-Net over the fixed-size R, whatever its atoms (decoding: memory_overhead)."""
+        return memory.memory_cost(self.layout.size, self.cfg, num_nodes, training)
+
+    def memory_overhead(self, *, training: bool) -> float:
+        """Decoding: one reconstruction group at its cap of max_pairs pairs (memory.py)."""
+        return 0.0 if training else memory.decode_overhead(self.cfg)
+
+    def max_sample_nodes(self) -> int | None:
+        """Decoding clamps n to the largest seen in training (model.max_atoms before fit_statistics)."""
+        seen = int(self.max_atoms_seen)
+        return seen if seen > 0 else (None if self.cfg.max_atoms is None else int(self.cfg.max_atoms))
 
     # -- training -----------------------------------------------------------------------------------
     def training_loss(self, batch: Batch) -> dict[str, Tensor]:

@@ -177,11 +177,16 @@ class Reconstructor:
                 progress(len(group))
         return Reconstruction(positions, loss, steps, time.perf_counter() - started)
 
-    def _groups(self, num_atoms: Tensor, lattice: Tensor) -> list[list[int]]:
-        """Consecutive crystals whose estimated pairs (n^2 / V * 4/3 pi (r_c + skin)^3 * trials) fit max_pairs."""
+    def pair_estimate(self, num_atoms: Tensor, lattice: Tensor) -> Tensor:
+        """(B,) pairs each crystal's trials hold on average: (n^2 / V * 4/3 pi (r_c + skin)^3 + n) * trials, on the CPU."""
         radius = self.descriptor.params.cutoff + self.settings.skin
         volume = torch.linalg.det(lattice.double()).abs().cpu()
-        cost = (num_atoms.double().cpu() ** 2 / volume * (4 / 3) * math.pi * radius**3 + num_atoms.double().cpu()) * self.settings.trials
+        n = num_atoms.double().cpu()
+        return (n**2 / volume * (4 / 3) * math.pi * radius**3 + n) * self.settings.trials
+
+    def _groups(self, num_atoms: Tensor, lattice: Tensor) -> list[list[int]]:
+        """Consecutive crystals whose :meth:`pair_estimate` fits max_pairs."""
+        cost = self.pair_estimate(num_atoms, lattice)
         groups: list[list[int]] = [[]]
         total = 0.0
         for b, c in enumerate(cost.tolist()):

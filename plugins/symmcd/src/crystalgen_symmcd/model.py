@@ -26,6 +26,7 @@ from crystalgen.processes.d3pm import D3PMMarginal
 from crystalgen.processes.vp import VPGaussian
 from crystalgen.processes.wrapped_normal import WrappedNormal
 from crystalgen.state import Condition, Constraint, SampleRequest
+from crystalgen_symmcd import memory
 from crystalgen_symmcd.decoding import decode_crystal
 from crystalgen_symmcd.denoiser import NUM_ELEMENTS, SymmCDDenoiser
 from crystalgen_symmcd.statistics import NUM_SPACE_GROUPS, count
@@ -107,6 +108,16 @@ class SymmCD(GenerativeModel):
         lo, hi = k.min(0).values, k.max(0).values
         margin = K_RANGE_MARGIN * (hi - lo) + K_RANGE_MARGIN
         self.lattice_k_range.copy_(torch.stack([lo - margin, hi + margin]))
+
+    # -- memory -----------------------------------------------------------------------------------
+    def memory_cost(self, num_nodes: Tensor, *, training: bool) -> Tensor:
+        """Bytes per crystal of ``num_nodes`` representatives: the denoiser's M^2 pairs dominate (memory.py)."""
+        return memory.memory_cost(self.cfg.denoiser, num_nodes, training)
+
+    def max_sample_nodes(self) -> int:
+        """The largest M that p(M | G) gives any weight (max_representatives before fit_statistics)."""
+        sizes = torch.nonzero(self.representatives_probs.sum(0) > 0).flatten()
+        return int(sizes.max()) if sizes.numel() else self.max_representatives
 
     def encode_spacegroups(self, spacegroups: Tensor) -> Tensor:
         """(B,) numbers -> (B, 397) binary encodings (appendix C), gathered from the table of all 230 groups; the
