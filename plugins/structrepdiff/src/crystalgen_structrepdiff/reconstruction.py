@@ -65,7 +65,7 @@ class BasinHopping:
             is one feature among thousands of far larger EAD values and atoms can end on top of each other).
         check_every: steps between early-exit checks.
         skin: the pair list covers cutoff + skin and is rebuilt once an atom has moved skin / 2 (Angstrom).
-        max_pairs: pairs per batch of crystals (bounds memory; about 100 bytes per pair).
+        max_pairs: pairs per batch of crystals (bounds memory; about 470 bytes per pair, memory.BYTES_PER_PAIR).
     """
 
     trials: int = 6
@@ -80,7 +80,7 @@ class BasinHopping:
     d_min_penalty: float = 0.0
     check_every: int = 10
     skin: float = 1.0
-    max_pairs: int = 4_000_000
+    max_pairs: int = 1_000_000
 
     def __post_init__(self) -> None:
         for name in ("trials", "hops", "iterations", "check_every"):
