@@ -122,9 +122,8 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
     ``averaged`` uses the EMA weights when the checkpoint has them. ``options`` are the sampler's, plus the model's
     request options that the sampler does not take (split_options). ``model_overrides`` amend the checkpoint's model
     configuration (load_trained)."""
-    trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides)
-    if expected_model and trained.name != expected_model:
-        raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
+    trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides,
+                           expected_model=expected_model or None)
     sampler_options, model_options = split_options(trained.model, checkpoint_sampler_name(trained, sampler), options)
     chosen = checkpoint_sampler(trained, sampler, steps, sampler_options)
     log.info("sampling %d crystals with %s (%s) from %s", num_samples, type(chosen).__name__, chosen.config(), checkpoint)
