@@ -18,6 +18,7 @@ import argparse
 import time
 
 SPLIT_NAMES = ("train", "val", "test")
+MAX_FILE_HELP = "size limit per input file in megabytes (default 512, or $CRYSTALGEN_MAX_FILE_MB)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     info.add_argument("--no-symmetry", action="store_true", help="skip the space-group count (spglib, ~1 ms per crystal)")
     info.add_argument("--symprec", type=float, default=0.1, help="spglib tolerance in Angstrom (default 0.1)")
     info.add_argument("--workers", type=int, default=None, help="processes parsing CIFs (default min(cores, 8))")
+    info.add_argument("--max-file-mb", type=float, metavar="MB", help=MAX_FILE_HELP)
 
     fetch = sub.add_parser("fetch", help="download a benchmark's official CSVs (verified)")
     fetch.add_argument("dataset", metavar="NAME", help="perov_5, carbon_24 or mp_20")
@@ -51,9 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prepare.add_argument("--max-rows", type=int, default=None, help="only the first N rows of each split")
     prepare.add_argument("--cache-dir", default=None, help="cache folder (default $CRYSTALGEN_CACHE or ~/.cache/crystalgen)")
     prepare.add_argument("--strict", action="store_true", help="stop at the first crystal that cannot be used")
+    prepare.add_argument("--max-file-mb", type=float, metavar="MB", help=MAX_FILE_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
+    from crystalgen.data.user_files import set_max_file_mb
+
+    set_max_file_mb(getattr(args, "max_file_mb", None))
     return {"list": _list, "info": _info, "fetch": _fetch, "prepare": _prepare}[args.data_command](args)
 
 

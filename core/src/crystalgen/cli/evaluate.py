@@ -66,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="d_sg exactly as SymmCD's script (229 bins, reference at symprec 0.01, the 1000-crystal draw)")
     p.add_argument("--percentiles", metavar="P5,P10,P15", help="SR thresholds (default: CDVAE's for the dataset)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--max-file-mb", type=float, metavar="MB",
+                   help="size limit per input file in megabytes (default 512, or $CRYSTALGEN_MAX_FILE_MB)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
 
@@ -118,7 +120,9 @@ def _input_indices(samples: str, n: int) -> list[int]:
     path = Path(samples) / "samples.jsonl"
     if not path.is_file():
         return list(range(n))
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from crystalgen.data.user_files import read_text
+
+    rows = [json.loads(line) for line in read_text(path).splitlines() if line.strip()]
     if len(rows) != n or any("input_index" not in r for r in rows):
         return list(range(n))
     return [int(r["input_index"]) for r in rows]
@@ -198,8 +202,11 @@ def run(args: argparse.Namespace) -> int:
     from crystalgen.runner.datasets import provenance
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from crystalgen.data.user_files import set_max_file_mb
+
     check_task_options(args)
     _cov_cutoffs(args.cov_cutoffs)
+    set_max_file_mb(args.max_file_mb)
     progress = not args.no_progress
     structures, failures, ids = read_samples(args.samples, workers=args.workers, progress=progress)
     reference, dataset, notes = _load_split(args.reference, "reference", args.workers, progress)

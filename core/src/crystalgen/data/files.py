@@ -13,14 +13,20 @@ from pathlib import Path
 
 from crystalgen.data.io import CIF_SUFFIXES, EXTXYZ_SUFFIXES, ReadResult, read_crystals
 from crystalgen.data.records import CrystalRecord, DataError, LoadedSplit, Skipped, one_line
+from crystalgen.data.user_files import RefusedFileError
 
 CRYSTAL_SUFFIXES = CIF_SUFFIXES + EXTXYZ_SUFFIXES
 _DISORDER_WORDS = ("disordered", "partial occupancy", "not a chemical element")
 
 
+#: Skip kinds of a file that is not read at all (crystalgen.data.user_files).
+REFUSED_KINDS = {"not_regular_file": "not a regular file", "too_large": "file too large"}
+
+
 def crystal_files(folder: Path) -> list[Path]:
-    """The CIF / extxyz files directly inside ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CRYSTAL_SUFFIXES)
+    """The entries named ``*.cif`` / ``*.extxyz`` / ``*.xyz`` directly inside ``folder`` (sub-folders aside), sorted by
+    name. FIFOs, devices and links to them are listed too, so that loading reports them instead of hiding them."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in CRYSTAL_SUFFIXES and not p.is_dir())
 
 
 def _kind(path: Path, reason: str) -> str:
@@ -62,7 +68,12 @@ def load_files(paths: Sequence[Path], *, name: str, split: str, description: str
     for path in paths:
         if max_rows is not None and len(entries) >= max_rows:
             break
-        entries += _entries(path, read_crystals(path))
+        try:
+            result = read_crystals(path)
+        except RefusedFileError as exc:
+            entries.append(Skipped(str(path), None, path.stem, f"{REFUSED_KINDS[exc.kind]}: {exc.cause}"))
+            continue
+        entries += _entries(path, result)
     entries = entries[:max_rows]
     records = [e for e in entries if isinstance(e, CrystalRecord)]
     skipped = [e for e in entries if isinstance(e, Skipped)]

@@ -31,6 +31,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifFile, CifParser, CifWriter, str2float
 
 from crystalgen.data.crystal import InvalidCrystalError, check_ordered
+from crystalgen.data.user_files import read_text
 
 CIF_SUFFIXES = (".cif",)
 EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
@@ -201,9 +202,10 @@ def read_cif(path: str | os.PathLike, *, require_ordered: bool = True, frac_tole
 
     Raises:
         FileNotFoundError: the file does not exist (an empty or block-less file gives a file-level ReadError).
+        RefusedFileError: not a regular file, or above the size limit (crystalgen.data.user_files).
     """
     source = str(path)
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    text = read_text(path)
     if not text.strip():
         return ReadResult([], [ReadError(source, None, "file is empty")])
     blocks = _split_cif_blocks(text)
@@ -289,7 +291,7 @@ def read_extxyz(path: str | os.PathLike, *, require_ordered: bool = True) -> Rea
     T/F become bools); ``material_id`` is always returned as a string.
     """
     source = str(path)
-    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    lines = read_text(path).splitlines(keepends=True)
     if not any(line.strip() for line in lines):
         return ReadResult([], [ReadError(source, None, "file is empty")])
     records, errors = [], []

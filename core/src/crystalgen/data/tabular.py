@@ -26,6 +26,7 @@ from crystalgen.data.io import CrystalReadError, structure_from_cif
 from crystalgen.data.parallel import ordered_map
 from crystalgen.data.record_store import from_item, skipped_from_item, skipped_to_item, structure_arrays, to_item
 from crystalgen.data.records import CrystalRecord, DataError, LoadedSplit, Skipped, one_line
+from crystalgen.data.user_files import check_file, open_checked
 
 CIF_COLUMN = "cif"
 ID_COLUMN = "material_id"
@@ -47,13 +48,13 @@ def header(path: Path) -> list[str]:
 def count_rows(path: Path) -> int:
     """Data rows of a CSV (quoted multi-line CIF fields count once), without parsing any CIF."""
     _allow_large_fields()
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open_checked(path, newline="") as fh:
         return max(0, sum(1 for _ in csv.reader(fh)) - 1)
 
 
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_checked(path, text=False) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -138,9 +139,7 @@ def load_csv(
         workers: parsing processes (None: min(cores, 8); 0 or 1: in this process).
         cache_dir: cache folder (default :func:`crystalgen.data.cache.cache_root`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+    path = check_file(path)
     label = label or str(path)
     columns, first_row = _columns_and_first_row(path)
     if CIF_COLUMN not in columns:
@@ -172,12 +171,12 @@ def load_csv(
 
 def _columns_and_first_row(path: Path) -> tuple[list[str], dict[str, str]]:
     _allow_large_fields()
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open_checked(path, newline="") as fh:
         reader = csv.DictReader(fh)
         return list(reader.fieldnames or []), next(reader, {})
 
 
 def _rows(path: Path, max_rows: int | None) -> list[dict[str, str]]:
     _allow_large_fields()
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open_checked(path, newline="") as fh:
         return list(itertools.islice(csv.DictReader(fh), max_rows))

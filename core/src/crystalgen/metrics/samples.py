@@ -19,6 +19,8 @@ from pathlib import Path
 
 from pymatgen.core import Element, Structure
 
+from crystalgen.data import user_files
+from crystalgen.data.user_files import RefusedFileError
 from crystalgen.metrics.crystal_features import CompactCrystal, compact, rebuild
 from crystalgen.metrics.parallel import map_chunks
 
@@ -78,17 +80,20 @@ def _parse_cifs(texts: Sequence[str | None], failures: Sequence[str | None], wor
 
 
 def _read_text(path: Path) -> tuple[str | None, str | None]:
+    """(text, None) of a checked user file (user_files), or (None, failure string)."""
     try:
-        text = path.read_text(errors="replace")
+        text = user_files.read_text(path)
+    except RefusedFileError as exc:
+        return None, f"{exc.kind}: {exc}"
     except OSError as exc:
-        return None, f"unreadable: {path}: {exc}"
+        return None, f"unreadable: {path}: {exc.strerror or exc}"
     return (text, None) if text.strip() else (None, f"empty_file: {path} is empty")
 
 
 def _read_sample_dir(root: Path, workers, progress):
     index_file = root / "samples.jsonl"
     texts, failures, ids = [], [], []
-    for line_no, line in enumerate(index_file.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(user_files.read_text(index_file).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -193,7 +198,8 @@ def _read_extxyz(path: Path):
 def _read_csv(path: Path, workers, progress):
     import pandas as pd
 
-    frame = pd.read_csv(path)
+    with user_files.open_checked(path, newline="") as handle:
+        frame = pd.read_csv(handle)
     if "cif" not in frame.columns:
         raise ValueError(f"{path}: no 'cif' column (columns: {', '.join(map(str, frame.columns))})")
     ids = [str(x) for x in frame["material_id"]] if "material_id" in frame.columns else [str(i) for i in range(len(frame))]
@@ -212,8 +218,9 @@ def read_samples(
         if (path / "samples.jsonl").is_file():
             return _read_sample_dir(path, workers, progress)
         return _read_cif_folder(path, workers, progress)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such sample directory or file")
+    user_files.check_file(path)
     suffix = path.suffix.lower()
     if suffix == ".cif":
         return _read_cif_file(path, workers, progress)

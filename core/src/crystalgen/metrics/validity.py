@@ -25,6 +25,8 @@ MIN_VOLUME = 0.1  # Angstrom^3
 REASONS: dict[str, str] = {
     "decode_failed": "the model could not decode this sample into a crystal",
     "empty_file": "the sample file or entry is empty",
+    "not_regular_file": "the sample file is a FIFO, device, socket or directory (or a symbolic link to one)",
+    "too_large": "the sample file is above the size limit per input file (CRYSTALGEN_MAX_FILE_MB)",
     "unreadable": "the sample could not be parsed (CIF / extxyz / CSV row)",
     "no_atoms": "the structure has no sites",
     "unknown_element": "a site holds something that is not a chemical element",
