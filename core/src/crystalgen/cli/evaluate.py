@@ -122,10 +122,19 @@ def _input_indices(samples: str, n: int) -> list[int]:
         return list(range(n))
     from crystalgen.data.user_files import read_text
 
-    rows = [json.loads(line) for line in read_text(path).splitlines() if line.strip()]
+    rows = [_json_or_empty(line) for line in read_text(path).splitlines() if line.strip()]
     if len(rows) != n or any("input_index" not in r for r in rows):
         return list(range(n))
     return [int(r["input_index"]) for r in rows]
+
+
+def _json_or_empty(line: str) -> dict:
+    """A samples.jsonl row, or {} for a line that is not JSON (read_samples reports it as unreadable)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return {}
+    return row if isinstance(row, dict) else {}
 
 
 def _cov_cutoffs(text: str):

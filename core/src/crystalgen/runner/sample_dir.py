@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from crystalgen.models.base import Decoded
+from crystalgen.runner.line_files import complete_text
 
 JSONL = "samples.jsonl"
 EXTXYZ = "samples.extxyz"
@@ -99,16 +100,16 @@ def write_sample_dir(out: str | Path, decoded: Sequence[Decoded], meta: Mapping[
 
 
 def read_rows(folder: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``samples.jsonl`` (for reports; the metrics read the structures themselves)."""
+    """The rows of ``samples.jsonl`` (for reports; the metrics read the structures themselves); a torn last line
+    (an interrupted write) is left out."""
     path = Path(folder) / JSONL
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {folder} is not a crystalgen sample directory")
     rows = []
-    with path.open() as handle:
-        for lineno, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}, line {lineno}: not valid JSON ({exc})") from None
+    for lineno, line in enumerate(complete_text(path).splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}, line {lineno}: not valid JSON ({exc})") from None
     return rows
