@@ -108,8 +108,11 @@ def _info(args: argparse.Namespace) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     from crystalgen.cli.errors import UserError
+    from crystalgen.cli.preflight import writable_folder
     from crystalgen.data.fetch import FetchError, fetch_dataset
 
+    if args.dest is not None:
+        writable_folder(args.dest, "--dest")
     try:
         fetched = fetch_dataset(args.dataset, args.dest, base_url=args.base_url, splits=args.split, force=args.force)
     except FetchError as exc:

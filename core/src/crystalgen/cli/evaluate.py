@@ -211,11 +211,13 @@ def run(args: argparse.Namespace) -> int:
     from crystalgen.runner.datasets import provenance
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from crystalgen.cli.preflight import writable_folder
     from crystalgen.data.user_files import set_max_file_mb
 
     check_task_options(args)
     _cov_cutoffs(args.cov_cutoffs)
     set_max_file_mb(args.max_file_mb)
+    writable_folder(args.out, "--out")
     progress = not args.no_progress
     structures, failures, ids = read_samples(args.samples, workers=args.workers, progress=progress)
     reference, dataset, notes = _load_split(args.reference, "reference", args.workers, progress)

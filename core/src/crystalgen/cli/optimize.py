@@ -24,10 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from crystalgen.cli.preflight import check_sampler_arguments
     from crystalgen.runner.console import setup_console
     from crystalgen.runner.tasks import run_task
 
     setup_console(args.verbose)
+    check_sampler_arguments(args)
     counts = run_task("optimize", args.ckpt, args.input, args.out, num_crystals=args.num_crystals,
                       batch_size=args.batch_size, sampler=args.sampler, steps=args.steps,
                       options=parse_options(args.option), seed=args.seed, device=args.device, precision=args.precision,

@@ -24,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from crystalgen.cli.preflight import writable_folder
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.distributed import select_device
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from crystalgen.runner.run_dir import RunDir
 
     setup_console(args.verbose)
+    writable_folder(args.run_dir or args.runs_root, "--run-dir" if args.run_dir else "--runs-root")
     cls = model_class(args.model)
     cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config,
                   overrides=shortcut_overrides(args))

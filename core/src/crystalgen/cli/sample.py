@@ -30,14 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from crystalgen.cli.preflight import check_sampler_arguments
     from crystalgen.runner.console import setup_console
     from crystalgen.runner.pipeline import sample
 
     setup_console(args.verbose)
-    if args.num_samples < 1:
-        raise ValueError(f"-n must be at least 1, got {args.num_samples}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_sampler_arguments(args)
     for number in args.spacegroup or []:
         if not 1 <= number <= 230:
             raise ValueError(f"--spacegroup {number}: space-group numbers run from 1 to 230")

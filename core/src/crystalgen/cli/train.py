@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from crystalgen.cli.preflight import writable_folder
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.models import model_class
@@ -38,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
         name, cfg, run_dir, ckpt = resume_config(args.resume, overrides)
         if name != args.model:
             raise ValueError(f"{args.resume} is a run of model {name!r}, not {args.model!r}")
+        writable_folder(run_dir.path, "--resume")
     else:
+        writable_folder(args.run_dir or args.runs_root, "--run-dir" if args.run_dir else "--runs-root")
         cls = model_class(args.model)
         cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config, overrides=overrides)
         run_dir, ckpt = shared_run_dir(args, cfg), None

@@ -56,8 +56,8 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu", averaged:
             model.load_state_dict(payload["ema"], strict=False)  # parameters and buffers only
     except RuntimeError as exc:
         raise CheckpointError(
-            f"checkpoint {path} does not fit model {name!r} as installed now (was it written by another version "
-            f"of its plugin?): {str(exc).splitlines()[0]}"
+            path, f"does not fit model {name!r} as installed now ({str(exc).splitlines()[0]})",
+            "was it written by another version of its plugin, or with a --model-option that changes the architecture?"
         ) from None
     model.to(device).eval()
     return TrainedModel(model, name, cfg, path, payload)
