@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from crystalgen.cli.stopping import Terminated
 from crystalgen.registry import UnknownComponentError
 from crystalgen.runner.errors import NoCrystalsGeneratedError
 
@@ -34,8 +35,11 @@ def run_reporting_errors(fn: Callable[[argparse.Namespace], int], args: argparse
         print("(set CRYSTALGEN_TRACEBACK=1 for the full traceback)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"crystalgen {args.verb}: interrupted", file=sys.stderr)
+        print(f"crystalgen {args.verb}: stopped by SIGINT; worker processes ended", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"crystalgen {args.verb}: stopped by SIGTERM; worker processes ended", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # the reader went away (`crystalgen list | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit flush cannot fail again
         return 141

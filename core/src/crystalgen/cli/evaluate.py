@@ -128,6 +128,18 @@ def _input_indices(samples: str, n: int) -> list[int]:
     return [int(r["input_index"]) for r in rows]
 
 
+def _partial_samples(samples: str) -> dict[str, str]:
+    """``{"samples_partial": note}`` when SAMPLES is a folder a verb did not finish writing (its PARTIAL marker)."""
+    from crystalgen.cli.stopping import PARTIAL
+
+    marker = Path(samples) / PARTIAL
+    if not marker.is_file():
+        return {}
+    note = marker.read_text(errors="replace").strip().splitlines()[0][:300]
+    print(f"warning: {samples} is marked partial: {note}", file=sys.stderr)
+    return {"samples_partial": note}
+
+
 def _json_or_empty(line: str) -> dict:
     """A samples.jsonl row, or {} for a line that is not JSON (read_samples reports it as unreadable)."""
     try:
@@ -212,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from crystalgen.cli.preflight import writable_folder
+    from crystalgen.cli.stopping import partial_outputs
     from crystalgen.data.user_files import set_max_file_mb
 
     check_task_options(args)
@@ -221,11 +234,12 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     structures, failures, ids = read_samples(args.samples, workers=args.workers, progress=progress)
     reference, dataset, notes = _load_split(args.reference, "reference", args.workers, progress)
-    annotations = provenance("reference", args.reference, notes)
+    annotations = provenance("reference", args.reference, notes) | _partial_samples(args.samples)
     reference_name = args.reference_name or dataset
-    if args.task == "generation":
-        _generation(args, structures, failures, ids, reference, reference_name, annotations, progress)
-    else:
-        _paired(args, structures, reference, reference_name, annotations, progress)
+    with partial_outputs(args.out, "evaluate"):
+        if args.task == "generation":
+            _generation(args, structures, failures, ids, reference, reference_name, annotations, progress)
+        else:
+            _paired(args, structures, reference, reference_name, annotations, progress)
     print(f"metrics written to {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'metrics.md'}")
     return 0

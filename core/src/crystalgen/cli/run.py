@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from crystalgen.cli.preflight import writable_folder
+    from crystalgen.cli.stopping import partial_outputs
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.distributed import select_device
@@ -41,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     run_dir = RunDir(Path(args.run_dir)) if args.run_dir else RunDir.create(args.runs_root, args.model, cfg.data.dataset)
     handler = attach_run_log(run_dir.log)
     try:
-        report = run_pipeline(args.model, cfg, run_dir, show_progress=not args.no_progress)
+        with partial_outputs(run_dir.path, "run", f"continue training with: crystalgen train {args.model} --resume "
+                                                  f"{run_dir.path}"):
+            report = run_pipeline(args.model, cfg, run_dir, show_progress=not args.no_progress)
     finally:
         detach(handler)
     print(f"report: {report}")

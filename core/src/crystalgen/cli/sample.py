@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crystalgen.cli.preflight import check_sampler_arguments
+    from crystalgen.cli.stopping import partial_outputs
     from crystalgen.runner.console import setup_console
     from crystalgen.runner.pipeline import sample
 
@@ -39,10 +40,11 @@ def run(args: argparse.Namespace) -> int:
     for number in args.spacegroup or []:
         if not 1 <= number <= 230:
             raise ValueError(f"--spacegroup {number}: space-group numbers run from 1 to 230")
-    counts = sample(args.ckpt, args.out, num_samples=args.num_samples, sampler=args.sampler, steps=args.steps,
-                    batch_size=args.batch_size, seed=args.seed, options=parse_options(args.option),
-                    spacegroup=args.spacegroup, composition=args.composition, device=args.device,
-                    precision=args.precision, expected_model=args.model, averaged=not args.no_ema,
-                    model_overrides=args.model_option, show_progress=not args.no_progress)
+    with partial_outputs(args.out, "sample"):
+        counts = sample(args.ckpt, args.out, num_samples=args.num_samples, sampler=args.sampler, steps=args.steps,
+                        batch_size=args.batch_size, seed=args.seed, options=parse_options(args.option),
+                        spacegroup=args.spacegroup, composition=args.composition, device=args.device,
+                        precision=args.precision, expected_model=args.model, averaged=not args.no_ema,
+                        model_overrides=args.model_option, show_progress=not args.no_progress)
     print(f"{counts['ok']} of {counts['requested']} crystals written to {args.out}")
     return 0

@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crystalgen.cli.preflight import writable_folder
+    from crystalgen.cli.stopping import partial_outputs
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.models import model_class
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     handler = attach_run_log(run_dir.log) if rank == 0 else None
     try:
-        progress = train(args.model, cfg, run_dir, resume=ckpt, show_progress=not args.no_progress)
+        with partial_outputs(run_dir.path, "train", f"continue with: crystalgen train {args.model} --resume {run_dir.path}"):
+            progress = train(args.model, cfg, run_dir, resume=ckpt, show_progress=not args.no_progress)
     finally:
         if handler is not None:
             detach(handler)
