@@ -16,7 +16,6 @@ from crystalgen.data.records import CrystalRecord, DataError, LoadedSplit, Skipp
 from crystalgen.data.user_files import RefusedFileError
 
 CRYSTAL_SUFFIXES = CIF_SUFFIXES + EXTXYZ_SUFFIXES
-_DISORDER_WORDS = ("disordered", "partial occupancy", "not a chemical element")
 
 
 #: Skip kinds of a file that is not read at all (crystalgen.data.user_files).
@@ -29,20 +28,13 @@ def crystal_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in CRYSTAL_SUFFIXES and not p.is_dir())
 
 
-def _kind(path: Path, reason: str) -> str:
-    if any(word in reason for word in _DISORDER_WORDS):
-        return "disordered structure"
-    return "malformed CIF" if path.suffix.lower() in CIF_SUFFIXES else "malformed extxyz frame"
-
-
 def _entries(path: Path, result: ReadResult) -> list[CrystalRecord | Skipped]:
     """Records and skipped entries of one file, in file order."""
     source = str(path)
     several = len(result.records) + len(result.errors) > 1
     entries: list[tuple[int, CrystalRecord | Skipped]] = []
     for error in result.errors:
-        kind = _kind(path, error.reason)
-        reason = one_line(error.reason if error.reason.startswith(kind) else f"{kind}: {error.reason}")
+        reason = one_line(error.reason)
         entries.append((error.index or 0, Skipped(source, error.index if several else None, path.stem, reason)))
     for rec in result.records:
         row = rec.index if several else None
@@ -54,7 +46,8 @@ def _entries(path: Path, result: ReadResult) -> list[CrystalRecord | Skipped]:
             properties = {k: float(v) for k, v in rec.info.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         bad = next((k for k, v in properties.items() if not math.isfinite(v)), None)
         if bad is not None:
-            entries.append((rec.index, Skipped(source, row, ident, f"NaN property: {bad} is {properties[bad]}")))
+            kind = "NaN property" if math.isnan(properties[bad]) else "infinite property"
+            entries.append((rec.index, Skipped(source, row, ident, f"{kind}: {bad} is {properties[bad]}")))
         else:
             entries.append((rec.index, CrystalRecord(ident, rec.structure, properties, source, row)))
     return [entry for _, entry in sorted(entries, key=lambda e: e[0])]

@@ -20,6 +20,8 @@ from pathlib import Path
 from pymatgen.core import Element, Structure
 
 from crystalgen.data import user_files
+from crystalgen.data.physical import IMPOSSIBLE_CELL, NON_FINITE, UNKNOWN_ELEMENT, cut
+from crystalgen.data.records import one_line
 from crystalgen.data.user_files import RefusedFileError
 from crystalgen.metrics.crystal_features import CompactCrystal, compact, rebuild
 from crystalgen.metrics.parallel import map_chunks
@@ -39,6 +41,10 @@ def _screen(structure: Structure) -> ParsedEntry:
     return compact(structure)
 
 
+#: Reason key (validity.REASONS) of each read-time kind of crystalgen.data (other kinds: ``unreadable``).
+_KIND_KEYS = {UNKNOWN_ELEMENT: "unknown_element", IMPOSSIBLE_CELL: "impossible_cell", NON_FINITE: "non_finite"}
+
+
 def _parse_cif(text: str) -> ParsedEntry:
     if not text.strip():
         return "empty_file: no CIF text"
@@ -47,7 +53,8 @@ def _parse_cif(text: str) -> ParsedEntry:
     try:
         structure = structure_from_cif(text, require_ordered=False)
     except CrystalReadError as exc:
-        return f"unreadable: CIF parse error: {exc.reason}".strip()
+        key = _KIND_KEYS.get(exc.kind)
+        return f"{key}: {exc.reason[len(exc.kind) + 2:]}" if key else f"unreadable: CIF parse error: {exc.reason}"
     return _screen(structure)
 
 
@@ -62,7 +69,7 @@ def _to_results(parsed: Sequence[ParsedEntry]) -> tuple[list[Structure | None], 
     for entry in parsed:
         if isinstance(entry, str):
             structures.append(None)
-            failures.append(entry)
+            failures.append(one_line(entry))
         else:
             structures.append(rebuild(entry))
             failures.append(None)
@@ -199,12 +206,19 @@ def _read_csv(path: Path, workers, progress):
     import pandas as pd
 
     with user_files.open_checked(path, newline="") as handle:
-        frame = pd.read_csv(handle)
+        try:
+            frame = pd.read_csv(handle)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{path}: the file is empty; expected a header with a 'cif' column and one row per "
+                             "crystal") from None
     if "cif" not in frame.columns:
-        raise ValueError(f"{path}: no 'cif' column (columns: {', '.join(map(str, frame.columns))})")
+        raise ValueError(f"{path}: no 'cif' column (columns: {cut(', '.join(map(str, frame.columns)), 200)})")
+    if frame.empty:
+        raise ValueError(f"{path}: the file has a header but no rows; expected one row per crystal")
+    # Rows count from 0 after the header, as everywhere in crystalgen (docs/data.md).
     ids = [str(x) for x in frame["material_id"]] if "material_id" in frame.columns else [str(i) for i in range(len(frame))]
     texts = [c if isinstance(c, str) and c.strip() else None for c in frame["cif"]]
-    failures = [None if t is not None else f"empty_file: {path} row {i + 2} has no CIF" for i, t in enumerate(texts)]
+    failures = [None if t is not None else f"empty_file: {path} row {i} has no CIF" for i, t in enumerate(texts)]
     structures, failures = _parse_cifs(texts, failures, workers, progress)
     return structures, failures, ids
 

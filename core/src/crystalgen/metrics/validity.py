@@ -31,6 +31,7 @@ REASONS: dict[str, str] = {
     "no_atoms": "the structure has no sites",
     "unknown_element": "a site holds something that is not a chemical element",
     "disordered": "a site is disordered or partially occupied",
+    "impossible_cell": "cell parameters no cell can have (a length <= 0, an angle outside (0, 180), no valid metric)",
     "non_finite": "NaN or infinity in the lattice or the coordinates",
     "small_volume": f"cell volume below {MIN_VOLUME} A^3",
     "overlapping_atoms": f"two sites closer than {MIN_DISTANCE} A",
