@@ -46,6 +46,20 @@ def run_dir(tmp_path_factory) -> Path:
     return run
 
 
+def test_every_cif_of_a_run_reads_back_with_pymatgen(run_dir):
+    from pymatgen.core import Structure
+
+    decoded = [r for r in rows(run_dir / "samples") if r["ok"]]
+    assert decoded
+    for row in decoded:
+        if row["cif"]:
+            assert len(Structure.from_file(run_dir / "samples" / row["cif"])) == row["num_atoms"]
+        else:
+            assert row["cif_omitted"]  # kept in samples.extxyz only
+    assert sorted(p.name for p in (run_dir / "samples" / "cif").iterdir()) == sorted(
+        Path(r["cif"]).name for r in decoded if r["cif"])
+
+
 def rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
 

@@ -97,9 +97,19 @@ def _read_text(path: Path) -> tuple[str | None, str | None]:
     return (text, None) if text.strip() else (None, f"empty_file: {path} is empty")
 
 
+def _extxyz_frame_texts(root: Path) -> list[str | None]:
+    """The frame texts of a sample directory's samples.extxyz (one per decoded crystal, in order)."""
+    text, _ = _read_text(root / "samples.extxyz")
+    return [frame for _, frame, _ in _extxyz_frames(text or "")]
+
+
 def _read_sample_dir(root: Path, workers, progress):
+    """A sample directory: each decoded crystal from its CIF, or from samples.extxyz when its CIF was omitted
+    because it would not read back (cif_omitted, runner.sample_dir)."""
     index_file = root / "samples.jsonl"
     texts, failures, ids = [], [], []
+    from_extxyz: dict[int, int] = {}  # entry position -> frame position
+    decoded = 0
     for line_no, line in enumerate(user_files.read_text(index_file).splitlines(), start=1):
         if not line.strip():
             continue
@@ -112,6 +122,13 @@ def _read_sample_dir(root: Path, workers, progress):
             ids.append(f"line{line_no}")
             continue
         ids.append(str(index))
+        if entry.get("ok", False) and not entry.get("cif") and entry.get("cif_omitted"):
+            from_extxyz[len(texts)] = decoded
+            decoded += 1
+            texts.append(None)
+            failures.append("unreadable: samples.extxyz has no frame for it")
+            continue
+        decoded += bool(entry.get("ok", False))
         if not entry.get("ok", False) or not entry.get("cif"):
             texts.append(None)
             failures.append(f"decode_failed: {entry.get('reason') or 'no reason given'}")
@@ -120,6 +137,12 @@ def _read_sample_dir(root: Path, workers, progress):
         texts.append(text)
         failures.append(failure)
     structures, failures = _parse_cifs(texts, failures, workers, progress)
+    if from_extxyz:
+        frames = _extxyz_frame_texts(root)
+        for position, frame in from_extxyz.items():
+            if frame_text := (frames[frame] if frame < len(frames) else None):
+                entry = _parse_extxyz_frame(frame_text)
+                structures[position], failures[position] = (None, entry) if isinstance(entry, str) else (rebuild(entry), None)
     return structures, failures, ids
 
 
