@@ -91,5 +91,10 @@ def check_structure(structure: Structure) -> None:
     bad = np.flatnonzero(~np.isfinite(frac).all(axis=1))
     if bad.size:
         raise PhysicalProblem(NON_FINITE, f"site {int(bad[0])} has coordinates {frac[bad[0]].tolist()}")
-    if not abs(np.linalg.det(lattice)) > 0:
+    with np.errstate(over="ignore", invalid="ignore"):
+        gram, volume = lattice @ lattice.T, abs(np.linalg.det(lattice))
+    if not (np.isfinite(gram).all() and np.isfinite(volume)):
+        raise PhysicalProblem(NON_FINITE, f"cell lengths {np.linalg.norm(lattice, axis=1).tolist()} A overflow "
+                                          "floating point (distances cannot be computed)")
+    if not volume > 0:
         raise PhysicalProblem(IMPOSSIBLE_CELL, "the cell has zero volume")

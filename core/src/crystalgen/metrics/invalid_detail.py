@@ -19,8 +19,10 @@ def _non_finite(structure: Structure) -> str:
     if not np.isfinite(lattice).all():
         return f"lattice {np.round(lattice, 4).tolist()} contains NaN or infinity"
     frac = np.asarray(structure.frac_coords, dtype=float).reshape(-1, 3)
-    site = int(np.flatnonzero(~np.isfinite(frac).all(axis=1))[0])
-    return f"site {site} has coordinates {frac[site].tolist()}"
+    bad = np.flatnonzero(~np.isfinite(frac).all(axis=1))
+    if bad.size:
+        return f"site {int(bad[0])} has coordinates {frac[bad[0]].tolist()}"
+    return f"cell lengths {np.linalg.norm(lattice, axis=1).tolist()} A overflow floating point"
 
 
 def _closest_pair(structure: Structure) -> str:

@@ -20,7 +20,14 @@ from pathlib import Path
 from pymatgen.core import Element, Structure
 
 from crystalgen.data import user_files
-from crystalgen.data.physical import IMPOSSIBLE_CELL, NON_FINITE, UNKNOWN_ELEMENT, cut
+from crystalgen.data.physical import (
+    IMPOSSIBLE_CELL,
+    NON_FINITE,
+    UNKNOWN_ELEMENT,
+    PhysicalProblem,
+    check_structure,
+    cut,
+)
 from crystalgen.data.records import one_line
 from crystalgen.data.user_files import RefusedFileError
 from crystalgen.metrics.crystal_features import CompactCrystal, compact, rebuild
@@ -30,6 +37,10 @@ ParsedEntry = CompactCrystal | str  # a crystal, or a failure string
 
 
 def _screen(structure: Structure) -> ParsedEntry:
+    try:
+        check_structure(structure)
+    except PhysicalProblem as exc:
+        return f"{_KIND_KEYS[exc.kind]}: {exc.detail}"
     for i, site in enumerate(structure):
         if len(site.species) != 1 or abs(next(iter(site.species.values())) - 1.0) > 1e-6:
             return f"disordered: site {i} holds {site.species.formula}"

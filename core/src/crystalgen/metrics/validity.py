@@ -79,7 +79,9 @@ def structure_problem(structure: Structure) -> str | None:
         return "no_atoms"
     lattice = np.asarray(structure.lattice.matrix, dtype=float)
     frac = np.asarray(structure.frac_coords, dtype=float)
-    if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
+    with np.errstate(over="ignore", invalid="ignore"):
+        gram = lattice @ lattice.T  # distances need squared lengths: beyond ~1e154 A they overflow
+    if not (np.isfinite(lattice).all() and np.isfinite(frac).all() and np.isfinite(gram).all()):
         return "non_finite"
     if abs(np.linalg.det(lattice)) < MIN_VOLUME:
         return "small_volume"
