@@ -93,7 +93,7 @@ def test_extxyz_frames_with_a_nan_lattice(tmp_path):
     structures, failures, ids = read_samples(path, workers=1, progress=False)
     assert len(structures) == 3
     assert structures[0].composition.reduced_formula == "NaCl"
-    assert failures[1] is None and not np.isfinite(structures[1].lattice.matrix).all()
+    assert failures[1] == "non_finite: the lattice contains NaN or infinity" and structures[1] is None  # at read time
     assert structures[2] is None and "truncated" in failures[2]
 
 
