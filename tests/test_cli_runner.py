@@ -48,6 +48,20 @@ def run_dir(tmp_path_factory) -> Path:
     return run
 
 
+def test_every_cif_of_a_run_reads_back_with_pymatgen(run_dir):
+    from pymatgen.core import Structure
+
+    decoded = [r for r in rows(run_dir / "samples") if r["ok"]]
+    assert decoded
+    for row in decoded:
+        if row["cif"]:
+            assert len(Structure.from_file(run_dir / "samples" / row["cif"])) == row["num_atoms"]
+        else:
+            assert row["cif_omitted"]  # kept in samples.extxyz only
+    assert sorted(p.name for p in (run_dir / "samples" / "cif").iterdir()) == sorted(
+        Path(r["cif"]).name for r in decoded if r["cif"])
+
+
 def rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
 
@@ -218,7 +232,25 @@ def test_truncated_checkpoint_gives_an_error_naming_the_file(run_dir, tmp_path, 
     code = main(["sample", "toy", "--ckpt", str(broken), "-n", "2", "--out", str(tmp_path / "x"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2
-    assert str(broken) in err and "truncated or corrupt" in err
+    assert f"checkpoint {broken}: truncated (" in err.splitlines()[0]
+
+
+def test_checkpoint_with_overwritten_bytes_is_refused_before_sampling(run_dir, tmp_path, capsys):
+    damaged = tmp_path / "damaged.ckpt"
+    data = bytearray((run_dir / "checkpoints/last.ckpt").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = bytes(range(256)) * 16
+    damaged.write_bytes(bytes(data))
+    code = main(["sample", "toy", "--ckpt", str(damaged), "-n", "2", "--out", str(tmp_path / "x"), "--no-progress"])
+    first, *_ = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert first == (f"crystalgen sample: error: checkpoint {damaged}: corrupt (content digest mismatch: the file "
+                     "changed after it was written); use another checkpoint of the run (checkpoints/last.ckpt or "
+                     "best.ckpt) or train again")
+    assert not (tmp_path / "x").exists()
+    code = main(["sample", "other", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "-n", "2", "--out",
+                 str(tmp_path / "y"), "--no-progress"])
+    assert code == 2 and "other model (holds 'toy', not 'other')" in capsys.readouterr().err
 
 
 def test_unknown_config_key_suggests_the_right_one(tmp_path, capsys):

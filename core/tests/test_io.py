@@ -91,7 +91,7 @@ def test_multi_block_cif_keeps_good_blocks_and_reports_each_bad_one(tmp_path):
     result = read_cif(path)
     assert [(r.index, r.info["name"]) for r in result.records] == [(0, "first"), (4, "last")]
     assert [e.index for e in result.errors] == [1, 2, 3]
-    assert "data block 'broken': malformed CIF: missing field" in result.errors[0].reason
+    assert "malformed CIF: data block 'broken': missing field" in result.errors[0].reason
     assert "partial occupancy 0.5 of Fe" in result.errors[1].reason
     assert "disordered" in result.errors[2].reason
     assert str(result.errors[1]).startswith(f"{path} [entry 2]: ")
@@ -117,7 +117,7 @@ def test_write_cif_names_and_single_structure(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "x.csv row 3: empty CIF text"),
+        ("", "x.csv row 3: malformed CIF: empty CIF text"),
         ("   \n\n", "empty CIF text"),
         ("this is not a CIF", "found no data block"),
         ("data_a\n_cell_length_a 3\n", "malformed CIF: missing field"),
@@ -134,17 +134,17 @@ def test_structure_from_cif_rejects_multi_block_text_and_disorder():
     with pytest.raises(CrystalReadError, match="found 2 data blocks"):
         structure_from_cif(two)
     disordered = structure_to_cif(Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]]))
-    with pytest.raises(CrystalReadError, match=r"<string>: site 0 is disordered"):
+    with pytest.raises(CrystalReadError, match=r"<string>: disordered structure: site 0 is disordered"):
         structure_from_cif(disordered)
     assert not structure_from_cif(disordered, require_ordered=False).is_ordered
 
 
 def test_empty_files_give_file_level_errors(tmp_path):
-    for suffix in (".cif", ".extxyz"):
+    for suffix, kind in ((".cif", "malformed CIF"), (".extxyz", "malformed extxyz frame")):
         path = tmp_path / f"empty{suffix}"
         path.write_text("\n")
         result = read_crystals(path)
-        assert result.records == [] and [(e.index, e.reason) for e in result.errors] == [(None, "file is empty")]
+        assert result.records == [] and [(e.index, e.reason) for e in result.errors] == [(None, f"{kind}: file is empty")]
     (tmp_path / "no_block.cif").write_text("# only a comment\n")
     assert "no CIF data block" in read_cif(tmp_path / "no_block.cif").errors[0].reason
     with pytest.raises(ValueError, match="unknown crystal file type '.pdb'"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from fractions import Fraction
 
@@ -9,7 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from crystalgen.runner.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from crystalgen.runner.checkpoint import (
+    MAGIC,
+    VERSION,
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    temporary_files,
+)
 
 
 def payload() -> dict:
@@ -41,33 +51,85 @@ def test_overwrite_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
-def test_truncated_checkpoint_names_the_file(tmp_path):
+def one_line_error(path, **kwargs) -> str:
+    """The CheckpointError message of loading ``path``, checked to be one line without torch's unsafe advice."""
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path, **kwargs)
+    message = str(caught.value)
+    assert "\n" not in message and "weights_only" not in message and message.startswith(f"checkpoint {path}: ")
+    return message
+
+
+def test_truncated_checkpoint_names_the_file_and_the_cause(tmp_path):
     path = save_checkpoint(payload(), tmp_path / "last.ckpt")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
-    with pytest.raises(CheckpointError, match=rf"checkpoint {path} cannot be read \(truncated or corrupt"):
-        load_checkpoint(path)
+    assert "truncated (" in one_line_error(path)
+    path.write_bytes(data[:20])
+    assert "truncated (20 bytes" in one_line_error(path)
+
+
+def test_bytes_overwritten_in_the_middle_fail_the_digest_before_any_tensor_is_read(tmp_path):
+    path = save_checkpoint({**payload(), "model": {"w": torch.zeros(4000)}}, tmp_path / "last.ckpt")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = np.random.default_rng(0).bytes(4096)
+    path.write_bytes(bytes(data))
+    assert "corrupt (content digest mismatch" in one_line_error(path)
+    path.write_bytes(bytes(data) + b"x")  # a longer file than declared is damaged as well
+    assert "corrupt (" in one_line_error(path)
 
 
 def test_random_bytes_and_missing_files_are_clear_errors(tmp_path):
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(np.random.default_rng(0).bytes(1000))
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        load_checkpoint(junk)
-    with pytest.raises(CheckpointError, match="does not exist"):
-        load_checkpoint(tmp_path / "nope.ckpt")
+    assert "corrupt or not a checkpoint" in one_line_error(junk)
+    assert "does not exist" in one_line_error(tmp_path / "nope.ckpt")
+    assert "not a regular file" in one_line_error(tmp_path)
 
 
 def test_foreign_files_are_refused_without_running_their_pickles(tmp_path):
     plain = tmp_path / "plain.pt"
     torch.save({"state_dict": {}}, plain)
-    with pytest.raises(CheckpointError, match="not a crystalgen checkpoint"):
-        load_checkpoint(plain)
+    assert "foreign file" in one_line_error(plain)
 
     hostile = tmp_path / "hostile.pt"  # any class is a global whose unpickling could run code
     torch.save({"format": "crystalgen-checkpoint", "obj": Fraction(1, 3)}, hostile)
-    with pytest.raises(CheckpointError, match="not loaded for safety"):
-        load_checkpoint(hostile)
+    assert "foreign code (holds fractions.Fraction" in one_line_error(hostile)
+
+    sealed = save_checkpoint({**payload(), "obj": Fraction(1, 3)}, tmp_path / "sealed.ckpt")  # a valid digest
+    assert "foreign code (holds fractions.Fraction" in one_line_error(sealed)
+
+
+def test_newer_format_and_other_model_are_named(tmp_path):
+    path = save_checkpoint(payload(), tmp_path / "last.ckpt")
+    data = bytearray(path.read_bytes())
+    data[len(MAGIC):len(MAGIC) + 2] = (VERSION + 1).to_bytes(2, "little")
+    newer = tmp_path / "newer.ckpt"
+    newer.write_bytes(bytes(data))
+    assert f"newer format (checkpoint format {VERSION + 1}" in one_line_error(newer)
+    assert "other model (holds 'm', not 'symmcd')" in one_line_error(path, expected_model="symmcd")
+    assert load_checkpoint(path, expected_model="m")["model_name"] == "m"
+
+
+def test_version_1_files_load_with_a_warning_that_nothing_was_verified(tmp_path, caplog):
+    legacy = tmp_path / "v1.ckpt"
+    torch.save({"format": "crystalgen-checkpoint", "version": 1, **payload()}, legacy)
+    with caplog.at_level(logging.WARNING, logger="crystalgen.checkpoint"):
+        assert load_checkpoint(legacy)["model_name"] == "m"
+    assert "no content digest" in caplog.text
+
+
+def test_temporary_files_of_interrupted_writes_are_ignored_and_cleaned_at_the_next_write(tmp_path):
+    path = save_checkpoint(payload(), tmp_path / "last.ckpt")
+    stale = tmp_path / ".last.ckpt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".best.ckpt.abc123.tmp"  # another checkpoint's write, cleaned at its own next write
+    other.write_bytes(b"x")
+    assert temporary_files(path) == [stale]
+    assert load_checkpoint(path)["model_name"] == "m"
+    save_checkpoint(payload(), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.ckpt.abc123.tmp", "last.ckpt"]
 
 
 def test_rng_states_survive_a_checkpoint_and_replay_the_same_draws(tmp_path):

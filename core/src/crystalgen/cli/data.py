@@ -18,6 +18,7 @@ import argparse
 import time
 
 SPLIT_NAMES = ("train", "val", "test")
+MAX_FILE_HELP = "size limit per input file in megabytes (default 512, or $CRYSTALGEN_MAX_FILE_MB)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     info.add_argument("--no-symmetry", action="store_true", help="skip the space-group count (spglib, ~1 ms per crystal)")
     info.add_argument("--symprec", type=float, default=0.1, help="spglib tolerance in Angstrom (default 0.1)")
     info.add_argument("--workers", type=int, default=None, help="processes parsing CIFs (default min(usable cores, 8))")
+    info.add_argument("--max-file-mb", type=float, metavar="MB", help=MAX_FILE_HELP)
     add_resource_arguments(info)
 
     fetch = sub.add_parser("fetch", help="download a benchmark's official CSVs (verified)")
@@ -54,10 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prepare.add_argument("--max-rows", type=int, default=None, help="only the first N rows of each split")
     prepare.add_argument("--cache-dir", default=None, help="cache folder (default $CRYSTALGEN_CACHE or ~/.cache/crystalgen)")
     prepare.add_argument("--strict", action="store_true", help="stop at the first crystal that cannot be used")
+    prepare.add_argument("--max-file-mb", type=float, metavar="MB", help=MAX_FILE_HELP)
     add_resource_arguments(prepare)
 
 
 def run(args: argparse.Namespace) -> int:
+    from crystalgen.data.user_files import set_max_file_mb
+
+    set_max_file_mb(getattr(args, "max_file_mb", None))
     return {"list": _list, "info": _info, "fetch": _fetch, "prepare": _prepare}[args.data_command](args)
 
 
@@ -108,8 +114,11 @@ def _info(args: argparse.Namespace) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     from crystalgen.cli.errors import UserError
+    from crystalgen.cli.preflight import writable_folder
     from crystalgen.data.fetch import FetchError, fetch_dataset
 
+    if args.dest is not None:
+        writable_folder(args.dest, "--dest")
     try:
         fetched = fetch_dataset(args.dataset, args.dest, base_url=args.base_url, splits=args.split, force=args.force)
     except FetchError as exc:

@@ -1,4 +1,7 @@
-"""Turn expected user errors into one clear line and exit code 2; let programming errors show a traceback."""
+"""Turn expected user errors into one clear line and exit code 2; let programming errors show a traceback.
+
+File-system errors (a full disk, a read-only folder, a path that is a file) are expected too: they are reported
+as ``<path>: <cause>`` in one line, not as a traceback."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from crystalgen.cli.stopping import Terminated
 from crystalgen.registry import UnknownComponentError
 from crystalgen.runner.errors import NoCrystalsGeneratedError
 
@@ -31,8 +35,21 @@ def run_reporting_errors(fn: Callable[[argparse.Namespace], int], args: argparse
         print("(set CRYSTALGEN_TRACEBACK=1 for the full traceback)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"crystalgen {args.verb}: interrupted", file=sys.stderr)
+        print(f"crystalgen {args.verb}: stopped by SIGINT; worker processes ended", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"crystalgen {args.verb}: stopped by SIGTERM; worker processes ended", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # the reader went away (`crystalgen list | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit flush cannot fail again
         return 141
+    except OSError as exc:
+        print(f"crystalgen {args.verb}: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def os_error_line(exc: OSError) -> str:
+    """``<path>: <cause>`` of a file-system error (both paths of a failed rename), in one line."""
+    cause = exc.strerror or str(exc).splitlines()[0]
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {cause}" if paths else cause

@@ -70,6 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="d_sg exactly as SymmCD's script (229 bins, reference at symprec 0.01, the 1000-crystal draw)")
     p.add_argument("--percentiles", metavar="P5,P10,P15", help="SR thresholds (default: CDVAE's for the dataset)")
     p.add_argument("--workers", type=int, help="worker processes (default: the cores this process may use)")
+    p.add_argument("--max-file-mb", type=float, metavar="MB",
+                   help="size limit per input file in megabytes (default 512, or $CRYSTALGEN_MAX_FILE_MB)")
     add_resource_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
@@ -123,10 +125,33 @@ def _input_indices(samples: str, n: int) -> list[int]:
     path = Path(samples) / "samples.jsonl"
     if not path.is_file():
         return list(range(n))
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from crystalgen.data.user_files import read_text
+
+    rows = [_json_or_empty(line) for line in read_text(path).splitlines() if line.strip()]
     if len(rows) != n or any("input_index" not in r for r in rows):
         return list(range(n))
     return [int(r["input_index"]) for r in rows]
+
+
+def _partial_samples(samples: str) -> dict[str, str]:
+    """``{"samples_partial": note}`` when SAMPLES is a folder a verb did not finish writing (its PARTIAL marker)."""
+    from crystalgen.cli.stopping import PARTIAL
+
+    marker = Path(samples) / PARTIAL
+    if not marker.is_file():
+        return {}
+    note = marker.read_text(errors="replace").strip().splitlines()[0][:300]
+    print(f"warning: {samples} is marked partial: {note}", file=sys.stderr)
+    return {"samples_partial": note}
+
+
+def _json_or_empty(line: str) -> dict:
+    """A samples.jsonl row, or {} for a line that is not JSON (read_samples reports it as unreadable)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return {}
+    return row if isinstance(row, dict) else {}
 
 
 def _cov_cutoffs(text: str):
@@ -206,17 +231,24 @@ def run(args: argparse.Namespace) -> int:
     from crystalgen.runner.datasets import provenance
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from crystalgen.cli.preflight import writable_folder
+    from crystalgen.cli.stopping import partial_outputs
+    from crystalgen.data.user_files import set_max_file_mb
+
     check_task_options(args)
     _cov_cutoffs(args.cov_cutoffs)
+    set_max_file_mb(args.max_file_mb)
+    writable_folder(args.out, "--out")
     resources = apply_resources(args)
     progress = not args.no_progress
     structures, failures, ids = read_samples(args.samples, workers=args.workers, progress=progress)
     reference, dataset, notes = _load_split(args.reference, "reference", args.workers, progress)
-    annotations = provenance("reference", args.reference, notes) | flat_record(resources)
+    annotations = provenance("reference", args.reference, notes) | _partial_samples(args.samples) | flat_record(resources)
     reference_name = args.reference_name or dataset
-    if args.task == "generation":
-        _generation(args, structures, failures, ids, reference, reference_name, annotations, progress)
-    else:
-        _paired(args, structures, reference, reference_name, annotations, progress)
+    with partial_outputs(args.out, "evaluate"):
+        if args.task == "generation":
+            _generation(args, structures, failures, ids, reference, reference_name, annotations, progress)
+        else:
+            _paired(args, structures, reference, reference_name, annotations, progress)
     print(f"metrics written to {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'metrics.md'}")
     return 0

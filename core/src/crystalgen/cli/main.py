@@ -64,10 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from crystalgen.cli.errors import run_reporting_errors
+    from crystalgen.cli.stopping import stop_cleanly
     from crystalgen.runner.allocator import keep_freed_memory
 
     keep_freed_memory()
-    return run_reporting_errors(modules[args.verb].run, args)
+    with stop_cleanly():
+        return run_reporting_errors(modules[args.verb].run, args)
 
 
 if __name__ == "__main__":

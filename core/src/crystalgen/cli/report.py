@@ -25,11 +25,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from crystalgen.cli.preflight import writable_folder
     from crystalgen.runner.console import setup_console
     from crystalgen.runner.datasets import reference_statistics
     from crystalgen.runner.report import write_report
 
     setup_console(args.verbose)
+    if Path(args.run_dir).is_dir():  # a missing one is refused by write_report, naming it
+        writable_folder(args.run_dir, "RUN_DIR")
     reference = reference_statistics(args.reference, args.max_reference) if args.reference else None
     from crystalgen.cli.run import report_state
 

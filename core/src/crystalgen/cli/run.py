@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from crystalgen.cli.preflight import writable_folder
+    from crystalgen.cli.stopping import partial_outputs
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.distributed import select_device
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from crystalgen.runner.run_dir import RunDir
 
     setup_console(args.verbose)
+    writable_folder(args.run_dir or args.runs_root, "--run-dir" if args.run_dir else "--runs-root")
     cls = model_class(args.model)
     cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config,
                   overrides=shortcut_overrides(args))
@@ -42,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     handler = attach_run_log(run_dir.log)
     try:
         resources = apply_resources(args, cfg)  # after the run log is attached, so that its warning is in run.log
-        report = run_pipeline(args.model, cfg, run_dir, show_progress=not args.no_progress, resources=resources)
+        with partial_outputs(run_dir.path, "run", f"continue training with: crystalgen train {args.model} --resume "
+                                                  f"{run_dir.path}"):
+            report = run_pipeline(args.model, cfg, run_dir, show_progress=not args.no_progress,
+                                  resources=resources)
     finally:
         detach(handler)
     print(f"report: {report}")

@@ -30,23 +30,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from crystalgen.cli.preflight import check_sampler_arguments
+    from crystalgen.cli.stopping import partial_outputs
     from crystalgen.runner.console import setup_console
     from crystalgen.runner.pipeline import sample
 
     setup_console(args.verbose)
-    if args.num_samples < 1:
-        raise ValueError(f"-n must be at least 1, got {args.num_samples}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_sampler_arguments(args)
     for number in args.spacegroup or []:
         if not 1 <= number <= 230:
             raise ValueError(f"--spacegroup {number}: space-group numbers run from 1 to 230")
     resources = apply_resources(args)
-    counts = sample(args.ckpt, args.out, num_samples=args.num_samples, sampler=args.sampler, steps=args.steps,
-                    batch_size=args.batch_size, seed=args.seed, options=parse_options(args.option),
-                    spacegroup=args.spacegroup, composition=args.composition, device=args.device,
-                    precision=args.precision, expected_model=args.model, averaged=not args.no_ema,
-                    model_overrides=args.model_option, show_progress=not args.no_progress,
-                    resources=resources)
+    with partial_outputs(args.out, "sample"):
+        counts = sample(args.ckpt, args.out, num_samples=args.num_samples, sampler=args.sampler, steps=args.steps,
+                        batch_size=args.batch_size, seed=args.seed, options=parse_options(args.option),
+                        spacegroup=args.spacegroup, composition=args.composition, device=args.device,
+                        precision=args.precision, expected_model=args.model, averaged=not args.no_ema,
+                        model_overrides=args.model_option, show_progress=not args.no_progress,
+                        resources=resources)
     print(f"{counts['ok']} of {counts['requested']} crystals written to {args.out}")
     return 0

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from crystalgen.cli.preflight import writable_folder
+    from crystalgen.cli.stopping import partial_outputs
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.models import model_class
@@ -45,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
         name, cfg, run_dir, ckpt = resume_config(args.resume, overrides, more_minutes=args.more_minutes)
         if name != args.model:
             raise ValueError(f"{args.resume} is a run of model {name!r}, not {args.model!r}")
+        writable_folder(run_dir.path, "--resume")
     else:
+        writable_folder(args.run_dir or args.runs_root, "--run-dir" if args.run_dir else "--runs-root")
         cls = model_class(args.model)
         cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config, overrides=overrides)
         run_dir, ckpt = shared_run_dir(args, cfg), None
@@ -53,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     handler = attach_run_log(run_dir.log) if rank == 0 else None
     try:
         resources = apply_resources(args, cfg)  # after the run log is attached, so that its warning is in run.log
-        progress = train(args.model, cfg, run_dir, resume=ckpt, show_progress=not args.no_progress, resources=resources)
+        with partial_outputs(run_dir.path, "train", f"continue with: crystalgen train {args.model} --resume {run_dir.path}"):
+            progress = train(args.model, cfg, run_dir, resume=ckpt, show_progress=not args.no_progress,
+                             resources=resources)
     finally:
         if handler is not None:
             detach(handler)

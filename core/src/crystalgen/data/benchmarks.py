@@ -77,8 +77,10 @@ def data_root_origin() -> str:
 
 def git_blob_id(path: Path) -> str:
     """Git's object id of a file's content (what ``git hash-object`` prints)."""
-    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as fh:
+    from crystalgen.data.user_files import open_checked
+
+    with open_checked(path, text=False) as fh:
+        h = hashlib.sha1(f"blob {os.fstat(fh.fileno()).st_size}\0".encode())
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

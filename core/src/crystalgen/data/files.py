@@ -13,20 +13,19 @@ from pathlib import Path
 
 from crystalgen.data.io import CIF_SUFFIXES, EXTXYZ_SUFFIXES, ReadResult, read_crystals
 from crystalgen.data.records import CrystalRecord, DataError, LoadedSplit, Skipped, one_line
+from crystalgen.data.user_files import RefusedFileError
 
 CRYSTAL_SUFFIXES = CIF_SUFFIXES + EXTXYZ_SUFFIXES
-_DISORDER_WORDS = ("disordered", "partial occupancy", "not a chemical element")
+
+
+#: Skip kinds of a file that is not read at all (crystalgen.data.user_files).
+REFUSED_KINDS = {"not_regular_file": "not a regular file", "too_large": "file too large"}
 
 
 def crystal_files(folder: Path) -> list[Path]:
-    """The CIF / extxyz files directly inside ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CRYSTAL_SUFFIXES)
-
-
-def _kind(path: Path, reason: str) -> str:
-    if any(word in reason for word in _DISORDER_WORDS):
-        return "disordered structure"
-    return "malformed CIF" if path.suffix.lower() in CIF_SUFFIXES else "malformed extxyz frame"
+    """The entries named ``*.cif`` / ``*.extxyz`` / ``*.xyz`` directly inside ``folder`` (sub-folders aside), sorted by
+    name. FIFOs, devices and links to them are listed too, so that loading reports them instead of hiding them."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in CRYSTAL_SUFFIXES and not p.is_dir())
 
 
 def _entries(path: Path, result: ReadResult) -> list[CrystalRecord | Skipped]:
@@ -35,8 +34,7 @@ def _entries(path: Path, result: ReadResult) -> list[CrystalRecord | Skipped]:
     several = len(result.records) + len(result.errors) > 1
     entries: list[tuple[int, CrystalRecord | Skipped]] = []
     for error in result.errors:
-        kind = _kind(path, error.reason)
-        reason = one_line(error.reason if error.reason.startswith(kind) else f"{kind}: {error.reason}")
+        reason = one_line(error.reason)
         entries.append((error.index or 0, Skipped(source, error.index if several else None, path.stem, reason)))
     for rec in result.records:
         row = rec.index if several else None
@@ -48,7 +46,8 @@ def _entries(path: Path, result: ReadResult) -> list[CrystalRecord | Skipped]:
             properties = {k: float(v) for k, v in rec.info.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         bad = next((k for k, v in properties.items() if not math.isfinite(v)), None)
         if bad is not None:
-            entries.append((rec.index, Skipped(source, row, ident, f"NaN property: {bad} is {properties[bad]}")))
+            kind = "NaN property" if math.isnan(properties[bad]) else "infinite property"
+            entries.append((rec.index, Skipped(source, row, ident, f"{kind}: {bad} is {properties[bad]}")))
         else:
             entries.append((rec.index, CrystalRecord(ident, rec.structure, properties, source, row)))
     return [entry for _, entry in sorted(entries, key=lambda e: e[0])]
@@ -62,7 +61,12 @@ def load_files(paths: Sequence[Path], *, name: str, split: str, description: str
     for path in paths:
         if max_rows is not None and len(entries) >= max_rows:
             break
-        entries += _entries(path, read_crystals(path))
+        try:
+            result = read_crystals(path)
+        except RefusedFileError as exc:
+            entries.append(Skipped(str(path), None, path.stem, f"{REFUSED_KINDS[exc.kind]}: {exc.cause}"))
+            continue
+        entries += _entries(path, result)
     entries = entries[:max_rows]
     records = [e for e in entries if isinstance(e, CrystalRecord)]
     skipped = [e for e in entries if isinstance(e, Skipped)]

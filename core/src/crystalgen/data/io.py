@@ -31,6 +31,15 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifFile, CifParser, CifWriter, str2float
 
 from crystalgen.data.crystal import InvalidCrystalError, check_ordered
+from crystalgen.data.physical import (
+    UNKNOWN_ELEMENT,
+    PhysicalProblem,
+    check_cell_parameters,
+    check_structure,
+    check_symbols,
+    cut,
+)
+from crystalgen.data.user_files import read_text
 
 CIF_SUFFIXES = (".cif",)
 EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
@@ -38,25 +47,54 @@ EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
 DEFAULT_FRAC_TOLERANCE = 1e-4
 
 
-class CrystalReadError(ValueError):
-    """An entry of a crystal file (or a CIF string) that could not be turned into a usable Structure."""
+MALFORMED_CIF = "malformed CIF"
+MALFORMED_EXTXYZ = "malformed extxyz frame"
+DISORDERED = "disordered structure"
 
-    def __init__(self, source: str, reason: str, index: int | None = None):
-        self.source, self.reason, self.index = source, reason, index
+
+class CrystalReadError(ValueError):
+    """An entry of a crystal file (or a CIF string) that could not be turned into a usable Structure; ``kind``
+    names the reason (docs/data.md lists them), ``reason`` is ``"<kind>: <detail>"``."""
+
+    def __init__(self, source: str, reason: str, index: int | None = None, kind: str = MALFORMED_CIF):
+        self.kind = kind
+        self.reason = reason if reason.startswith(f"{kind}:") else f"{kind}: {reason}"
+        self.source, self.index = source, index
         where = source if index is None else f"{source} [entry {index}]"
-        super().__init__(f"{where}: {reason}")
+        super().__init__(f"{where}: {self.reason}")
+
+
+def ordering_kind(exc: InvalidCrystalError) -> str:
+    """The reason kind of check_ordered's refusal: a symbol that is no element, or disorder."""
+    return UNKNOWN_ELEMENT if "not a chemical element" in str(exc) else DISORDERED
+
+
+def _check_physical(block: dict | None, structure: Structure | None, source: str, index: int | None) -> None:
+    """Read-time checks of crystalgen.data.physical on a CIF block's values as written and on the parsed structure."""
+    try:
+        if block is not None:
+            symbols = block.get("_atom_site_type_symbol")
+            if symbols is not None:
+                check_symbols([symbols] if isinstance(symbols, str) else symbols)
+            check_cell_parameters(block)
+        if structure is not None:
+            check_structure(structure)
+    except PhysicalProblem as exc:
+        raise CrystalReadError(source, str(exc), index, kind=exc.kind) from None
 
 
 @dataclass(frozen=True)
 class ReadError:
-    """Why entry ``index`` (0-based CIF data block or extxyz frame; None for the whole file) of ``source`` failed."""
+    """Why entry ``index`` (0-based CIF data block or extxyz frame; None for the whole file) of ``source`` failed:
+    ``reason`` reads ``"<kind>: <detail>"``."""
 
     source: str
     index: int | None
     reason: str
+    kind: str = MALFORMED_CIF
 
     def __str__(self) -> str:
-        return str(CrystalReadError(self.source, self.reason, self.index))
+        return str(CrystalReadError(self.source, self.reason, self.index, self.kind))
 
 
 @dataclass(frozen=True)
@@ -117,7 +155,9 @@ def _parse_cif_block(text: str, source: str, index: int | None, require_ordered:
             parser = CifParser.from_str(text, frac_tolerance=frac_tolerance)
             structures = parser.parse_structures(primitive=False, on_error="raise")
         except Exception as exc:  # pymatgen raises many types on malformed text; report them all the same way
-            listed = _p1_structure(_block_data(text, parser))
+            block = _block_data(text, parser)
+            _check_physical(block, None, source, index)  # an impossible cell is named as such, not as malformed
+            listed = _p1_structure(block)
             if listed is not None:  # coinciding sites pymatgen could not merge: keep them, they are the finding
                 structures = [listed]
             else:
@@ -125,17 +165,20 @@ def _parse_cif_block(text: str, source: str, index: int | None, require_ordered:
                 what = f"missing field {cause.args[0]}" if isinstance(cause, KeyError) else f"{type(exc).__name__}: {exc}"
                 notes = "; ".join(dict.fromkeys(str(w.message).strip() for w in caught))
                 detail = f" (parser warnings: {notes})" if notes else ""
-                raise CrystalReadError(source, f"malformed CIF: {what}{detail}", index) from exc
+                raise CrystalReadError(source, f"{what}{detail}", index) from exc
     (structure,) = structures  # one data block gives at most one structure, and an empty list raised above
-    if listed is None and len(structure):  # the fallback above already read the sites as listed
-        listed = _p1_structure(_block_data(text, parser))
+    if listed is None:  # the fallback above already read the sites as listed and checked the block
+        block = _block_data(text, parser)
+        _check_physical(block, None, source, index)
+        listed = _p1_structure(block) if len(structure) else None
     if listed is not None and len(listed) > len(structure):  # pymatgen merged coinciding sites
         structure = listed
+    _check_physical(None, structure, source, index)
     if require_ordered:
         try:
             check_ordered(structure)
         except InvalidCrystalError as exc:
-            raise CrystalReadError(source, str(exc), index) from exc
+            raise CrystalReadError(source, str(exc), index, kind=ordering_kind(exc)) from exc
     return structure
 
 
@@ -201,21 +244,24 @@ def read_cif(path: str | os.PathLike, *, require_ordered: bool = True, frac_tole
 
     Raises:
         FileNotFoundError: the file does not exist (an empty or block-less file gives a file-level ReadError).
+        RefusedFileError: not a regular file, or above the size limit (crystalgen.data.user_files).
     """
     source = str(path)
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    text = read_text(path)
     if not text.strip():
-        return ReadResult([], [ReadError(source, None, "file is empty")])
+        return ReadResult([], [ReadError(source, None, f"{MALFORMED_CIF}: file is empty")])
     blocks = _split_cif_blocks(text)
     if not blocks:
-        return ReadResult([], [ReadError(source, None, "no CIF data block (a line starting with 'data_') found")])
+        return ReadResult([], [ReadError(source, None, f"{MALFORMED_CIF}: no CIF data block (a line starting with "
+                                                       "'data_') found")])
     records, errors = [], []
     for index, block in enumerate(blocks):
         name = block.split(maxsplit=1)[0][len("data_"):]
         try:
             structure = _parse_cif_block(block, source, index, require_ordered, frac_tolerance)
         except CrystalReadError as exc:
-            errors.append(ReadError(source, index, f"data block '{name}': {exc.reason}"))
+            detail = exc.reason[len(exc.kind) + 2:]
+            errors.append(ReadError(source, index, f"{exc.kind}: data block '{name}': {detail}", exc.kind))
             continue
         records.append(FileEntry(structure, source, index, {"name": name}))
     return ReadResult(records, errors)
@@ -276,8 +322,15 @@ def _frame_to_record(chunk: str, source: str, index: int, require_ordered: bool)
     if "material_id" in info:
         info["material_id"] = str(info["material_id"])
     structure = Structure(Lattice(atoms.cell.array), atoms.get_chemical_symbols(), atoms.positions, coords_are_cartesian=True)
+    try:
+        check_structure(structure)
+    except PhysicalProblem as exc:
+        raise CrystalReadError(source, str(exc), index, kind=exc.kind) from None
     if require_ordered:
-        check_ordered(structure)
+        try:
+            check_ordered(structure)
+        except InvalidCrystalError as exc:
+            raise CrystalReadError(source, str(exc), index, kind=ordering_kind(exc)) from exc
     return FileEntry(structure, source, index, info)
 
 
@@ -289,9 +342,9 @@ def read_extxyz(path: str | os.PathLike, *, require_ordered: bool = True) -> Rea
     T/F become bools); ``material_id`` is always returned as a string.
     """
     source = str(path)
-    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    lines = read_text(path).splitlines(keepends=True)
     if not any(line.strip() for line in lines):
-        return ReadResult([], [ReadError(source, None, "file is empty")])
+        return ReadResult([], [ReadError(source, None, f"{MALFORMED_EXTXYZ}: file is empty", MALFORMED_EXTXYZ)])
     records, errors = [], []
     start, index = 0, 0
     while start < len(lines):
@@ -300,16 +353,22 @@ def read_extxyz(path: str | os.PathLike, *, require_ordered: bool = True) -> Rea
             continue
         count = lines[start].strip()
         if not re.fullmatch(r"\d+", count):
-            errors.append(ReadError(source, index, f"line {start + 1}: expected the atom count of a frame, got {count[:60]!r}; rest of file skipped"))
+            errors.append(ReadError(source, index, f"{MALFORMED_EXTXYZ}: line {start + 1}: expected the atom count of a "
+                                                   f"frame, got {cut(count)!r}; rest of file skipped", MALFORMED_EXTXYZ))
             break
         end = start + 2 + int(count)
         if end > len(lines):
-            errors.append(ReadError(source, index, f"line {start + 1}: frame of {count} atoms is cut short by the end of the file"))
+            errors.append(ReadError(source, index, f"{MALFORMED_EXTXYZ}: line {start + 1}: frame of {cut(count)} atoms is "
+                                                   "cut short by the end of the file", MALFORMED_EXTXYZ))
             break
         try:
             records.append(_frame_to_record("".join(lines[start:end]), source, index, require_ordered))
+        except CrystalReadError as exc:
+            detail = exc.reason[len(exc.kind) + 2:]
+            errors.append(ReadError(source, index, f"{exc.kind}: line {start + 1}: {detail}", exc.kind))
         except Exception as exc:  # ASE and pymatgen raise many types on malformed frames
-            errors.append(ReadError(source, index, f"line {start + 1}: {type(exc).__name__}: {exc}"))
+            errors.append(ReadError(source, index, f"{MALFORMED_EXTXYZ}: line {start + 1}: {type(exc).__name__}: "
+                                                   f"{exc}", MALFORMED_EXTXYZ))
         start, index = end, index + 1
     return ReadResult(records, errors)
 

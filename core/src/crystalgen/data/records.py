@@ -52,9 +52,14 @@ class Skipped:
         return f"{self.where()}: {self.reason}"
 
 
+#: Longest reason kept in full; longer ones (a parser quoting a huge field) are cut, saying so.
+MAX_REASON = 400
+
+
 def one_line(text: str) -> str:
-    """Multi-line parser messages as one summary-friendly line."""
-    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+    """Multi-line parser messages as one summary-friendly line, cut at MAX_REASON characters."""
+    line = "; ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= MAX_REASON else f"{line[:MAX_REASON]}... ({len(line):,} characters)"
 
 
 class DataError(ValueError):

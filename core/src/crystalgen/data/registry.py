@@ -23,6 +23,7 @@ from crystalgen.data import embedded, tabular
 from crystalgen.data.benchmarks import BENCHMARKS, Benchmark, data_root, data_root_origin, git_blob_id
 from crystalgen.data.files import CRYSTAL_SUFFIXES, crystal_files, load_files
 from crystalgen.data.records import LoadedSplit
+from crystalgen.data.user_files import check_file
 from crystalgen.registry import UnknownComponentError
 
 USER_SPLIT = "train"
@@ -219,12 +220,13 @@ def dataset_from_path(path: Path) -> DatasetSpec:
     """The dataset a user's path describes (see the module docstring)."""
     name = path.stem or path.name
     if path.is_dir():
-        tables = {s: path / f"{s}.csv" for s in ("train", "val", "test") if (path / f"{s}.csv").is_file()}
+        tables = {s: path / f"{s}.csv" for s in ("train", "val", "test") if (path / f"{s}.csv").exists()}
         if tables:
             return TableDataset(path.name, f"crystal tables in {path}", tuple(tables), files=tables)
         if crystal_files(path):
             return FileDataset(path.name, f"crystal files in {path}", (USER_SPLIT,), root=path)
         raise ValueError(f"{path}: no train/val/test CSV and no {'/'.join(CRYSTAL_SUFFIXES)} file in this folder")
+    check_file(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return TableDataset(name, f"crystal table {path}", (USER_SPLIT,), files={USER_SPLIT: path})

@@ -18,19 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from crystalgen.data import cache
-from crystalgen.data.crystal import InvalidCrystalError
 from crystalgen.data.io import CrystalReadError, structure_from_cif
 from crystalgen.data.parallel import ordered_map
-from crystalgen.data.record_store import from_item, skipped_from_item, skipped_to_item, structure_arrays, to_item
+from crystalgen.data.physical import cut
+from crystalgen.data.record_store import from_item, skipped_from_item, skipped_to_item, to_item
 from crystalgen.data.records import CrystalRecord, DataError, LoadedSplit, Skipped, one_line
+from crystalgen.data.user_files import check_file, open_checked
 
 CIF_COLUMN = "cif"
 ID_COLUMN = "material_id"
 #: Bump when the parsing rules change (invalidates the parse cache).
-PARSE_VERSION = "1"
+PARSE_VERSION = "2"
 #: Columns of the CDVAE files that are text, never properties.
 TEXT_COLUMNS = frozenset({"", CIF_COLUMN, ID_COLUMN, "formula", "pretty_formula", "elements"})
 
@@ -47,13 +46,13 @@ def header(path: Path) -> list[str]:
 def count_rows(path: Path) -> int:
     """Data rows of a CSV (quoted multi-line CIF fields count once), without parsing any CIF."""
     _allow_large_fields()
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open_checked(path, newline="") as fh:
         return max(0, sum(1 for _ in csv.reader(fh)) - 1)
 
 
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_checked(path, text=False) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -74,13 +73,18 @@ def numeric_columns(columns: Sequence[str], first_row: dict[str, str]) -> tuple[
 
 
 def _parse_property(name: str, raw: str | None) -> float:
-    """The value of one property cell; ValueError with a '<kind>: detail' reason otherwise."""
+    """The value of one property cell; ValueError with a '<kind>: detail' reason otherwise (long values cut)."""
+    if raw is None or not raw.strip():
+        raise ValueError(f"NaN property: {name} is empty")
     try:
-        value = float(raw) if raw not in (None, "") else math.nan
+        value = float(raw)
     except ValueError:
-        raise ValueError(f"bad property value: {name}={raw!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"NaN property: {name} is {raw or 'empty'}")
+        raise ValueError(f"bad property value: {name}={cut(raw)!r} is not a number") from None
+    if math.isnan(value):
+        raise ValueError(f"NaN property: {name} is {cut(raw)}")
+    if math.isinf(value):
+        written = "infinite" if raw.strip().lower().lstrip("+-") in ("inf", "infinity") else "beyond the float range"
+        raise ValueError(f"infinite property: {name}={cut(raw)} is {written}")
     return value
 
 
@@ -89,16 +93,11 @@ def parse_row(label: str, row: int, ident: str, cif_text: str, raw_properties: d
     where = f"{label} row {row} (id {ident})"
     try:
         structure = structure_from_cif(cif_text, source=where)
-        lattice, _, frac = structure_arrays(structure)
         if len(structure) == 0:
             raise ValueError("empty structure: the CIF lists no atom sites")
-        if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
-            raise ValueError("non-finite structure: lattice or coordinates contain NaN or infinity")
         properties = {name: _parse_property(name, raw) for name, raw in raw_properties.items()}
     except CrystalReadError as exc:
-        kind = "disordered structure" if isinstance(exc.__cause__, InvalidCrystalError) else "malformed CIF"
-        reason = exc.reason if exc.reason.startswith(kind) else f"{kind}: {exc.reason}"
-        return skipped_to_item(Skipped(label, row, ident, one_line(reason)))
+        return skipped_to_item(Skipped(label, row, ident, one_line(exc.reason)))
     except ValueError as exc:
         return skipped_to_item(Skipped(label, row, ident, one_line(str(exc))))
     return to_item(CrystalRecord(ident, structure, properties, label, row))
@@ -138,14 +137,17 @@ def load_csv(
         workers: parsing processes (None: min(cores, 8); 0 or 1: in this process).
         cache_dir: cache folder (default :func:`crystalgen.data.cache.cache_root`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+    path = check_file(path)
     label = label or str(path)
     columns, first_row = _columns_and_first_row(path)
+    if not columns:
+        raise ValueError(f"{label}: the file is empty; a crystal table needs a header row with a '{CIF_COLUMN}' column "
+                         "and one row per crystal")
     if CIF_COLUMN not in columns:
-        raise ValueError(f"{label}: no '{CIF_COLUMN}' column (columns: {', '.join(columns) or 'none'}); "
+        raise ValueError(f"{label}: no '{CIF_COLUMN}' column (columns: {cut(', '.join(columns), 200)}); "
                          f"a crystal table needs one CIF text per row in a column named '{CIF_COLUMN}'")
+    if not first_row:
+        raise ValueError(f"{label}: the file has a header but no rows; a crystal table needs one row per crystal")
     props = tuple(c for c in property_columns if c in columns) if property_columns is not None else numeric_columns(columns, first_row)
 
     key = cache.digest("parsed", PARSE_VERSION, file_sha256(path), label, props)
@@ -172,12 +174,12 @@ def load_csv(
 
 def _columns_and_first_row(path: Path) -> tuple[list[str], dict[str, str]]:
     _allow_large_fields()
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open_checked(path, newline="") as fh:
         reader = csv.DictReader(fh)
         return list(reader.fieldnames or []), next(reader, {})
 
 
 def _rows(path: Path, max_rows: int | None) -> list[dict[str, str]]:
     _allow_large_fields()
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open_checked(path, newline="") as fh:
         return list(itertools.islice(csv.DictReader(fh), max_rows))

@@ -19,6 +19,17 @@ from pathlib import Path
 
 from pymatgen.core import Element, Structure
 
+from crystalgen.data import user_files
+from crystalgen.data.physical import (
+    IMPOSSIBLE_CELL,
+    NON_FINITE,
+    UNKNOWN_ELEMENT,
+    PhysicalProblem,
+    check_structure,
+    cut,
+)
+from crystalgen.data.records import one_line
+from crystalgen.data.user_files import RefusedFileError
 from crystalgen.metrics.crystal_features import CompactCrystal, compact, rebuild
 from crystalgen.metrics.parallel import map_chunks
 
@@ -26,6 +37,10 @@ ParsedEntry = CompactCrystal | str  # a crystal, or a failure string
 
 
 def _screen(structure: Structure) -> ParsedEntry:
+    try:
+        check_structure(structure)
+    except PhysicalProblem as exc:
+        return f"{_KIND_KEYS[exc.kind]}: {exc.detail}"
     for i, site in enumerate(structure):
         if len(site.species) != 1 or abs(next(iter(site.species.values())) - 1.0) > 1e-6:
             return f"disordered: site {i} holds {site.species.formula}"
@@ -37,6 +52,10 @@ def _screen(structure: Structure) -> ParsedEntry:
     return compact(structure)
 
 
+#: Reason key (validity.REASONS) of each read-time kind of crystalgen.data (other kinds: ``unreadable``).
+_KIND_KEYS = {UNKNOWN_ELEMENT: "unknown_element", IMPOSSIBLE_CELL: "impossible_cell", NON_FINITE: "non_finite"}
+
+
 def _parse_cif(text: str) -> ParsedEntry:
     if not text.strip():
         return "empty_file: no CIF text"
@@ -45,7 +64,8 @@ def _parse_cif(text: str) -> ParsedEntry:
     try:
         structure = structure_from_cif(text, require_ordered=False)
     except CrystalReadError as exc:
-        return f"unreadable: CIF parse error: {exc.reason}".strip()
+        key = _KIND_KEYS.get(exc.kind)
+        return f"{key}: {exc.reason[len(exc.kind) + 2:]}" if key else f"unreadable: CIF parse error: {exc.reason}"
     return _screen(structure)
 
 
@@ -60,7 +80,7 @@ def _to_results(parsed: Sequence[ParsedEntry]) -> tuple[list[Structure | None], 
     for entry in parsed:
         if isinstance(entry, str):
             structures.append(None)
-            failures.append(entry)
+            failures.append(one_line(entry))
         else:
             structures.append(rebuild(entry))
             failures.append(None)
@@ -78,17 +98,30 @@ def _parse_cifs(texts: Sequence[str | None], failures: Sequence[str | None], wor
 
 
 def _read_text(path: Path) -> tuple[str | None, str | None]:
+    """(text, None) of a checked user file (user_files), or (None, failure string)."""
     try:
-        text = path.read_text(errors="replace")
+        text = user_files.read_text(path)
+    except RefusedFileError as exc:
+        return None, f"{exc.kind}: {exc}"
     except OSError as exc:
-        return None, f"unreadable: {path}: {exc}"
+        return None, f"unreadable: {path}: {exc.strerror or exc}"
     return (text, None) if text.strip() else (None, f"empty_file: {path} is empty")
 
 
+def _extxyz_frame_texts(root: Path) -> list[str | None]:
+    """The frame texts of a sample directory's samples.extxyz (one per decoded crystal, in order)."""
+    text, _ = _read_text(root / "samples.extxyz")
+    return [frame for _, frame, _ in _extxyz_frames(text or "")]
+
+
 def _read_sample_dir(root: Path, workers, progress):
+    """A sample directory: each decoded crystal from its CIF, or from samples.extxyz when its CIF was omitted
+    because it would not read back (cif_omitted, runner.sample_dir)."""
     index_file = root / "samples.jsonl"
     texts, failures, ids = [], [], []
-    for line_no, line in enumerate(index_file.read_text().splitlines(), start=1):
+    from_extxyz: dict[int, int] = {}  # entry position -> frame position
+    decoded = 0
+    for line_no, line in enumerate(user_files.read_text(index_file).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -100,6 +133,13 @@ def _read_sample_dir(root: Path, workers, progress):
             ids.append(f"line{line_no}")
             continue
         ids.append(str(index))
+        if entry.get("ok", False) and not entry.get("cif") and entry.get("cif_omitted"):
+            from_extxyz[len(texts)] = decoded
+            decoded += 1
+            texts.append(None)
+            failures.append("unreadable: samples.extxyz has no frame for it")
+            continue
+        decoded += bool(entry.get("ok", False))
         if not entry.get("ok", False) or not entry.get("cif"):
             texts.append(None)
             failures.append(f"decode_failed: {entry.get('reason') or 'no reason given'}")
@@ -108,6 +148,12 @@ def _read_sample_dir(root: Path, workers, progress):
         texts.append(text)
         failures.append(failure)
     structures, failures = _parse_cifs(texts, failures, workers, progress)
+    if from_extxyz:
+        frames = _extxyz_frame_texts(root)
+        for position, frame in from_extxyz.items():
+            if frame_text := (frames[frame] if frame < len(frames) else None):
+                entry = _parse_extxyz_frame(frame_text)
+                structures[position], failures[position] = (None, entry) if isinstance(entry, str) else (rebuild(entry), None)
     return structures, failures, ids
 
 
@@ -193,12 +239,20 @@ def _read_extxyz(path: Path):
 def _read_csv(path: Path, workers, progress):
     import pandas as pd
 
-    frame = pd.read_csv(path)
+    with user_files.open_checked(path, newline="") as handle:
+        try:
+            frame = pd.read_csv(handle)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{path}: the file is empty; expected a header with a 'cif' column and one row per "
+                             "crystal") from None
     if "cif" not in frame.columns:
-        raise ValueError(f"{path}: no 'cif' column (columns: {', '.join(map(str, frame.columns))})")
+        raise ValueError(f"{path}: no 'cif' column (columns: {cut(', '.join(map(str, frame.columns)), 200)})")
+    if frame.empty:
+        raise ValueError(f"{path}: the file has a header but no rows; expected one row per crystal")
+    # Rows count from 0 after the header, as everywhere in crystalgen (docs/data.md).
     ids = [str(x) for x in frame["material_id"]] if "material_id" in frame.columns else [str(i) for i in range(len(frame))]
     texts = [c if isinstance(c, str) and c.strip() else None for c in frame["cif"]]
-    failures = [None if t is not None else f"empty_file: {path} row {i + 2} has no CIF" for i, t in enumerate(texts)]
+    failures = [None if t is not None else f"empty_file: {path} row {i} has no CIF" for i, t in enumerate(texts)]
     structures, failures = _parse_cifs(texts, failures, workers, progress)
     return structures, failures, ids
 
@@ -212,8 +266,9 @@ def read_samples(
         if (path / "samples.jsonl").is_file():
             return _read_sample_dir(path, workers, progress)
         return _read_cif_folder(path, workers, progress)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such sample directory or file")
+    user_files.check_file(path)
     suffix = path.suffix.lower()
     if suffix == ".cif":
         return _read_cif_file(path, workers, progress)

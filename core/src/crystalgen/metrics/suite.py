@@ -28,6 +28,7 @@ from crystalgen.metrics.cache import structures_digest
 from crystalgen.metrics.coverage import cov_cutoffs, coverage, mean_pairwise_distance
 from crystalgen.metrics.crystal_features import FeatureRequest
 from crystalgen.metrics.fingerprints import standardise_composition_fingerprints
+from crystalgen.metrics.invalid_detail import invalidity_detail
 from crystalgen.metrics.options import EvaluationOptions, resolve_metrics
 from crystalgen.metrics.parallel import WorkerPool
 from crystalgen.metrics.reference import ReferenceSet, compute_features, stack_fingerprints
@@ -247,20 +248,31 @@ class _Evaluation:
         except _Unavailable as exc:
             self.result[f"{name}_unavailable"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - one failing metric must not lose the others
-            log.exception("metric %s failed", name)
-            self.result[f"{name}_unavailable"] = f"failed: {type(exc).__name__}: {exc}"
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            log.warning("metric %s failed (%s: %s); the other metrics are kept", name, type(exc).__name__, first)
+            log.debug("metric %s failed", name, exc_info=True)  # the traceback, for -v
+            self.result[f"{name}_unavailable"] = f"failed: {type(exc).__name__}: {first}"
 
     def write(self, final: bool) -> None:
         if self.out_dir is None:
             return
         rows = [
             {"index": i, "id": self.ids[i], "struct_valid": c.struct_valid, "comp_valid": c.comp_valid,
-             "valid": bool(self.valid[i]), "reason": self.reasons[i] or "", "detail": self.failures[i] or "",
+             "valid": bool(self.valid[i]), "reason": self.reasons[i] or "", "detail": self._detail(i),
              "spacegroup": self.features[i].get("spacegroup", ""), "template": self.features[i].get("template") or "",
              "in_property_subset": i in self._subset_set}
             for i, c in enumerate(self.checks)
         ]
         write_outputs(self.out_dir, self.result, rows, reference_name=self.reference_name, final=final)
+
+    def _detail(self, i: int) -> str:
+        """The reader's failure string, else what the validity checks found (never empty for an invalid sample)."""
+        if self.failures[i]:
+            return self.failures[i]
+        try:
+            return invalidity_detail(self.samples[i], self.reasons[i], self.opts.oxidation_states)
+        except Exception as exc:  # noqa: BLE001 - a detail must not cost the results
+            return f"{REASONS.get(self.reasons[i], self.reasons[i])} (detail unavailable: {type(exc).__name__})"
 
     @property
     def _subset_set(self) -> set[int]:

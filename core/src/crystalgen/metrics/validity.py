@@ -25,10 +25,13 @@ MIN_VOLUME = 0.1  # Angstrom^3
 REASONS: dict[str, str] = {
     "decode_failed": "the model could not decode this sample into a crystal",
     "empty_file": "the sample file or entry is empty",
+    "not_regular_file": "the sample file is a FIFO, device, socket or directory (or a symbolic link to one)",
+    "too_large": "the sample file is above the size limit per input file (CRYSTALGEN_MAX_FILE_MB)",
     "unreadable": "the sample could not be parsed (CIF / extxyz / CSV row)",
     "no_atoms": "the structure has no sites",
     "unknown_element": "a site holds something that is not a chemical element",
     "disordered": "a site is disordered or partially occupied",
+    "impossible_cell": "cell parameters no cell can have (a length <= 0, an angle outside (0, 180), no valid metric)",
     "non_finite": "NaN or infinity in the lattice or the coordinates",
     "small_volume": f"cell volume below {MIN_VOLUME} A^3",
     "overlapping_atoms": f"two sites closer than {MIN_DISTANCE} A",
@@ -76,7 +79,9 @@ def structure_problem(structure: Structure) -> str | None:
         return "no_atoms"
     lattice = np.asarray(structure.lattice.matrix, dtype=float)
     frac = np.asarray(structure.frac_coords, dtype=float)
-    if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
+    with np.errstate(over="ignore", invalid="ignore"):
+        gram = lattice @ lattice.T  # distances need squared lengths: beyond ~1e154 A they overflow
+    if not (np.isfinite(lattice).all() and np.isfinite(frac).all() and np.isfinite(gram).all()):
         return "non_finite"
     if abs(np.linalg.det(lattice)) < MIN_VOLUME:
         return "small_volume"

@@ -4,9 +4,12 @@ TensorBoard when it is installed."""
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from crystalgen.runner.line_files import complete_text, replace_text
 
 COLUMNS = ("step", "epoch", "metric", "value", "wall_time")
 
@@ -15,7 +18,8 @@ class MetricLog:
     """Append-only ``train_log.csv``: ``step, epoch, metric, value, wall_time``.
 
     On resume, rows written after the checkpoint's step (by the interrupted run) are dropped first so the
-    curves show one history; TensorBoard is told to hide that run's events from the same step on.
+    curves show one history; TensorBoard is told to hide that run's events from the same step on. The cut is a new
+    file renamed into place (never a rewrite in place), and a torn last row of the interrupted run is dropped.
     """
 
     def __init__(self, path: str | Path, resume_step: int | None = None, tensorboard_dir: str | Path | None = None) -> None:
@@ -24,7 +28,7 @@ class MetricLog:
             self._truncate_after(resume_step)
         elif self.path.is_file():
             self.path.unlink()
-        fresh = not self.path.is_file()
+        fresh = not self.path.is_file() or self.path.stat().st_size == 0
         self._handle = self.path.open("a", newline="")
         self._writer = csv.writer(self._handle)
         if fresh:
@@ -34,11 +38,11 @@ class MetricLog:
         self._tensorboard = _tensorboard_writer(tensorboard_dir, purge_step) if tensorboard_dir else None
 
     def _truncate_after(self, step: int) -> None:
-        with self.path.open(newline="") as handle:
-            rows = list(csv.reader(handle))
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step] if rows else []
-        with self.path.open("w", newline="") as handle:
-            csv.writer(handle).writerows(kept)
+        rows = list(csv.reader(io.StringIO(complete_text(self.path), newline="")))
+        kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step] if rows else []
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer).writerows(kept)
+        replace_text(self.path, buffer.getvalue())
 
     def log(self, step: int, epoch: int, values: Mapping[str, float]) -> None:
         now = f"{time.time():.3f}"
@@ -63,9 +67,14 @@ def _tensorboard_writer(logdir: str | Path, purge_step: int):
 
 
 def read_metric_log(path: str | Path) -> dict[str, list[tuple[int, int, float]]]:
-    """``metric -> [(step, epoch, value), ...]`` from a train_log.csv (for reports and tests)."""
+    """``metric -> [(step, epoch, value), ...]`` from a train_log.csv (for reports and tests); a torn last row
+    (an interrupted write) is left out, any other malformed row is a ValueError naming the file and line."""
     series: dict[str, list[tuple[int, int, float]]] = {}
-    with Path(path).open(newline="") as handle:
-        for row in csv.DictReader(handle):
+    reader = csv.DictReader(io.StringIO(complete_text(path), newline=""))
+    for row in reader:
+        try:
             series.setdefault(row["metric"], []).append((int(row["step"]), int(row["epoch"]), float(row["value"])))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}, line {reader.line_num}: not a step,epoch,metric,value,wall_time row: "
+                             f"{','.join(str(v) for v in row.values())[:120]!r}") from None
     return series

@@ -35,15 +35,16 @@ class TrainedModel:
 
 
 def load_trained(path: str | Path, device: torch.device | str = "cpu", averaged: bool = True,
-                 model_overrides: Sequence[str] = ()) -> TrainedModel:
+                 model_overrides: Sequence[str] = (), expected_model: str | None = None) -> TrainedModel:
     """Rebuild the model of checkpoint ``path`` (the averaged EMA weights when present and ``averaged``).
 
     ``model_overrides`` (``["reconstruction.trials=6"]``) amend the checkpoint's ``model`` configuration before the
     model is built: settings that leave the weights as they are, such as a decoder's search budget, can then be
     chosen per run. A key the configuration lacks is refused; one that changes the architecture fails to load.
+    ``expected_model`` refuses a checkpoint of another model before anything is built.
     """
     path = Path(path)
-    payload = load_checkpoint(path)
+    payload = load_checkpoint(path, expected_model=expected_model)
     name = payload.get("model_name") or ""
     cfg = from_yaml(payload["config"], str(path))
     if model_overrides:
@@ -55,8 +56,8 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu", averaged:
             model.load_state_dict(payload["ema"], strict=False)  # parameters and buffers only
     except RuntimeError as exc:
         raise CheckpointError(
-            f"checkpoint {path} does not fit model {name!r} as installed now (was it written by another version "
-            f"of its plugin?): {str(exc).splitlines()[0]}"
+            path, f"does not fit model {name!r} as installed now ({str(exc).splitlines()[0]})",
+            "was it written by another version of its plugin, or with a --model-option that changes the architecture?"
         ) from None
     model.to(device).eval()
     return TrainedModel(model, name, cfg, path, payload)

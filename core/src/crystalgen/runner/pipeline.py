@@ -153,9 +153,8 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
     configuration (load_trained). ``resources``: what the calling verb applied; None applies the automatic choice
     here. sampling.json records it."""
     record = dict(resources) if resources is not None else apply_process_resources()
-    trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides)
-    if expected_model and trained.name != expected_model:
-        raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
+    trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides,
+                           expected_model=expected_model or None)
     sampler_options, model_options = split_options(trained.model, checkpoint_sampler_name(trained, sampler), options)
     chosen = checkpoint_sampler(trained, sampler, steps, sampler_options)
     log.info("sampling %d crystals with %s (%s) from %s", num_samples, type(chosen).__name__, chosen.config(), checkpoint)

@@ -3,10 +3,13 @@
     samples.jsonl       one JSON object per requested crystal, in order:
                           index (int), ok (bool), reason (str | null: why it failed),
                           cif (path relative to the folder | null), formula (str | null),
+                          cif_omitted (str, only when a decoded crystal has no CIF: why),
                           num_atoms (int | null), volume (A^3 | null), density (g/cm^3 | null),
                           plus the model's Decoded.info (e.g. spacegroup)
-    cif/<index:06d>.cif one CIF per decoded crystal
-    samples.extxyz      all decoded crystals (ASE extended XYZ, `index` in each frame's info)
+    cif/<index:06d>.cif one CIF per decoded crystal that pymatgen's reader gives back with all its sites
+    samples.extxyz      all decoded crystals (ASE extended XYZ, `index` in each frame's info), the only copy of
+                        those whose CIF would not read back (atoms on one spot: pymatgen merges them or refuses the
+                        file, "Occupancy 2.0 exceeded tolerance")
     sampling.json       model, checkpoint, sampler config, seed, timings, counts (by failure reason)
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,8 +26,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from pymatgen.core import Structure
 
 from crystalgen.models.base import Decoded
+from crystalgen.runner.line_files import complete_text
 
 JSONL = "samples.jsonl"
 EXTXYZ = "samples.extxyz"
@@ -55,6 +61,23 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def readable_cif(structure: Structure) -> tuple[str | None, str | None]:
+    """(CIF text, None) when ``Structure.from_str`` gives the crystal back with all its sites; else (None, why), so
+    that no CIF file crystalgen writes fails in another tool."""
+    from pymatgen.io.cif import CifWriter
+
+    text = str(CifWriter(structure))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            back = Structure.from_str(text, fmt="cif")
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types; each means "not readable"
+        return None, f"pymatgen cannot read its CIF back ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+    if len(back) != len(structure):
+        return None, f"pymatgen reads its CIF back with {len(back)} of its {len(structure)} sites (atoms on one spot)"
+    return text, None
+
+
 def write_sample_dir(out: str | Path, decoded: Sequence[Decoded], meta: Mapping[str, Any],
                      extra_rows: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Write the sample directory ``out`` and return the counts that went into sampling.json.
@@ -63,7 +86,6 @@ def write_sample_dir(out: str | Path, decoded: Sequence[Decoded], meta: Mapping[
     """
     from ase.io import write as ase_write
     from pymatgen.io.ase import AseAtomsAdaptor
-    from pymatgen.io.cif import CifWriter
 
     out = Path(out)
     (out / CIF_DIR).mkdir(parents=True, exist_ok=True)
@@ -75,9 +97,13 @@ def write_sample_dir(out: str | Path, decoded: Sequence[Decoded], meta: Mapping[
                                    "formula": None, "num_atoms": None, "volume": None, "density": None}
             if item.ok:
                 s = item.structure
-                cif = f"{CIF_DIR}/{index:06d}.cif"
-                CifWriter(s).write_file(out / cif)
-                row.update(cif=cif, formula=s.composition.formula.replace(" ", ""), num_atoms=len(s),
+                text, omitted = readable_cif(s)
+                if text is not None:
+                    row["cif"] = f"{CIF_DIR}/{index:06d}.cif"
+                    (out / row["cif"]).write_text(text)
+                else:
+                    row["cif_omitted"] = omitted
+                row.update(formula=s.composition.formula.replace(" ", ""), num_atoms=len(s),
                            volume=float(s.volume), density=float(s.density))
                 atoms = AseAtomsAdaptor.get_atoms(s)
                 atoms.info = {"index": index, "formula": row["formula"]}
@@ -99,16 +125,16 @@ def write_sample_dir(out: str | Path, decoded: Sequence[Decoded], meta: Mapping[
 
 
 def read_rows(folder: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``samples.jsonl`` (for reports; the metrics read the structures themselves)."""
+    """The rows of ``samples.jsonl`` (for reports; the metrics read the structures themselves); a torn last line
+    (an interrupted write) is left out."""
     path = Path(folder) / JSONL
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {folder} is not a crystalgen sample directory")
     rows = []
-    with path.open() as handle:
-        for lineno, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}, line {lineno}: not valid JSON ({exc})") from None
+    for lineno, line in enumerate(complete_text(path).splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}, line {lineno}: not valid JSON ({exc})") from None
     return rows

@@ -47,9 +47,8 @@ def run_task(task: str, checkpoint: str | Path, source: str, out: str | Path, *,
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
     record = dict(resources) if resources is not None else apply_process_resources()
-    trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides)
-    if expected_model and trained.name != expected_model:
-        raise ValueError(f"checkpoint {checkpoint} holds model {trained.name!r}, not {expected_model!r}")
+    trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides,
+                           expected_model=expected_model or None)
     model = trained.model
     model.require_task(task)
     chosen = checkpoint_sampler(trained, sampler, steps, options)

@@ -1,0 +1,94 @@
+"""Clean stops on SIGINT and SIGTERM: worker processes ended, unfinished outputs marked, exit codes 130 / 143.
+
+Why: by default SIGTERM kills the main process at once, and its worker processes (parsing CIFs, fingerprints)
+carry on, adopted by init, still using the cores; an output folder it was writing looks finished. Here both
+signals end every worker process this process started first (``multiprocessing.active_children``: forked and
+forkserver workers alike), then raise in the main thread, so ``finally`` blocks and :func:`partial_outputs` run and
+the verb exits with 128 + the signal number. A forked worker that inherited the handler dies of the signal instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+#: Name of the marker file left in an output folder that a verb did not finish.
+PARTIAL = "PARTIAL"
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread (a BaseException, like KeyboardInterrupt: only cleanup code sees it)."""
+
+
+def end_workers(grace: float = 5.0) -> None:
+    """Terminate every live child process started through multiprocessing; kill those still alive after ``grace``."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + grace
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
+            child.join(1.0)
+
+
+def _handler(owner: int) -> Callable[[int, FrameType | None], None]:
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:  # a forked worker: die of the signal, as if no handler were installed
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the cleanup below
+        end_workers()
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
+
+    return stop
+
+
+@contextlib.contextmanager
+def stop_cleanly() -> Iterator[None]:
+    """Handle SIGINT and SIGTERM as the module docstring says while the block runs (main thread only)."""
+    stop = _handler(os.getpid())
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, Terminated):
+        return "stopped by SIGTERM"
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped by SIGINT (Ctrl-C)"
+    return f"stopped by an error ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+
+
+def _written_since(folder: Path, start: float) -> bool:
+    return any(p.stat().st_mtime >= start for p in folder.rglob("*") if p.is_file() and p.name != PARTIAL)
+
+
+@contextlib.contextmanager
+def partial_outputs(folder: str | os.PathLike, verb: str, rerun: str = "") -> Iterator[None]:
+    """Mark ``folder`` as unfinished when the block ends by an exception after writing into it: a ``PARTIAL`` file
+    says which verb stopped, why and when (and ``rerun``, how to continue). A block that finishes removes the marker
+    of an earlier, unfinished attempt. Nothing is written when the block wrote nothing."""
+    folder = Path(folder)
+    start = time.time() - 1.0  # file times may be coarser than the clock
+    try:
+        yield
+    except BaseException as exc:
+        if folder.is_dir() and _written_since(folder, start):
+            note = f"crystalgen {verb} did not finish writing this folder: {_cause(exc)} at {time.ctime()}.\n"
+            with contextlib.suppress(OSError):  # the folder became unwritable: the original error matters more
+                (folder / PARTIAL).write_text(note + (f"{rerun}\n" if rerun else ""))
+        raise
+    (folder / PARTIAL).unlink(missing_ok=True)
