@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="d_sg exactly as SymmCD's script (229 bins, reference at symprec 0.01, the 1000-crystal draw)")
     p.add_argument("--percentiles", metavar="P5,P10,P15", help="SR thresholds (default: CDVAE's for the dataset)")
     p.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--memory-gb", metavar="GB",
+                   help="working memory of one batch of any metric stage; a crystal whose graph alone exceeds it is "
+                        "refused with its reason (default: $CRYSTALGEN_MEMORY_GB, else 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
 
@@ -191,6 +194,16 @@ def _paired(args, structures, reference, reference_name, annotations, progress) 
     return result
 
 
+def _apply_memory_budget(gb: str | None) -> None:
+    from crystalgen.cli.errors import UserError
+    from crystalgen.resources import set_memory_budget
+
+    try:
+        set_memory_budget(gb)
+    except ValueError as exc:
+        raise UserError(f"--memory-gb: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
 
@@ -199,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     check_task_options(args)
+    _apply_memory_budget(args.memory_gb)
     _cov_cutoffs(args.cov_cutoffs)
     progress = not args.no_progress
     structures, failures, ids = read_samples(args.samples, workers=args.workers, progress=progress)
