@@ -57,7 +57,7 @@ def test_graph_cost_by_hand():
     compressed = memory.GraphCost("a graph", 6.0, 3.0, 0.0, 0.0, 0.0, 1.0, volume_factor=0.5)
     assert compressed.estimate(8, 32.0) == pytest.approx(8 * (18 * math.pi) ** 2)  # priced at 16 A^3
     assert cost.estimate(8, 0.0) == math.inf
-    assert memory.PairCost("pairs", per_pair=3.0).estimate(10, 20) == 600.0
+    assert memory.PairCost("pairs", per_pair=3.0, per_call=7.0).estimate(10, 20) == 607.0
     assert memory.dimenet_cost(2, 3, 4) == 2 * memory.DIMENET_PER_ATOM + 3 * memory.DIMENET_PER_EDGE + 4 * memory.DIMENET_PER_TRIPLET
 
 
@@ -103,7 +103,7 @@ def test_blocked_distance_check_equals_the_whole_matrix(monkeypatch):
                           [[0, 0, 0], [0.5, 0.5, 0.5], [0.1, 0.7, 0.2], [0.9, 0.05, 0.6], [0.33, 0.3, 0.95]])
     whole = structure.distance_matrix
     np.fill_diagonal(whole, np.inf)
-    monkeypatch.setenv(MEMORY_ENV, repr(2 * memory.DISTANCE_MATRIX.estimate(1, 5) / GB))  # two rows per block
+    monkeypatch.setenv(MEMORY_ENV, repr(2 * memory.DISTANCE_MATRIX.per_pair * 5 / GB))  # two rows per block
     assert min_pair_distance(structure) == whole.min()
     overlapping = Structure(structure.lattice, structure.species, np.vstack([structure.frac_coords[:4], [[0.51, 0.5, 0.5]]]))
     assert structure_problem(overlapping) == "overlapping_atoms" and structure_problem(structure) is None

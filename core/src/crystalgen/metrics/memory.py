@@ -7,7 +7,7 @@ budget, with crystalgen.resources.over_budget_reason.
 
 Graph stages cost ``per_crystal + per_atom N + per_edge E + per_angle A`` bytes, with the neighbour counts of the
 cell's number density (crystalgen.resources.neighbours_within): E = N n(edge_cutoff) directed edges,
-A = N n(angle_cutoff)^2 pairs of bonds sharing an atom. All-pairs stages cost ``per_pair N1 N2``.
+A = N n(angle_cutoff)^2 pairs of bonds sharing an atom. All-pairs stages cost ``per_call + per_pair N1 N2``.
 
 The constants are peak-RSS increases measured by bench/memory_costs.py (each point in a fresh process, one thread),
 rounded up so that the estimate is at least the measurement at every calibration point, random dense cells and
@@ -66,13 +66,14 @@ class GraphCost:
 
 @dataclass(frozen=True)
 class PairCost:
-    """Bytes per pair of atoms of a stage that holds all pairs at once (distance matrices, structure matching)."""
+    """Bytes per call and per pair of atoms of a stage that holds all pairs at once (distance matrices, matching)."""
 
     what: str
     per_pair: float
+    per_call: float = 0.0
 
     def estimate(self, num_atoms_a: int, num_atoms_b: int) -> float:
-        return self.per_pair * num_atoms_a * num_atoms_b
+        return self.per_call + self.per_pair * num_atoms_a * num_atoms_b
 
 
 #: CHGNet energies and crystal features (graph conversion + a forward pass without autograd); CHGNet's graphs:
@@ -92,7 +93,7 @@ DIMENET_PER_ATOM = 16 * KB
 #: pymatgen's minimum-image distance matrix (Structure.distance_matrix: 27 images per pair, float64).
 DISTANCE_MATRIX = PairCost("its distance matrix", per_pair=48)
 #: pymatgen's StructureMatcher on two crystals (its all-pairs distance arrays over lattice candidates).
-STRUCTURE_MATCHER = PairCost("structure matching", per_pair=256)
+STRUCTURE_MATCHER = PairCost("structure matching", per_pair=256, per_call=1 * MB)
 
 
 def dimenet_cost(num_atoms: int, num_edges: int, num_triplets: int) -> float:
