@@ -76,6 +76,10 @@ class PairCost:
         return self.per_call + self.per_pair * num_atoms_a * num_atoms_b
 
 
+# Constants from bench/results/memory_costs.json (commit 781c418, one thread): peak-RSS increase / estimate is at
+# most 0.96 over its 27 points (dense random Pb cells 0.65-16 A^3 per atom, fcc supercells, batches of 64 MP-20
+# test crystals); re-run bench/memory_costs.py after changing a stage or a constant.
+
 #: CHGNet energies and crystal features (graph conversion + a forward pass without autograd); CHGNet's graphs:
 #: atoms within 6 A, bond angles between bonds within 3 A.
 CHGNET_PREDICT = GraphCost("its CHGNet graph", edge_cutoff=6.0, angle_cutoff=3.0,
