@@ -52,14 +52,6 @@ class PropertyPredictor(ABC):
         return np.asarray(self.predict(structures), dtype=np.float64), [""] * len(structures)
 
 
-def predict_with_reasons(predictor: Any, structures: Sequence[Structure]) -> tuple[np.ndarray, list[str]]:
-    """``predictor.predict_with_reasons`` when it has one (a plugin's predictor need not), else no refusals."""
-    if hasattr(predictor, "predict_with_reasons"):
-        values, reasons = predictor.predict_with_reasons(structures)
-        return np.asarray(values, dtype=np.float64), list(reasons)
-    return np.asarray(predictor.predict(structures), dtype=np.float64), [""] * len(structures)
-
-
 def cached_outputs(identity: str, structures: Sequence[Structure], compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """``compute()`` for these structures under model ``identity`` (weights digest + pipeline version), stored in
     the metrics cache (crystalgen.metrics.cache) keyed by the structures' content, so a changed split or model is

@@ -58,6 +58,14 @@ def _optional_module(name: str):
         raise _Unavailable(f"{name} is not available in this installation ({exc})") from exc
 
 
+def _predict_with_reasons(predictor, structures: Sequence[Structure]) -> tuple[np.ndarray, list[str]]:
+    """Values and refusal reasons; a plugin's predictor without ``predict_with_reasons`` refuses nothing."""
+    if hasattr(predictor, "predict_with_reasons"):
+        values, reasons = predictor.predict_with_reasons(structures)
+        return np.asarray(values, dtype=np.float64), list(reasons)
+    return np.asarray(predictor.predict(structures), dtype=np.float64), [""] * len(structures)
+
+
 def _as_reference(structures, name: str, workers, progress) -> ReferenceSet:
     if isinstance(structures, ReferenceSet):
         return structures
@@ -192,7 +200,7 @@ class _Evaluation:
             raise _Unavailable(f"no default property predictor for reference {self.reference_name!r}; "
                                "pass property_predictor (--property-predictor)")
         predictor = properties.get_predictor(name, **self.opts.predictor_options)
-        generated, reasons = properties.predict_with_reasons(predictor, [self.samples[i] for i in self.subset])
+        generated, reasons = _predict_with_reasons(predictor, [self.samples[i] for i in self.subset])
         self._note_refusals("wdist_prop", self.subset, reasons)
         if reference_properties is not None:
             ref_values = np.asarray(reference_properties, dtype=np.float64).reshape(-1)
@@ -254,8 +262,9 @@ class _Evaluation:
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
     def _note_refusals(self, metric: str, indices: Sequence[int], reasons: Sequence[str]) -> None:
-        """Keep, per sample, why ``metric`` skipped it for the memory budget (per_sample.csv's ``refused``)."""
-        for i, reason in zip(indices, reasons, strict=True):
+        """Keep, per sample, why ``metric`` skipped it for the memory budget (per_sample.csv's ``refused``); no
+        reasons at all means an implementation that refuses nothing."""
+        for i, reason in zip(indices, reasons or [""] * len(indices), strict=True):
             if reason:
                 self.refused[int(i)][metric] = reason
 
