@@ -164,3 +164,29 @@ def test_memory_budget_from_the_cli_and_the_run_config(tmp_path, monkeypatch, ca
     assert memory_budget() == int(1.5 * GB)  # and worker processes inherit it through the environment
     rc = cli_main(["evaluate", str(tmp_path), "--reference", "mp_20:test", "--out", str(tmp_path / "o"), "--memory-gb", "lots"])
     assert rc == 2 and "--memory-gb: memory budget must be a number of gigabytes, got 'lots'" in capsys.readouterr().err
+
+
+def test_sun_skips_a_relaxation_over_the_budget_and_says_so(monkeypatch):
+    from crystalgen.metrics.sun import sun_metrics
+
+    nacl = normal_crystals()[1]
+    monkeypatch.setenv(MEMORY_ENV, repr(memory.CHGNET_RELAX.of(nacl) / 2 / GB))  # energy fits, relaxation does not
+    refused: list[str] = []
+    out = sun_metrics([nacl], [nacl], [nacl], max_steps=2, workers=1, progress=False, refused=refused)
+    assert out["sun_n_refused"] == 1 and out["stable_n"] == 0 and out["stable_initial_n"] == 1
+    assert refused[0].startswith("its CHGNet relaxation would need about") and "density 2.1" in refused[0]
+
+
+def test_dimenet_batches_refuse_a_graph_over_the_budget(monkeypatch):
+    from crystalgen.metrics.properties import cdvae_model_folder, get_predictor
+
+    if cdvae_model_folder("mp_20") is None:
+        pytest.skip("CDVAE's mp20 property model not found ($CRYSTALGEN_CDVAE_PROP_MODELS)")
+    predictor = get_predictor("cdvae_mp_20", workers=1)
+    large = Structure(Lattice.cubic(3.61), ["Cu"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]) * (4, 4, 4)
+    unbudgeted, _ = predictor.predict_with_reasons(normal_crystals())
+    monkeypatch.setenv(MEMORY_ENV, "0.01")  # 10 MB: the 256-atom cell's graph needs more, the small ones fit
+    values, reasons = predictor.predict_with_reasons(normal_crystals() + [large])
+    np.testing.assert_allclose(values[:-1], unbudgeted, rtol=0, atol=1e-6)
+    assert np.isnan(values[-1]) and reasons[:-1] == [""] * 5
+    assert reasons[-1].startswith("its DimeNet++ graph (") and "256 atoms, density 8.9" in reasons[-1]
