@@ -129,7 +129,11 @@ def test_learned_metrics_through_the_property_sun_and_frechet_apis(tmp_path, mon
     sun = types.ModuleType("crystalgen.metrics.sun")
     sun.sun_metrics = sun_metrics
     frechet = types.ModuleType("crystalgen.metrics.frechet")
-    frechet.frechet_distance = lambda s, r, **kw: {"fcd": 0.0, "fcd_n": len(s), "fcd_embedding": "stand-in"}
+    def frechet_distance(structures, reference, refused=None, **kw):
+        refused.extend(["its graph would need about 9 GB"] + [""] * (len(structures) - 1))
+        return {"fcd": 0.0, "fcd_n": len(structures), "fcd_embedding": "stand-in"}
+
+    frechet.frechet_distance = frechet_distance
     for module in (properties, sun, frechet):
         monkeypatch.setitem(sys.modules, module.__name__, module)
 
@@ -141,6 +145,8 @@ def test_learned_metrics_through_the_property_sun_and_frechet_apis(tmp_path, mon
     assert out["fcd_embedding"] == "stand-in" and out["sun_rate"] == 0.25 and out["sun_n_structures"] == 6
     # metrics.json was written, marked partial, before S.U.N. started
     assert seen["partial"]["status"] == "partial" and "wdist_prop" in seen["partial"]
+    refused = pd.read_csv(tmp_path / "out" / "per_sample.csv", keep_default_na=False)["refused"].tolist()
+    assert refused == ["fcd: its graph would need about 9 GB"] + [""] * 5  # sun's stand-in refuses nothing
     evaluate(ref, ref, metrics=["wdist_prop"], reference_name="perov_5", workers=1, progress=False,
              options={"predictor_options": {"models_dir": "/models"}})
     assert seen["predicted"] == [6, 6, 6]  # samples, reference, samples again: the reference came from the cache

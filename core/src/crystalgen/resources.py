@@ -31,7 +31,8 @@ THREADS_ENV = "CRYSTALGEN_THREADS"
 MEMORY_ENV = "CRYSTALGEN_MEMORY_GB"
 
 #: Working memory of one batch when nothing else is said: about a quarter of an 8 GB laptop, with the ~1 GB that
-#: torch, pymatgen and a model take besides it.
+#: torch, pymatgen and a model take besides it. core/tests/test_metrics_memory.py runs the default metric set with
+#: it under a 3 GB address-space limit (dense crystals refused, a 2,048-atom one priced at 1.5 GB computed).
 DEFAULT_MEMORY_GB = 2.0
 
 #: Densest solid known at ambient pressure (osmium, g/cm^3): a generated crystal above this is not physical.

@@ -23,6 +23,7 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop at the first crystal that cannot be read or prepared (shortcut for data.strict=true)")
     p.add_argument("--runs-root", metavar="DIR", default="runs", help="where new run directories go (default: runs)")
     p.add_argument("--run-dir", metavar="DIR", help="use this run directory instead of runs/<model>-<dataset>-<time>")
+    p.add_argument("--memory-gb", metavar="GB", help="working memory of one batch of any stage (shortcut for memory_gb=...)")
     add_resource_arguments(p, config_key="threads")
     add_output_arguments(p)
 
@@ -60,7 +61,7 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def shortcut_overrides(args: argparse.Namespace) -> list[str]:
-    """``--data/--device/--seed/--strict/--threads`` as dotlist overrides, placed before the explicit ones (which win)."""
+    """``--data/--device/--seed/--strict/--threads/--memory-gb`` as dotlist overrides, placed before the explicit ones (which win)."""
     out = []
     if getattr(args, "data", None):
         out.append(f"data.dataset={args.data}")
@@ -72,6 +73,8 @@ def shortcut_overrides(args: argparse.Namespace) -> list[str]:
         out.append("data.strict=true")
     if getattr(args, "threads", None) is not None:
         out.append(f"threads={'null' if args.threads == 'auto' else args.threads}")
+    if getattr(args, "memory_gb", None) is not None:
+        out.append(f"memory_gb={args.memory_gb}")
     return out + list(args.overrides)
 
 

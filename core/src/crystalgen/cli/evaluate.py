@@ -72,6 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="worker processes (default: the cores this process may use)")
     p.add_argument("--max-file-mb", type=float, metavar="MB",
                    help="size limit per input file in megabytes (default 512, or $CRYSTALGEN_MAX_FILE_MB)")
+    p.add_argument("--memory-gb", metavar="GB",
+                   help="working memory of one batch of any metric stage; a crystal whose graph alone exceeds it is "
+                        "refused with its reason (default: $CRYSTALGEN_MEMORY_GB, else 2)")
     add_resource_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
@@ -222,6 +225,16 @@ def _paired(args, structures, reference, reference_name, annotations, progress) 
     return result
 
 
+def _apply_memory_budget(gb: str | None) -> None:
+    from crystalgen.cli.errors import UserError
+    from crystalgen.resources import set_memory_budget
+
+    try:
+        set_memory_budget(gb)
+    except ValueError as exc:
+        raise UserError(f"--memory-gb: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
 
@@ -236,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
     from crystalgen.data.user_files import set_max_file_mb
 
     check_task_options(args)
+    _apply_memory_budget(args.memory_gb)
     _cov_cutoffs(args.cov_cutoffs)
     set_max_file_mb(args.max_file_mb)
     writable_folder(args.out, "--out")

@@ -13,16 +13,19 @@ import functools
 import io
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 from pymatgen.core import Structure
 
+from crystalgen.metrics.memory import CHGNET_PREDICT, CHGNET_RELAX, GraphCost
 from crystalgen.metrics.properties import PropertyPredictor
+from crystalgen.resources import memory_budget, over_budget_reason, pack_by_cost
 
 CHGNET_MODEL = "0.3.0"
 #: Bumped when the way structures are fed to CHGNet changes, so cached outputs are recomputed.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: crystals over the memory budget are refused (NaN)
 CRYSTAL_FEA_DIM = 64
 
 
@@ -51,16 +54,17 @@ def _graph_or_none(model, structure: Structure):
         return None
 
 
-def _predict_graphs(model, graphs: list, indices: list[int], batch_size: int) -> list[tuple[int, dict]]:
-    """(index, prediction) for the graphs at ``indices``; if the batch fails (e.g. an element CHGNet has no
-    embedding for), each graph is retried alone and the failing ones are left out."""
+def _predict_graphs(model, graphs: list, indices: list[int]) -> list[tuple[int, dict]]:
+    """(index, prediction) for the graphs at ``indices``, in one forward pass; if it fails (e.g. an element CHGNet
+    has no embedding for), each graph is retried alone and the failing ones are left out."""
     if not indices:
         return []
 
     def run(chosen: list[int]) -> list[dict]:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.no_grad():  # energies need no autograd: ~5x less memory, same values
             warnings.simplefilter("ignore")
-            preds = model.predict_graph([graphs[i] for i in chosen], task="e", return_crystal_feas=True, batch_size=batch_size)
+            preds = model.predict_graph([graphs[i] for i in chosen], task="e", return_crystal_feas=True,
+                                        batch_size=len(chosen))
         return [preds] if isinstance(preds, dict) else list(preds)
 
     try:
@@ -68,7 +72,24 @@ def _predict_graphs(model, graphs: list, indices: list[int], batch_size: int) ->
     except Exception:
         if len(indices) == 1:
             return []
-        return [pair for i in indices for pair in _predict_graphs(model, graphs, [i], batch_size)]
+        return [pair for i in indices for pair in _predict_graphs(model, graphs, [i])]
+
+
+def predict_batch(model, structures: Sequence[Structure]) -> list[tuple[int, float, np.ndarray]]:
+    """(position, energy per atom, crystal_fea) of each crystal of one batch that CHGNet could handle."""
+    graphs = [_graph_or_none(model, s) for s in structures]
+    out = []
+    for i, pred in _predict_graphs(model, graphs, [i for i, g in enumerate(graphs) if g is not None]):
+        e, f = float(pred["e"]), np.asarray(pred["crystal_fea"], dtype=np.float64).reshape(-1)
+        if np.isfinite(e) and np.isfinite(f).all():
+            out.append((i, e, f))
+    return out
+
+
+def predict_cost(model) -> GraphCost:
+    """The memory cost model of :func:`predict_batch` with this model's graph cutoffs."""
+    converter = model.graph_converter
+    return replace(CHGNET_PREDICT, edge_cutoff=converter.atom_graph_cutoff, angle_cutoff=converter.bond_graph_cutoff)
 
 
 def chgnet_predict(
@@ -80,7 +101,13 @@ def chgnet_predict(
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """CHGNet ``energy`` (N,) in eV/atom and ``crystal_fea`` (N, 64); NaN rows where CHGNet cannot build its graph
-    (e.g. an atom with no neighbour within CHGNet's 6 A cutoff) or predicts a non-finite value."""
+    (e.g. an atom with no neighbour within CHGNet's 6 A cutoff), predicts a non-finite value, or where the crystal's
+    graph alone would exceed the memory budget (crystalgen.resources.memory_budget), whose reason is in
+    ``refused`` (N,) ("" for the others).
+
+    Batches hold at most ``batch_size`` crystals and at most the memory budget by the estimate of
+    crystalgen.metrics.memory, made before any graph is built.
+    """
     from tqdm.auto import tqdm
 
     model = load_chgnet(model_name, device)
@@ -88,17 +115,20 @@ def chgnet_predict(
     model.graph_converter.set_isolated_atom_response("error")
     energy = np.full(len(structures), np.nan)
     fea = np.full((len(structures), CRYSTAL_FEA_DIM), np.nan)
+    cost = predict_cost(model)
+    budget = memory_budget()
+    costs = [cost.of(s) for s in structures]
+    batches, refused = pack_by_cost(costs, budget, max_items=batch_size)
+    reasons = np.full(len(structures), "", dtype=object)
+    for i in refused:
+        reasons[i] = over_budget_reason(cost.what, costs[i], budget, structure=structures[i])
     with tqdm(total=len(structures), desc=f"CHGNet {model_name}", unit="crystal", disable=not progress) as bar:
-        for start in range(0, len(structures), batch_size):
-            chunk = structures[start : start + batch_size]
-            graphs = [_graph_or_none(model, s) for s in chunk]
-            ok = [i for i, g in enumerate(graphs) if g is not None]
-            for i, pred in _predict_graphs(model, graphs, ok, batch_size):
-                e, f = float(pred["e"]), np.asarray(pred["crystal_fea"], dtype=np.float64).reshape(-1)
-                if np.isfinite(e) and np.isfinite(f).all():
-                    energy[start + i], fea[start + i] = e, f
-            bar.update(len(chunk))
-    return {"energy": energy, "crystal_fea": fea}
+        bar.update(len(refused))
+        for batch in batches:
+            for i, e, f in predict_batch(model, [structures[j] for j in batch]):
+                energy[batch[i]], fea[batch[i]] = e, f
+            bar.update(len(batch))
+    return {"energy": energy, "crystal_fea": fea, "refused": reasons.astype(str)}
 
 
 def chgnet_predict_cached(structures: Sequence[Structure], *, model_name: str = CHGNET_MODEL, **options) -> dict[str, np.ndarray]:
@@ -121,25 +151,30 @@ class CHGNetEnergyPredictor(PropertyPredictor):
         self._options = {"batch_size": batch_size, "device": device, "progress": progress}
 
     def predict(self, structures: Sequence[Structure]) -> np.ndarray:
-        return chgnet_predict(structures, model_name=self.model_name, **self._options)["energy"]
+        return self.predict_with_reasons(structures)[0]
+
+    def predict_with_reasons(self, structures: Sequence[Structure]) -> tuple[np.ndarray, list[str]]:
+        out = chgnet_predict(structures, model_name=self.model_name, **self._options)
+        return out["energy"], out["refused"].tolist()
 
 
 @dataclass(frozen=True)
 class Relaxation:
     """Outcome of one bounded CHGNet relaxation: optimiser steps taken, and whether it stopped below fmax before
-    the step limit; ``structure`` None, ``steps`` -1 and ``error`` set when it failed."""
+    the step limit; ``structure`` None, ``steps`` -1 and ``error`` set when it failed, ``refused`` when it was
+    not attempted because it would exceed the memory budget (``error`` says why)."""
 
     structure: Structure | None
     steps: int
     converged: bool
     error: str | None = None
+    refused: bool = False
 
 
 def _relax_one(job: tuple[Structure, float, int, bool, str]) -> Relaxation:
     structure, fmax, max_steps, relax_cell, model_name = job
     import multiprocessing
 
-    import torch
     from chgnet.model import StructOptimizer
 
     if multiprocessing.parent_process() is not None:
@@ -165,6 +200,13 @@ def _relax_chunk(jobs: Sequence[tuple[Structure, float, int, bool, str]]) -> lis
     return [_relax_one(job) for job in jobs]
 
 
+def relax_refusal(structure: Structure, budget: int | None = None) -> str | None:
+    """Why relaxing ``structure`` is not attempted (its estimated cost exceeds the memory budget), or None."""
+    budget = memory_budget() if budget is None else budget
+    cost = CHGNET_RELAX.of(structure)
+    return over_budget_reason(CHGNET_RELAX.what, cost, budget, structure=structure) if cost > budget else None
+
+
 def relax_structures(
     structures: Sequence[Structure],
     *,
@@ -177,9 +219,16 @@ def relax_structures(
 ) -> list[Relaxation]:
     """Relax each structure with CHGNet + ASE FIRE (positions and, with ``relax_cell``, the cell through CHGNet's
     default FrechetCellFilter) until the largest force is below ``fmax`` eV/A or ``max_steps`` steps; in
-    input order. ``workers`` processes share the list (default: all available cores; crystalgen.metrics.parallel)."""
+    input order. ``workers`` processes share the list (default: all available cores; crystalgen.metrics.parallel),
+    one crystal each at a time; a crystal whose relaxation alone would exceed the memory budget is refused."""
     from crystalgen.metrics.parallel import map_chunks
 
-    jobs = [(s, float(fmax), int(max_steps), bool(relax_cell), model_name) for s in structures]
-    return map_chunks(_relax_chunk, jobs, workers=workers, chunk_size=1, desc=f"CHGNet relax (fmax {fmax}, <= {max_steps} steps)",
+    refusals = [relax_refusal(s) for s in structures]
+    todo = [i for i, reason in enumerate(refusals) if reason is None]
+    jobs = [(structures[i], float(fmax), int(max_steps), bool(relax_cell), model_name) for i in todo]
+    done = map_chunks(_relax_chunk, jobs, workers=workers, chunk_size=1, desc=f"CHGNet relax (fmax {fmax}, <= {max_steps} steps)",
                       progress=progress)  # fmt: skip
+    out = [Relaxation(None, -1, False, reason, refused=True) for reason in refusals]
+    for i, relaxation in zip(todo, done, strict=True):
+        out[i] = relaxation
+    return out

@@ -56,16 +56,23 @@ def frechet_distance(
     *,
     batch_size: int = 64,
     progress: bool = False,
+    refused: list[str] | None = None,
 ) -> dict[str, float | int | str]:
     """``fcd``: Frechet distance between CHGNet crystal embeddings of ``structures`` and ``reference``.
 
     The reference embeddings are cached on disk (crystalgen.metrics.cache). Crystals CHGNet cannot
-    embed are left out and counted: ``fcd_n`` / ``fcd_reference_n`` are the numbers actually used. GemsDiff found
-    the estimate settles at about 10,000 crystals per set (its fig. 4); small sets bias it upwards.
+    embed are left out and counted: ``fcd_n`` / ``fcd_reference_n`` are the numbers actually used; those refused for
+    the memory budget are counted in ``fcd_n_refused`` with the first reason, and ``refused``, when given, is
+    extended with one reason per structure ("" for the others). GemsDiff found the estimate settles at about 10,000
+    crystals per set (its fig. 4); small sets bias it upwards.
     """
     from crystalgen.metrics.chgnet_backend import CHGNET_MODEL, chgnet_predict, chgnet_predict_cached, embedding_name
+    from crystalgen.metrics.memory import refusal_summary
 
-    generated = chgnet_predict(structures, batch_size=batch_size, progress=progress)["crystal_fea"]
+    predicted = chgnet_predict(structures, batch_size=batch_size, progress=progress)
+    generated, reasons = predicted["crystal_fea"], [str(r) for r in predicted["refused"]]
+    if refused is not None:
+        refused.extend(reasons)
     ref = chgnet_predict_cached(reference, batch_size=batch_size, progress=progress)["crystal_fea"]
     generated = generated[np.isfinite(generated).all(axis=1)]
     ref = ref[np.isfinite(ref).all(axis=1)]
@@ -75,4 +82,5 @@ def frechet_distance(
         "fcd_n": int(len(generated)),
         "fcd_reference_n": int(len(ref)),
         "fcd_embedding": embedding_name(CHGNET_MODEL),
+        **refusal_summary("fcd", reasons),
     }

@@ -47,6 +47,10 @@ class PropertyPredictor(ABC):
     def predict(self, structures: Sequence[Structure]) -> np.ndarray:
         """One value per structure, NaN where the predictor cannot handle it."""
 
+    def predict_with_reasons(self, structures: Sequence[Structure]) -> tuple[np.ndarray, list[str]]:
+        """:meth:`predict`, and for each structure why it was refused for the memory budget ("" if it was not)."""
+        return np.asarray(self.predict(structures), dtype=np.float64), [""] * len(structures)
+
 
 def cached_outputs(identity: str, structures: Sequence[Structure], compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """``compute()`` for these structures under model ``identity`` (weights digest + pipeline version), stored in

@@ -10,7 +10,10 @@ Order of work (CDVAE's protocol unless noted, see docs/metrics.md):
    then S.U.N. (slow; a seeded draw of buildable samples, valid or not, as SymmCD).
 metrics.json is written (status partial) after stage 3 and after each metric, so a killed evaluation keeps what it
 computed. A metric that cannot run (missing input, missing predictor, an error inside it) is reported as
-``<metric>_unavailable: <reason>`` and the others still run.
+``<metric>_unavailable: <reason>`` and the others still run. A crystal that a graph-building metric (wdist_prop,
+fcd, sun) skips because its graph alone would exceed the memory budget (crystalgen.resources.memory_budget) is
+left out as a crystal the model cannot handle, counted as ``<metric>_n_refused`` with the first reason, and named
+with its reason in per_sample.csv's ``refused`` column.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from crystalgen.metrics.coverage import cov_cutoffs, coverage, mean_pairwise_dis
 from crystalgen.metrics.crystal_features import FeatureRequest
 from crystalgen.metrics.fingerprints import standardise_composition_fingerprints
 from crystalgen.metrics.invalid_detail import invalidity_detail
+from crystalgen.metrics.memory import refusal_summary
 from crystalgen.metrics.options import EvaluationOptions, resolve_metrics
 from crystalgen.metrics.parallel import WorkerPool
 from crystalgen.metrics.reference import ReferenceSet, compute_features, stack_fingerprints
@@ -56,6 +60,14 @@ def _optional_module(name: str):
         raise _Unavailable(f"{name} is not available in this installation ({exc})") from exc
 
 
+def _predict_with_reasons(predictor, structures: Sequence[Structure]) -> tuple[np.ndarray, list[str]]:
+    """Values and refusal reasons; a plugin's predictor without ``predict_with_reasons`` refuses nothing."""
+    if hasattr(predictor, "predict_with_reasons"):
+        values, reasons = predictor.predict_with_reasons(structures)
+        return np.asarray(values, dtype=np.float64), list(reasons)
+    return np.asarray(predictor.predict(structures), dtype=np.float64), [""] * len(structures)
+
+
 def _as_reference(structures, name: str, workers, progress) -> ReferenceSet:
     if isinstance(structures, ReferenceSet):
         return structures
@@ -81,6 +93,7 @@ class _Evaluation:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.result: Result = {}
         self.features: list[dict] = [{} for _ in self.samples]
+        self.refused: list[dict[str, str]] = [{} for _ in self.samples]  # metric -> why it skipped the sample
 
     # -- stage 1 and 2 ---------------------------------------------------------------------------------------
     def check_validity(self) -> None:
@@ -189,7 +202,8 @@ class _Evaluation:
             raise _Unavailable(f"no default property predictor for reference {self.reference_name!r}; "
                                "pass property_predictor (--property-predictor)")
         predictor = properties.get_predictor(name, **self.opts.predictor_options)
-        generated = np.asarray(predictor.predict([self.samples[i] for i in self.subset]), dtype=np.float64)
+        generated, reasons = _predict_with_reasons(predictor, [self.samples[i] for i in self.subset])
+        self._note_refusals("wdist_prop", self.subset, reasons)
         if reference_properties is not None:
             ref_values = np.asarray(reference_properties, dtype=np.float64).reshape(-1)
             source = "given"
@@ -198,7 +212,8 @@ class _Evaluation:
             source = "predicted"
         return {"wdist_prop": wasserstein(generated, ref_values), "wdist_prop_n": len(generated),
                 "wdist_prop_reference_n": int(np.isfinite(ref_values).sum()), "wdist_prop_predictor": predictor.name,
-                "wdist_prop_units": str(getattr(predictor, "units", "")), "wdist_prop_reference_source": source}
+                "wdist_prop_units": str(getattr(predictor, "units", "")), "wdist_prop_reference_source": source,
+                **refusal_summary("wdist_prop", reasons)}
 
     def d_sg(self) -> Result:
         paper = self.opts.paper_protocol
@@ -225,8 +240,12 @@ class _Evaluation:
     def fcd(self) -> Result:
         """GemsDiff computed its FAD on the generated crystals "without any filtering": every buildable sample."""
         frechet = _optional_module("crystalgen.metrics.frechet")
-        structures = [self.samples[i] for i in self._buildable()]
-        return dict(frechet.frechet_distance(structures, self.reference.structures, progress=self.progress))
+        buildable = self._buildable()
+        reasons: list[str] = []
+        out = dict(frechet.frechet_distance([self.samples[i] for i in buildable], self.reference.structures,
+                                            progress=self.progress, refused=reasons))
+        self._note_refusals("fcd", buildable, reasons)
+        return out
 
     def sun(self) -> Result:
         """SymmCD draws 1,000 of the generated crystals, valid or not: the same seeded draw from buildable samples."""
@@ -236,12 +255,21 @@ class _Evaluation:
         buildable = self._buildable()
         drawn = draw_subset(buildable, self.opts.n_property_samples, self.opts.seed + 1)
         options = {"progress": self.progress, **self.opts.sun_options}
+        reasons: list[str] = []
         out = dict(sun.sun_metrics([self.samples[i] for i in drawn], self.reference.structures,
-                                   self.train.structures, **options))
+                                   self.train.structures, refused=reasons, **options))
+        self._note_refusals("sun", drawn, reasons)
         out["sun_drawn_from_n"] = len(buildable)
         return out
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
+    def _note_refusals(self, metric: str, indices: Sequence[int], reasons: Sequence[str]) -> None:
+        """Keep, per sample, why ``metric`` skipped it for the memory budget (per_sample.csv's ``refused``); no
+        reasons at all means an implementation that refuses nothing."""
+        for i, reason in zip(indices, reasons or [""] * len(indices), strict=True):
+            if reason:
+                self.refused[int(i)][metric] = reason
+
     def run_metric(self, name: str, fn: Callable[[], Result]) -> None:
         try:
             self.result.update(fn())
@@ -260,7 +288,8 @@ class _Evaluation:
             {"index": i, "id": self.ids[i], "struct_valid": c.struct_valid, "comp_valid": c.comp_valid,
              "valid": bool(self.valid[i]), "reason": self.reasons[i] or "", "detail": self._detail(i),
              "spacegroup": self.features[i].get("spacegroup", ""), "template": self.features[i].get("template") or "",
-             "in_property_subset": i in self._subset_set}
+             "in_property_subset": i in self._subset_set,
+             "refused": "; ".join(f"{metric}: {reason}" for metric, reason in self.refused[i].items())}
             for i, c in enumerate(self.checks)
         ]
         write_outputs(self.out_dir, self.result, rows, reference_name=self.reference_name, final=final)

@@ -15,7 +15,10 @@ Protocol here (every choice is written into the result):
 * unique: not matched (pymatgen StructureMatcher, default tolerances ltol 0.2, stol 0.3, angle_tol 5 degrees,
   the settings FlowMM's novelty script uses) by an earlier crystal of the same set; novel: not matched by any
   training crystal. Matching is only attempted within the same reduced composition (StructureMatcher never
-  matches across them), which keeps it fast;
+  matches across them), which keeps it fast, and not for a pair whose all-pairs arrays would exceed the memory
+  budget (crystals of thousands of atoms; crystalgen.metrics.memory), which then counts as different;
+* memory: a crystal whose CHGNet graph or relaxation alone would exceed the memory budget gets no energy (not
+  stable); every such skip is counted (``sun_n_refused``, with the first reason);
 * S.U.N. count: stable and novel crystals, de-duplicated among themselves (first occurrence kept); rates are
   over all input crystals (SymmCD: 1,000 sampled from 10,000).
 """
@@ -31,6 +34,9 @@ from typing import Any
 
 import numpy as np
 from pymatgen.core import Composition, Structure
+
+from crystalgen.metrics.memory import STRUCTURE_MATCHER, refusal_summary
+from crystalgen.resources import memory_budget, over_budget_reason
 
 HULL_TOLERANCE = 1e-6
 """eV/atom: round-off allowance when comparing E_hull with the threshold (CHGNet runs in float32)."""
@@ -87,7 +93,17 @@ def default_matcher():
     return StructureMatcher()  # ltol 0.2, stol 0.3, angle_tol 5: FlowMM's (MatterGen's) novelty settings
 
 
+def matcher_refusal(structure: Structure, budget: int | None = None) -> str | None:
+    """Why ``structure`` is not compared at all (matching it with a crystal of its size would exceed the memory
+    budget), or None. Such a crystal matches nothing: it counts as unique and novel, and is reported."""
+    budget = memory_budget() if budget is None else budget
+    cost = STRUCTURE_MATCHER.estimate(len(structure), len(structure))
+    return over_budget_reason(STRUCTURE_MATCHER.what, cost, budget, structure=structure) if cost > budget else None
+
+
 def _matches(matcher, a: Structure, b: Structure) -> bool:
+    if STRUCTURE_MATCHER.estimate(len(a), len(b)) > memory_budget():
+        return False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -136,6 +152,7 @@ class SUNAssessment:
     relax_steps: np.ndarray | None
     relax_converged: np.ndarray | None
     settings: dict[str, Any] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)  # per crystal: why a stage skipped it for the memory budget
 
     def summary(self) -> dict[str, Any]:
         n = len(self.stable)
@@ -157,6 +174,7 @@ class SUNAssessment:
             out["sun_relax_mean_steps"] = float(finite_steps.mean()) if finite_steps.size else None
         finite = self.e_above_hull[np.isfinite(self.e_above_hull)]
         out["e_above_hull_median"] = float(np.median(finite)) if finite.size else None
+        out.update(refusal_summary("sun", self.refused))
         out.update(self.settings)
         return out
 
@@ -193,7 +211,9 @@ def assess_sun(
     hull = EnergyHull(hull_comps, hull_energies)
     source = "given hull structures" if hull_structures is not None else ("reference+train structures" if train else "reference structures")
 
-    initial_energy = chgnet_predict(structures, progress=progress)["energy"]
+    initial = chgnet_predict(structures, progress=progress)
+    initial_energy = initial["energy"]
+    refused = [str(r) or (matcher_refusal(s) or "") for r, s in zip(initial["refused"], structures, strict=True)]
     e_hull_initial = hull.e_above_hull(_compositions(structures), initial_energy)
 
     steps = converged = None
@@ -203,6 +223,7 @@ def assess_sun(
         relaxations = relax_structures(structures, fmax=fmax, max_steps=max_steps, workers=workers, progress=progress)
         steps = np.array([r.steps for r in relaxations])
         converged = np.array([r.converged for r in relaxations])
+        refused = [old or (r.error if r.refused else "") for old, r in zip(refused, relaxations, strict=True)]
         ok = [i for i, r in enumerate(relaxations) if r.structure is not None]
         relaxed_energy = np.full(len(structures), np.nan)
         relaxed_energy[ok] = chgnet_predict([relaxations[i].structure for i in ok], progress=progress)["energy"]
@@ -229,7 +250,8 @@ def assess_sun(
         "sun_matcher": "pymatgen StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5), same reduced composition only",
         "sun_novelty_against": f"{len(train)} training structures" if train is not None else "not computed (no training set given)",
     }
-    return SUNAssessment(e_hull_initial, e_hull, stable_initial, stable, unique, novel, sun_initial, sun, relax, steps, converged, settings)
+    return SUNAssessment(e_hull_initial, e_hull, stable_initial, stable, unique, novel, sun_initial, sun, relax, steps, converged, settings,
+                         refused)
 
 
 def sun_metrics(
@@ -244,13 +266,19 @@ def sun_metrics(
     hull_structures: Sequence[Structure] | None = None,
     workers: int | None = None,
     progress: bool = True,
+    refused: list[str] | None = None,
 ) -> dict[str, Any]:
     """S.U.N. summary: ``sun_rate``, ``stable_rate``, ``unique_rate``, ``novel_rate`` and their ``*_n`` counts for
     the final (relaxed when ``relax``) crystals, the same for the unrelaxed ones (``*_initial_*``), and the
     protocol as strings (``sun_hull``, ``sun_relax``, ...). Writes no files (reference/train energies go to the
-    prediction cache). Without ``train``, novelty and S.U.N. are None.
+    prediction cache). Without ``train``, novelty and S.U.N. are None. Crystals a stage skipped for the memory
+    budget (CHGNet energy, relaxation, matching) are counted in ``sun_n_refused`` with the first reason; ``refused``,
+    when given, is extended with one reason per crystal ("" for the others).
     """
-    return assess_sun(
+    assessment = assess_sun(
         structures, reference, train, relax=relax, fmax=fmax, max_steps=max_steps, stability_threshold=stability_threshold,
         hull_structures=hull_structures, workers=workers, progress=progress,
-    ).summary()  # fmt: skip
+    )  # fmt: skip
+    if refused is not None:
+        refused.extend(assessment.refused)
+    return assessment.summary()

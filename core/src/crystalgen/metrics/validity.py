@@ -1,8 +1,8 @@
 """Structure validity (CDVAE appendix G.2) and the reasons a sample is invalid.
 
 A structure is valid when every pair of distinct sites is at least 0.5 Angstrom apart under periodic boundary
-conditions (pymatgen's minimum-image distance matrix; a site's distance to its own images is not counted, as in
-CDVAE) and the cell volume is at least 0.1 Angstrom^3. Samples that cannot be built at all (a failed decode, an
+conditions (pymatgen's minimum-image distance matrix, in blocks that fit the memory budget; a site's distance to
+its own images is not counted, as in CDVAE) and the cell volume is at least 0.1 Angstrom^3. Samples that cannot be built at all (a failed decode, an
 empty or unreadable file, NaN in the lattice, an unknown element, a disordered site) are invalid too, and every
 invalid sample is counted under one reason: the first failed check, in the order of ``REASONS``.
 """
@@ -17,6 +17,8 @@ import numpy as np
 from pymatgen.core import Element, Structure
 
 from crystalgen.metrics.composition_validity import DEFAULT_OXIDATION_STATES, composition_valid
+from crystalgen.metrics.memory import DISTANCE_MATRIX
+from crystalgen.resources import memory_budget
 
 MIN_DISTANCE = 0.5  # Angstrom
 MIN_VOLUME = 0.1  # Angstrom^3
@@ -85,12 +87,26 @@ def structure_problem(structure: Structure) -> str | None:
         return "non_finite"
     if abs(np.linalg.det(lattice)) < MIN_VOLUME:
         return "small_volume"
-    if len(structure) > 1:
-        distances = structure.distance_matrix
-        np.fill_diagonal(distances, np.inf)
-        if distances.min() < MIN_DISTANCE:
-            return "overlapping_atoms"
+    if len(structure) > 1 and min_pair_distance(structure) < MIN_DISTANCE:
+        return "overlapping_atoms"
     return None
+
+
+def min_pair_distance(structure: Structure) -> float:
+    """Smallest minimum-image distance between two distinct sites (pymatgen's ``distance_matrix`` values).
+
+    The matrix is computed in blocks of rows that fit the memory budget: whole, it would take ~19 GB for a
+    20,000-atom cell (crystalgen.metrics.memory.DISTANCE_MATRIX).
+    """
+    frac = np.asarray(structure.frac_coords, dtype=float)
+    n = len(frac)
+    rows = max(1, int(memory_budget() // DISTANCE_MATRIX.estimate(1, n)))
+    smallest = np.inf
+    for start in range(0, n, rows):
+        block = structure.lattice.get_all_distances(frac[start:start + rows], frac)
+        block[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf  # a site and itself
+        smallest = min(smallest, float(block.min()))
+    return smallest
 
 
 def sample_validity(

@@ -50,6 +50,13 @@ def announce(cfg: DictConfig, model_name: str) -> None:
         log.info("preset note: %s", cfg.preset_note)
 
 
+def apply_memory_budget(cfg: DictConfig) -> None:
+    """Make the run config's ``memory_gb`` the budget of this process and its workers (null: keep the default)."""
+    from crystalgen.resources import set_memory_budget
+
+    set_memory_budget(cfg.get("memory_gb"))
+
+
 def prepare_training_data(model_name: str, cfg: DictConfig, env: Environment, show_progress: bool = True,
                           model: GenerativeModel | None = None) -> tuple[list[Data], list[Data]]:
     """Training and validation crystals, preprocessed with the model's transform. Under DDP rank 0 fills the
@@ -80,6 +87,7 @@ def train(model_name: str, cfg: DictConfig, run: RunDir, *, resume: str | Path |
     ``cfg.threads`` here. It is recorded in the run's resources.json.
     """
     record = dict(resources) if resources is not None else apply_process_resources(cfg.get("threads"))
+    apply_memory_budget(cfg)
     env = setup(cfg.trainer.device)
     metric_log = None
     try:
@@ -204,6 +212,7 @@ def evaluate(samples: str | Path, out: str | Path, cfg: DictConfig, show_progres
     from crystalgen.metrics import read_samples
 
     record = dict(resources) if resources is not None else apply_process_resources(cfg.get("threads"))
+    apply_memory_budget(cfg)
     e = cfg.evaluate
     structures, failures, ids = read_samples(samples, workers=e.workers, progress=show_progress)
     name, split = parse_split(reference_of(cfg))

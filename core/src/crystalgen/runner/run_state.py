@@ -89,6 +89,10 @@ def evaluate_argv(run: RunDir, cfg: DictConfig) -> list[str]:
         argv += ["--metrics", ",".join(e.metrics)]
     if e.workers is not None:
         argv += ["--workers", str(e.workers)]
+    if cfg.get("threads") is not None:
+        argv += ["--threads", str(cfg.threads)]
+    if cfg.get("memory_gb") is not None:
+        argv += ["--memory-gb", str(cfg.memory_gb)]
     options = OmegaConf.to_container(e.options) or {}
     for key in ("oxidation_states", "n_property_samples", "seed", "symprec"):
         if key in options:

@@ -21,13 +21,15 @@ from crystalgen.geometry.triplets import triplets
 from crystalgen.metrics.cdvae_property.checkpoint import PropertyCheckpoint, read_property_checkpoint
 from crystalgen.metrics.cdvae_property.crystalnn_graph import CrystalGraph, crystalnn_graphs
 from crystalgen.metrics.cdvae_property.dimenet import CDVAEDimeNetPP
+from crystalgen.metrics.memory import dimenet_cost
 from crystalgen.metrics.properties import PropertyPredictor
+from crystalgen.resources import memory_budget, over_budget_reason, pack_by_cost
 
 #: The targets of CDVAE's three models; CDVAE reports its energy property in eV/atom for all three datasets.
 TARGET_UNITS = {"heat_ref": "eV/atom", "energy_per_atom": "eV/atom", "formation_energy_per_atom": "eV/atom"}
 
 #: Bumped whenever graph building or the forward pass changes, so cached predictions are recomputed.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: graphs over the memory budget are refused (NaN)
 
 _ARCHITECTURE_FIELDS = (
     "num_targets", "hidden_channels", "num_blocks", "int_emb_size", "basis_emb_size", "out_emb_channels",
@@ -39,8 +41,8 @@ _ARCHITECTURE_FIELDS = (
 class CDVAEPropertyPredictor(PropertyPredictor):
     """One CDVAE property model (a folder with hparams.yaml, epoch=*.ckpt and prop_scaler.pt).
 
-    ``workers`` processes build the CrystalNN graphs (default: all available cores); ``batch_size`` crystals
-    go through DimeNet++ at once.
+    ``workers`` processes build the CrystalNN graphs (default: all available cores); up to ``batch_size`` crystals
+    go through DimeNet++ at once, fewer when their graphs would exceed the memory budget.
     """
 
     def __init__(self, folder: str | Path, *, name: str | None = None, workers: int | None = None, batch_size: int = 256,
@@ -70,22 +72,40 @@ class CDVAEPropertyPredictor(PropertyPredictor):
 
     def predict(self, structures: Sequence[Structure]) -> np.ndarray:
         """Predicted ``target`` per structure in ``units``; NaN where CrystalNN fails, an element is beyond the
-        model's embedding (Z >= 95) or the output is not finite."""
+        model's embedding (Z >= 95), the graph alone would exceed the memory budget, or the output is not finite."""
+        return self.predict_with_reasons(structures)[0]
+
+    def predict_with_reasons(self, structures: Sequence[Structure]) -> tuple[np.ndarray, list[str]]:
+        """:meth:`predict`, and for each crystal why it was refused for the memory budget ("" if it was not).
+
+        DimeNet++ batches hold at most ``batch_size`` crystals and at most the budget, by the cost of each graph's
+        atoms, edges and triplets, counted before the triplets are listed."""
         niggli = bool(self.checkpoint.data_hparams.get("niggli", True))
         primitive = bool(self.checkpoint.data_hparams.get("primitive", False))
         out = np.full(len(structures), np.nan)
-        pending: list[tuple[int, CrystalGraph]] = []
+        reasons = [""] * len(structures)
         graphs = crystalnn_graphs(structures, niggli=niggli, primitive=primitive, workers=self.workers, progress=self.progress)
         num_species = self.model.emb.emb.num_embeddings  # the embedding covers Z < 95
-        for index, graph in enumerate(graphs):
-            if isinstance(graph, CrystalGraph) and graph.atom_types.max() < num_species:
-                pending.append((index, graph))
-            if len(pending) == self.batch_size:
-                self._predict_batch(pending, out)
-                pending = []
-        if pending:
-            self._predict_batch(pending, out)
-        return out
+        usable = [(i, g) for i, g in enumerate(graphs) if isinstance(g, CrystalGraph) and g.atom_types.max() < num_species]
+        costs = [dimenet_cost(*self.graph_counts(g)) for _, g in usable]
+        budget = memory_budget()
+        batches, refused = pack_by_cost(costs, budget, max_items=self.batch_size)
+        for k in refused:
+            index, graph = usable[k]
+            atoms, edges, trip = self.graph_counts(graph)
+            what = f"its DimeNet++ graph ({edges} CrystalNN edges, up to {trip} triplets)"
+            reasons[index] = over_budget_reason(what, costs[k], budget, structure=structures[index])
+        for batch in batches:
+            self._predict_batch([usable[k] for k in batch], out)
+        return out, reasons
+
+    @staticmethod
+    def graph_counts(graph: CrystalGraph) -> tuple[int, int, int]:
+        """(atoms, directed edges, an upper bound of the triplets: the edges into each edge's source, summed)."""
+        num_atoms = len(graph.atom_types)
+        source, target = graph.edge_index
+        into = np.bincount(target, minlength=num_atoms)
+        return num_atoms, int(source.size), int(into[source].sum())
 
     @torch.inference_mode()
     def _predict_batch(self, items: list[tuple[int, CrystalGraph]], out: np.ndarray) -> None:
