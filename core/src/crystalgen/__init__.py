@@ -1,8 +1,165 @@
-"""crystalgen: a plugin framework for generative models of periodic crystals."""
+"""crystalgen: a plugin framework for generative models of periodic crystals.
 
+This module is the public face a plugin author needs (docs/plugins.md): ``hookimpl``, the base class of every
+component kind, the capability protocols, the sampling state types and the helpers the built-in plugins share.
+Names load on first use (PEP 562), so ``import crystalgen`` does not import torch or pymatgen; the
+``TYPE_CHECKING`` block lets type checkers see them. Anything deeper is internal and may change without notice.
+
+``CONTRACT_VERSION`` names the plugin contract; crystalgen-core ``0.2.x`` implements contract ``2.x``, and a
+plugin declares the range it was built for on the distribution (``crystalgen-core>=0.2,<0.3``).
+"""
+
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+#: The plugin contract this core implements (hooks, base classes, capability protocols, state types).
+CONTRACT_VERSION = "2.0"
 
 try:
     __version__ = version("crystalgen-core")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
+
+if TYPE_CHECKING:
+    from crystalgen.capabilities import (
+        Capability,
+        Marginal,
+        Posterior,
+        Process,
+        Rule,
+        Score,
+        VarianceExploding,
+        capability_name,
+        capable,
+    )
+    from crystalgen.data.crystal import PROPERTY_PREFIX, check_ordered, collate, structure_to_data, tensors_to_structure
+    from crystalgen.decoders.base import Decoder
+    from crystalgen.decoders.cell import decode_cells
+    from crystalgen.denoisers.base import Denoiser
+    from crystalgen.denoisers.embeddings import PeriodicFourierFeatures, SinusoidalTimeEmbedding
+    from crystalgen.encoders.base import Encoder, SkipCrystal, StructureTransform
+    from crystalgen.encoders.full_cell import FullCellTransform
+    from crystalgen.geometry.lattice import (
+        InvalidLatticeError,
+        lattice_matrix_to_params,
+        lattice_params_to_matrix,
+        scale_lengths,
+        unscale_lengths,
+    )
+    from crystalgen.geometry.log_lattice import (
+        apply_k_mask,
+        k_to_lattice,
+        lattice_to_k,
+        space_group_k_mask,
+        space_group_k_masks,
+    )
+    from crystalgen.geometry.minimum_image import minimum_image
+    from crystalgen.geometry.neighbors import PeriodicGraph, crystal_index, edge_vectors, radius_graph_pbc
+    from crystalgen.geometry.niggli import niggli_reduce, with_standard_orientation
+    from crystalgen.geometry.triplets import triplets
+    from crystalgen.hookspecs import hookimpl
+    from crystalgen.models.base import Decoded, GenerativeModel, UnsupportedRequestError
+    from crystalgen.processes.base import CAPABILITIES, ContinuousProcess, Noised, NoiseProcess, level
+    from crystalgen.processes.d3pm import D3PMMarginal
+    from crystalgen.processes.schedules import geometric_sigmas
+    from crystalgen.processes.ve import VEGaussian
+    from crystalgen.processes.vp import VPGaussian
+    from crystalgen.processes.wrapped_normal import WrappedNormal
+    from crystalgen.registry import UnknownComponentError
+    from crystalgen.samplers.base import (
+        IncompatibleSamplerError,
+        ProgressCallback,
+        Sampler,
+        SamplingModel,
+        role,
+        time_grid,
+    )
+    from crystalgen.state import Condition, Constraint, SampleRequest
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "hookimpl": "crystalgen.hookspecs",
+    "Capability": "crystalgen.capabilities",
+    "Marginal": "crystalgen.capabilities",
+    "Posterior": "crystalgen.capabilities",
+    "Process": "crystalgen.capabilities",
+    "Rule": "crystalgen.capabilities",
+    "Score": "crystalgen.capabilities",
+    "VarianceExploding": "crystalgen.capabilities",
+    "capability_name": "crystalgen.capabilities",
+    "capable": "crystalgen.capabilities",
+    "Condition": "crystalgen.state",
+    "Constraint": "crystalgen.state",
+    "SampleRequest": "crystalgen.state",
+    "Decoded": "crystalgen.models.base",
+    "GenerativeModel": "crystalgen.models.base",
+    "UnsupportedRequestError": "crystalgen.models.base",
+    "CAPABILITIES": "crystalgen.processes.base",
+    "ContinuousProcess": "crystalgen.processes.base",
+    "NoiseProcess": "crystalgen.processes.base",
+    "Noised": "crystalgen.processes.base",
+    "level": "crystalgen.processes.base",
+    "D3PMMarginal": "crystalgen.processes.d3pm",
+    "geometric_sigmas": "crystalgen.processes.schedules",
+    "VEGaussian": "crystalgen.processes.ve",
+    "VPGaussian": "crystalgen.processes.vp",
+    "WrappedNormal": "crystalgen.processes.wrapped_normal",
+    "IncompatibleSamplerError": "crystalgen.samplers.base",
+    "ProgressCallback": "crystalgen.samplers.base",
+    "Sampler": "crystalgen.samplers.base",
+    "SamplingModel": "crystalgen.samplers.base",
+    "role": "crystalgen.samplers.base",
+    "time_grid": "crystalgen.samplers.base",
+    "Encoder": "crystalgen.encoders.base",
+    "SkipCrystal": "crystalgen.encoders.base",
+    "StructureTransform": "crystalgen.encoders.base",
+    "FullCellTransform": "crystalgen.encoders.full_cell",
+    "Denoiser": "crystalgen.denoisers.base",
+    "PeriodicFourierFeatures": "crystalgen.denoisers.embeddings",
+    "SinusoidalTimeEmbedding": "crystalgen.denoisers.embeddings",
+    "Decoder": "crystalgen.decoders.base",
+    "decode_cells": "crystalgen.decoders.cell",
+    "UnknownComponentError": "crystalgen.registry",
+    "PROPERTY_PREFIX": "crystalgen.data.crystal",
+    "check_ordered": "crystalgen.data.crystal",
+    "collate": "crystalgen.data.crystal",
+    "structure_to_data": "crystalgen.data.crystal",
+    "tensors_to_structure": "crystalgen.data.crystal",
+    "InvalidLatticeError": "crystalgen.geometry.lattice",
+    "lattice_matrix_to_params": "crystalgen.geometry.lattice",
+    "lattice_params_to_matrix": "crystalgen.geometry.lattice",
+    "scale_lengths": "crystalgen.geometry.lattice",
+    "unscale_lengths": "crystalgen.geometry.lattice",
+    "apply_k_mask": "crystalgen.geometry.log_lattice",
+    "k_to_lattice": "crystalgen.geometry.log_lattice",
+    "lattice_to_k": "crystalgen.geometry.log_lattice",
+    "space_group_k_mask": "crystalgen.geometry.log_lattice",
+    "space_group_k_masks": "crystalgen.geometry.log_lattice",
+    "minimum_image": "crystalgen.geometry.minimum_image",
+    "PeriodicGraph": "crystalgen.geometry.neighbors",
+    "crystal_index": "crystalgen.geometry.neighbors",
+    "edge_vectors": "crystalgen.geometry.neighbors",
+    "radius_graph_pbc": "crystalgen.geometry.neighbors",
+    "niggli_reduce": "crystalgen.geometry.niggli",
+    "with_standard_orientation": "crystalgen.geometry.niggli",
+    "triplets": "crystalgen.geometry.triplets",
+}
+
+__all__ = ["CONTRACT_VERSION", "__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the defining module of a public name on first use and keep the value here."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crystalgen' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -4,14 +4,15 @@ Time is discrete and shared by all processes of a model: ``t = 0`` is clean data
 increasingly noisy levels. During training ``t`` is a LongTensor with one entry per row (levels 1..T); while
 sampling all crystals of a batch sit at the same level and ``t``/``s`` are Python ints with ``0 <= s < t``.
 
-Samplers never look inside a process. They ask for *capabilities* (see :data:`CAPABILITIES`) and call:
+Samplers never look inside a process. They ask for *capabilities*, the protocols of
+:mod:`crystalgen.capabilities` (:data:`CAPABILITIES`), and call only their methods:
 
 * ``reverse_step(x_t, t, s, prediction)``: draw ``x_s ~ q(x_s | x_t, x0_hat)`` for any ``s < t``
-  (every process; for categorical ones this is the only update under any sampler);
-* ``ddim_step(x_t, t, s, prediction, eta)`` (capability ``"marginal"``);
-* ``langevin_step(x, t, prediction, step_size)`` and ``score(...)`` (capability ``"score"``);
+  (:class:`Posterior`; for categorical processes this is the only update under any sampler);
+* ``ddim_step(x_t, t, s, prediction, eta)`` and the conversions of the marginal (:class:`Marginal`);
+* ``langevin_step(x, t, prediction, step_size)``, ``score(...)``, ``clean_estimate(...)`` (:class:`Score`);
 * ``corrector_step(x, t, prediction)`` for processes that are updated by a rule at every model call
-  (capability ``"rule"``; e.g. CDVAE's argmax atom types).
+  (:class:`Rule`; e.g. CDVAE's argmax atom types).
 
 Every method accepts the per-variable keyword arguments a model puts in ``Condition.process_args`` (e.g. a
 per-row ``marginal=`` for a categorical process); processes ignore the ones they do not use.
@@ -27,13 +28,10 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-#: What a process can do for a sampler.
-#:   posterior  - reverse_step from any t to any s < t
-#:   marginal   - a continuous marginal x_t = a_t x0 + s_t eps with eps/score/x0 conversions (DDIM)
-#:   score      - the score of p_t can be formed from the prediction (Langevin, predictor-corrector)
-#:   variance_exploding - a_t = 1 for all t, so annealed Langevin can move between levels without rescaling
-#:   rule       - updated deterministically from each prediction (corrector_step), not by diffusion
-CAPABILITIES = frozenset({"posterior", "marginal", "score", "variance_exploding", "rule"})
+from crystalgen.capabilities import CAPABILITY_NAMES, Capability, Marginal, Posterior, Score
+
+#: What a process can do for a sampler (one protocol each, see crystalgen.capabilities).
+CAPABILITIES: frozenset[Capability] = frozenset(CAPABILITY_NAMES)
 
 Parameterisation = Literal["eps", "score", "x0", "logits"]
 
@@ -62,8 +60,8 @@ class Noised:
 class NoiseProcess(nn.Module, ABC):
     """Base class of every noise process. Schedules are float64 buffers, so ``.to(device)`` moves them."""
 
-    #: capabilities this process offers (subset of CAPABILITIES)
-    capabilities: ClassVar[frozenset[str]] = frozenset({"posterior"})
+    #: capabilities this process offers (protocols of crystalgen.capabilities)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Posterior})
     #: True for categorical variables (values are class indices)
     discrete: ClassVar[bool] = False
     #: what the denoiser must output for this variable
@@ -122,7 +120,7 @@ class ContinuousProcess(NoiseProcess):
                 sqrt(sigma_norm_t) on the torus as in DiffCSP).
     """
 
-    capabilities = frozenset({"posterior", "marginal", "score"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Posterior, Marginal, Score})
     #: parameterisations this process supports
     predictions: ClassVar[tuple[str, ...]] = ("eps", "x0", "score")
 
@@ -143,14 +141,15 @@ class ContinuousProcess(NoiseProcess):
         """(a_t, s_t) broadcastable against ``like``."""
         return level(self.alphas, t, like), level(self.sigmas, t, like)
 
-    def _scalars(self, t: int) -> tuple[float, float]:
+    def scales(self, t: int) -> tuple[float, float]:
+        """(a_t, s_t) as Python floats."""
         return float(self.alphas[t]), float(self.sigmas[t])
 
     # -- forward process and training target ------------------------------------------------------
     def sample_prior(self, shape: tuple[int, ...], *, device: torch.device | str = "cpu",
                      generator: torch.Generator | None = None, **kwargs) -> Tensor:
         """x_T ~ N(0, s_T^2 I): the marginal at T once a_T x0 is negligible (N(0, I) for VP)."""
-        _, s_T = self._scalars(self.num_steps)
+        _, s_T = self.scales(self.num_steps)
         return s_T * torch.randn(shape, generator=generator, device=device)
 
     def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs) -> Noised:
@@ -221,8 +220,8 @@ class ContinuousProcess(NoiseProcess):
     def transition(self, t: int, s: int) -> tuple[float, float]:
         """(a_{t|s}, s_{t|s}^2) of the Markov chain q(x_t | x_s) = N(a_{t|s} x_s, s_{t|s}^2 I) implied by the
         marginals: a_{t|s} = a_t / a_s, s_{t|s}^2 = s_t^2 - a_{t|s}^2 s_s^2 (Kingma et al. 2021, eq. 6)."""
-        a_t, s_t = self._scalars(t)
-        a_s, s_s = self._scalars(s)
+        a_t, s_t = self.scales(t)
+        a_s, s_s = self.scales(s)
         a_ts = a_t / a_s
         return a_ts, max(s_t**2 - a_ts**2 * s_s**2, 0.0)
 
@@ -233,8 +232,8 @@ class ContinuousProcess(NoiseProcess):
         (DDPM eq. 7/11 with one step replaced by t -> s; mean written in eps so a_t is never divided by)."""
         self.check_levels(t, s)
         a_ts, var_ts = self.transition(t, s)
-        _, s_t = self._scalars(t)
-        _, s_s = self._scalars(s)
+        _, s_t = self.scales(t)
+        _, s_s = self.scales(s)
         eps = self.to_eps(prediction, x_t, t, **kwargs)
         mean = (x_t - (var_ts / s_t) * eps) / a_ts
         std = math.sqrt(var_ts) * s_s / s_t
@@ -247,8 +246,8 @@ class ContinuousProcess(NoiseProcess):
         the ancestral posterior step, eta = 0 deterministic)."""
         self.check_levels(t, s)
         a_ts, var_ts = self.transition(t, s)
-        _, s_t = self._scalars(t)
-        _, s_s = self._scalars(s)
+        _, s_t = self.scales(t)
+        _, s_s = self.scales(s)
         eps = self.to_eps(prediction, x_t, t, **kwargs)
         noise_std = eta * math.sqrt(var_ts) * s_s / s_t
         x_s = (x_t - s_t * eps) / a_ts + math.sqrt(max(s_s**2 - noise_std**2, 0.0)) * eps  # a_s x0_hat = (x_t - s_t eps) / a_{t|s}
@@ -261,6 +260,10 @@ class ContinuousProcess(NoiseProcess):
         """One unadjusted Langevin step on p_t: x + h * score + sqrt(2h) z (``noise`` supplies z if given)."""
         z = self._noise(x, generator) if noise is None else noise
         return self.finalize(x + step_size * self.score(prediction, x, t, **kwargs) + (2 * step_size) ** 0.5 * z)
+
+    def clean_estimate(self, prediction: Tensor, x_t: Tensor, t: int, **kwargs) -> Tensor:
+        """Tweedie's x0_hat mapped onto the variable's domain (e.g. annealed Langevin's final denoising)."""
+        return self.finalize(self.to_x0(prediction, x_t, t, **kwargs))
 
     def finalize(self, x: Tensor) -> Tensor:
         """Map a raw update back onto the variable's domain (identity in R^d, mod 1 on the torus)."""
