@@ -201,10 +201,12 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from crystalgen.cli.common import apply_resources
+    from crystalgen.extras import require_metrics
     from crystalgen.metrics import read_samples
     from crystalgen.resources import flat_record
     from crystalgen.runner.datasets import provenance
 
+    require_metrics("crystalgen evaluate")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     check_task_options(args)
     _cov_cutoffs(args.cov_cutoffs)

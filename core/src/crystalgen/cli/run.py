@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from crystalgen.extras import require_metrics
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.distributed import select_device
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from crystalgen.runner.run_dir import RunDir
 
     setup_console(args.verbose)
+    require_metrics("crystalgen run (its evaluation and report)")
     cls = model_class(args.model)
     cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config,
                   overrides=shortcut_overrides(args))
