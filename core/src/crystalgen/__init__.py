@@ -23,61 +23,202 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     from crystalgen.capabilities import (
-        Capability,
-        Marginal,
-        Posterior,
-        Process,
-        Rule,
-        Score,
-        VarianceExploding,
-        capability_name,
-        capable,
+        Capability as Capability,
     )
-    from crystalgen.data.crystal import PROPERTY_PREFIX, check_ordered, collate, structure_to_data, tensors_to_structure
-    from crystalgen.decoders.base import Decoder
-    from crystalgen.decoders.cell import decode_cells
-    from crystalgen.denoisers.base import Denoiser
-    from crystalgen.denoisers.embeddings import PeriodicFourierFeatures, SinusoidalTimeEmbedding
-    from crystalgen.encoders.base import Encoder, SkipCrystal, StructureTransform
-    from crystalgen.encoders.full_cell import FullCellTransform
+    from crystalgen.capabilities import (
+        Marginal as Marginal,
+    )
+    from crystalgen.capabilities import (
+        Posterior as Posterior,
+    )
+    from crystalgen.capabilities import (
+        Process as Process,
+    )
+    from crystalgen.capabilities import (
+        Rule as Rule,
+    )
+    from crystalgen.capabilities import (
+        Score as Score,
+    )
+    from crystalgen.capabilities import (
+        VarianceExploding as VarianceExploding,
+    )
+    from crystalgen.capabilities import (
+        capability_name as capability_name,
+    )
+    from crystalgen.capabilities import (
+        capable as capable,
+    )
+    from crystalgen.data.crystal import (
+        PROPERTY_PREFIX as PROPERTY_PREFIX,
+    )
+    from crystalgen.data.crystal import (
+        check_ordered as check_ordered,
+    )
+    from crystalgen.data.crystal import (
+        collate as collate,
+    )
+    from crystalgen.data.crystal import (
+        structure_to_data as structure_to_data,
+    )
+    from crystalgen.data.crystal import (
+        tensors_to_structure as tensors_to_structure,
+    )
+    from crystalgen.decoders.base import (
+        Decoder as Decoder,
+    )
+    from crystalgen.decoders.cell import (
+        decode_cells as decode_cells,
+    )
+    from crystalgen.denoisers.base import (
+        Denoiser as Denoiser,
+    )
+    from crystalgen.denoisers.embeddings import (
+        PeriodicFourierFeatures as PeriodicFourierFeatures,
+    )
+    from crystalgen.denoisers.embeddings import (
+        SinusoidalTimeEmbedding as SinusoidalTimeEmbedding,
+    )
+    from crystalgen.encoders.base import (
+        Encoder as Encoder,
+    )
+    from crystalgen.encoders.base import (
+        SkipCrystal as SkipCrystal,
+    )
+    from crystalgen.encoders.base import (
+        StructureTransform as StructureTransform,
+    )
+    from crystalgen.encoders.full_cell import (
+        FullCellTransform as FullCellTransform,
+    )
     from crystalgen.geometry.lattice import (
-        InvalidLatticeError,
-        lattice_matrix_to_params,
-        lattice_params_to_matrix,
-        scale_lengths,
-        unscale_lengths,
+        InvalidLatticeError as InvalidLatticeError,
+    )
+    from crystalgen.geometry.lattice import (
+        lattice_matrix_to_params as lattice_matrix_to_params,
+    )
+    from crystalgen.geometry.lattice import (
+        lattice_params_to_matrix as lattice_params_to_matrix,
+    )
+    from crystalgen.geometry.lattice import (
+        scale_lengths as scale_lengths,
+    )
+    from crystalgen.geometry.lattice import (
+        unscale_lengths as unscale_lengths,
     )
     from crystalgen.geometry.log_lattice import (
-        apply_k_mask,
-        k_to_lattice,
-        lattice_to_k,
-        space_group_k_mask,
-        space_group_k_masks,
+        apply_k_mask as apply_k_mask,
     )
-    from crystalgen.geometry.minimum_image import minimum_image
-    from crystalgen.geometry.neighbors import PeriodicGraph, crystal_index, edge_vectors, radius_graph_pbc
-    from crystalgen.geometry.niggli import niggli_reduce, with_standard_orientation
-    from crystalgen.geometry.triplets import triplets
-    from crystalgen.hookspecs import hookimpl
-    from crystalgen.models.base import Decoded, GenerativeModel, UnsupportedRequestError
-    from crystalgen.processes.base import CAPABILITIES, ContinuousProcess, Noised, NoiseProcess, level
-    from crystalgen.processes.d3pm import D3PMMarginal
-    from crystalgen.processes.schedules import geometric_sigmas
-    from crystalgen.processes.ve import VEGaussian
-    from crystalgen.processes.vp import VPGaussian
-    from crystalgen.processes.wrapped_normal import WrappedNormal
-    from crystalgen.registry import UnknownComponentError
+    from crystalgen.geometry.log_lattice import (
+        k_to_lattice as k_to_lattice,
+    )
+    from crystalgen.geometry.log_lattice import (
+        lattice_to_k as lattice_to_k,
+    )
+    from crystalgen.geometry.log_lattice import (
+        space_group_k_mask as space_group_k_mask,
+    )
+    from crystalgen.geometry.log_lattice import (
+        space_group_k_masks as space_group_k_masks,
+    )
+    from crystalgen.geometry.minimum_image import (
+        minimum_image as minimum_image,
+    )
+    from crystalgen.geometry.neighbors import (
+        PeriodicGraph as PeriodicGraph,
+    )
+    from crystalgen.geometry.neighbors import (
+        crystal_index as crystal_index,
+    )
+    from crystalgen.geometry.neighbors import (
+        edge_vectors as edge_vectors,
+    )
+    from crystalgen.geometry.neighbors import (
+        radius_graph_pbc as radius_graph_pbc,
+    )
+    from crystalgen.geometry.niggli import (
+        niggli_reduce as niggli_reduce,
+    )
+    from crystalgen.geometry.niggli import (
+        with_standard_orientation as with_standard_orientation,
+    )
+    from crystalgen.geometry.triplets import (
+        triplets as triplets,
+    )
+    from crystalgen.hookspecs import (
+        hookimpl as hookimpl,
+    )
+    from crystalgen.models.base import (
+        Decoded as Decoded,
+    )
+    from crystalgen.models.base import (
+        GenerativeModel as GenerativeModel,
+    )
+    from crystalgen.models.base import (
+        UnsupportedRequestError as UnsupportedRequestError,
+    )
+    from crystalgen.processes.base import (
+        CAPABILITIES as CAPABILITIES,
+    )
+    from crystalgen.processes.base import (
+        ContinuousProcess as ContinuousProcess,
+    )
+    from crystalgen.processes.base import (
+        Noised as Noised,
+    )
+    from crystalgen.processes.base import (
+        NoiseProcess as NoiseProcess,
+    )
+    from crystalgen.processes.base import (
+        level as level,
+    )
+    from crystalgen.processes.d3pm import (
+        D3PMMarginal as D3PMMarginal,
+    )
+    from crystalgen.processes.schedules import (
+        geometric_sigmas as geometric_sigmas,
+    )
+    from crystalgen.processes.ve import (
+        VEGaussian as VEGaussian,
+    )
+    from crystalgen.processes.vp import (
+        VPGaussian as VPGaussian,
+    )
+    from crystalgen.processes.wrapped_normal import (
+        WrappedNormal as WrappedNormal,
+    )
+    from crystalgen.registry import (
+        UnknownComponentError as UnknownComponentError,
+    )
     from crystalgen.samplers.base import (
-        IncompatibleSamplerError,
-        ProgressCallback,
-        Sampler,
-        SamplingModel,
-        role,
-        time_grid,
+        IncompatibleSamplerError as IncompatibleSamplerError,
     )
-    from crystalgen.state import Condition, Constraint, SampleRequest
+    from crystalgen.samplers.base import (
+        ProgressCallback as ProgressCallback,
+    )
+    from crystalgen.samplers.base import (
+        Sampler as Sampler,
+    )
+    from crystalgen.samplers.base import (
+        SamplingModel as SamplingModel,
+    )
+    from crystalgen.samplers.base import (
+        role as role,
+    )
+    from crystalgen.samplers.base import (
+        time_grid as time_grid,
+    )
+    from crystalgen.state import (
+        Condition as Condition,
+    )
+    from crystalgen.state import (
+        Constraint as Constraint,
+    )
+    from crystalgen.state import (
+        SampleRequest as SampleRequest,
+    )
 
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {

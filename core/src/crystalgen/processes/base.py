@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -79,24 +79,24 @@ class NoiseProcess(nn.Module, ABC):
 
     @abstractmethod
     def sample_prior(self, shape: tuple[int, ...], *, device: torch.device | str = "cpu",
-                     generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                     generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """Draw x_T (the start of sampling)."""
 
     @abstractmethod
-    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs) -> Noised:
+    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs: Any) -> Noised:
         """Corrupt clean rows ``x0`` to their levels ``t`` (LongTensor, one per row, 1..T) and return the target."""
 
     @abstractmethod
-    def loss(self, prediction: Tensor, noised: Noised, **kwargs) -> Tensor:
+    def loss(self, prediction: Tensor, noised: Noised, **kwargs: Any) -> Tensor:
         """Per-row training loss (unreduced over rows, averaged over the variable's own dimensions)."""
 
     @abstractmethod
     def reverse_step(self, x_t: Tensor, t: int, s: int, prediction: Tensor, *,
-                     generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                     generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """Draw x_s from the reverse process given x_t and the denoiser's prediction (s < t; s = 0 ends)."""
 
     def corrector_step(self, x: Tensor, t: int, prediction: Tensor, *,
-                       generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                       generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """Update applied at every corrector call; identity unless the process is a rule."""
         return x
 
@@ -147,12 +147,12 @@ class ContinuousProcess(NoiseProcess):
 
     # -- forward process and training target ------------------------------------------------------
     def sample_prior(self, shape: tuple[int, ...], *, device: torch.device | str = "cpu",
-                     generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                     generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """x_T ~ N(0, s_T^2 I): the marginal at T once a_T x0 is negligible (N(0, I) for VP)."""
         _, s_T = self.scales(self.num_steps)
         return s_T * torch.randn(shape, generator=generator, device=device)
 
-    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs) -> Noised:
+    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs: Any) -> Noised:
         a, s = self.marginal(t, x0)
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = self.finalize(a * x0 + s * eps)
@@ -164,7 +164,7 @@ class ContinuousProcess(NoiseProcess):
             target = self.conditional_score(x_t, x0, t) / self.score_norm(t, x0)
         return Noised(x_t, target)
 
-    def loss(self, prediction: Tensor, noised: Noised, **kwargs) -> Tensor:
+    def loss(self, prediction: Tensor, noised: Noised, **kwargs: Any) -> Tensor:
         """Mean squared error on the declared target."""
         return per_row_mean((prediction - noised.target) ** 2)
 
@@ -178,7 +178,7 @@ class ContinuousProcess(NoiseProcess):
         return 1 / level(self.sigmas, t, like)
 
     # -- conversions between parameterisations (the one place they live) --------------------------
-    def to_eps(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
+    def to_eps(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs: Any) -> Tensor:
         a, s = self.marginal(t, x_t)
         if self.prediction == "eps":
             return prediction
@@ -186,7 +186,7 @@ class ContinuousProcess(NoiseProcess):
             return -s * self.score(prediction, x_t, t, **kwargs)
         return (x_t - a * prediction) / s
 
-    def to_x0(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
+    def to_x0(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs: Any) -> Tensor:
         """E[x0 | x_t] (Tweedie); on the torus an unwrapped lift near x_t (see WrappedNormal)."""
         if self.prediction == "x0":
             return prediction
@@ -209,7 +209,7 @@ class ContinuousProcess(NoiseProcess):
         x0 = self.to_x0(prediction, x_t, t)
         return self.from_x0(torch.maximum(torch.minimum(x0, high), low), x_t, t)
 
-    def score(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
+    def score(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs: Any) -> Tensor:
         """grad log p_t(x_t) estimated from the prediction (score = -eps / s_t)."""
         if self.prediction == "score":
             return prediction * self.score_norm(t, x_t)
@@ -226,7 +226,7 @@ class ContinuousProcess(NoiseProcess):
         return a_ts, max(s_t**2 - a_ts**2 * s_s**2, 0.0)
 
     def reverse_step(self, x_t: Tensor, t: int, s: int, prediction: Tensor, *,
-                     generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                     generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """Draw x_s ~ q(x_s | x_t, x0_hat), the Gaussian posterior of the chain for any s < t:
         mean = (x_t - s_{t|s}^2 / s_t * eps_hat) / a_{t|s} and variance s_{t|s}^2 s_s^2 / s_t^2
         (DDPM eq. 7/11 with one step replaced by t -> s; mean written in eps so a_t is never divided by)."""
@@ -240,7 +240,7 @@ class ContinuousProcess(NoiseProcess):
         return self.finalize(mean + std * self._noise(x_t, generator))
 
     def ddim_step(self, x_t: Tensor, t: int, s: int, prediction: Tensor, *, eta: float = 0.0,
-                  generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                  generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """DDIM update (Song, Meng & Ermon 2021, eq. 12) from t to s < t for general (a, s) marginals:
         x_s = a_s x0_hat + sqrt(s_s^2 - sigma^2) eps_hat + sigma z, sigma = eta * posterior std (eta = 1 is
         the ancestral posterior step, eta = 0 deterministic)."""
@@ -256,12 +256,12 @@ class ContinuousProcess(NoiseProcess):
         return self.finalize(x_s)
 
     def langevin_step(self, x: Tensor, t: int, prediction: Tensor, step_size: float | Tensor, *,
-                      generator: torch.Generator | None = None, noise: Tensor | None = None, **kwargs) -> Tensor:
+                      generator: torch.Generator | None = None, noise: Tensor | None = None, **kwargs: Any) -> Tensor:
         """One unadjusted Langevin step on p_t: x + h * score + sqrt(2h) z (``noise`` supplies z if given)."""
         z = self._noise(x, generator) if noise is None else noise
         return self.finalize(x + step_size * self.score(prediction, x, t, **kwargs) + (2 * step_size) ** 0.5 * z)
 
-    def clean_estimate(self, prediction: Tensor, x_t: Tensor, t: int, **kwargs) -> Tensor:
+    def clean_estimate(self, prediction: Tensor, x_t: Tensor, t: int, **kwargs: Any) -> Tensor:
         """Tweedie's x0_hat mapped onto the variable's domain (e.g. annealed Langevin's final denoising)."""
         return self.finalize(self.to_x0(prediction, x_t, t, **kwargs))
 
