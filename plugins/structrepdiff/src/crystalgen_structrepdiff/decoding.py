@@ -14,9 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from crystalgen.data.crystal import tensors_to_structure
-from crystalgen.geometry.lattice import lattice_params_to_matrix
-from crystalgen.models.base import Decoded
+from crystalgen import Decoded, lattice_params_to_matrix, tensors_to_structure
 from crystalgen_structrepdiff.reconstruction import Reconstructor
 from crystalgen_structrepdiff.representation import RepresentationLayout
 
