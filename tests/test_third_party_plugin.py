@@ -12,6 +12,7 @@ import types
 import pytest
 import torch
 
+from crystalgen.capabilities import Marginal
 from crystalgen.hookspecs import hookimpl
 from crystalgen.plugins import build_host
 from crystalgen.processes import D3PMMarginal, VEGaussian, VPGaussian, WrappedNormal
@@ -37,7 +38,7 @@ def host():
 def test_the_sampler_is_discovered_through_its_entry_point(host):
     entry = host.registry("sampler").entry("heun")
     assert (entry.plugin, entry.distribution) == ("extra_sampler", "crystalgen-extra-sampler")
-    assert issubclass(entry.obj, Sampler) and entry.obj.requires == frozenset({"marginal"})
+    assert issubclass(entry.obj, Sampler) and entry.obj.requires == frozenset({Marginal})
     assert "extra_sampler" in {p.name for p in host.plugins}
     assert not [f for f in host.failures if f.plugin == "extra_sampler"]
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from crystalgen.capabilities import VarianceExploding
 from crystalgen.processes import VEGaussian, VPGaussian
 from crystalgen.processes.schedules import COSINE_BETA_RANGE, linear_betas
 
@@ -60,7 +61,7 @@ def test_ve_sigmas_are_geometric():
     assert s[0] == 0 and float(s[1]) == pytest.approx(0.01) and float(s[-1]) == pytest.approx(10.0)
     ratios = s[2:] / s[1:-1]
     assert torch.allclose(ratios, ratios[0].expand_as(ratios))
-    assert bool((proc.alphas == 1).all()) and "variance_exploding" in proc.capabilities
+    assert bool((proc.alphas == 1).all()) and VarianceExploding in proc.capabilities
 
 
 @pytest.mark.parametrize("make", PROCESSES[:2] + PROCESSES[4:5])

@@ -8,6 +8,7 @@ from itertools import pairwise
 import pytest
 import torch
 
+from crystalgen.capabilities import Rule
 from crystalgen.processes import D3PMMarginal, VEGaussian, VPGaussian
 from crystalgen.processes.base import Noised, NoiseProcess
 from crystalgen.samplers import (
@@ -148,7 +149,7 @@ def test_process_args_reach_every_process_call(make, calls):
 class ArgmaxRule(NoiseProcess):
     """A rule process in CDVAE's style: the value becomes the argmax of the prediction at every call."""
 
-    capabilities = frozenset({"rule"})
+    capabilities = frozenset({Rule})
     discrete = True
     prediction = "logits"
 

@@ -48,6 +48,8 @@ class Registry:
 
     kind: str
     entries: dict[str, Entry] = field(default_factory=dict)
+    #: installed plugins that were not loaded, and why: an unknown name may be theirs
+    not_loaded: list[str] = field(default_factory=list)
 
     def add(self, entry: Entry) -> Conflict | None:
         kept = self.entries.get(entry.name)
@@ -71,7 +73,8 @@ class Registry:
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         listing = ", ".join(names) if names else "none installed"
         install = " Install the plugin that provides it (e.g. pip install crystalgen-<method>)." if self.kind == "model" else ""
-        return f"Unknown {self.kind} {name!r}.{hint} Available: {listing}.{install}"
+        unloaded = f" Not loaded: {'; '.join(self.not_loaded)}." if self.not_loaded else ""
+        return f"Unknown {self.kind} {name!r}.{hint} Available: {listing}.{install}{unloaded}"
 
     def __contains__(self, name: object) -> bool:
         return name in self.entries

@@ -1,6 +1,8 @@
-"""Helpers for tests over the benchmark data (used by the core's and the plugins' test suites).
+"""Helpers for a plugin's own tests (public, like the top-level ``crystalgen`` names).
 
-Tests over real data call these and skip cleanly when $CRYSTALGEN_DATA is unset or lacks the file.
+* Exact denoisers for known targets (:mod:`crystalgen.samplers.analytic`): prove a sampler or a process against
+  the truth, with no network.
+* Benchmark data: tests over real data call these and skip cleanly when $CRYSTALGEN_DATA is unset or lacks the file.
 """
 
 from __future__ import annotations
@@ -9,6 +11,11 @@ import os
 from pathlib import Path
 
 from pymatgen.core import Structure
+
+from crystalgen.samplers.analytic import AnalyticModel, Categorical, GaussianMixture, Target, WrappedNormalMixture
+
+__all__ = ["AnalyticModel", "Categorical", "GaussianMixture", "Target", "WrappedNormalMixture", "benchmark_csv",
+           "benchmark_data_root", "benchmark_structures"]
 
 
 def benchmark_data_root() -> Path | None:

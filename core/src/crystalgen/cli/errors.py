@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 
 from crystalgen.cli.stopping import Terminated
+from crystalgen.extras import MissingExtraError
 from crystalgen.registry import UnknownComponentError
 from crystalgen.runner.errors import NoCrystalsGeneratedError
 
@@ -21,8 +22,9 @@ class UserError(Exception):
 
 #: FloatingPointError: the runner stops on a non-finite training loss with advice (runner.training.NonFiniteLossError).
 #: NoCrystalsGeneratedError: every sampled crystal failed; the sample directory says why, crystal by crystal.
+#: MissingExtraError: the evaluation suite is not installed; the message is the pip command.
 EXPECTED = (UserError, UnknownComponentError, FileNotFoundError, ValueError, KeyError, FloatingPointError,
-            NoCrystalsGeneratedError)
+            NoCrystalsGeneratedError, MissingExtraError)
 
 
 def run_reporting_errors(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

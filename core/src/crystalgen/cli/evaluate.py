@@ -239,10 +239,12 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from crystalgen.cli.common import apply_resources
+    from crystalgen.extras import require_metrics
     from crystalgen.metrics import read_samples
     from crystalgen.resources import flat_record
     from crystalgen.runner.datasets import provenance
 
+    require_metrics("crystalgen evaluate")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from crystalgen.cli.preflight import writable_folder
     from crystalgen.cli.stopping import partial_outputs

@@ -1,4 +1,5 @@
-"""List installed plugins, their components and versions, and any plugin that failed to load or clashed.
+"""List installed plugins, their components and versions, plugins not loaded (disabled, incompatible) and any
+plugin that failed to load or clashed.
 
 Examples:
   crystalgen list
@@ -31,8 +32,11 @@ def inventory() -> dict:
         "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version, "module": p.module}
                     for p in host.plugins],
         "components": components,
+        "unloaded": [{"name": u.plugin, "distribution": u.distribution, "version": u.version, "status": u.status,
+                      "reason": u.reason} for u in host.unloaded],
         "failures": [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error} for f in host.failures],
         "conflicts": [c.describe() for c in host.conflicts],
+        "warnings": host.warnings,
     }
 
 
@@ -44,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     print("Plugins:")
     for p in data["plugins"]:
         print(f"  {p['name']:<16} {p['distribution'] or '-'} {p['version'] or ''}  ({p['module']})")
+    for u in data["unloaded"]:
+        print(f"  {u['name']:<16} {u['distribution'] or '-'} {u['version'] or ''}  {u['status']}: {u['reason']}")
     for kind, entries in data["components"].items():
         print(f"\n{kind}{'es' if kind.endswith('s') else 's'} ({len(entries)}):")
         for e in entries:
@@ -52,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
         if not entries:
             print("  (none)")
     problems = [f"plugin {f['plugin']!r} ({f['distribution'] or 'unknown distribution'}) failed to load: {f['error']}"
-                for f in data["failures"]] + data["conflicts"]
+                for f in data["failures"]] + [f"plugin {u['name']!r} ({u['distribution'] or 'unknown distribution'}) is "
+                                              f"incompatible: {u['reason']}" for u in data["unloaded"]
+                                              if u["status"] == "incompatible"] + data["conflicts"] + data["warnings"]
     if problems:
         print("\nProblems:")
         for line in problems:

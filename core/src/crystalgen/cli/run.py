@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     from crystalgen.cli.preflight import writable_folder
     from crystalgen.cli.stopping import partial_outputs
+    from crystalgen.extras import require_metrics
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.distributed import select_device
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     setup_console(args.verbose)
     writable_folder(args.run_dir or args.runs_root, "--run-dir" if args.run_dir else "--runs-root")
+    require_metrics("crystalgen run (its evaluation and report)")
     cls = model_class(args.model)
     cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config,
                   overrides=shortcut_overrides(args))

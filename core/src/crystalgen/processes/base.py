@@ -4,14 +4,15 @@ Time is discrete and shared by all processes of a model: ``t = 0`` is clean data
 increasingly noisy levels. During training ``t`` is a LongTensor with one entry per row (levels 1..T); while
 sampling all crystals of a batch sit at the same level and ``t``/``s`` are Python ints with ``0 <= s < t``.
 
-Samplers never look inside a process. They ask for *capabilities* (see :data:`CAPABILITIES`) and call:
+Samplers never look inside a process. They ask for *capabilities*, the protocols of
+:mod:`crystalgen.capabilities` (:data:`CAPABILITIES`), and call only their methods:
 
 * ``reverse_step(x_t, t, s, prediction)``: draw ``x_s ~ q(x_s | x_t, x0_hat)`` for any ``s < t``
-  (every process; for categorical ones this is the only update under any sampler);
-* ``ddim_step(x_t, t, s, prediction, eta)`` (capability ``"marginal"``);
-* ``langevin_step(x, t, prediction, step_size)`` and ``score(...)`` (capability ``"score"``);
+  (:class:`Posterior`; for categorical processes this is the only update under any sampler);
+* ``ddim_step(x_t, t, s, prediction, eta)`` and the conversions of the marginal (:class:`Marginal`);
+* ``langevin_step(x, t, prediction, step_size)``, ``score(...)``, ``clean_estimate(...)`` (:class:`Score`);
 * ``corrector_step(x, t, prediction)`` for processes that are updated by a rule at every model call
-  (capability ``"rule"``; e.g. CDVAE's argmax atom types).
+  (:class:`Rule`; e.g. CDVAE's argmax atom types).
 
 Every method accepts the per-variable keyword arguments a model puts in ``Condition.process_args`` (e.g. a
 per-row ``marginal=`` for a categorical process); processes ignore the ones they do not use.
@@ -22,18 +23,15 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-#: What a process can do for a sampler.
-#:   posterior  - reverse_step from any t to any s < t
-#:   marginal   - a continuous marginal x_t = a_t x0 + s_t eps with eps/score/x0 conversions (DDIM)
-#:   score      - the score of p_t can be formed from the prediction (Langevin, predictor-corrector)
-#:   variance_exploding - a_t = 1 for all t, so annealed Langevin can move between levels without rescaling
-#:   rule       - updated deterministically from each prediction (corrector_step), not by diffusion
-CAPABILITIES = frozenset({"posterior", "marginal", "score", "variance_exploding", "rule"})
+from crystalgen.capabilities import CAPABILITY_NAMES, Capability, Marginal, Posterior, Score
+
+#: What a process can do for a sampler (one protocol each, see crystalgen.capabilities).
+CAPABILITIES: frozenset[Capability] = frozenset(CAPABILITY_NAMES)
 
 Parameterisation = Literal["eps", "score", "x0", "logits"]
 
@@ -62,8 +60,8 @@ class Noised:
 class NoiseProcess(nn.Module, ABC):
     """Base class of every noise process. Schedules are float64 buffers, so ``.to(device)`` moves them."""
 
-    #: capabilities this process offers (subset of CAPABILITIES)
-    capabilities: ClassVar[frozenset[str]] = frozenset({"posterior"})
+    #: capabilities this process offers (protocols of crystalgen.capabilities)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Posterior})
     #: True for categorical variables (values are class indices)
     discrete: ClassVar[bool] = False
     #: what the denoiser must output for this variable
@@ -81,24 +79,24 @@ class NoiseProcess(nn.Module, ABC):
 
     @abstractmethod
     def sample_prior(self, shape: tuple[int, ...], *, device: torch.device | str = "cpu",
-                     generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                     generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """Draw x_T (the start of sampling)."""
 
     @abstractmethod
-    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs) -> Noised:
+    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs: Any) -> Noised:
         """Corrupt clean rows ``x0`` to their levels ``t`` (LongTensor, one per row, 1..T) and return the target."""
 
     @abstractmethod
-    def loss(self, prediction: Tensor, noised: Noised, **kwargs) -> Tensor:
+    def loss(self, prediction: Tensor, noised: Noised, **kwargs: Any) -> Tensor:
         """Per-row training loss (unreduced over rows, averaged over the variable's own dimensions)."""
 
     @abstractmethod
     def reverse_step(self, x_t: Tensor, t: int, s: int, prediction: Tensor, *,
-                     generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                     generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """Draw x_s from the reverse process given x_t and the denoiser's prediction (s < t; s = 0 ends)."""
 
     def corrector_step(self, x: Tensor, t: int, prediction: Tensor, *,
-                       generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                       generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """Update applied at every corrector call; identity unless the process is a rule."""
         return x
 
@@ -122,7 +120,7 @@ class ContinuousProcess(NoiseProcess):
                 sqrt(sigma_norm_t) on the torus as in DiffCSP).
     """
 
-    capabilities = frozenset({"posterior", "marginal", "score"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Posterior, Marginal, Score})
     #: parameterisations this process supports
     predictions: ClassVar[tuple[str, ...]] = ("eps", "x0", "score")
 
@@ -143,17 +141,18 @@ class ContinuousProcess(NoiseProcess):
         """(a_t, s_t) broadcastable against ``like``."""
         return level(self.alphas, t, like), level(self.sigmas, t, like)
 
-    def _scalars(self, t: int) -> tuple[float, float]:
+    def scales(self, t: int) -> tuple[float, float]:
+        """(a_t, s_t) as Python floats."""
         return float(self.alphas[t]), float(self.sigmas[t])
 
     # -- forward process and training target ------------------------------------------------------
     def sample_prior(self, shape: tuple[int, ...], *, device: torch.device | str = "cpu",
-                     generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                     generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """x_T ~ N(0, s_T^2 I): the marginal at T once a_T x0 is negligible (N(0, I) for VP)."""
-        _, s_T = self._scalars(self.num_steps)
+        _, s_T = self.scales(self.num_steps)
         return s_T * torch.randn(shape, generator=generator, device=device)
 
-    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs) -> Noised:
+    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs: Any) -> Noised:
         a, s = self.marginal(t, x0)
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = self.finalize(a * x0 + s * eps)
@@ -165,7 +164,7 @@ class ContinuousProcess(NoiseProcess):
             target = self.conditional_score(x_t, x0, t) / self.score_norm(t, x0)
         return Noised(x_t, target)
 
-    def loss(self, prediction: Tensor, noised: Noised, **kwargs) -> Tensor:
+    def loss(self, prediction: Tensor, noised: Noised, **kwargs: Any) -> Tensor:
         """Mean squared error on the declared target."""
         return per_row_mean((prediction - noised.target) ** 2)
 
@@ -179,7 +178,7 @@ class ContinuousProcess(NoiseProcess):
         return 1 / level(self.sigmas, t, like)
 
     # -- conversions between parameterisations (the one place they live) --------------------------
-    def to_eps(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
+    def to_eps(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs: Any) -> Tensor:
         a, s = self.marginal(t, x_t)
         if self.prediction == "eps":
             return prediction
@@ -187,7 +186,7 @@ class ContinuousProcess(NoiseProcess):
             return -s * self.score(prediction, x_t, t, **kwargs)
         return (x_t - a * prediction) / s
 
-    def to_x0(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
+    def to_x0(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs: Any) -> Tensor:
         """E[x0 | x_t] (Tweedie); on the torus an unwrapped lift near x_t (see WrappedNormal)."""
         if self.prediction == "x0":
             return prediction
@@ -210,7 +209,7 @@ class ContinuousProcess(NoiseProcess):
         x0 = self.to_x0(prediction, x_t, t)
         return self.from_x0(torch.maximum(torch.minimum(x0, high), low), x_t, t)
 
-    def score(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs) -> Tensor:
+    def score(self, prediction: Tensor, x_t: Tensor, t: int | Tensor, **kwargs: Any) -> Tensor:
         """grad log p_t(x_t) estimated from the prediction (score = -eps / s_t)."""
         if self.prediction == "score":
             return prediction * self.score_norm(t, x_t)
@@ -221,34 +220,34 @@ class ContinuousProcess(NoiseProcess):
     def transition(self, t: int, s: int) -> tuple[float, float]:
         """(a_{t|s}, s_{t|s}^2) of the Markov chain q(x_t | x_s) = N(a_{t|s} x_s, s_{t|s}^2 I) implied by the
         marginals: a_{t|s} = a_t / a_s, s_{t|s}^2 = s_t^2 - a_{t|s}^2 s_s^2 (Kingma et al. 2021, eq. 6)."""
-        a_t, s_t = self._scalars(t)
-        a_s, s_s = self._scalars(s)
+        a_t, s_t = self.scales(t)
+        a_s, s_s = self.scales(s)
         a_ts = a_t / a_s
         return a_ts, max(s_t**2 - a_ts**2 * s_s**2, 0.0)
 
     def reverse_step(self, x_t: Tensor, t: int, s: int, prediction: Tensor, *,
-                     generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                     generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """Draw x_s ~ q(x_s | x_t, x0_hat), the Gaussian posterior of the chain for any s < t:
         mean = (x_t - s_{t|s}^2 / s_t * eps_hat) / a_{t|s} and variance s_{t|s}^2 s_s^2 / s_t^2
         (DDPM eq. 7/11 with one step replaced by t -> s; mean written in eps so a_t is never divided by)."""
         self.check_levels(t, s)
         a_ts, var_ts = self.transition(t, s)
-        _, s_t = self._scalars(t)
-        _, s_s = self._scalars(s)
+        _, s_t = self.scales(t)
+        _, s_s = self.scales(s)
         eps = self.to_eps(prediction, x_t, t, **kwargs)
         mean = (x_t - (var_ts / s_t) * eps) / a_ts
         std = math.sqrt(var_ts) * s_s / s_t
         return self.finalize(mean + std * self._noise(x_t, generator))
 
     def ddim_step(self, x_t: Tensor, t: int, s: int, prediction: Tensor, *, eta: float = 0.0,
-                  generator: torch.Generator | None = None, **kwargs) -> Tensor:
+                  generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
         """DDIM update (Song, Meng & Ermon 2021, eq. 12) from t to s < t for general (a, s) marginals:
         x_s = a_s x0_hat + sqrt(s_s^2 - sigma^2) eps_hat + sigma z, sigma = eta * posterior std (eta = 1 is
         the ancestral posterior step, eta = 0 deterministic)."""
         self.check_levels(t, s)
         a_ts, var_ts = self.transition(t, s)
-        _, s_t = self._scalars(t)
-        _, s_s = self._scalars(s)
+        _, s_t = self.scales(t)
+        _, s_s = self.scales(s)
         eps = self.to_eps(prediction, x_t, t, **kwargs)
         noise_std = eta * math.sqrt(var_ts) * s_s / s_t
         x_s = (x_t - s_t * eps) / a_ts + math.sqrt(max(s_s**2 - noise_std**2, 0.0)) * eps  # a_s x0_hat = (x_t - s_t eps) / a_{t|s}
@@ -257,10 +256,14 @@ class ContinuousProcess(NoiseProcess):
         return self.finalize(x_s)
 
     def langevin_step(self, x: Tensor, t: int, prediction: Tensor, step_size: float | Tensor, *,
-                      generator: torch.Generator | None = None, noise: Tensor | None = None, **kwargs) -> Tensor:
+                      generator: torch.Generator | None = None, noise: Tensor | None = None, **kwargs: Any) -> Tensor:
         """One unadjusted Langevin step on p_t: x + h * score + sqrt(2h) z (``noise`` supplies z if given)."""
         z = self._noise(x, generator) if noise is None else noise
         return self.finalize(x + step_size * self.score(prediction, x, t, **kwargs) + (2 * step_size) ** 0.5 * z)
+
+    def clean_estimate(self, prediction: Tensor, x_t: Tensor, t: int, **kwargs: Any) -> Tensor:
+        """Tweedie's x0_hat mapped onto the variable's domain (e.g. annealed Langevin's final denoising)."""
+        return self.finalize(self.to_x0(prediction, x_t, t, **kwargs))
 
     def finalize(self, x: Tensor) -> Tensor:
         """Map a raw update back onto the variable's domain (identity in R^d, mod 1 on the torus)."""

@@ -11,10 +11,13 @@ an independent categorical over K classes (SymmCD: 15 site-symmetry axes x 13 cl
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from crystalgen.capabilities import Capability, Posterior
 from crystalgen.processes.base import Noised, NoiseProcess, level, per_row_mean
 from crystalgen.processes.schedules import alpha_bars, betas_by_name
 
@@ -38,7 +41,7 @@ class D3PMMarginal(NoiseProcess):
     Prediction: logits of x0 (``x.shape + (K,)``). Loss: cross-entropy against the clean labels.
     """
 
-    capabilities = frozenset({"posterior"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Posterior})
     discrete = True
     prediction = "logits"
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
+from crystalgen.capabilities import Capability, Marginal, Posterior, Score, VarianceExploding
 from crystalgen.processes.base import ContinuousProcess
 from crystalgen.processes.schedules import geometric_sigmas
 
@@ -20,7 +23,7 @@ class VEGaussian(ContinuousProcess):
     The prior is N(0, sigma_max^2 I), which assumes sigma_max is much larger than the spread of the data.
     """
 
-    capabilities = frozenset({"posterior", "marginal", "score", "variance_exploding"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Posterior, Marginal, Score, VarianceExploding})
 
     def __init__(self, num_steps: int, sigma_min: float = 0.01, sigma_max: float = 10.0, prediction: str = "score") -> None:
         sigmas = geometric_sigmas(num_steps, sigma_min, sigma_max)

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from crystalgen.capabilities import Capability, Marginal, Posterior, Score, VarianceExploding
 from crystalgen.processes.base import ContinuousProcess, level
 from crystalgen.processes.schedules import geometric_sigmas
 
@@ -115,7 +117,7 @@ class WrappedNormal(ContinuousProcess):
     within 1 % in density).
     """
 
-    capabilities = frozenset({"posterior", "marginal", "score", "variance_exploding"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Posterior, Marginal, Score, VarianceExploding})
     predictions = ("score",)
 
     sigma_norm: Tensor

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from crystalgen.extras import require_metrics
 from crystalgen.runner.checkpoint import CheckpointError, load_checkpoint
 from crystalgen.runner.config import from_yaml
 from crystalgen.runner.metric_log import read_metric_log
@@ -23,6 +24,7 @@ from crystalgen.runner.sample_dir import SUMMARY, read_rows
 
 
 def _pyplot():
+    require_metrics("the report's plots")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -54,7 +54,7 @@ class GaussianMixture:
 
     def predict(self, process: ContinuousProcess, x_t: Tensor, t: int, **kwargs: Any) -> Tensor:
         """The exact prediction in the process's parameterisation: p_t = sum_k w_k N(a mu_k, a^2 var_k + s^2)."""
-        a, s = float(process.alphas[t]), float(process.sigmas[t])
+        a, s = process.scales(t)
         x = x_t.to(torch.float64)[:, None, :]  # (rows, 1, d)
         var_t = a**2 * self.vars + s**2  # (K, d)
         log_comp = -0.5 * (((x - a * self.means) ** 2) / var_t + torch.log(2 * math.pi * var_t)).sum(-1)
@@ -91,9 +91,10 @@ class WrappedNormalMixture:
         omitted terms are below exp(-(images + 1/2)^2 / (2 var)) relative to the nearest one (the default 3 gives
         6e-11 for total stds up to 0.51).
         """
-        if float(process.alphas[t]) != 1.0:
+        a, s = process.scales(t)
+        if a != 1.0:
             raise ValueError("WrappedNormalMixture needs a variance-exploding process (a_t = 1)")
-        var_t = (self.vars + float(process.sigmas[t]) ** 2)[None, :, :, None]  # (1, K, d, 1)
+        var_t = (self.vars + s**2)[None, :, :, None]  # (1, K, d, 1)
         n = torch.arange(-self.images, self.images + 1, dtype=torch.float64)
         d = x_t.to(torch.float64)[:, None, :, None] - self.means[None, :, :, None]
         y = d - torch.round(d) + n  # (rows, K, d, images)

@@ -7,10 +7,12 @@ for Gaussian processes is DDIM with eta = 1.
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from crystalgen.capabilities import Capability, Posterior
 from crystalgen.samplers.base import ProgressCallback, Sampler, SamplingModel
 from crystalgen.state import Condition
 
@@ -23,7 +25,7 @@ class AncestralSampler(Sampler):
     """
 
     name = "ancestral"
-    requires = frozenset({"posterior"})
+    requires: ClassVar[frozenset[Capability]] = frozenset({Posterior})
 
     def loop(self, model: SamplingModel, state: dict[str, Tensor], condition: Condition, *,
              generator: torch.Generator | None, progress: ProgressCallback | None) -> dict[str, Tensor]:

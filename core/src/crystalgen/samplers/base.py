@@ -2,7 +2,9 @@
 
 A sampler owns its time grid and update rule and nothing about the network (the diffusers scheduler/model
 split). It talks to a model only through :class:`SamplingModel` and to each variable only through that
-variable's noise process. It states what it needs from the *continuous* processes in ``requires``; categorical
+variable's noise process, seen as a :class:`~crystalgen.capabilities.Process` and narrowed to the capability
+protocols it declared (:meth:`Sampler.continuous`, :func:`~crystalgen.capabilities.capable`), so a type checker
+sees every call. It states what it needs from the *continuous* processes in ``requires``; categorical
 processes always take their posterior step (``reverse_step``) and rule processes their rule (``reverse_step``
 between levels, ``corrector_step`` at extra model calls within a level), so every sampler handles them.
 
@@ -15,12 +17,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import torch
 from torch import Tensor
 
-from crystalgen.processes.base import NoiseProcess
+from crystalgen.capabilities import Capability, Posterior, Process, Rule, capability_name, capable, offered
 from crystalgen.state import Condition
 
 
@@ -31,7 +33,10 @@ class IncompatibleSamplerError(ValueError):
 class SamplingModel(Protocol):
     """The part of a model a sampler may use."""
 
-    processes: Mapping[str, NoiseProcess]
+    @property
+    def processes(self) -> Mapping[str, Process]:
+        """One noise process per diffused variable."""
+        ...
 
     def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
         """Predictions for every variable at level ``t`` (LongTensor, one entry per crystal)."""
@@ -41,12 +46,13 @@ class SamplingModel(Protocol):
 #: called as progress(done, total) after each model evaluation
 ProgressCallback = Callable[[int, int], None]
 Role = Literal["continuous", "categorical", "rule"]
+C = TypeVar("C")
 
 
-def role(process: NoiseProcess) -> Role:
+def role(process: Process) -> Role:
     """How samplers treat a process: rule processes follow their rule, categorical ones their posterior,
     continuous ones the sampler's own update."""
-    if "rule" in process.capabilities:
+    if Rule in offered(process):
         return "rule"
     return "categorical" if process.discrete else "continuous"
 
@@ -72,40 +78,41 @@ def installed_samplers() -> dict[str, type[Sampler]]:
 class Sampler(ABC):
     """Base class of all samplers.
 
-    Subclasses set ``name``, ``requires`` (capabilities every continuous process must offer) and implement
+    Subclasses set ``name``, ``requires`` (capability protocols every continuous process must offer) and implement
     :meth:`loop`. Options are keyword arguments of ``__init__``, stored as attributes of the same name, and are
     saved with the samples (:meth:`config`).
     """
 
     name: ClassVar[str]
-    requires: ClassVar[frozenset[str]] = frozenset()
+    requires: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(self, steps: int | None = None) -> None:
         self.steps = steps
 
     # -- compatibility --------------------------------------------------------------------------------
     @classmethod
-    def needs(cls, process: NoiseProcess) -> set[str]:
+    def needs(cls, process: Process) -> set[Capability]:
         """Capabilities this sampler needs from one process."""
         kind = role(process)
         if kind == "rule":
             return set()
-        return {"posterior"} if kind == "categorical" else set(cls.requires)
+        return {Posterior} if kind == "categorical" else set(cls.requires)
 
     @classmethod
-    def missing(cls, processes: Mapping[str, NoiseProcess]) -> dict[str, set[str]]:
+    def missing(cls, processes: Mapping[str, Process]) -> dict[str, set[Capability]]:
         """Per variable, the capabilities this sampler needs and the process lacks."""
-        gaps = {var: cls.needs(proc) - set(proc.capabilities) for var, proc in processes.items()}
+        gaps = {var: cls.needs(proc) - offered(proc) for var, proc in processes.items()}
         return {var: lacking for var, lacking in gaps.items() if lacking}
 
     @classmethod
-    def check(cls, processes: Mapping[str, NoiseProcess], available: Mapping[str, type[Sampler]] | None = None) -> None:
+    def check(cls, processes: Mapping[str, Process], available: Mapping[str, type[Sampler]] | None = None) -> None:
         """Raise before any sampling if this sampler cannot drive these processes, naming the ones that can
         (among ``available``, by default the installed samplers)."""
         gaps = cls.missing(processes)
         if not gaps:
             return
-        detail = "; ".join(f"{var} ({type(processes[var]).__name__}) lacks {', '.join(sorted(c))}" for var, c in gaps.items())
+        detail = "; ".join(f"{var} ({type(processes[var]).__name__}) lacks {', '.join(sorted(map(capability_name, c)))}"
+                           for var, c in gaps.items())
         msg = f"Sampler {cls.name!r} cannot sample this model: {detail}."
         available = installed_samplers() if available is None else available
         ok = sorted(n for n, s in available.items() if isinstance(s, type) and issubclass(s, Sampler) and not s.missing(processes))
@@ -113,7 +120,7 @@ class Sampler(ABC):
         raise IncompatibleSamplerError(msg)
 
     @staticmethod
-    def num_training_steps(processes: Mapping[str, NoiseProcess]) -> int:
+    def num_training_steps(processes: Mapping[str, Process]) -> int:
         """The shared T of a model's processes (they must agree)."""
         steps = {p.num_steps for p in processes.values()}
         if len(steps) != 1:
@@ -140,11 +147,16 @@ class Sampler(ABC):
 
     def prior(self, model: SamplingModel, condition: Condition, generator: torch.Generator | None) -> dict[str, Tensor]:
         """x_T for every variable, with the condition's constraints applied."""
-        state = {}
+        state: dict[str, Tensor] = {}
         for var, proc in model.processes.items():
             x = proc.sample_prior(condition.shapes[var], device=condition.device, generator=generator, **condition.args(var))
             state[var] = condition.constrain(var, x)
         return state
+
+    @staticmethod
+    def continuous(model: SamplingModel, capability: type[C]) -> dict[str, C]:
+        """The continuous processes, typed as ``capability`` (one of ``requires``), for this sampler's own update."""
+        return {var: capable(proc, capability) for var, proc in model.processes.items() if role(proc) == "continuous"}
 
     @staticmethod
     def predict(model: SamplingModel, state: dict[str, Tensor], t: int, condition: Condition) -> dict[str, Tensor]:
@@ -158,7 +170,8 @@ class Sampler(ABC):
         out = dict(state)
         for var, proc in model.processes.items():
             if role(proc) in roles:
-                x = proc.reverse_step(state[var], t, s, prediction[var], generator=generator, **condition.args(var))
+                x = capable(proc, Posterior).reverse_step(state[var], t, s, prediction[var], generator=generator,
+                                                          **condition.args(var))
                 out[var] = condition.constrain(var, x)
         return out
 
@@ -169,7 +182,7 @@ class Sampler(ABC):
         out = dict(state)
         for var, proc in model.processes.items():
             if role(proc) == "rule":
-                x = proc.corrector_step(state[var], t, prediction[var], generator=generator, **condition.args(var))
+                x = capable(proc, Rule).corrector_step(state[var], t, prediction[var], generator=generator, **condition.args(var))
                 out[var] = condition.constrain(var, x)
         return out
 

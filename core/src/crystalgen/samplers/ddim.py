@@ -7,11 +7,13 @@ same levels, which for the categorical posterior q(x_s | x_t, x0_hat) is exact f
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from crystalgen.samplers.base import ProgressCallback, Sampler, SamplingModel, role
+from crystalgen.capabilities import Capability, Marginal
+from crystalgen.samplers.base import ProgressCallback, Sampler, SamplingModel
 from crystalgen.state import Condition
 
 
@@ -24,7 +26,7 @@ class DDIMSampler(Sampler):
     """
 
     name = "ddim"
-    requires = frozenset({"marginal"})
+    requires: ClassVar[frozenset[Capability]] = frozenset({Marginal})
 
     def __init__(self, steps: int | None = None, eta: float = 0.0) -> None:
         super().__init__(steps)
@@ -38,10 +40,9 @@ class DDIMSampler(Sampler):
         for i, (t, s) in enumerate(pairwise(grid)):
             prediction = self.predict(model, state, t, condition)
             new = self.reverse_all(model, state, t, s, prediction, condition, generator, ("categorical", "rule"))
-            for var, proc in model.processes.items():
-                if role(proc) == "continuous":
-                    x = proc.ddim_step(state[var], t, s, prediction[var], eta=self.eta, generator=generator, **condition.args(var))
-                    new[var] = condition.constrain(var, x)
+            for var, proc in self.continuous(model, Marginal).items():
+                x = proc.ddim_step(state[var], t, s, prediction[var], eta=self.eta, generator=generator, **condition.args(var))
+                new[var] = condition.constrain(var, x)
             state = new
             if progress is not None:
                 progress(i + 1, len(grid) - 1)

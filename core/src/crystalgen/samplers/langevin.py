@@ -11,11 +11,13 @@ prediction.
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from crystalgen.samplers.base import ProgressCallback, Sampler, SamplingModel, role
+from crystalgen.capabilities import Capability, Score, VarianceExploding
+from crystalgen.samplers.base import ProgressCallback, Sampler, SamplingModel
 from crystalgen.state import Condition
 
 
@@ -29,7 +31,7 @@ class AnnealedLangevinSampler(Sampler):
     """
 
     name = "langevin"
-    requires = frozenset({"score", "variance_exploding"})
+    requires: ClassVar[frozenset[Capability]] = frozenset({Score, VarianceExploding})
 
     def __init__(self, steps: int | None = None, n_steps_each: int = 100, step_lr: float = 1e-4,
                  final_denoise: bool = False) -> None:
@@ -44,14 +46,14 @@ class AnnealedLangevinSampler(Sampler):
              generator: torch.Generator | None, progress: ProgressCallback | None) -> dict[str, Tensor]:
         grid = self.grid(model)
         t_min = grid[-2]
-        continuous = {var: proc for var, proc in model.processes.items() if role(proc) == "continuous"}
+        continuous = self.continuous(model, VarianceExploding)
         total, done = (len(grid) - 1) * self.n_steps_each + int(self.final_denoise), 0
         for t, s in pairwise(grid):
             for _ in range(self.n_steps_each):
                 prediction = self.predict(model, state, t, condition)
                 new = self.correct_rules(model, state, t, prediction, condition, generator)
                 for var, proc in continuous.items():
-                    h = self.step_lr * float(proc.sigmas[t] / proc.sigmas[t_min]) ** 2
+                    h = self.step_lr * (proc.scales(t)[1] / proc.scales(t_min)[1]) ** 2
                     x = proc.langevin_step(state[var], t, prediction[var], h, generator=generator, **condition.args(var))
                     new[var] = condition.constrain(var, x)
                 state, done = new, done + 1
@@ -61,7 +63,7 @@ class AnnealedLangevinSampler(Sampler):
                 prediction = self.predict(model, state, t, condition)
                 new = self.correct_rules(model, state, t, prediction, condition, generator)
                 for var, proc in continuous.items():
-                    x0 = proc.finalize(proc.to_x0(prediction[var], state[var], t, **condition.args(var)))
+                    x0 = proc.clean_estimate(prediction[var], state[var], t, **condition.args(var))
                     new[var] = condition.constrain(var, x0)
                 state, done = new, done + 1
                 if progress is not None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from crystalgen.processes.base import ContinuousProcess
-from crystalgen.samplers.base import ProgressCallback, Sampler, SamplingModel, role
+from crystalgen.capabilities import Capability, Posterior, Score
+from crystalgen.samplers.base import ProgressCallback, Sampler, SamplingModel
 from crystalgen.state import Condition
 
 
@@ -33,7 +34,7 @@ class PredictorCorrectorSampler(Sampler):
     """
 
     name = "pc"
-    requires = frozenset({"posterior", "score"})
+    requires: ClassVar[frozenset[Capability]] = frozenset({Posterior, Score})
 
     def __init__(self, steps: int | None = None, snr: float = 0.16, n_corrector: int = 1, step_lr: float | None = None,
                  correct: Sequence[str] | None = None) -> None:
@@ -51,8 +52,7 @@ class PredictorCorrectorSampler(Sampler):
         if unknown:
             raise ValueError(f"pc: correct={sorted(unknown)} are not variables of this model ({', '.join(model.processes)})")
         grid = self.grid(model)
-        corrected = {var: p for var, p in model.processes.items()
-                     if role(p) == "continuous" and (self.correct is None or var in self.correct)}
+        corrected = {var: p for var, p in self.continuous(model, Score).items() if self.correct is None or var in self.correct}
         total, done = (len(grid) - 1) * (self.n_corrector + 1), 0
         for t, s in pairwise(grid):
             for _ in range(self.n_corrector):
@@ -71,14 +71,14 @@ class PredictorCorrectorSampler(Sampler):
                 progress(done, total)
         return state
 
-    def corrector_step(self, proc: ContinuousProcess, x: Tensor, t: int, prediction: Tensor, args: dict,
+    def corrector_step(self, proc: Score, x: Tensor, t: int, prediction: Tensor, args: dict[str, Any],
                        generator: torch.Generator | None) -> Tensor:
         """One Langevin step on p_t with the snr (or step_lr) step size."""
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if self.step_lr is not None:
-            h = self.step_lr * float(proc.sigmas[t] / proc.sigmas[1]) ** 2
+            h: float | Tensor = self.step_lr * (proc.scales(t)[1] / proc.scales(1)[1]) ** 2
         else:
             score = proc.score(prediction, x, t, **args)
-            alpha = float(proc.alphas[t] / proc.alphas[t - 1]) ** 2
+            alpha = (proc.scales(t)[0] / proc.scales(t - 1)[0]) ** 2
             h = 2 * alpha * (self.snr * z.norm() / score.norm().clamp(min=torch.finfo(x.dtype).tiny)) ** 2
         return proc.langevin_step(x, t, prediction, h, generator=generator, noise=z, **args)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from crystalgen.geometry.lattice import lattice_matrix_to_params, scale_lengths, unscale_lengths
+from crystalgen import lattice_matrix_to_params, scale_lengths, unscale_lengths
 
 #: CDVAE's StandardScalerTorch adds this to the standard deviation.
 SCALER_EPS = 1e-5

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from crystalgen.geometry.lattice import lattice_params_to_matrix
+from crystalgen import lattice_params_to_matrix
 
 #: Angstrom. A cell thinner than this along any lattice plane normal is treated as implausible: real crystals
 #: have interplanar spacings of Niggli cells far above it, and it bounds the decoder's image search to

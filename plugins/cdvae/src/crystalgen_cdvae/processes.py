@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from crystalgen.capabilities import Marginal, Posterior, Rule, Score, VarianceExploding
 from crystalgen.geometry.minimum_image import minimum_image
 from crystalgen.geometry.neighbors import crystal_index
 from crystalgen.processes.base import ContinuousProcess, Noised, NoiseProcess, level
@@ -50,7 +51,7 @@ class CartesianVE(ContinuousProcess):
     Keyword arguments of every call: ``lattice`` (B, 3, 3) Angstrom, ``num_atoms`` (B,).
     """
 
-    capabilities = frozenset({"posterior", "marginal", "score", "variance_exploding"})
+    capabilities = frozenset({Posterior, Marginal, Score, VarianceExploding})
     predictions = ("score",)
 
     def __init__(self, num_steps: int = 50, sigma_min: float = 0.01, sigma_max: float = 10.0) -> None:
@@ -131,7 +132,7 @@ class CompositionTypeNoise(NoiseProcess):
     Keyword arguments: ``composition`` (B, K) probabilities over the classes, ``num_atoms`` (B,).
     """
 
-    capabilities = frozenset({"rule", "posterior"})
+    capabilities = frozenset({Rule, Posterior})
     discrete = True
     prediction = "logits"
 

@@ -8,10 +8,15 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
-from crystalgen.data.crystal import check_ordered, structure_to_data
-from crystalgen.encoders.base import SkipCrystal, StructureTransform
-from crystalgen.geometry.lattice import InvalidLatticeError
-from crystalgen.geometry.niggli import niggli_reduce, with_standard_orientation
+from crystalgen import (
+    InvalidLatticeError,
+    SkipCrystal,
+    StructureTransform,
+    check_ordered,
+    niggli_reduce,
+    structure_to_data,
+    with_standard_orientation,
+)
 
 #: DimeNet++'s element embedding (torch_geometric's EmbeddingBlock, as CDVAE used it) has 95 rows, indexed by Z.
 MAX_ENCODER_Z = 94

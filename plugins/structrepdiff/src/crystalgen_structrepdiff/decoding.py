@@ -16,10 +16,7 @@ import torch
 from pymatgen.core import Element
 from torch import Tensor
 
-from crystalgen.data.crystal import tensors_to_structure
-from crystalgen.geometry.lattice import lattice_params_to_matrix
-from crystalgen.models.base import Decoded
-from crystalgen.resources import density_phrase
+from crystalgen import Decoded, density_phrase, lattice_params_to_matrix, tensors_to_structure
 from crystalgen_structrepdiff.reconstruction import Reconstructor
 from crystalgen_structrepdiff.representation import RepresentationLayout
 

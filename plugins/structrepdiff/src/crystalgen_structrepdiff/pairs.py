@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from crystalgen.geometry.neighbors import radius_graph_pbc
+from crystalgen import radius_graph_pbc
 
 
 @dataclass(frozen=True)

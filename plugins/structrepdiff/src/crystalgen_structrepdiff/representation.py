@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from crystalgen.geometry.lattice import lattice_matrix_to_params
+from crystalgen import lattice_matrix_to_params
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,7 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
-from crystalgen.data.crystal import structure_to_data
-from crystalgen.encoders.base import SkipCrystal, StructureTransform
-from crystalgen.geometry.lattice import InvalidLatticeError
+from crystalgen import InvalidLatticeError, SkipCrystal, StructureTransform, structure_to_data
 from crystalgen_structrepdiff.descriptor import StructureDescriptor
 from crystalgen_structrepdiff.ead import EADParameters
 from crystalgen_structrepdiff.representation import RepresentationLayout, assemble, composition_block, lattice_block

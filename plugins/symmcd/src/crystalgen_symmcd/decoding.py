@@ -12,8 +12,7 @@ import torch
 from pymatgen.core import Element, Lattice, Structure
 from torch import Tensor
 
-from crystalgen.geometry import k_to_lattice
-from crystalgen.models.base import Decoded
+from crystalgen import Decoded, k_to_lattice
 from crystalgen_symmcd.wyckoff_projection import replicate
 
 MIN_VOLUME = 1e-3  # Angstrom^3

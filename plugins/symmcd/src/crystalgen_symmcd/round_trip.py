@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
-from crystalgen.encoders.base import SkipCrystal
+from crystalgen import SkipCrystal
 from crystalgen_symmcd.decoding import decode_crystal
 from crystalgen_symmcd.transform import AsymmetricUnitTransform
 

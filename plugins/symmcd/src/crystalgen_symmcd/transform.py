@@ -19,9 +19,7 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
-from crystalgen.data.crystal import check_ordered
-from crystalgen.encoders.base import SkipCrystal, StructureTransform
-from crystalgen.geometry import apply_k_mask, lattice_to_k, space_group_k_mask
+from crystalgen import SkipCrystal, StructureTransform, apply_k_mask, check_ordered, lattice_to_k, space_group_k_mask
 from crystalgen_symmcd.asymmetric_unit import AsymmetricUnit, SymmetryAnalysisError, analyse
 
 
