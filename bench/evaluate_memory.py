@@ -5,11 +5,11 @@ The input is the first N crystals of the MP-20 test split, each perturbed as in 
 N(0, 0.05 A) per axis, lattice strained by up to 2 %, seeded), written as a CIF folder. The command is
 ``python -m crystalgen evaluate DIR --reference mp_20:test --train mp_20:train --metrics <runner.yaml's
 evaluate.metrics>`` (templates read the training split, as ``crystalgen run`` does), run as a child process while
-this script polls every process of its tree (psutil, every ``--interval`` s). Recorded:
+bench/run_resources.py polls every process of its tree (every ``--interval`` s). Recorded:
 
 * ``peak_tree_rss_mb``: the largest sum of RSS over the command and all its worker processes at one poll (polling
   can miss a peak shorter than the interval);
-* ``peak_single_process_rss_mb``: the largest peak RSS of any one process of the tree, main or worker, exact
+* ``peak_process_rss_mb``: the largest peak RSS of any one process of the tree, main or worker, exact
   (the kernel's ru_maxrss over the waited-for descendants);
 * wall time, the command, the commit, the load average before and after, versions, and whether the metrics cache
   (reference features, CHGNet predictions) was warm.
@@ -28,8 +28,6 @@ import argparse
 import json
 import os
 import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,8 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory_costs import code_commit  # noqa: E402
 from metrics import load_split, perturbed  # noqa: E402
-
-MB = 1024**2
+from run_resources import measure  # noqa: E402
 
 
 def default_metrics() -> list[str]:
@@ -59,41 +56,6 @@ def write_samples(n: int, folder: Path) -> int:
     for i, structure in enumerate(crystals):
         CifWriter(structure).write_file(folder / f"{i:06d}.cif")
     return len(crystals)
-
-
-def tree_rss(process) -> int:
-    """Summed RSS of ``process`` and its descendants now (processes that end meanwhile are skipped)."""
-    import psutil
-
-    total = 0
-    for p in [process, *process.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return total
-
-
-def run_polled(command: list[str], interval: float) -> dict:
-    import psutil
-
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    start = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    watched = psutil.Process(child.pid)
-    peak_tree, peak_processes = 0, 0
-    while child.poll() is None:
-        try:
-            peak_tree = max(peak_tree, tree_rss(watched))
-            peak_processes = max(peak_processes, 1 + len(watched.children(recursive=True)))
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(interval)
-    output = child.communicate()[0]
-    seconds = time.perf_counter() - start
-    return {"returncode": child.returncode, "seconds": seconds, "peak_tree_rss_mb": peak_tree / MB,
-            "peak_single_process_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / MB,
-            "most_processes_seen": peak_processes, "output_tail": output.strip().splitlines()[-5:]}
 
 
 def main() -> None:
@@ -120,18 +82,18 @@ def main() -> None:
                   "commit": code_commit(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "machine": f"{platform.node()} {os.cpu_count()} cores, CPU only", "n_samples": n,
                   "metrics_cache": str(cache), "cache_warm_at_start": cache.is_dir() and any(cache.iterdir()),
-                  "load_average_at_start": os.getloadavg(),
                   "versions": {name: version(name) for name in ("torch", "chgnet", "pymatgen", "matminer")},
                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "1")}
-        report.update(run_polled(command, args.interval))
-        report["load_average_at_end"] = os.getloadavg()
+        log = Path(tmp) / "evaluate.log"
+        report.update(measure(command, background=0, poll=args.interval, log=log))
+        report["output_tail"] = log.read_text(errors="replace").strip().splitlines()[-5:]
         metrics_file = out / "metrics.json"
         if metrics_file.is_file():
             result = json.loads(metrics_file.read_text())
             report["metrics"] = {k: result.get(k) for k in ("status", "n_valid", "cov_recall", "wdist_prop", "wdist_prop_predictor",
                                                             "wdist_prop_n_refused", "d_sg", "templates_unique")}
-    print(f"{n} crystals: exit {report['returncode']}, {report['seconds']:.0f} s, peak tree RSS {report['peak_tree_rss_mb']:.0f} MB "
-          f"(sum over processes, polled), peak single process {report['peak_single_process_rss_mb']:.0f} MB")
+    print(f"{n} crystals: exit {report['exit_code']}, {report['wall_s']:.0f} s, peak tree RSS {report['peak_tree_rss_mb']:.0f} MB "
+          f"(sum over processes, polled), peak single process {report['peak_process_rss_mb']:.0f} MB")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")

@@ -114,7 +114,7 @@ def test_every_runner_default_is_documented_by_a_comment():
         if not (previous.startswith("#") or (is_section and following.startswith("#"))):
             undocumented.append(match.group(2))
     assert not undocumented, f"runner.yaml keys without a comment: {undocumented}"
-    assert set(container) == {"preset", "preset_note", "threads", "model", "data", "trainer", "sample", "evaluate"}
+    assert set(container) == {"preset", "preset_note", "memory_gb", "threads", "model", "data", "trainer", "sample", "evaluate"}
 
 
 @pytest.mark.parametrize(("override", "value"), [("threads=3", 3), ("threads=auto", "auto"), ("threads=null", None)])
