@@ -41,9 +41,9 @@ def crystalgen_samplers() -> Mapping[str, Any]:
 
 @hookimpl
 def crystalgen_decoders() -> Mapping[str, Any]:
-    from crystalgen.decoders.cell import decode_cells
+    from crystalgen.decoders.cell import CellDecoder
 
-    return {"cell": decode_cells}
+    return {"cell": CellDecoder}
 
 
 @hookimpl

@@ -41,6 +41,7 @@ class D3PMMarginal(NoiseProcess):
     capabilities = frozenset({"posterior"})
     discrete = True
     prediction = "logits"
+    space = "classes"
 
     marginal: Tensor
     alpha_bars: Tensor

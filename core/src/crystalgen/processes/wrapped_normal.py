@@ -116,6 +116,7 @@ class WrappedNormal(ContinuousProcess):
     """
 
     capabilities = frozenset({"posterior", "marginal", "score", "variance_exploding"})
+    space = "torus"
     predictions = ("score",)
 
     sigma_norm: Tensor

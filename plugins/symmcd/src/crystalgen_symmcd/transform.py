@@ -22,6 +22,7 @@ from torch_geometric.data import Data
 from crystalgen.data.crystal import check_ordered
 from crystalgen.encoders.base import SkipCrystal, StructureTransform
 from crystalgen.geometry import apply_k_mask, lattice_to_k, space_group_k_mask
+from crystalgen.specs import EncoderSpec
 from crystalgen_symmcd.asymmetric_unit import AsymmetricUnit, SymmetryAnalysisError, analyse
 
 
@@ -39,6 +40,8 @@ class AsymmetricUnitTransform(StructureTransform):
     #: pyxtal's from_seed (the same tensors for 60 MP-20 test crystals compared, but no longer the same code
     #: path, so caches written by "1" are not reused). tests/test_symmcd_transform.py pins the output to it.
     version = "2"
+    spec = EncoderSpec(provides=frozenset({"spacegroup", "lattice_k", "frac_coords", "atom_types", "site_symmetry",
+                                           "wyckoff", "multiplicity", "num_cell_atoms"}))
 
     def __init__(self, symprec: float = 0.1, angle_tolerance: float = 5.0, max_cell_atoms: int | None = None,
                  max_representatives: int | None = None) -> None:
