@@ -74,8 +74,8 @@ def run_mae(args: argparse.Namespace) -> dict:
 def _ablation(predictor, structures, truth, cdvae) -> dict[str, float]:
     from torch_geometric.nn.models.dimenet import Envelope
 
+    from crystalgen.encoders.dimenet_pp.network import PolynomialEnvelope
     from crystalgen.geometry.triplets import triplets
-    from crystalgen.metrics.cdvae_property.dimenet import PolynomialEnvelope
 
     model, maes = predictor.model, {}
     model.rbf.envelope = model.sbf.envelope = Envelope(5)

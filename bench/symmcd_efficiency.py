@@ -56,6 +56,7 @@ def run_variant(args: argparse.Namespace) -> dict:
 
     from crystalgen.data.crystal import collate
     from crystalgen.geometry import space_group_k_masks
+    from crystalgen.state import Condition
     from crystalgen_symmcd.model import SymmCD
 
     torch.set_num_threads(args.threads)
@@ -68,9 +69,8 @@ def run_variant(args: argparse.Namespace) -> dict:
     if args.variant == "full_cell":
         from crystalgen_symmcd.denoiser import SymmCDDenoiser
 
-        d = cfg.denoiser
-        model.denoiser = SymmCDDenoiser(d.hidden, d.num_layers, d.num_frequencies, d.time_dim, d.spacegroup_dim,
-                                        d.site_symmetry_dim, d.site_axis_dim, d.site_logit_rank, d.layer_norm, site_symmetry=False)
+        d = {k: v for k, v in OmegaConf.to_container(cfg.denoiser).items() if k != "name"}
+        model.denoiser = SymmCDDenoiser(**d, site_symmetry=False)
     batch = collate(items)
     counts = torch.tensor([len(c["atom_types"]) for c in cells])
     full_x = torch.cat([c["frac_coords"] for c in cells]).float()
@@ -86,7 +86,8 @@ def run_variant(args: argparse.Namespace) -> dict:
         k = p["lattice_k"].add_noise(batch.lattice_k.float(), t)
         x = p["frac_coords"].add_noise(full_x, t[full_batch])
         a = p["atom_types"].add_noise(full_a, t[full_batch])
-        pred = model.denoiser(x.x_t, a.x_t, torch.where(mask, k.x_t, fill), t, encodings, full_batch)
+        noisy = {"frac_coords": x.x_t, "atom_types": a.x_t, "lattice_k": torch.where(mask, k.x_t, fill)}
+        pred = model.denoiser(noisy, t, Condition(len(cells), {}, data={"encoding": encodings, "crystal": full_batch}))
         return (5 * ((pred["lattice_k"] - mask * k.target) ** 2).mean() + p["frac_coords"].loss(pred["frac_coords"], x).mean()
                 + 0.1 * p["atom_types"].loss(pred["atom_types"], a).mean())
 

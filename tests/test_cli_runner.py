@@ -259,10 +259,15 @@ def test_unknown_config_key_suggests_the_right_one(tmp_path, capsys):
     assert "unknown key 'trainer.max_epoch'" in err and "Did you mean 'trainer.max_epochs'?" in err
 
     user = tmp_path / "mine.yaml"
-    user.write_text("model:\n  hiden: 8\n")
+    user.write_text("model:\n  num_step: 8\n")
     assert main(["train", "toy", "--runs-root", str(tmp_path), "--config", str(user)]) == 2
     err = capsys.readouterr().err
-    assert str(user) in err and "'model.hiden'" in err and "Did you mean 'model.hidden'?" in err
+    assert str(user) in err and "'model.num_step'" in err and "Did you mean 'model.num_steps'?" in err
+
+    # a part's options are its constructor's: checked when the model is assembled, before any run folder exists
+    assert main(["train", "toy", "--runs-root", str(tmp_path), "model.denoiser.hiden=8"]) == 2
+    err = capsys.readouterr().err
+    assert "model.denoiser: ToyDenoiser has no option 'hiden'. Did you mean 'hidden'?" in err
     assert not any(tmp_path.glob("toy-*")), "a run directory was created for an invalid configuration"
 
 
@@ -297,8 +302,8 @@ def test_model_option_amends_the_checkpoint_configuration(run_dir, tmp_path):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("hiden=64", "unknown key 'hiden'. Did you mean 'hidden'?"),
-    ("hidden=64", "does not fit model 'toy'"),
+    ("denoiser.hiden=64", "unknown key 'denoiser.hiden'. Did you mean 'denoiser.hidden'?"),
+    ("denoiser.hidden=64", "does not fit model 'toy'"),
 ])
 def test_model_option_refuses_unknown_keys_and_other_architectures(run_dir, tmp_path, capsys, override, message):
     code = main(["sample", "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "-n", "2", "--out",

@@ -71,7 +71,7 @@ def toy_model(structures):
 def cdvae_model(structures):
     cls = model_class("cdvae")
     cfg = compose(cls.presets(), "small", model_name="cdvae",
-                  overrides=["model.decoder.fit_batches=1", "model.decoder.fit_batch_size=4"])
+                  overrides=["model.fit_batches=1", "model.fit_batch_size=4"])
     transform = cls.transform(cfg.model)
     items = [transform(s) for s in structures]
     model = cls.from_config(cfg.model)

@@ -16,8 +16,8 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
+from crystalgen.encoders.dimenet_pp.network import DimeNetPP, PolynomialEnvelope
 from crystalgen.metrics.cdvae_property.checkpoint import read_property_checkpoint, verify_checksums
-from crystalgen.metrics.cdvae_property.dimenet import CDVAEDimeNetPP, PolynomialEnvelope
 from crystalgen.testing import benchmark_csv
 
 MODELS = {"perov_5": ("perovskite", "heat_ref"), "carbon_24": ("carbon", "energy_per_atom"), "mp_20": ("mp20", "formation_energy_per_atom")}
@@ -76,7 +76,7 @@ def test_checkpoint_reads_into_the_architecture(models_dir, dataset):
     ckpt = read_property_checkpoint(models_dir / folder)
     assert ckpt.target == target and ckpt.data_hparams["graph_method"] == "crystalnn" and ckpt.data_hparams["readout"] == "mean"
     with torch.device("meta"):
-        model = CDVAEDimeNetPP(**{k: v for k, v in ckpt.encoder_hparams.items() if k not in ("otf_graph", "max_num_neighbors")})
+        model = DimeNetPP(**{k: v for k, v in ckpt.encoder_hparams.items() if k not in ("otf_graph", "max_num_neighbors")})
     model.load_state_dict(ckpt.encoder_state, strict=True, assign=True)  # incl. the 5 lin_up biases PyG lacks
     assert len(ckpt.encoder_state) == 152 and sum(p.numel() for p in model.parameters()) == 1_887_110
     assert all(ckpt.encoder_state[f"output_blocks.{i}.lin_up.bias"].abs().sum() > 0 for i in range(5))

@@ -81,6 +81,9 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     from crystalgen.denoisers.embeddings import (
         SinusoidalTimeEmbedding as SinusoidalTimeEmbedding,
     )
+    from crystalgen.denoisers.gemnet_t import (
+        fit_scale_factors as fit_scale_factors,
+    )
     from crystalgen.encoders.base import (
         Encoder as Encoder,
     )
@@ -89,6 +92,9 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     )
     from crystalgen.encoders.base import (
         StructureTransform as StructureTransform,
+    )
+    from crystalgen.encoders.dimenet_pp import (
+        reparameterize as reparameterize,
     )
     from crystalgen.encoders.full_cell import (
         FullCellTransform as FullCellTransform,
@@ -149,6 +155,9 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     )
     from crystalgen.hookspecs import (
         hookimpl as hookimpl,
+    )
+    from crystalgen.models.assembly import (
+        IncompatiblePartsError as IncompatiblePartsError,
     )
     from crystalgen.models.base import (
         Decoded as Decoded,
@@ -224,6 +233,24 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     )
     from crystalgen.samplers.base import (
         time_grid as time_grid,
+    )
+    from crystalgen.specs import (
+        DecoderSpec as DecoderSpec,
+    )
+    from crystalgen.specs import (
+        DenoiserSpec as DenoiserSpec,
+    )
+    from crystalgen.specs import (
+        EncoderSpec as EncoderSpec,
+    )
+    from crystalgen.specs import (
+        ModelSpec as ModelSpec,
+    )
+    from crystalgen.specs import (
+        ProcessSpec as ProcessSpec,
+    )
+    from crystalgen.specs import (
+        Variable as Variable,
     )
     from crystalgen.state import (
         Condition as Condition,
@@ -302,6 +329,15 @@ _EXPORTS: dict[str, str] = {
     "niggli_reduce": "crystalgen.geometry.niggli",
     "with_standard_orientation": "crystalgen.geometry.niggli",
     "triplets": "crystalgen.geometry.triplets",
+    "fit_scale_factors": "crystalgen.denoisers.gemnet_t",
+    "reparameterize": "crystalgen.encoders.dimenet_pp",
+    "Variable": "crystalgen.specs",
+    "ProcessSpec": "crystalgen.specs",
+    "DenoiserSpec": "crystalgen.specs",
+    "DecoderSpec": "crystalgen.specs",
+    "EncoderSpec": "crystalgen.specs",
+    "ModelSpec": "crystalgen.specs",
+    "IncompatiblePartsError": "crystalgen.models.assembly",
     "density_phrase": "crystalgen.resources",
     "memory_budget": "crystalgen.resources",
     "neighbours_within": "crystalgen.resources",

@@ -14,19 +14,30 @@ from crystalgen.hookspecs import hookimpl
 
 @hookimpl
 def crystalgen_encoders() -> Mapping[str, Any]:
+    from crystalgen.encoders.dimenet_pp import DimeNetPPEncoder
     from crystalgen.encoders.full_cell import FullCellTransform
 
-    return {"full_cell": FullCellTransform}
+    return {"full_cell": FullCellTransform, "dimenet_pp": DimeNetPPEncoder}
 
 
 @hookimpl
 def crystalgen_noise_processes() -> Mapping[str, Any]:
+    from crystalgen.processes.cartesian_ve import CartesianVE
+    from crystalgen.processes.composition_mixing import CompositionMixing
     from crystalgen.processes.d3pm import D3PMMarginal
     from crystalgen.processes.ve import VEGaussian
     from crystalgen.processes.vp import VPGaussian
     from crystalgen.processes.wrapped_normal import WrappedNormal
 
-    return {"vp_gaussian": VPGaussian, "ve_gaussian": VEGaussian, "wrapped_normal": WrappedNormal, "d3pm_marginal": D3PMMarginal}
+    return {"vp_gaussian": VPGaussian, "ve_gaussian": VEGaussian, "wrapped_normal": WrappedNormal, "d3pm_marginal": D3PMMarginal,
+            "cartesian_ve": CartesianVE, "composition_mixing": CompositionMixing}
+
+
+@hookimpl
+def crystalgen_denoisers() -> Mapping[str, Any]:
+    from crystalgen.denoisers.gemnet_t import GemNetTDenoiser
+
+    return {"gemnet_t": GemNetTDenoiser}
 
 
 @hookimpl
@@ -41,9 +52,9 @@ def crystalgen_samplers() -> Mapping[str, Any]:
 
 @hookimpl
 def crystalgen_decoders() -> Mapping[str, Any]:
-    from crystalgen.decoders.cell import decode_cells
+    from crystalgen.decoders.cell import CellDecoder
 
-    return {"cell": decode_cells}
+    return {"cell": CellDecoder}
 
 
 @hookimpl

@@ -49,8 +49,8 @@ def tiny_config(**changes) -> DictConfig:
     m = cfg.model
     m.latent_dim = 16
     m.encoder.hidden_channels, m.encoder.num_blocks, m.encoder.int_emb_size, m.encoder.out_emb_channels = 16, 1, 8, 16
-    m.decoder.hidden_dim, m.decoder.emb_trip, m.decoder.emb_bilinear, m.decoder.num_radial = 16, 8, 8, 16
-    m.decoder.num_blocks, m.decoder.num_atom, m.decoder.fit_batches, m.decoder.fit_batch_size = 1, 1, 1, 8
+    m.denoiser.hidden_dim, m.denoiser.emb_trip, m.denoiser.emb_bilinear, m.denoiser.num_radial = 16, 8, 8, 16
+    m.denoiser.num_blocks, m.denoiser.num_atom, m.fit_batches, m.fit_batch_size = 1, 1, 1, 8
     m.heads.hidden_dim = 32
     for key, value in changes.items():
         node = cfg

@@ -11,6 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from conftest import tiny_config
 from crystalgen.data.crystal import collate, structure_to_data
+from crystalgen.state import Condition
 from crystalgen_cdvae.model import CDVAE
 from crystalgen_cdvae.transform import CDVAETransform
 
@@ -98,8 +99,11 @@ def test_latent_is_invariant_through_the_crystalnn_graph(crystals):
 
 def decode(model: CDVAE, structures: list[Structure], z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     batch = collate([raw(s) for s in structures])
+    condition = Condition(batch.num_graphs, {}, data={"z": z, "num_atoms": batch.num_atoms, "lattice": batch.lattice})
+    levels = torch.ones(batch.num_graphs, dtype=torch.long)  # the decoder is not conditioned on the level
     with torch.no_grad():
-        return model.decoder(z, batch.frac_coords, batch.atom_types, batch.num_atoms, batch.lattice)
+        out = model.decoder({"frac_coords": batch.frac_coords, "atom_types": batch.atom_types}, levels, condition)
+    return out["frac_coords"], out["atom_types"]
 
 
 @pytest.fixture(scope="module")

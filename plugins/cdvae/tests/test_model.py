@@ -15,8 +15,8 @@ from crystalgen.samplers.ddim import DDIMSampler
 from crystalgen.samplers.langevin import AnnealedLangevinSampler
 from crystalgen.samplers.predictor_corrector import PredictorCorrectorSampler
 from crystalgen.state import SampleRequest
-from crystalgen_cdvae.decoder import PAPER_SCALE_FACTORS
 from crystalgen_cdvae.model import CDVAE
+from crystalgen_cdvae.scale_factors import PAPER_SCALE_FACTORS
 
 
 def count(module: torch.nn.Module) -> int:
@@ -26,7 +26,12 @@ def count(module: torch.nn.Module) -> int:
 def test_plugin_registers_the_model_and_its_presets():
     assert plugins.get("model", "cdvae") is CDVAE
     assert {"small", "paper", "paper_mp_20", "paper_carbon_24"} <= set(CDVAE.presets())
-    assert plugins.get("noise process", "cdvae_cartesian_ve") is not None
+    # its other parts are the core's, named by its presets
+    assert plugins.get("encoder", "cdvae_niggli") is not None
+    parts = CDVAE.assemble(compose(CDVAE.presets(), "paper", model_name="cdvae").model).parts
+    assert {slot: part.name for slot, part in parts.items()} == {
+        "transform": "cdvae_niggli", "encoder": "dimenet_pp", "denoiser": "gemnet_t",
+        "processes.frac_coords": "cartesian_ve", "processes.atom_types": "composition_mixing", "decoder": "cell"}
 
 
 def test_paper_preset_parameter_counts_match_the_paper():
@@ -45,7 +50,7 @@ def test_paper_preset_parameter_counts_match_the_paper():
 
 def test_paper_scale_factors_refuse_another_decoder():
     cfg = compose(CDVAE.presets(), "small", model_name="cdvae")
-    cfg.model.decoder.scale_factors = "paper"
+    cfg.model.scale_factors = "paper"
     with pytest.raises(ValueError, match="scale_factors=paper"):
         CDVAE.from_config(cfg.model)
 

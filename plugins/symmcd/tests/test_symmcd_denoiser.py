@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from crystalgen.denoisers.embeddings import periodic_fourier_features
+from crystalgen.state import Condition
 from crystalgen_symmcd.denoiser import NUM_ELEMENTS, SymmCDDenoiser, fully_connected_edges
 from crystalgen_symmcd.symmetry import space_group_encoding
 
@@ -25,6 +26,13 @@ def inputs(seed: int = 0):
     }
 
 
+def run(model: SymmCDDenoiser, x: dict) -> dict:
+    """The denoiser's call as the model makes it: noisy state, levels, condition data."""
+    state = {k: x[k] for k in ("frac_coords", "atom_types", "lattice_k", "site_symmetry") if k in x}
+    condition = Condition(len(x["t"]), {}, data={"encoding": x["spacegroup_encoding"], "crystal": x["batch"]})
+    return model(state, x["t"], condition)
+
+
 def net() -> SymmCDDenoiser:
     torch.manual_seed(0)
     return SymmCDDenoiser(hidden=32, num_layers=2, num_frequencies=4, spacegroup_dim=16, site_symmetry_dim=16).eval()
@@ -43,7 +51,7 @@ def test_permuting_representatives_permutes_the_outputs():
     perm = torch.tensor([2, 0, 1, 3, 6, 4, 7, 5])  # within each crystal (crystals stay contiguous)
     permuted = dict(x, **{k: x[k][perm] for k in ("frac_coords", "atom_types", "site_symmetry")})
     with torch.no_grad():
-        out, out_p = model(**x), model(**permuted)
+        out, out_p = run(model, x), run(model, permuted)
     for var in ("frac_coords", "atom_types", "site_symmetry"):
         torch.testing.assert_close(out_p[var], out[var][perm], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out_p["lattice_k"], out["lattice_k"], atol=1e-5, rtol=1e-5)
@@ -61,7 +69,7 @@ def test_reordering_crystals_in_the_batch_reorders_the_outputs():
         "batch": torch.repeat_interleave(torch.arange(3), counts),
     }
     with torch.no_grad():
-        out, out_y = model(**x), model(**y)
+        out, out_y = run(model, x), run(model, y)
     torch.testing.assert_close(out_y["frac_coords"], out["frac_coords"][nodes], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out_y["lattice_k"], out["lattice_k"][order], atol=1e-5, rtol=1e-5)
 
@@ -71,7 +79,7 @@ def test_integer_shifts_of_coordinates_change_nothing():
     model, x = net(), inputs()
     shift = torch.randint(-2, 3, x["frac_coords"].shape).float()
     with torch.no_grad():
-        out, out_s = model(**x), model(**dict(x, frac_coords=x["frac_coords"] + shift))
+        out, out_s = run(model, x), run(model, dict(x, frac_coords=x["frac_coords"] + shift))
     for var in out:
         torch.testing.assert_close(out_s[var], out[var], atol=2e-4, rtol=2e-4)
 
@@ -91,5 +99,6 @@ def test_full_cell_variant_needs_no_site_symmetry():
     model = SymmCDDenoiser(hidden=32, num_layers=1, num_frequencies=4, spacegroup_dim=16, site_symmetry=False)
     x = inputs()
     x.pop("site_symmetry")
-    out = model(**x)
+    out = run(model, x)
     assert set(out) == {"frac_coords", "lattice_k", "atom_types"}
+    assert set(SymmCDDenoiser.declare({"site_symmetry": False}).predicts) == set(out)

@@ -1,5 +1,5 @@
-"""List installed plugins, their components and versions, plugins not loaded (disabled, incompatible) and any
-plugin that failed to load or clashed.
+"""List installed plugins, their components and versions, each model's parts (and the installed parts that could
+replace each one), plugins not loaded (disabled, incompatible) and any plugin that failed to load or clashed.
 
 Examples:
   crystalgen list
@@ -16,8 +16,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def model_parts(name: str, cls) -> dict:
+    """Slot -> {part, fits} of model ``name`` as its ``small`` preset assembles it, or {error} when it cannot."""
+    from crystalgen.runner.config import compose
+
+    try:
+        assembly = cls.assemble(compose(cls.presets(), "small", model_name=name).model)  # checks the fit
+        return {slot: {"part": part.name, "fits": assembly.replacements(slot)} for slot, part in assembly.parts.items()}
+    except Exception as exc:  # a broken preset must not hide the rest of the listing
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def inventory() -> dict:
-    """Plugins, components by kind (with the plugin and distribution that provide them), failures, conflicts."""
+    """Plugins, components by kind (with the plugin and distribution that provide them), each model's parts,
+    failures, conflicts."""
     from crystalgen.plugins import KINDS, default_host
 
     host = default_host()
@@ -34,6 +46,7 @@ def inventory() -> dict:
         "components": components,
         "unloaded": [{"name": u.plugin, "distribution": u.distribution, "version": u.version, "status": u.status,
                       "reason": u.reason} for u in host.unloaded],
+        "models": {name: model_parts(name, cls) for name, cls in host.registry("model").items()},
         "failures": [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error} for f in host.failures],
         "conflicts": [c.describe() for c in host.conflicts],
         "warnings": host.warnings,
@@ -57,6 +70,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {e['name']:<24} {origin} {e['version'] or ''}")
         if not entries:
             print("  (none)")
+    if data["models"]:
+        print("\nmodel parts (slot: part, then the installed parts that fit the slot; * marks the preset's):")
+    for model, slots in data["models"].items():
+        print(f"  {model}")
+        if "error" in slots:
+            print(f"    cannot be assembled: {slots['error']}")
+            continue
+        for slot, entry in slots.items():
+            fits = ", ".join(f"{n}*" if n == entry["part"] else n for n in entry["fits"])
+            print(f"    {slot:<26} {entry['part']:<24} fits: {fits}")
     problems = [f"plugin {f['plugin']!r} ({f['distribution'] or 'unknown distribution'}) failed to load: {f['error']}"
                 for f in data["failures"]] + [f"plugin {u['name']!r} ({u['distribution'] or 'unknown distribution'}) is "
                                               f"incompatible: {u['reason']}" for u in data["unloaded"]

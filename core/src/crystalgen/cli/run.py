@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     cls = model_class(args.model)
     cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config,
                   overrides=shortcut_overrides(args))
+    cls.assemble(cfg.model)  # refuse parts that cannot work together before a run folder is made
     select_device(cfg.trainer.device)  # refuse an unavailable device before a run folder is made for nothing
     run_dir = RunDir(Path(args.run_dir)) if args.run_dir else RunDir.create(args.runs_root, args.model, cfg.data.dataset)
     handler = attach_run_log(run_dir.log)

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         writable_folder(args.run_dir or args.runs_root, "--run-dir" if args.run_dir else "--runs-root")
         cls = model_class(args.model)
         cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config, overrides=overrides)
+        cls.assemble(cfg.model)  # refuse parts that cannot work together before a run folder is made
         run_dir, ckpt = shared_run_dir(args, cfg), None
     rank = int(os.environ.get("RANK", "0"))
     handler = attach_run_log(run_dir.log) if rank == 0 else None

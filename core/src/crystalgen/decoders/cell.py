@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 
 from crystalgen.data.crystal import tensors_to_structure
+from crystalgen.decoders.base import Decoder
 from crystalgen.models.base import Decoded
+from crystalgen.specs import DecoderSpec
+from crystalgen.state import Condition
 
 MIN_VOLUME = 1e-3  # Angstrom^3; below this the cell is degenerate and pymatgen's maths breaks
+
+
+class CellDecoder(Decoder):
+    """The identity decoder of full-cell models: one Structure per crystal from its cell, as it stands.
+
+    Reads ``lattice`` (B, 3, 3) rows are lattice vectors in Angstrom, ``frac_coords`` (N, 3) fractional,
+    ``atom_types`` (N,) atomic numbers and ``num_atoms`` (B,) atoms per crystal (rows concatenated in order).
+    """
+
+    spec = DecoderSpec(reads=frozenset({"lattice", "frac_coords", "atom_types", "num_atoms"}))
+
+    def __call__(self, state: Mapping[str, Tensor], condition: Condition) -> list[Decoded]:
+        return decode_cells(state["lattice"], state["frac_coords"], state["atom_types"], state["num_atoms"])
 
 
 def decode_cells(lattices: Tensor, frac_coords: Tensor, atom_types: Tensor, num_atoms: Tensor) -> list[Decoded]:

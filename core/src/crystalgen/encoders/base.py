@@ -1,21 +1,28 @@
 """Encoders: crystal -> the representation a model works on.
 
-Two faces of the same component kind:
+Two faces of the same component kind, both registered under ``crystalgen_encoders``:
 
 * :class:`StructureTransform`, analytic and applied once at preprocessing time (SymmCD's asymmetric unit,
-  StructRepDiff's descriptor inputs, plain full-cell tensors). Its ``name`` and ``version`` key the on-disk cache,
-  so bump ``version`` whenever the output changes. It must be picklable (it runs in worker processes).
-* :class:`Encoder`, a learned ``nn.Module`` applied to batches (CDVAE's DimeNet++ encoder).
+  StructRepDiff's descriptor inputs, plain full-cell tensors): a model's ``model.transform``. Its ``name`` and
+  ``version`` key the on-disk cache, so bump ``version`` whenever the output changes. It must be picklable (it
+  runs in worker processes).
+* :class:`Encoder`, a learned ``nn.Module`` applied to batches (CDVAE's DimeNet++ encoder): ``model.encoder``.
+
+Each declares in ``spec`` what it reads and provides (``Data`` fields, or named outputs of a learned encoder), so
+that a model's assembly can check it against what the model and its other parts need.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pymatgen.core import Structure
 from torch import nn
 from torch_geometric.data import Batch, Data
+
+from crystalgen.specs import EncoderSpec
 
 
 class SkipCrystal(ValueError):
@@ -23,10 +30,16 @@ class SkipCrystal(ValueError):
 
 
 class StructureTransform(ABC):
-    """Structure -> torch_geometric Data, deterministic and cacheable."""
+    """Structure -> torch_geometric Data, deterministic and cacheable. ``spec.provides``: the Data fields written."""
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
+    spec: ClassVar[EncoderSpec]
+
+    @classmethod
+    def declare(cls, args: Mapping[str, Any]) -> EncoderSpec:
+        """The spec of this transform built with constructor arguments ``args`` (override when options change it)."""
+        return cls.spec
 
     def cache_key(self) -> dict[str, Any]:
         """Everything that changes the output; hashed into the cache key."""
@@ -41,7 +54,15 @@ class StructureTransform(ABC):
 
 
 class Encoder(nn.Module, ABC):
-    """A learned encoder: batch -> per-crystal representation."""
+    """A learned encoder: batch -> per-crystal representation. ``spec.reads``: Data fields of the batch it uses;
+    ``spec.provides``: the named outputs its ``forward`` returns (e.g. ``gaussian_posterior``)."""
+
+    spec: ClassVar[EncoderSpec]
+
+    @classmethod
+    def declare(cls, args: Mapping[str, Any]) -> EncoderSpec:
+        """The spec of this encoder built with constructor arguments ``args`` (override when options change it)."""
+        return cls.spec
 
     @abstractmethod
     def forward(self, batch: Batch) -> Any:

@@ -7,6 +7,7 @@ from torch_geometric.data import Data
 
 from crystalgen.data.crystal import structure_to_data
 from crystalgen.encoders.base import SkipCrystal, StructureTransform
+from crystalgen.specs import EncoderSpec
 
 
 class FullCellTransform(StructureTransform):
@@ -14,6 +15,7 @@ class FullCellTransform(StructureTransform):
 
     name = "full_cell"
     version = "1"
+    spec = EncoderSpec(provides=frozenset({"lattice", "frac_coords", "atom_types", "num_atoms"}))
 
     def __init__(self, max_atoms: int | None = None, niggli: bool = False) -> None:
         self.max_atoms = max_atoms

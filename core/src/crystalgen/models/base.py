@@ -21,9 +21,11 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from crystalgen.encoders.base import StructureTransform
+from crystalgen.specs import ModelSpec
 from crystalgen.state import Condition, SampleRequest
 
 if TYPE_CHECKING:
+    from crystalgen.models.assembly import Assembly
     from crystalgen.samplers.base import Sampler
 
 KIB, MIB = 2**10, 2**20
@@ -55,8 +57,14 @@ class Decoded:
 class GenerativeModel(nn.Module, ABC):
     """Base class of every method's model.
 
+    A model is assembled from named parts: its ``model`` config section names a transform, a denoiser, one noise
+    process per variable, a decoder (and a learned encoder where the method has one), each ``{name: <registry
+    name>, ...options}``; :meth:`assemble` resolves them through the plugin registries and refuses a pairing
+    that cannot work before anything is built or read (crystalgen.models.assembly).
+
     Class attributes a recipe sets:
         name: registry name (``crystalgen run <name>``).
+        spec: what its slots ask of their parts (:class:`~crystalgen.specs.ModelSpec`).
         default_sampler: sampler used when the user names none.
         conditions: conditions ``sample`` accepts (``"spacegroup"``, ``"composition"``).
         tasks: beyond ``"generate"``: ``"reconstruct"``, ``"optimize"``.
@@ -66,6 +74,7 @@ class GenerativeModel(nn.Module, ABC):
     """
 
     name: ClassVar[str]
+    spec: ClassVar[ModelSpec]
     default_sampler: ClassVar[str] = "ancestral"
     conditions: ClassVar[frozenset[str]] = frozenset()
     tasks: ClassVar[frozenset[str]] = frozenset({"generate"})
@@ -84,12 +93,28 @@ class GenerativeModel(nn.Module, ABC):
     @classmethod
     @abstractmethod
     def from_config(cls, cfg: DictConfig) -> GenerativeModel:
-        """Build the model from the ``model`` section of a resolved config."""
+        """Build the model from the ``model`` section of a resolved config (its parts through :meth:`assemble`)."""
 
     @classmethod
-    @abstractmethod
+    def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:
+        """Per slot (``"denoiser"``, ``"processes.lattice"``, ...), constructor arguments the model supplies itself
+        (the shared number of levels, class counts); a part receives those its constructor names, and an option
+        setting one of them is refused."""
+        return {}
+
+    @classmethod
+    def assemble(cls, cfg: DictConfig) -> Assembly:
+        """The parts named by the ``model`` section ``cfg``, resolved through the installed registries and checked
+        to fit together (IncompatiblePartsError names the installed parts that would); nothing is built yet."""
+        from crystalgen.models.assembly import assemble
+
+        return assemble(cls, cfg)
+
+    @classmethod
     def transform(cls, cfg: DictConfig) -> StructureTransform:
-        """The preprocessing (Structure -> Data) this model trains on; cached by the dataset layer."""
+        """The preprocessing (Structure -> Data) this model trains on, ``model.transform``; cached by the dataset
+        layer. Assembling checks every part first, so a misfit is refused before any data is read."""
+        return cls.assemble(cfg).build("transform")
 
     def fit_statistics(self, train: Sequence[Data]) -> None:
         """Learn data-derived quantities (marginals, p(G), scalers) from the preprocessed training set.

@@ -66,6 +66,10 @@ class NoiseProcess(nn.Module, ABC):
     discrete: ClassVar[bool] = False
     #: what the denoiser must output for this variable
     prediction: Parameterisation = "eps"
+    #: where the variable's values live (crystalgen.specs): "real", "torus", "classes", "atomic_numbers"
+    space: ClassVar[str] = "real"
+    #: keyword arguments every call requires (from Condition.process_args while sampling), e.g. "lattice"
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, num_steps: int) -> None:
         super().__init__()

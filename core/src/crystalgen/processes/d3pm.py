@@ -44,6 +44,7 @@ class D3PMMarginal(NoiseProcess):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Posterior})
     discrete = True
     prediction = "logits"
+    space = "classes"
 
     marginal: Tensor
     alpha_bars: Tensor

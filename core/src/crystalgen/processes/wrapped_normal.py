@@ -118,6 +118,7 @@ class WrappedNormal(ContinuousProcess):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Posterior, Marginal, Score, VarianceExploding})
+    space = "torus"
     predictions = ("score",)
 
     sigma_norm: Tensor

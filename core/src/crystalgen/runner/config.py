@@ -29,6 +29,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = ("data.batch_size", "trainer.max_epochs", "trainer.val_every", "trainer.checkpoint_every",
             "trainer.log_every", "sample.num_samples", "sample.batch_size")
 DEVICE = re.compile(r"^(auto|cpu|meta|cuda(:\d+)?)$")
+#: Part sections of a model's configuration, ``{name: <registry name>, ...options}``: their options are checked by the
+#: part's constructor when the model is assembled (crystalgen.models.assembly), not against the lower layers, and a
+#: layer that names another part drops the options of the part it replaces.
+PART = re.compile(r"^model\.(transform|encoder|denoiser|decoder|processes\.[^.]+)$")
 
 
 class ConfigError(ValueError):
@@ -67,13 +71,29 @@ def parse_overrides(overrides: Sequence[str]) -> DictConfig:
 
 
 def merge(base: DictConfig, layer: DictConfig, source: str) -> DictConfig:
-    """``layer`` over ``base`` after checking that every key of ``layer`` exists in ``base``."""
-    check_keys(
-        OmegaConf.to_container(base, resolve=False),
-        OmegaConf.to_container(layer, resolve=False),
-        source,
-    )
+    """``layer`` over ``base`` after checking that every key of ``layer`` exists in ``base`` (part sections: see
+    :data:`PART`)."""
+    layer_items = OmegaConf.to_container(layer, resolve=False)
+    check_keys(OmegaConf.to_container(base, resolve=False), layer_items, source)
+    base = base.copy()
+    for path in replaced_parts(base, layer_items):
+        OmegaConf.update(base, path, {}, merge=False)
     return OmegaConf.merge(base, layer)
+
+
+def replaced_parts(base: DictConfig, layer: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Paths of the part sections to which ``layer`` gives another name than ``base`` has."""
+    out = []
+    for key, value in layer.items():
+        path = f"{prefix}{key}"
+        if not isinstance(value, Mapping):
+            continue
+        if PART.match(path):
+            if "name" in value and value["name"] != OmegaConf.select(base, f"{path}.name"):
+                out.append(path)
+        else:
+            out += replaced_parts(base, value, f"{path}.")
+    return out
 
 
 def check_keys(base: Mapping[str, Any], layer: Mapping[str, Any], source: str, prefix: str = "") -> None:
@@ -92,7 +112,10 @@ def check_keys(base: Mapping[str, Any], layer: Mapping[str, Any], source: str, p
                 continue
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: '{path}' must be a mapping of settings, got {value!r}")
-            if expected:  # an empty mapping below is free-form
+            if PART.match(path):  # options are the part's to check, once the model is assembled
+                if "name" in value and not isinstance(value["name"], str):
+                    raise ConfigError(f"{source}: '{path}.name' must be the name of a registered part, got {value['name']!r}")
+            elif expected:  # an empty mapping below is free-form
                 check_keys(expected, value, source, prefix=f"{path}.")
         elif not _compatible(expected, value):
             raise ConfigError(f"{source}: '{path}' must be {_kind(expected)}, got {value!r}")

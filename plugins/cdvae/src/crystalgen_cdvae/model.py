@@ -7,8 +7,10 @@ Niggli lattice and the composition; the decoder denoises coordinates perturbed b
 
 Sampling (D.5, Algorithm 1): z ~ N(0, I) (or the encoder's z for reconstruction, or an optimised z) fixes N,
 the lattice and the composition in the Condition; the sampler then moves the coordinates (process
-``frac_coords``: :class:`CartesianVE`) and the types (``atom_types``: :class:`CompositionTypeNoise`, argmax
-rule). Every choice that differs from the paper or the official code is listed in docs/cdvae.md.
+``frac_coords``: the core's ``cartesian_ve``) and the types (``atom_types``: the core's ``composition_mixing``,
+argmax rule). The parts the presets name are the core's: transform ``cdvae_niggli`` (this plugin), encoder
+``dimenet_pp``, denoiser ``gemnet_t`` (the paper's decoder PGNN_DEC), decoder ``cell``. Every choice that differs
+from the paper or the official code is listed in docs/cdvae.md.
 """
 
 from __future__ import annotations
@@ -19,29 +21,31 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter
 
-from crystalgen.data.crystal import PROPERTY_PREFIX, collate
-from crystalgen.decoders.cell import decode_cells
-from crystalgen.denoisers.gemnet_t import fit_scale_factors
-from crystalgen.geometry.lattice import lattice_matrix_to_params
-from crystalgen.models.base import Decoded, GenerativeModel, UnsupportedRequestError
-from crystalgen.samplers.base import Sampler
-from crystalgen.state import Condition, SampleRequest
+from crystalgen import (
+    PROPERTY_PREFIX,
+    Condition,
+    Decoded,
+    GenerativeModel,
+    ModelSpec,
+    Sampler,
+    SampleRequest,
+    UnsupportedRequestError,
+    Variable,
+    collate,
+    fit_scale_factors,
+    lattice_matrix_to_params,
+    reparameterize,
+)
 from crystalgen_cdvae import memory
 from crystalgen_cdvae.aggregate import AggregatePredictors, scaled_lattice_params
 from crystalgen_cdvae.cells import predicted_cells
-from crystalgen_cdvae.decoder import PAPER_SCALE_FACTORS, CDVAEDecoder
-from crystalgen_cdvae.encoder import CDVAEEncoder, reparameterize
-from crystalgen_cdvae.processes import CartesianVE, CompositionTypeNoise
-from crystalgen_cdvae.transform import CDVAETransform
+from crystalgen_cdvae.scale_factors import PAPER_DECODER, PAPER_SCALE_FACTORS
 
-#: The decoder configuration PAPER_SCALE_FACTORS were fitted for.
-PAPER_DECODER = {"hidden_dim": 128, "emb_trip": 64, "emb_bilinear": 64, "emb_rbf": 16, "emb_cbf": 16,
-                 "num_spherical": 7, "num_radial": 128, "num_blocks": 3, "num_before_skip": 1, "num_after_skip": 2,
-                 "num_concat": 1, "num_atom": 3, "cutoff": 7.0}
+CELL = frozenset({"frac_coords", "lattice", "atom_types", "num_atoms"})
 LOSS_PARTS = ("num_atoms", "lattice", "coord", "type", "composition", "kl", "property")
 
 
@@ -53,12 +57,20 @@ class CDVAE(GenerativeModel):
     default_sampler = "langevin"
     tasks = frozenset({"generate", "reconstruct", "optimize"})
     config_package = "crystalgen_cdvae.configs"
+    spec = ModelSpec(
+        variables={"frac_coords": Variable("continuous", "cell", frozenset({"lattice", "num_atoms"})),
+                   "atom_types": Variable("rule", "atomic_numbers", frozenset({"composition", "num_atoms"}))},
+        conditions=frozenset({"z", "num_atoms", "lattice", "plausible", "reasons"}),
+        fields=CELL,
+        decodes=CELL,
+        encodes=frozenset({"gaussian_posterior"}),
+    )
 
-    def __init__(self, *, max_atoms: int, num_elements: int, latent_dim: int, property: str | None,
-                 encoder: dict[str, Any], decoder: dict[str, Any], heads: dict[str, Any], noise: dict[str, Any],
-                 loss_weights: dict[str, float], teacher_forcing_max_epoch: int, validation_loss: str,
-                 optimization: dict[str, Any]) -> None:
+    def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
+        c = OmegaConf.to_container(cfg, resolve=True)
+        max_atoms, latent_dim, property = c["max_atoms"], c["latent_dim"], c["property"]
+        loss_weights, validation_loss, heads = c["loss_weights"], c["validation_loss"], c["heads"]
         if validation_loss not in ("decoder", "total"):
             raise ValueError(f"model.validation_loss must be 'decoder' or 'total', got {validation_loss!r}")
         unknown = set(loss_weights) - set(LOSS_PARTS)
@@ -68,45 +80,51 @@ class CDVAE(GenerativeModel):
         self.latent_dim = int(latent_dim)
         self.property = property
         self.loss_weights = {part: float(loss_weights.get(part, 0.0)) for part in LOSS_PARTS}
-        self.teacher_forcing_max_epoch = int(teacher_forcing_max_epoch)
+        self.teacher_forcing_max_epoch = int(c["teacher_forcing_max_epoch"])
         self.validation_loss = validation_loss
-        self.optimization = dict(optimization)
-        self.independent_levels = bool(noise["independent_levels"])
+        self.optimization = dict(c["optimization"])
+        self.independent_levels = bool(c["independent_levels"])
         self._epoch = 0
 
-        self._graphs = (dict(encoder), dict(decoder))  # the sections memory.py reads
-        self.encoder = CDVAEEncoder(latent_dim, **encoder)
+        parts = self.assemble(cfg)
+        self._graphs = (c["encoder"], c["denoiser"])  # the sections memory.py reads
+        self.encoder = parts.build("encoder")
         self.heads = AggregatePredictors(latent_dim, heads["hidden_dim"], heads["num_layers"], self.max_atoms,
-                                         num_elements, predict_property=property is not None)
-        decoder = dict(decoder)
-        self.scale_factors = decoder.pop("scale_factors")
-        self.fit_batches = int(decoder.pop("fit_batches"))
-        self.fit_batch_size = int(decoder.pop("fit_batch_size"))
+                                         c["num_elements"], predict_property=property is not None)
+        self.scale_factors = c["scale_factors"]
+        self.fit_batches = int(c["fit_batches"])
+        self.fit_batch_size = int(c["fit_batch_size"])
         if self.scale_factors == "paper":
-            differing = {k: (decoder.get(k), v) for k, v in PAPER_DECODER.items() if decoder.get(k) != v}
-            if differing:
-                raise ValueError(f"model.decoder.scale_factors=paper holds only for the paper's decoder; these settings "
-                                 f"differ (yours, paper's): {differing}. Use scale_factors: fit.")
+            denoiser = c["denoiser"]
+            differing = {k: (denoiser.get(k), v) for k, v in PAPER_DECODER.items() if denoiser.get(k) != v}
+            if denoiser["name"] != "gemnet_t" or differing:
+                raise ValueError(f"model.scale_factors=paper holds only for the paper's decoder (gemnet_t); these settings "
+                                 f"differ (yours, paper's): {differing or {'name': (denoiser['name'], 'gemnet_t')}}. "
+                                 f"Use scale_factors: fit.")
         elif self.scale_factors != "fit":
-            raise ValueError(f"model.decoder.scale_factors must be 'paper' or 'fit', got {self.scale_factors!r}")
-        self.decoder = CDVAEDecoder(latent_dim, num_elements, **decoder)
+            raise ValueError(f"model.scale_factors must be 'paper' or 'fit', got {self.scale_factors!r}")
+        # The network keeps the attribute name `decoder` (the paper's PGNN_DEC), so that checkpoints still load.
+        self.decoder = parts.build("denoiser")
         if self.scale_factors == "paper":
             self.decoder.set_scale_factors(PAPER_SCALE_FACTORS)
-        levels = int(noise["num_levels"])
-        self.processes = nn.ModuleDict({
-            "frac_coords": CartesianVE(levels, sigma_min=noise["sigma_end"], sigma_max=noise["sigma_begin"]),
-            "atom_types": CompositionTypeNoise(levels, sigma_min=noise["type_sigma_end"],
-                                               sigma_max=noise["type_sigma_begin"], num_classes=num_elements),
-        })
+        self.processes = parts.processes()
+        self.structure_decoder = parts.build("decoder")
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: DictConfig) -> CDVAE:
-        return cls(**OmegaConf.to_container(cfg, resolve=True))
+        return cls(cfg)
 
     @classmethod
-    def transform(cls, cfg: DictConfig) -> CDVAETransform:
-        return CDVAETransform(max_atoms=cfg.max_atoms, encoder_graph=cfg.encoder.graph)
+    def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:
+        """N_max and the encoder's graph for the transform, the latent size for the encoder and the denoiser, the
+        element classes, and the shared number of noise levels."""
+        steps = {"num_steps": int(cfg.num_levels)}
+        return {"transform": {"max_atoms": int(cfg.max_atoms), "encoder_graph": cfg.encoder.get("graph", "radius")},
+                "encoder": {"latent_dim": int(cfg.latent_dim)},
+                "denoiser": {"latent_dim": int(cfg.latent_dim), "num_elements": int(cfg.num_elements)},
+                "processes.frac_coords": steps,
+                "processes.atom_types": {**steps, "num_classes": int(cfg.num_elements)}}
 
     def fit_statistics(self, train: Sequence[Data]) -> None:
         """Lattice (and property) scalers from the training set, then the decoder's scale factors when they are
@@ -136,7 +154,10 @@ class CDVAE(GenerativeModel):
     # -- memory -----------------------------------------------------------------------------------
     def memory_cost(self, num_nodes: Tensor, *, training: bool) -> Tensor:
         """Bytes per crystal of ``num_nodes`` atoms: both networks' capped neighbour graphs grow with the atoms
-        (memory.py)."""
+        (memory.py, for the ``dimenet_pp`` encoder and ``gemnet_t`` denoiser; other parts get the base class's
+        generous default)."""
+        if (self._graphs[0]["name"], self._graphs[1]["name"]) != ("dimenet_pp", "gemnet_t"):
+            return super().memory_cost(num_nodes, training=training)
         return memory.memory_cost(*self._graphs, num_nodes, training)
 
     def max_sample_nodes(self) -> int:
@@ -153,7 +174,8 @@ class CDVAE(GenerativeModel):
         return self.training and self._epoch <= self.teacher_forcing_max_epoch
 
     def _noisy_decoder_inputs(self, batch: Batch, teacher_forcing: bool) -> tuple[tuple, dict[str, Any]]:
-        """Encode, predict the aggregate properties and corrupt the crystal: (decoder inputs, everything the losses need)."""
+        """Encode, predict the aggregate properties and corrupt the crystal: ((state, t, condition) of the decoder,
+        everything the losses need)."""
         num_atoms, crystal = batch.num_atoms, batch.batch
         mu, logvar = self.encoder(batch)
         z = reparameterize(mu, logvar)
@@ -173,14 +195,16 @@ class CDVAE(GenerativeModel):
                                                          num_atoms=num_atoms)
         types = self.processes["atom_types"].add_noise(batch.atom_types, t_type[crystal], num_atoms=num_atoms,
                                                        composition=torch.softmax(composition_logits.detach(), dim=-1))
-        inputs = (z, coords.x_t, types.x_t, num_atoms, lattice_in)
+        condition = Condition(batch.num_graphs, {}, num_atoms.device, data={"z": z, "num_atoms": num_atoms, "lattice": lattice_in})
+        inputs = ({"frac_coords": coords.x_t, "atom_types": types.x_t}, t_coord, condition)
         return inputs, {"mu": mu, "logvar": logvar, "z": z, "lattice_pred": lattice_pred,
                         "composition_logits": composition_logits, "coords": coords, "types": types}
 
     def training_loss(self, batch: Batch) -> dict[str, Tensor]:
         num_atoms, crystal = batch.num_atoms, batch.batch
         inputs, aux = self._noisy_decoder_inputs(batch, self.teacher_forcing)
-        coord_out, type_logits = self.decoder(*inputs)
+        prediction = self.decoder(*inputs)
+        coord_out, type_logits = prediction["frac_coords"], prediction["atom_types"]
         z, mu, logvar = aux["z"], aux["mu"], aux["logvar"]
         true_params = scaled_lattice_params(batch.lattice.double(), num_atoms)
 
@@ -247,13 +271,14 @@ class CDVAE(GenerativeModel):
 
     def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
         """The decoder is not conditioned on the level (D.3); the processes scale its output by sigma_t."""
-        d = condition.data
-        coords, logits = self.decoder(d["z"], state["frac_coords"].to(d["z"].dtype), state["atom_types"], d["num_atoms"], d["lattice"])
-        return {"frac_coords": coords, "atom_types": logits}
+        z = condition.data["z"]
+        return self.decoder({"frac_coords": state["frac_coords"].to(z.dtype), "atom_types": state["atom_types"]}, t, condition)
 
     def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:
         d = condition.data
-        decoded = decode_cells(d["lattice"], state["frac_coords"], state["atom_types"], d["num_atoms"])
+        cell = {"lattice": d["lattice"], "frac_coords": state["frac_coords"], "atom_types": state["atom_types"],
+                "num_atoms": d["num_atoms"]}
+        decoded = self.structure_decoder(cell, condition)
         return [Decoded(None, reason) if reason is not None else item for item, reason in zip(decoded, d["reasons"], strict=True)]
 
     # -- tasks --------------------------------------------------------------------------------------

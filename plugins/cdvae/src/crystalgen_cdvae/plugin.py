@@ -1,11 +1,15 @@
-"""Registers CDVAE's components with crystalgen (entry point ``cdvae`` in group ``crystalgen.plugins``)."""
+"""Registers CDVAE's components with crystalgen (entry point ``cdvae`` in group ``crystalgen.plugins``).
+
+Its other parts are the core's, shared with the methods to come: the encoder ``dimenet_pp``, the denoiser
+``gemnet_t``, the processes ``cartesian_ve`` and ``composition_mixing`` and the decoder ``cell``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from crystalgen.hookspecs import hookimpl
+from crystalgen import hookimpl
 
 
 @hookimpl
@@ -17,21 +21,6 @@ def crystalgen_models() -> Mapping[str, Any]:
 
 @hookimpl
 def crystalgen_encoders() -> Mapping[str, Any]:
-    from crystalgen_cdvae.encoder import CDVAEEncoder
     from crystalgen_cdvae.transform import CDVAETransform
 
-    return {"cdvae_dimenet_pp": CDVAEEncoder, "cdvae_niggli": CDVAETransform}
-
-
-@hookimpl
-def crystalgen_denoisers() -> Mapping[str, Any]:
-    from crystalgen_cdvae.decoder import CDVAEDecoder
-
-    return {"cdvae_gemnet_t": CDVAEDecoder}
-
-
-@hookimpl
-def crystalgen_noise_processes() -> Mapping[str, Any]:
-    from crystalgen_cdvae.processes import CartesianVE, CompositionTypeNoise
-
-    return {"cdvae_cartesian_ve": CartesianVE, "cdvae_composition_types": CompositionTypeNoise}
+    return {"cdvae_niggli": CDVAETransform}

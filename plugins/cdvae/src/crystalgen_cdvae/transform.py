@@ -4,11 +4,15 @@ niggli=True, primitive=False), optionally with the CrystalNN bonds the official 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
 from crystalgen import (
+    EncoderSpec,
     InvalidLatticeError,
     SkipCrystal,
     StructureTransform,
@@ -17,10 +21,10 @@ from crystalgen import (
     structure_to_data,
     with_standard_orientation,
 )
+from crystalgen.encoders.dimenet_pp.encoder import CELL, CRYSTALNN_FIELDS, GRAPHS
 
 #: DimeNet++'s element embedding (torch_geometric's EmbeddingBlock, as CDVAE used it) has 95 rows, indexed by Z.
 MAX_ENCODER_Z = 94
-ENCODER_GRAPHS = ("radius", "crystalnn")
 
 
 class CDVAETransform(StructureTransform):
@@ -36,10 +40,16 @@ class CDVAETransform(StructureTransform):
 
     name = "cdvae"
     version = "1"
+    spec = EncoderSpec(provides=CELL)
+
+    @classmethod
+    def declare(cls, args: Mapping[str, Any]) -> EncoderSpec:
+        """With ``encoder_graph="crystalnn"`` it also writes the bonds."""
+        return EncoderSpec(CELL | (CRYSTALNN_FIELDS if args.get("encoder_graph") == "crystalnn" else frozenset()))
 
     def __init__(self, max_atoms: int, max_atomic_number: int = MAX_ENCODER_Z, encoder_graph: str = "radius") -> None:
-        if encoder_graph not in ENCODER_GRAPHS:
-            raise ValueError(f"encoder_graph must be one of {ENCODER_GRAPHS}, got {encoder_graph!r}")
+        if encoder_graph not in GRAPHS:
+            raise ValueError(f"encoder_graph must be one of {GRAPHS}, got {encoder_graph!r}")
         self.max_atoms = int(max_atoms)
         self.max_atomic_number = int(max_atomic_number)
         self.encoder_graph = encoder_graph

@@ -16,9 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from crystalgen.models.base import Decoded, GenerativeModel
-from crystalgen.processes.vp import VPGaussian
-from crystalgen.state import Condition, SampleRequest
+from crystalgen import Condition, Decoded, GenerativeModel, SampleRequest, VPGaussian
 from crystalgen_structrepdiff import memory
 from crystalgen_structrepdiff.decoding import decode_representations
 from crystalgen_structrepdiff.descriptor import StructureDescriptor

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from crystalgen.hookspecs import hookimpl
+from crystalgen import hookimpl
 
 
 @hookimpl

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crystalgen.denoisers.embeddings import SinusoidalTimeEmbedding
+from crystalgen import SinusoidalTimeEmbedding
 
 
 class WeightStandardizedConv1d(nn.Conv1d):

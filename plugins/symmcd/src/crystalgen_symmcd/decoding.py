@@ -7,12 +7,14 @@ Never raises for a bad sample: non-finite values, a degenerate cell or a project
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from pymatgen.core import Element, Lattice, Structure
 from torch import Tensor
 
-from crystalgen import Decoded, k_to_lattice
+from crystalgen import Condition, Decoded, Decoder, DecoderSpec, k_to_lattice
 from crystalgen_symmcd.wyckoff_projection import replicate
 
 MIN_VOLUME = 1e-3  # Angstrom^3
@@ -60,3 +62,25 @@ def decode_crystal(spacegroup: int, k: Tensor, frac_coords: Tensor, atom_types: 
     except Exception as exc:  # a projection or pymatgen failure is a reported sample failure, not a crash
         return failed(f"projection failed: {type(exc).__name__}: {exc}")
     return Decoded(structure, None, crystal.info)
+
+
+class WyckoffDecoder(Decoder):
+    """Registered as decoder ``symmcd_wyckoff``: each crystal's lattice from k, its representatives projected onto
+    the Wyckoff positions of G and replicated (App. A), one :func:`decode_crystal` per crystal.
+
+    Reads ``lattice_k`` (B, 6), ``frac_coords`` (M, 3) fractional representatives, ``atom_types`` (M,) atomic
+    numbers and ``site_symmetry`` (M, 15) class indices, and the conditions ``spacegroup`` (B,) and ``crystal`` (M,)
+    (representative -> crystal).
+    """
+
+    spec = DecoderSpec(reads=frozenset({"lattice_k", "frac_coords", "atom_types", "site_symmetry"}),
+                       conditions=frozenset({"spacegroup", "crystal"}))
+
+    def __call__(self, state: Mapping[str, Tensor], condition: Condition) -> list[Decoded]:
+        crystal = condition.data["crystal"].cpu()
+        lattice_k, frac, types, sites = (state[k].cpu() for k in ("lattice_k", "frac_coords", "atom_types", "site_symmetry"))
+        out = []
+        for b, g in enumerate(condition.data["spacegroup"].tolist()):
+            rows = crystal == b
+            out.append(decode_crystal(g, lattice_k[b], frac[rows], types[rows], sites[rows]))
+        return out

@@ -18,11 +18,14 @@ no S head): the "conventional unit cell" model of the paper's efficiency compari
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from crystalgen.denoisers.embeddings import PeriodicFourierFeatures, SinusoidalTimeEmbedding
+from crystalgen import Condition, Denoiser, DenoiserSpec, PeriodicFourierFeatures, SinusoidalTimeEmbedding
 from crystalgen_symmcd.symmetry.axes import NUM_AXES
 from crystalgen_symmcd.symmetry.site_symmetry import NUM_SITE_CLASSES
 from crystalgen_symmcd.symmetry.space_group import ENCODING_DIM
@@ -67,8 +70,11 @@ class MessagePassingLayer(nn.Module):
         return h + self.node_mlp(torch.cat([x, aggregated], dim=-1))
 
 
-class SymmCDDenoiser(nn.Module):
-    """Args:
+class SymmCDDenoiser(Denoiser):
+    """Registered as denoiser ``symmcd``. Reads the noisy ``frac_coords``, ``atom_types``, ``lattice_k`` and
+    ``site_symmetry`` and the conditions ``encoding`` (B, 397) and ``crystal`` (M,) (node -> crystal, contiguous).
+
+    Args:
         hidden: width of node features (paper: 1024).
         num_layers: message-passing layers (paper: 8).
         num_frequencies: Fourier frequencies per coordinate (paper: 128).
@@ -80,6 +86,21 @@ class SymmCDDenoiser(nn.Module):
         layer_norm: pre-LayerNorm in each layer and a final LayerNorm (paper: on).
         site_symmetry: False for the full-cell variant (no S input or output).
     """
+
+    spec = DenoiserSpec(
+        predicts={"frac_coords": frozenset({"score", "eps"}), "lattice_k": frozenset({"eps", "score", "x0"}),
+                  "atom_types": frozenset({"logits"}), "site_symmetry": frozenset({"logits"})},
+        reads=frozenset({"frac_coords", "atom_types", "lattice_k", "site_symmetry"}),
+        conditions=frozenset({"encoding", "crystal"}),
+    )
+
+    @classmethod
+    def declare(cls, args: Mapping[str, Any]) -> DenoiserSpec:
+        """Without site symmetries it neither reads nor predicts ``site_symmetry``."""
+        if args.get("site_symmetry", True):
+            return cls.spec
+        return DenoiserSpec({k: v for k, v in cls.spec.predicts.items() if k != "site_symmetry"},
+                            cls.spec.reads - {"site_symmetry"}, cls.spec.conditions)
 
     def __init__(self, hidden: int = 1024, num_layers: int = 8, num_frequencies: int = 128, time_dim: int = 10,
                  spacegroup_dim: int = 512, site_symmetry_dim: int = 512, site_axis_dim: int = 4,
@@ -111,29 +132,27 @@ class SymmCDDenoiser(nn.Module):
             self.axis_factors = nn.Linear(hidden, NUM_AXES * site_logit_rank)
             self.class_factors = nn.Linear(hidden, NUM_SITE_CLASSES * site_logit_rank)
 
-    def forward(self, frac_coords: Tensor, atom_types: Tensor, lattice_k: Tensor, t: Tensor, spacegroup_encoding: Tensor,
-                batch: Tensor, site_symmetry: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
         """
         Args:
-            frac_coords: (M, 3) noisy representatives (fractional).
-            atom_types: (M,) noisy type classes 0..93 (Z - 1).
-            lattice_k: (B, 6) noisy k.
+            state: ``frac_coords`` (M, 3) noisy representatives (fractional), ``atom_types`` (M,) noisy type classes
+                0..93 (Z - 1), ``lattice_k`` (B, 6) noisy k and, with site symmetries, ``site_symmetry`` (M, 15)
+                noisy site-symmetry classes.
             t: (B,) integer time steps.
-            spacegroup_encoding: (B, 397) binary space-group vectors.
-            batch: (M,) crystal of each node (contiguous).
-            site_symmetry: (M, 15) noisy site-symmetry classes (None for the full-cell variant).
+            condition: ``data["encoding"]`` (B, 397) binary space-group vectors, ``data["crystal"]`` (M,) crystal
+                of each node (contiguous).
         Returns:
             ``frac_coords`` (M, 3), ``lattice_k`` (B, 6), ``atom_types`` (M, 94) logits and, with site
             symmetries, ``site_symmetry`` (M, 15, 13) logits.
         """
+        lattice_k, batch = state["lattice_k"], condition.data["crystal"]
         num_graphs = lattice_k.shape[0]
-        x = frac_coords.to(torch.float32)
-        graph = torch.cat([self.time_embedding(t), self.spacegroup_embedding(spacegroup_encoding.to(torch.float32))], -1)
-        parts = [self.type_embedding(nn.functional.one_hot(atom_types, NUM_ELEMENTS).to(torch.float32)), graph[batch], self.fourier(x)]
+        x = state["frac_coords"].to(torch.float32)
+        graph = torch.cat([self.time_embedding(t), self.spacegroup_embedding(condition.data["encoding"].to(torch.float32))], -1)
+        parts = [self.type_embedding(nn.functional.one_hot(state["atom_types"], NUM_ELEMENTS).to(torch.float32)), graph[batch],
+                 self.fourier(x)]
         if self.site_symmetry:
-            if site_symmetry is None:
-                raise ValueError("this denoiser was built with site symmetries; pass site_symmetry (M, 15)")
-            axes = self.axis_embedding(nn.functional.one_hot(site_symmetry, NUM_SITE_CLASSES).to(torch.float32))
+            axes = self.axis_embedding(nn.functional.one_hot(state["site_symmetry"], NUM_SITE_CLASSES).to(torch.float32))
             parts.append(self.site_mixer(axes.flatten(1)))
         h = self.node_init(torch.cat(parts, dim=-1))
 

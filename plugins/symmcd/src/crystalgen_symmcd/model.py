@@ -1,39 +1,44 @@
 """The SymmCD model recipe: p(C') = p(k, X', S, A' | M, G) p(M | G) p(G) (paper section 4.3).
 
-Variables and their noise processes (one shared time step per crystal, T levels):
-    lattice_k      (B, 6)       VP Gaussian, cosine schedule, eps prediction; the space-group mask and the
+Variables and the parts the presets name for them (one shared time step per crystal, T levels):
+    lattice_k      (B, 6)       vp_gaussian, cosine schedule, eps prediction; the space-group mask and the
                                 hexagonal offset travel as a Constraint (App. B, D)
-    frac_coords    (M, 3)       wrapped normal on the torus (variance exploding, as the official code; the
+    frac_coords    (M, 3)       wrapped_normal on the torus (variance exploding, as the official code; the
                                 paper's Algorithm 1 line 7 writes a VP form), normalised-score prediction
-    atom_types     (M,)         D3PM towards the training marginal over Z = 1..94, logits
-    site_symmetry  (M, 15)      D3PM per axis towards the per-space-group marginal (13 classes), logits
-p(G) and p(M | G) are not diffused: prepare_sampling draws them (or takes the requested space group).
+    atom_types     (M,)         d3pm_marginal towards the training marginal over Z = 1..94, logits
+    site_symmetry  (M, 15)      d3pm_marginal per axis towards the per-space-group marginal (13 classes), logits
+The transform is ``symmcd_asymmetric_unit``, the denoiser ``symmcd``, the decoder ``symmcd_wyckoff``. p(G) and
+p(M | G) are not diffused: prepare_sampling draws them (or takes the requested space group).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from crystalgen.geometry import space_group_k_masks
-from crystalgen.models.base import Decoded, GenerativeModel, UnsupportedRequestError
-from crystalgen.processes.d3pm import D3PMMarginal
-from crystalgen.processes.vp import VPGaussian
-from crystalgen.processes.wrapped_normal import WrappedNormal
-from crystalgen.state import Condition, Constraint, SampleRequest
+from crystalgen import (
+    Condition,
+    Constraint,
+    Decoded,
+    GenerativeModel,
+    ModelSpec,
+    SampleRequest,
+    UnsupportedRequestError,
+    Variable,
+    space_group_k_masks,
+)
 from crystalgen_symmcd import memory
-from crystalgen_symmcd.decoding import decode_crystal
-from crystalgen_symmcd.denoiser import NUM_ELEMENTS, SymmCDDenoiser
+from crystalgen_symmcd.denoiser import NUM_ELEMENTS
 from crystalgen_symmcd.statistics import NUM_SPACE_GROUPS, count
 from crystalgen_symmcd.symmetry.axes import NUM_AXES
 from crystalgen_symmcd.symmetry.site_symmetry import NUM_SITE_CLASSES
 from crystalgen_symmcd.symmetry.space_group import all_space_group_encodings
-from crystalgen_symmcd.transform import AsymmetricUnitTransform
 
 #: The 10 most common MP-20 space groups, the paper's "10 SGs" variant (section 5.2, footnote 4).
 TOP10_SPACEGROUPS = (2, 12, 14, 62, 63, 139, 166, 194, 221, 225)
@@ -52,6 +57,16 @@ class SymmCD(GenerativeModel):
     conditions = frozenset({"spacegroup"})
     request_options = frozenset({"spacegroup_prior"})
     config_package = "crystalgen_symmcd.configs"
+    spec = ModelSpec(
+        # lattice_k: clip_lattice_eps reads the prediction as eps
+        variables={"lattice_k": Variable("continuous", "real", predictions=frozenset({"eps"})),
+                   "frac_coords": Variable("continuous", "torus"),
+                   "atom_types": Variable("categorical", "classes"),
+                   "site_symmetry": Variable("categorical", "classes", frozenset({"marginal"}))},
+        conditions=frozenset({"spacegroup", "crystal", "encoding"}),
+        fields=frozenset({"spacegroup", "lattice_k", "frac_coords", "atom_types", "site_symmetry"}),
+        decodes=frozenset({"lattice_k", "frac_coords", "atom_types", "site_symmetry"}),
+    )
 
     spacegroup_probs: Tensor
     representatives_probs: Tensor
@@ -67,18 +82,10 @@ class SymmCD(GenerativeModel):
         self.max_representatives = int(cfg.max_representatives)
         self.spacegroup_prior = str(cfg.spacegroup_prior)
         self.loss_weights = {var: float(cfg.loss_weights[var]) for var in VARIABLES}
-        self.processes = nn.ModuleDict({
-            "lattice_k": VPGaussian(T, "cosine", "eps"),
-            "frac_coords": WrappedNormal(T, float(cfg.sigma_begin), float(cfg.sigma_end)),
-            "atom_types": D3PMMarginal(T, NUM_ELEMENTS),
-            "site_symmetry": D3PMMarginal(T, NUM_SITE_CLASSES, torch.full((NUM_AXES, NUM_SITE_CLASSES), 1.0 / NUM_SITE_CLASSES)),
-        })
-        d = cfg.denoiser
-        self.denoiser = SymmCDDenoiser(
-            hidden=d.hidden, num_layers=d.num_layers, num_frequencies=d.num_frequencies, time_dim=d.time_dim,
-            spacegroup_dim=d.spacegroup_dim, site_symmetry_dim=d.site_symmetry_dim, site_axis_dim=d.site_axis_dim,
-            site_logit_rank=d.site_logit_rank, layer_norm=d.layer_norm,
-        )
+        parts = self.assemble(cfg)
+        self.processes = parts.processes()
+        self.denoiser = parts.build("denoiser")
+        self.decoder = parts.build("decoder")
         self.register_buffer("spacegroup_probs", torch.zeros(NUM_SPACE_GROUPS + 1, dtype=torch.float64))
         self.register_buffer("representatives_probs", torch.zeros(NUM_SPACE_GROUPS + 1, self.max_representatives + 1, dtype=torch.float64))
         self.register_buffer("site_symmetry_marginals",
@@ -94,8 +101,15 @@ class SymmCD(GenerativeModel):
         return cls(cfg)
 
     @classmethod
-    def transform(cls, cfg: DictConfig) -> AsymmetricUnitTransform:
-        return AsymmetricUnitTransform(cfg.symprec, cfg.angle_tolerance, cfg.max_cell_atoms, cfg.max_representatives)
+    def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:
+        """T for every process; 94 element classes; 13 site-symmetry classes per axis, uniform until
+        fit_statistics; the largest M for the transform."""
+        steps = {"num_steps": int(cfg.num_steps)}
+        uniform = torch.full((NUM_AXES, NUM_SITE_CLASSES), 1.0 / NUM_SITE_CLASSES)
+        return {"transform": {"max_representatives": cfg.max_representatives},
+                "processes.lattice_k": steps, "processes.frac_coords": steps,
+                "processes.atom_types": {**steps, "num_classes": NUM_ELEMENTS},
+                "processes.site_symmetry": {**steps, "num_classes": NUM_SITE_CLASSES, "marginal": uniform}}
 
     def fit_statistics(self, train: Sequence[Data]) -> None:
         """p(G), p(M | G), the atom-type marginal and the per-space-group site-symmetry marginals."""
@@ -111,7 +125,10 @@ class SymmCD(GenerativeModel):
 
     # -- memory -----------------------------------------------------------------------------------
     def memory_cost(self, num_nodes: Tensor, *, training: bool) -> Tensor:
-        """Bytes per crystal of ``num_nodes`` representatives: the denoiser's M^2 pairs dominate (memory.py)."""
+        """Bytes per crystal of ``num_nodes`` representatives: the ``symmcd`` denoiser's M^2 pairs dominate
+        (memory.py); another denoiser gets the base class's generous default."""
+        if self.cfg.denoiser.name != "symmcd":
+            return super().memory_cost(num_nodes, training=training)
         return memory.memory_cost(self.cfg.denoiser, num_nodes, training)
 
     def max_sample_nodes(self) -> int:
@@ -144,7 +161,9 @@ class SymmCD(GenerativeModel):
         a = self.processes["atom_types"].add_noise(batch.atom_types - 1, t[crystal])
         s = self.processes["site_symmetry"].add_noise(batch.site_symmetry, t[crystal], marginal=site_marginal)
 
-        pred = self.denoiser(x.x_t, a.x_t, k_t, t, self.encode_spacegroups(spacegroup), crystal, s.x_t)
+        noisy = {"lattice_k": k_t, "frac_coords": x.x_t, "atom_types": a.x_t, "site_symmetry": s.x_t}
+        data = {"spacegroup": spacegroup, "crystal": crystal, "encoding": self.encode_spacegroups(spacegroup)}
+        pred = self.denoiser(noisy, t, Condition(B, {}, crystal.device, data=data))
         losses = {
             # paper App. D: || m * eps - eps_hat ||^2, so the network learns to output 0 on fixed entries
             "lattice_k": ((pred["lattice_k"] - mask * k.target) ** 2).mean(),
@@ -207,8 +226,7 @@ class SymmCD(GenerativeModel):
         return torch.multinomial(probs, n, replacement=True)
 
     def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
-        pred = self.denoiser(state["frac_coords"], state["atom_types"], state["lattice_k"], t, condition.data["encoding"],
-                             condition.data["crystal"], state["site_symmetry"])
+        pred = self.denoiser(state, t, condition)
         pred["lattice_k"] = self.clip_lattice_eps(pred["lattice_k"], state["lattice_k"], t)
         return pred
 
@@ -228,11 +246,6 @@ class SymmCD(GenerativeModel):
         return torch.where(clipped == x0, eps64, (k64 - a * clipped) / s).to(eps.dtype)
 
     def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:
-        """Lattice from k, projection of S and X' onto Wyckoff positions of G, replication (App. A)."""
-        crystal = condition.data["crystal"].cpu()
-        out = []
-        for b, g in enumerate(condition.data["spacegroup"].tolist()):
-            rows = crystal == b
-            out.append(decode_crystal(g, state["lattice_k"][b].cpu(), state["frac_coords"].cpu()[rows],
-                                      state["atom_types"].cpu()[rows] + 1, state["site_symmetry"].cpu()[rows]))
-        return out
+        """Lattice from k, projection of S and X' onto Wyckoff positions of G, replication (App. A): the decoder
+        reads atomic numbers, the state holds their classes Z - 1."""
+        return self.decoder({**state, "atom_types": state["atom_types"] + 1}, condition)

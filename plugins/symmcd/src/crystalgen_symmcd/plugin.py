@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from crystalgen.hookspecs import hookimpl
+from crystalgen import hookimpl
 
 
 @hookimpl
@@ -31,6 +31,6 @@ def crystalgen_denoisers() -> Mapping[str, Any]:
 
 @hookimpl
 def crystalgen_decoders() -> Mapping[str, Any]:
-    from crystalgen_symmcd.decoding import decode_crystal
+    from crystalgen_symmcd.decoding import WyckoffDecoder
 
-    return {"symmcd_wyckoff": decode_crystal}
+    return {"symmcd_wyckoff": WyckoffDecoder}

@@ -19,7 +19,15 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
-from crystalgen import SkipCrystal, StructureTransform, apply_k_mask, check_ordered, lattice_to_k, space_group_k_mask
+from crystalgen import (
+    EncoderSpec,
+    SkipCrystal,
+    StructureTransform,
+    apply_k_mask,
+    check_ordered,
+    lattice_to_k,
+    space_group_k_mask,
+)
 from crystalgen_symmcd.asymmetric_unit import AsymmetricUnit, SymmetryAnalysisError, analyse
 
 
@@ -37,6 +45,8 @@ class AsymmetricUnitTransform(StructureTransform):
     #: pyxtal's from_seed (the same tensors for 60 MP-20 test crystals compared, but no longer the same code
     #: path, so caches written by "1" are not reused). tests/test_symmcd_transform.py pins the output to it.
     version = "2"
+    spec = EncoderSpec(provides=frozenset({"spacegroup", "lattice_k", "frac_coords", "atom_types", "site_symmetry",
+                                           "wyckoff", "multiplicity", "num_cell_atoms"}))
 
     def __init__(self, symprec: float = 0.1, angle_tolerance: float = 5.0, max_cell_atoms: int | None = None,
                  max_representatives: int | None = None) -> None:

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
+from crystalgen.encoders.dimenet_pp.network import DimeNetPP
 from crystalgen.geometry.neighbors import edge_vectors
 from crystalgen.geometry.triplets import triplets
 from crystalgen.metrics.cdvae_property.checkpoint import PropertyCheckpoint, read_property_checkpoint
 from crystalgen.metrics.cdvae_property.crystalnn_graph import CrystalGraph, crystalnn_graphs
-from crystalgen.metrics.cdvae_property.dimenet import CDVAEDimeNetPP
 from crystalgen.metrics.memory import dimenet_cost
 from crystalgen.metrics.properties import PropertyPredictor
 from crystalgen.resources import memory_budget, over_budget_reason, pack_by_cost
@@ -59,7 +59,7 @@ class CDVAEPropertyPredictor(PropertyPredictor):
         self.device = torch.device(device)
         hparams = self.checkpoint.encoder_hparams
         with torch.device("meta"):  # every weight comes from the checkpoint: skip 109 orthogonal inits (seconds)
-            self.model = CDVAEDimeNetPP(**{k: hparams[k] for k in _ARCHITECTURE_FIELDS if k in hparams})
+            self.model = DimeNetPP(**{k: hparams[k] for k in _ARCHITECTURE_FIELDS if k in hparams})
         self.model.load_state_dict(self.checkpoint.encoder_state, strict=True, assign=True)
         self.model.eval().to(self.device)
 

@@ -1,4 +1,5 @@
-"""CDVAE's coordinate and type processes: targets, periodic behaviour and updates checked by hand."""
+"""The Cartesian VE process on a lattice and composition mixing (CDVAE's coordinate and type processes, now the
+core's): targets, periodic behaviour and updates checked by hand."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import math
 import pytest
 import torch
 
+from crystalgen.processes.cartesian_ve import CartesianVE
+from crystalgen.processes.composition_mixing import CompositionMixing, TypeNoised, composition_types
 from crystalgen.samplers.base import Sampler, role
 from crystalgen.samplers.langevin import AnnealedLangevinSampler
 from crystalgen.samplers.predictor_corrector import PredictorCorrectorSampler
-from crystalgen_cdvae.processes import CartesianVE, CompositionTypeNoise, TypeNoised, composition_types
 
 LATTICE = torch.tensor([[[4.0, 0.0, 0.0], [1.0, 5.0, 0.0], [0.5, 0.3, 6.0]]], dtype=torch.float64)
 
@@ -75,7 +77,7 @@ def test_langevin_and_posterior_steps_are_the_cartesian_ve_updates_wrapped_into_
 
 
 def test_type_noise_keeps_the_type_at_small_sigma_and_follows_the_composition_at_large_sigma():
-    process = CompositionTypeNoise(50, 0.01, 5.0, num_classes=4)
+    process = CompositionMixing(50, 0.01, 5.0, num_classes=4)
     composition = torch.tensor([[0.0, 0.7, 0.3, 0.0]])
     x0 = torch.full((20000,), 1)  # hydrogen everywhere
     kwargs = {"composition": composition, "num_atoms": torch.tensor([20000])}
@@ -89,7 +91,7 @@ def test_type_noise_keeps_the_type_at_small_sigma_and_follows_the_composition_at
 
 
 def test_type_loss_is_cross_entropy_over_sigma_and_updates_are_argmax():
-    process = CompositionTypeNoise(50, 0.01, 5.0, num_classes=3)
+    process = CompositionMixing(50, 0.01, 5.0, num_classes=3)
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]])
     noised = TypeNoised(torch.tensor([1, 1]), torch.tensor([1, 3]), torch.tensor([0.5, 2.0]))
     ce = -torch.log_softmax(logits, -1)[[0, 1], [0, 2]]
@@ -108,7 +110,7 @@ def test_composition_types_round_counts_and_fill_the_rest_from_the_residual():
 
 
 def test_samplers_see_the_right_capabilities():
-    processes = {"frac_coords": CartesianVE(50), "atom_types": CompositionTypeNoise(50)}
+    processes = {"frac_coords": CartesianVE(50), "atom_types": CompositionMixing(50)}
     assert role(processes["atom_types"]) == "rule" and role(processes["frac_coords"]) == "continuous"
     for sampler in (AnnealedLangevinSampler, PredictorCorrectorSampler):
         assert sampler.missing(processes) == {}

@@ -25,7 +25,7 @@ from torch_geometric.nn.inits import glorot_orthogonal
 from torch_geometric.nn.models.dimenet import BesselBasisLayer, EmbeddingBlock, InteractionPPBlock
 from torch_geometric.utils import scatter
 
-from crystalgen.metrics.cdvae_property.spherical_basis import SphericalBasis
+from crystalgen.encoders.dimenet_pp.spherical_basis import SphericalBasis
 
 
 class PolynomialEnvelope(nn.Module):
@@ -71,7 +71,7 @@ class OutputPPBlock(nn.Module):
         return self.lin(x)
 
 
-class CDVAEDimeNetPP(nn.Module):
+class DimeNetPP(nn.Module):
     """DimeNet++ encoder with CDVAE's readout: the 1 + num_blocks output blocks are summed per atom, then
     pooled per crystal (``readout`` "mean" or "sum"). Parameter names match the checkpoints' ``encoder.*``."""
 
