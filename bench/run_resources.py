@@ -1,6 +1,7 @@
 """Wall time and peak memory of whole crystalgen commands, quiet or beside a known background load.
 
-Each run starts ``--background`` busy processes (pure Python loops, one core each at full use), runs the command,
+Each run starts ``--background`` busy processes (pure Python loops, one core each at full use), waits ``--warmup``
+seconds so that the 1-minute load average shows them (as it does on a machine that was busy before), runs the command,
 and polls the resident memory of the command's whole process tree (main process and every worker) through /proc
 every ``--poll`` seconds: ``peak_tree_rss_mb`` is the largest sum seen, ``peak_process_rss_mb`` the largest single
 process (exact, from the kernel's accounting through wait4). With several commands (``--case LABEL -- CMD`` given
@@ -69,12 +70,11 @@ def busy_processes(count: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
 
 
-def measure(command: list[str], background: int, poll: float, log: Path | None) -> dict:
-    load_before = os.getloadavg()
+def measure(command: list[str], background: int, poll: float, log: Path | None, warmup: float = 0.0) -> dict:
     load = busy_processes(background)
     try:
-        if background:
-            time.sleep(5)  # let the busy loops reach the scheduler before the command starts
+        time.sleep(warmup if background else 0.0)  # the 1-minute load average takes a minute to show the busy loops
+        load_before = os.getloadavg()
         started = time.perf_counter()
         out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -133,6 +133,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--background", type=int, default=0, help="busy processes running beside the command")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each case (cases alternate)")
+    parser.add_argument("--warmup", type=float, default=90.0,
+                        help="seconds the busy processes run before the command starts (default 90)")
     parser.add_argument("--poll", type=float, default=0.2, help="seconds between memory polls")
     parser.add_argument("--logs", type=Path, help="folder for each run's output (default: discarded)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -148,11 +150,11 @@ def main() -> None:
             concrete = [part.replace("{run}", str(index)) for part in command]
             log = args.logs / f"{label}-{index}.log" if args.logs else None
             row = {"case": label, "run": index, "command": " ".join(concrete),
-                   **measure(concrete, args.background, args.poll, log)}
+                   **measure(concrete, args.background, args.poll, log, args.warmup)}
             print(json.dumps(row), flush=True)
             runs.append(row)
     report = {"script": " ".join([sys.argv[0], *sys.argv[1:]]), "commit": _commit(), "host": platform.node(),
-              "cpus": os.cpu_count(), "background_busy_processes": args.background,
+              "cpus": os.cpu_count(), "background_busy_processes": args.background, "warmup_s": args.warmup,
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": _versions(), "runs": runs}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def test_prepare_with_a_model_uses_its_preset(capsys):
 
 def test_prepare_refuses_a_non_transform_encoder(capsys):
     pytest.importorskip("crystalgen_cdvae")
-    assert main(["data", "prepare", "embedded", "--transform", "cdvae_dimenet_pp"]) == 2
+    assert main(["data", "prepare", "embedded", "--transform", "dimenet_pp"]) == 2
     assert "is not a StructureTransform" in capsys.readouterr().err
 
 
