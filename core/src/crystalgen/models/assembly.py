@@ -15,7 +15,7 @@ import difflib
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -87,13 +87,15 @@ class Part:
 
 # -- declaring ---------------------------------------------------------------------------------------------
 def process_kind(cls: type) -> Kind:
-    """How samplers move a process's variable: ``crystalgen.samplers.base.role``, read off the class."""
+    """How samplers move a process's variable: ``crystalgen.samplers.base.role``, read off the class (its
+    ``capabilities`` and ``discrete`` are class attributes)."""
+    from crystalgen.capabilities import Process
     from crystalgen.samplers.base import role
 
-    return role(cls)
+    return role(cast(Process, cls))
 
 
-def declare(slot: str, cls: type, args: Mapping[str, Any]) -> Any:
+def declare(slot: str, cls: Any, args: Mapping[str, Any]) -> Any:
     """The spec of part class ``cls`` built with ``args`` for ``slot``."""
     if slot.startswith(f"{PROCESSES}."):
         predictions = tuple(getattr(cls, "predictions", (cls.prediction,)))
@@ -105,7 +107,7 @@ def declare(slot: str, cls: type, args: Mapping[str, Any]) -> Any:
     return cls.declare(args)
 
 
-def constructor_arguments(cls: type, slot: str, options: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+def constructor_arguments(cls: Any, slot: str, options: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments of ``cls``: its defaults, then the model's ``context`` for the parameters it names, then
     ``options``. An option the constructor does not take, or one the model sets itself, is refused."""
     params = {n: p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from omegaconf import DictConfig
@@ -114,7 +114,7 @@ class GenerativeModel(nn.Module, ABC):
     def transform(cls, cfg: DictConfig) -> StructureTransform:
         """The preprocessing (Structure -> Data) this model trains on, ``model.transform``; cached by the dataset
         layer. Assembling checks every part first, so a misfit is refused before any data is read."""
-        return cls.assemble(cfg).build("transform")
+        return cast(StructureTransform, cls.assemble(cfg).build("transform"))
 
     def fit_statistics(self, train: Sequence[Data]) -> None:
         """Learn data-derived quantities (marginals, p(G), scalers) from the preprocessed training set.
