@@ -16,13 +16,14 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from crystalgen.atomic import replace_bytes
 
 MAGIC = b"CRYSTALGEN-CACHE1\n"
 _HEADER = len(MAGIC) + 8 + 32
@@ -55,21 +56,11 @@ def write(path: Path, payload: dict[str, Any]) -> bool:
     header = MAGIC + len(body).to_bytes(8, "little") + hashlib.sha256(body).digest()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # a temporary file is private; a cache follows the umask
+        replace_bytes(path, header, body, permissions=0o666 & ~_umask())
     except OSError as exc:
         warnings.warn(f"cannot write the cache file {path} ({exc}); results are not cached", stacklevel=2)
         return False
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; a cache follows the umask
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(header)
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return True
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from ase import Atoms
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifFile, CifParser, CifWriter, str2float
 
+from crystalgen.atomic import replace_text
 from crystalgen.data.crystal import InvalidCrystalError, check_ordered
 from crystalgen.data.physical import (
     UNKNOWN_ELEMENT,
@@ -285,20 +285,7 @@ def write_cif(path: str | os.PathLike, structures: Structure | Sequence[Structur
         raise ValueError(f"write_cif: {len(items)} structures but {len(names)} names")
     if len(set(names)) != len(names):
         raise ValueError("write_cif: data block names must be unique")
-    return _write_atomically(path, "".join(structure_to_cif(s, n) for s, n in zip(items, names)))
-
-
-def _write_atomically(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return replace_text(path, "".join(structure_to_cif(s, n) for s, n in zip(items, names)))
 
 
 # ------------------------------------------------------------------------------------------------------------- extxyz
@@ -392,7 +379,7 @@ def write_extxyz(
         frames.append(Atoms(numbers=numbers, positions=structure.cart_coords, cell=structure.lattice.matrix, pbc=True, info=dict(info)))
     buffer = io.StringIO()
     ase.io.write(buffer, frames, format="extxyz")
-    return _write_atomically(path, buffer.getvalue())
+    return replace_text(path, buffer.getvalue())
 
 
 # --------------------------------------------------------------------------------------------------------- dispatch

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Structure
+
+from crystalgen.atomic import replacing
 
 
 def cache_root() -> Path:
@@ -62,12 +63,6 @@ class ArrayCache:
     def save(self, key: str, arrays: Mapping[str, np.ndarray]) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **dict(arrays))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replacing(path) as handle:
+            np.savez(handle, **dict(arrays))
         return path

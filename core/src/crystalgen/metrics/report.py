@@ -5,11 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from crystalgen.atomic import replace_text, replacing
 from crystalgen.metrics.cdvae_constants import canonical_dataset
 from crystalgen.metrics.published import PERCENT_METRICS, PUBLISHED
 from crystalgen.metrics.validity import REASONS
@@ -62,17 +61,6 @@ def _plain(value):
 def json_ready(result: Mapping[str, object]) -> dict[str, object]:
     """Plain JSON types; NaN/inf become null."""
     return {key: _plain(value) for key, value in result.items()}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fmt(key: str, value, percent: bool) -> str:
@@ -136,13 +124,11 @@ def write_outputs(
     """metrics.json (``"status": "partial"`` until the last stage), per_sample.csv and, at the end, metrics.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"status": "complete" if final else "partial", **json_ready(result)}
-    _atomic_write(out_dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    replace_text(out_dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
     if per_sample:
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".per_sample.csv.")
-        with os.fdopen(fd, "w", newline="") as handle:
+        with replacing(out_dir / "per_sample.csv", "w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(per_sample[0]))
             writer.writeheader()
             writer.writerows(per_sample)
-        os.replace(tmp, out_dir / "per_sample.csv")
     if final:
-        _atomic_write(out_dir / "metrics.md", markdown_report(result, reference_name))
+        replace_text(out_dir / "metrics.md", markdown_report(result, reference_name))

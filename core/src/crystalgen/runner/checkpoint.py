@@ -25,19 +25,18 @@ interrupted write are removed at the next write of the same checkpoint, and no r
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import io
 import logging
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from crystalgen.atomic import replace_bytes, temporary_files
 
 FORMAT = "crystalgen-checkpoint"
 VERSION = 2
@@ -60,12 +59,6 @@ class CheckpointError(ValueError):
 _USE_ANOTHER = "use another checkpoint of the run (checkpoints/last.ckpt or best.ckpt) or train again"
 
 
-def temporary_files(path: str | Path) -> list[Path]:
-    """Temporary files that writes of ``path`` leave when interrupted (``.<name>.*.tmp`` beside it)."""
-    path = Path(path)
-    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
-
-
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     """Write ``payload`` with its digest to ``path`` atomically: a crash leaves the previous file intact, never a
     partial one; temporary files of earlier interrupted writes of ``path`` are removed first."""
@@ -81,18 +74,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     torch.save(payload, buffer)
     body = buffer.getvalue()
     header = MAGIC + VERSION.to_bytes(2, "little") + len(body).to_bytes(8, "little") + hashlib.sha256(body).digest()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(header)
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return replace_bytes(path, header, body)
 
 
 def _verified_body(path: Path, blob: bytes) -> bytes:

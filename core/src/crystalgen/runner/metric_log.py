@@ -9,7 +9,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from crystalgen.runner.line_files import complete_text, replace_text
+from crystalgen.atomic import replace_text
+from crystalgen.runner.line_files import complete_text
 
 COLUMNS = ("step", "epoch", "metric", "value", "wall_time")
 
