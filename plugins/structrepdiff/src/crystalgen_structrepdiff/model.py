@@ -21,7 +21,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from crystalgen import Condition, Decoded, GenerativeModel, ModelSpec, SampleRequest, Variable
-from crystalgen_structrepdiff import memory
+from crystalgen_structrepdiff import config_upgrade, memory
 from crystalgen_structrepdiff.representation import SCALINGS, VARIABLE, RepresentationLayout, RepresentationScaler
 from crystalgen_structrepdiff.transform import RepresentationTransform, descriptor_options, ead_parameters
 
@@ -65,6 +65,12 @@ class StructRepDiff(GenerativeModel):
     @classmethod
     def from_config(cls, cfg: DictConfig) -> StructRepDiff:
         return cls(cfg)
+
+    @classmethod
+    def upgrade_config(cls, cfg: DictConfig) -> DictConfig:
+        """A section saved by crystalgen-structrepdiff 0.1 (parts not yet named) in today's shape
+        (config_upgrade.py)."""
+        return config_upgrade.upgrade(cfg)
 
     @classmethod
     def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:
