@@ -92,7 +92,7 @@ def build(name: str, preset: str, args: argparse.Namespace):
     cls = model_class(name)
     cfg = OmegaConf.load(cls.presets()[preset]).model
     if name == "structrepdiff":
-        cfg.reconstruction.iterations, cfg.reconstruction.hops = args.recon_iterations, 1
+        cfg.decoder.iterations, cfg.decoder.hops = args.recon_iterations, 1
     return cls, cfg
 
 
@@ -141,7 +141,7 @@ def run_case(args: argparse.Namespace) -> dict:
                     model.decode_raw(collate(chosen).representation.double())
     else:  # pairs: StructRepDiff's decoder alone
         model.eval()
-        r = model.basin_hopping
+        r = model.decoder.settings
         radius = model.encoder.params.cutoff + r.skin
         extra["pairs"] = sum(r.trials * (nodes**2 / abs(float(torch.linalg.det(d.lattice[0].double()))) * 4 / 3 * math.pi
                                          * radius**3 + nodes) for d in items)
@@ -175,11 +175,11 @@ def counted(name: str, mode: str, nodes: int, preset: str) -> float:
     if name == "cdvae":
         from crystalgen_cdvae import memory
 
-        return (memory.encoder_floats(cfg.encoder) + memory.decoder_floats(cfg.decoder)) * nodes + memory.CRYSTAL_FLOATS
+        return (memory.encoder_floats(cfg.encoder) + memory.decoder_floats(cfg.denoiser)) * nodes + memory.CRYSTAL_FLOATS
     from crystalgen_structrepdiff import memory
     from crystalgen_structrepdiff.model import StructRepDiff
 
-    return memory.unet_floats(StructRepDiff.transform(cfg).layout.size, cfg.unet)
+    return memory.unet_floats(StructRepDiff.transform(cfg).layout.size, cfg.denoiser)
 
 
 def calibrate(results: list[dict], preset: str) -> dict[str, float]:

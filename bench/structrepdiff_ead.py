@@ -92,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = OmegaConf.load(StructRepDiff.presets()[args.preset]).model
-    params = ead_parameters(cfg.ead)
+    params = ead_parameters(cfg.transform.ead)
     batch = batch_of(args.dataset, args.num_crystals, args.trials, args.seed)
     result = {"dataset": args.dataset, "preset": args.preset, "num_crystals": args.num_crystals, "trials": args.trials,
               "atoms": int(batch[0].shape[0])}
     for method in ("table", "exact") if args.exact else ("table",):
-        descriptor = StructureDescriptor(params, method, float(cfg.table_spacing), dtype=torch.float32)
+        descriptor = StructureDescriptor(params, method, float(cfg.transform.table_spacing), dtype=torch.float32)
         result[method] = time_steps(descriptor, batch, args.skin, args.repeats)
         print(f"{method}: {json.dumps(result[method])}", file=sys.stderr, flush=True)
     result["machine"] = {"host": platform.node(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),

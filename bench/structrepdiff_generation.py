@@ -63,7 +63,7 @@ def main() -> None:
     generated = generate(model, sampler, args.num_samples, 100, seed=args.seed, show_progress=False)
     meta = {"model": trained.name, "checkpoint": str(Path(args.ckpt).resolve()), "sampler": sampler.config(),
             "clip_x0": model.clip_x0, "range_refitted": args.fit_range, "model_overrides": args.model_option,
-            "reconstruction": dataclasses.asdict(model.basin_hopping), "seed": args.seed,
+            "reconstruction": dataclasses.asdict(model.decoder.settings), "seed": args.seed,
             "timings": {"total_seconds": time.perf_counter() - started, **generated.timings},
             "host": platform.node(), "cpus": os.cpu_count(), "threads": args.threads, "malloc_tuned": malloc_tuned,
             "load_average_at_end": os.getloadavg(), "command": " ".join(sys.argv)}

@@ -60,7 +60,7 @@ def main() -> None:
     with torch.no_grad():
         state = sampler.run(model, model.prepare_sampling(SampleRequest(100)), generator=generator)
     raw = model.scaler.denormalise(state["representation"])[: args.n]
-    descriptor = model.reconstructor().descriptor
+    descriptor = model.decoder.reconstructor(model.scaler.std).descriptor
     rows = [json.loads(line) for line in (args.samples / "samples.jsonl").read_text().splitlines()]
     pairs = []
     for i, representation in enumerate(raw):

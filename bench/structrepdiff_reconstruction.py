@@ -90,13 +90,13 @@ def model_for(args: argparse.Namespace) -> StructRepDiff:
     for key in INT_SETTINGS + FLOAT_SETTINGS:
         value = getattr(args, key)
         if value is not None:
-            cfg.reconstruction[key] = value
+            cfg.decoder[key] = value
     if args.loss_weighting:
-        cfg.reconstruction.loss_weighting = args.loss_weighting
+        cfg.decoder.loss_weighting = args.loss_weighting
     if args.angular:
-        cfg.ead.angular = args.angular
+        cfg.transform.ead.angular = args.angular
     if args.no_early_exit:
-        cfg.reconstruction.loss_threshold = None
+        cfg.decoder.loss_threshold = None
     return StructRepDiff(cfg).to(args.device)
 
 
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> dict:
                    for (cid, s), d in zip(crystals, decoded, strict=True)]
     return scored({
         "dataset": args.dataset, "seed": args.seed, "preset": args.preset, "shards": [args.shard],
-        "reconstruction": dict(vars(model.basin_hopping)), "loss_weighting": model.loss_weighting,
+        "reconstruction": dict(vars(model.decoder.settings)), "loss_weighting": model.decoder.loss_weighting,
         "std_floor": model.std_floor, "d_min_weight": model.d_min_weight,
         "ead": model.encoder.ead, "batch_crystals": args.batch_crystals,
         "seconds_wall_total": wall, "seconds_cpu_total": cpu,

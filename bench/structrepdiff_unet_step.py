@@ -37,7 +37,7 @@ def main() -> None:
     seconds = []
     for _ in range(args.steps):
         start = time.perf_counter()
-        loss = (unet(x, t) - x).pow(2).mean()
+        loss = (unet.predict(x, t) - x).pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

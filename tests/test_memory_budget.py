@@ -201,7 +201,7 @@ def test_memory_cost_bounds_every_measured_point_of_the_small_preset(name):
         training = r["mode"] == "training"
         per_crystal = float(model.memory_cost(torch.tensor([r["nodes"]]), training=training)[0])
         # 'pairs' cases measure one reconstruction group of r["pairs"] pairs, not one at the max_pairs cap
-        fixed = model.memory_overhead(training=training) * (r["pairs"] / model.cfg.reconstruction.max_pairs
+        fixed = model.memory_overhead(training=training) * (r["pairs"] / model.decoder.settings.max_pairs
                                                             if r["mode"] == "pairs" else 1.0)
         estimate = r["batch"] * per_crystal + fixed
         assert estimate >= r["working_bytes"], f"{r}: estimate {estimate / MIB:.1f} MiB"
@@ -223,9 +223,9 @@ def test_structrepdiff_refuses_to_reconstruct_a_cell_of_impossible_density():
 
     model = preset_model("structrepdiff")
     request = CellRequest(torch.full((40,), 26), torch.eye(3, dtype=torch.float64) * 0.5, torch.zeros(1))  # 3e-3 A^3/atom
-    reason = over_pair_cap(request, model.reconstructor())
+    reason = over_pair_cap(request, model.decoder.reconstructor(model.scaler.std))
     assert isinstance(reason, str) and reason.startswith("over memory budget")
     assert "physically impossible" in reason and "max_pairs" in reason
     normal = CellRequest(torch.full((2,), 26), torch.eye(3, dtype=torch.float64) * 2.87, torch.zeros(1))
-    assert over_pair_cap(normal, model.reconstructor()) is normal
+    assert over_pair_cap(normal, model.decoder.reconstructor(model.scaler.std)) is normal
 

@@ -28,13 +28,16 @@ def cartesian(structure: Structure) -> tuple[torch.Tensor, torch.Tensor, torch.T
             torch.tensor(structure.lattice.matrix).unsqueeze(0), torch.tensor([len(structure)]))
 
 
-def tiny_model_config(**reconstruction) -> OmegaConf:
-    """A model small enough to train and sample in a second or two."""
-    rec = {"trials": 2, "hops": 2, "iterations": 30, "lr": 0.3, "lr_final": 0.005, "hop_step": 1.0, "relocate_atoms": 0, "loss_threshold": None, "check_every": 10,
-           "skin": 1.0, "max_pairs": 1_000_000, "std_floor": 10.0, "d_min_weight": 9.0, **reconstruction}
+def tiny_model_config(**decoder) -> OmegaConf:
+    """A model small enough to train and sample in a second or two; ``decoder`` amends the decoder's options."""
+    search = {"trials": 2, "hops": 2, "iterations": 30, "lr": 0.3, "lr_final": 0.005, "hop_step": 1.0, "relocate_atoms": 0,
+              "loss_threshold": None, "check_every": 10, "skin": 1.0, "max_pairs": 1_000_000, "loss_weighting": "spread",
+              "std_floor": 10.0, "d_min_weight": 9.0, **decoder}
     return OmegaConf.create({
-        "ead": SMALL_EAD, "ead_method": "table", "table_spacing": 0.01, "num_elements": 96, "max_atoms": None,
-        "num_steps": 50, "schedule": "cosine",
-        "unet": {"dim": 8, "dim_mults": [1, 2], "groups": 4, "attention_heads": 2, "attention_dim_head": 8},
-        "reconstruction": rec,
+        "num_elements": 96, "max_atoms": None, "num_steps": 50, "scaling": "standard", "clip_x0": True,
+        "transform": {"name": "structrepdiff_ead", "ead": SMALL_EAD, "method": "table", "table_spacing": 0.01},
+        "denoiser": {"name": "structrepdiff_unet1d", "dim": 8, "dim_mults": [1, 2], "groups": 4, "attention_heads": 2,
+                     "attention_dim_head": 8},
+        "processes": {"representation": {"name": "vp_gaussian", "schedule": "cosine", "prediction": "eps"}},
+        "decoder": {"name": "structrepdiff_reconstruction", **search},
     })

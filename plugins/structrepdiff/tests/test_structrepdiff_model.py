@@ -1,4 +1,5 @@
-"""The StructRepDiff recipe: registration, training loss, sampling with ancestral and DDIM, decoding, reconstruct."""
+"""The StructRepDiff recipe: registration, its named parts, training loss, sampling with ancestral and DDIM, decoding,
+reconstruct."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ from structrepdiff_testdata import tiny_model_config, triclinic_structure
 
 from crystalgen import plugins
 from crystalgen.data.crystal import collate
+from crystalgen.models.assembly import IncompatiblePartsError
 from crystalgen.samplers.ancestral import AncestralSampler
 from crystalgen.samplers.ddim import DDIMSampler
 from crystalgen.state import SampleRequest
+from crystalgen_structrepdiff.decoding import GradientReconstruction
 from crystalgen_structrepdiff.model import VARIABLE, StructRepDiff
+from crystalgen_structrepdiff.reconstruction import BasinHopping
+from crystalgen_structrepdiff.transform import RepresentationTransform
+from crystalgen_structrepdiff.unet import UNet1D
 
 
 def crystals() -> list[Structure]:
@@ -36,9 +42,61 @@ def model_and_items():
 def test_registered_through_the_entry_point():
     host = plugins.default_host()
     assert host.get("model", "structrepdiff") is StructRepDiff
-    assert "structrepdiff_ead" in host.registry("encoder") and "structrepdiff_unet1d" in host.registry("denoiser")
-    assert "structrepdiff_reconstruction" in host.registry("decoder")
+    assert host.get("encoder", "structrepdiff_ead") is RepresentationTransform
+    assert host.get("denoiser", "structrepdiff_unet1d") is UNet1D
+    assert host.get("decoder", "structrepdiff_reconstruction") is GradientReconstruction
     assert {"small", "paper"} <= set(StructRepDiff.presets())
+
+
+def test_the_presets_name_every_part_and_the_model_builds_them():
+    from omegaconf import OmegaConf
+
+    for name, path in StructRepDiff.presets().items():
+        cfg = OmegaConf.load(path).model
+        parts = StructRepDiff.assemble(cfg).parts
+        assert {slot: part.name for slot, part in parts.items()} == {
+            "transform": "structrepdiff_ead", "denoiser": "structrepdiff_unet1d",
+            f"processes.{VARIABLE}": "vp_gaussian", "decoder": "structrepdiff_reconstruction"}, name
+        model = StructRepDiff(cfg)
+        assert isinstance(model.encoder, RepresentationTransform) and isinstance(model.denoiser, UNet1D)
+        assert isinstance(model.decoder, GradientReconstruction)
+        # the size of R (the model's context) reaches the denoiser, the transform's descriptor the decoder
+        assert model.denoiser.length == model.layout.size and model.decoder.layout == model.layout, name
+        assert model.decoder.params == model.encoder.params and model.decoder.method == model.encoder.method, name
+
+
+@pytest.mark.parametrize(("slot", "name", "problem", "fits"), [
+    (f"processes.{VARIABLE}", "wrapped_normal", "works on torus values, representation holds real values",
+     "ve_gaussian, vp_gaussian"),
+    ("decoder", "cell", "reads atom_types, frac_coords, lattice, num_atoms, which the model does not produce",
+     "structrepdiff_reconstruction"),
+    ("transform", "full_cell", "writes no representation", "structrepdiff_ead"),
+])
+def test_a_part_that_cannot_fit_is_refused_naming_those_that_do(slot, name, problem, fits):
+    cfg = tiny_model_config()
+    rename_part(cfg, slot, name)
+    with pytest.raises(IncompatiblePartsError) as err:
+        StructRepDiff(cfg)
+    assert problem in str(err.value) and f"installed parts that fit model.{slot}: {fits}." in str(err.value)
+
+
+def test_the_parts_options_are_checked_by_name():
+    from crystalgen.models.assembly import PartConfigError
+
+    cfg = tiny_model_config(trails=6)
+    with pytest.raises(PartConfigError, match="GradientReconstruction has no option 'trails'. Did you mean 'trials'?"):
+        StructRepDiff(cfg)
+    cfg = tiny_model_config()
+    cfg.decoder.ead = cfg.transform.ead  # the decoder's descriptor is the transform's, set by the model
+    with pytest.raises(PartConfigError, match="model.decoder.ead is set by the model"):
+        StructRepDiff(cfg)
+
+
+def rename_part(cfg, slot: str, name: str) -> None:
+    """Name another part in ``slot`` with its default options (as a config layer that renames a part does)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.update(cfg, slot, {"name": name}, merge=False)
 
 
 def test_presets_build(tmp_path):
@@ -50,19 +108,19 @@ def test_presets_build(tmp_path):
         assert model.layout.size == 2 * model.encoder.params.num_features + 96 + 8, name
     paper = StructRepDiff(OmegaConf.load(StructRepDiff.presets()["paper"]).model)
     assert paper.encoder.params.num_features == 1206 and paper.processes[VARIABLE].num_steps == 2000
-    assert (paper.basin_hopping.trials, paper.basin_hopping.hops, paper.basin_hopping.iterations) == (6, 7, 300)
+    assert (paper.decoder.settings.trials, paper.decoder.settings.hops, paper.decoder.settings.iterations) == (6, 7, 300)
 
 
 def test_search_additions_come_from_the_config_and_default_to_the_paper():
-    """Checkpoints written before an addition existed lack its key: they must load with the paper's search."""
-    plain = StructRepDiff(tiny_model_config()).basin_hopping
+    """A decoder section without an addition's key gets the paper's search."""
+    plain = StructRepDiff(tiny_model_config()).decoder.settings
     assert (plain.relocate_atoms, plain.relocate_closer_than, plain.d_min_penalty) == (0, 0.0, 0.0)
-    tuned = StructRepDiff(tiny_model_config(relocate_atoms=1, relocate_closer_than=0.5, d_min_penalty=2.0)).basin_hopping
+    tuned = StructRepDiff(tiny_model_config(relocate_atoms=1, relocate_closer_than=0.5, d_min_penalty=2.0)).decoder.settings
     assert (tuned.relocate_atoms, tuned.relocate_closer_than, tuned.d_min_penalty) == (1, 0.5, 2.0)
 
 
 def test_scaling_comes_from_the_config():
-    """model.scaling picks the scaler's fit; a checkpoint from before the key existed keeps the standard one."""
+    """model.scaling picks the scaler's fit."""
     items = [StructRepDiff.transform(tiny_model_config())(s) for s in crystals()]
     cfg = tiny_model_config()
     cfg.scaling = "minmax"
@@ -72,7 +130,6 @@ def test_scaling_comes_from_the_config():
     assert bool(varying.any())
     torch.testing.assert_close(minmax.scaler.low[varying], torch.full((int(varying.sum()),), -1.0, dtype=torch.float64))
     torch.testing.assert_close(minmax.scaler.high[varying], torch.full((int(varying.sum()),), 1.0, dtype=torch.float64))
-    assert StructRepDiff(tiny_model_config()).scaling == "standard"
     cfg.scaling = "robust"
     with pytest.raises(ValueError, match="model.scaling"):
         StructRepDiff(cfg)
@@ -122,7 +179,7 @@ def test_sampling_keeps_the_clean_estimate_in_the_training_range(model_and_items
     clip_x0 the sample stays inside the training range of every feature, without it it does not."""
     model, _ = model_and_items
     model.eval()
-    model.denoiser.forward = lambda x, t: x + 3.0
+    model.denoiser.predict = lambda x, t: x + 3.0
     low, high = model.scaler.low.float(), model.scaler.high.float()
     for clip in (True, False):
         model.clip_x0 = clip
@@ -152,8 +209,7 @@ def test_reconstruct_task_recovers_small_crystals(model_and_items):
     cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     truths = [crystals()[1], crystals()[2], cscl]
     chosen = [items[1], items[2], StructRepDiff.transform(model.cfg)(cscl)]
-    model.basin_hopping = type(model.basin_hopping)(trials=4, hops=2, iterations=60, lr=0.3, lr_final=0.005, loss_threshold=0.01)
-    model._reconstructor = None
+    model.decoder.settings = BasinHopping(trials=4, hops=2, iterations=60, lr=0.3, lr_final=0.005, loss_threshold=0.01)
     decoded = model.reconstruct(collate(chosen), None, generator=torch.Generator().manual_seed(0))
     matcher = StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)
     for d, truth in zip(decoded, truths, strict=True):
@@ -164,7 +220,7 @@ def test_loss_weighting_none_is_the_plain_l1(model_and_items):
     model, _ = model_and_items
     plain = StructRepDiff(tiny_model_config(loss_weighting="none"))
     plain.load_state_dict(model.state_dict())
-    weighted, unweighted = model.reconstructor().weights, plain.reconstructor().weights
+    weighted, unweighted = (m.decoder.reconstructor(m.scaler.std).weights for m in (model, plain))
     assert torch.equal(unweighted, torch.ones_like(unweighted))
     assert weighted.shape == unweighted.shape and not torch.allclose(weighted, unweighted)
     with pytest.raises(ValueError, match="loss_weighting: 'std' is not one of spread, none"):

@@ -96,6 +96,15 @@ class GenerativeModel(nn.Module, ABC):
         """Build the model from the ``model`` section of a resolved config (its parts through :meth:`assemble`)."""
 
     @classmethod
+    def upgrade_config(cls, cfg: DictConfig) -> DictConfig:
+        """The ``model`` section of a saved configuration (a checkpoint's, a run's) in the shape this version of the
+        model reads: the place to migrate a plugin's config between versions, so that runs trained with an older
+        version still sample and resume. The runner calls it wherever a saved configuration is rebuilt, before any
+        override applies and before the model is built; a section already in today's shape must come back as it
+        is. Default: unchanged."""
+        return cfg
+
+    @classmethod
     def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:
         """Per slot (``"denoiser"``, ``"processes.lattice"``, ...), constructor arguments the model supplies itself
         (the shared number of levels, class counts); a part receives those its constructor names, and an option

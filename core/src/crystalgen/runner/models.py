@@ -34,19 +34,27 @@ class TrainedModel:
     payload: dict[str, Any]
 
 
+def saved_config(payload: Mapping[str, Any], source: str) -> DictConfig:
+    """The configuration a checkpoint was written with, its ``model`` section upgraded to the shape the installed
+    model reads (GenerativeModel.upgrade_config), so that overrides and the model meet today's keys."""
+    cfg = from_yaml(payload["config"], source)
+    cfg.model = model_class(payload.get("model_name") or "").upgrade_config(cfg.model)
+    return cfg
+
+
 def load_trained(path: str | Path, device: torch.device | str = "cpu", averaged: bool = True,
                  model_overrides: Sequence[str] = (), expected_model: str | None = None) -> TrainedModel:
     """Rebuild the model of checkpoint ``path`` (the averaged EMA weights when present and ``averaged``).
 
-    ``model_overrides`` (``["reconstruction.trials=6"]``) amend the checkpoint's ``model`` configuration before the
-    model is built: settings that leave the weights as they are, such as a decoder's search budget, can then be
+    ``model_overrides`` (``["decoder.trials=6"]``) amend the checkpoint's ``model`` configuration (upgraded to
+    today's shape first, :func:`saved_config`) before the model is built: settings that leave the weights as they are, such as a decoder's search budget, can then be
     chosen per run. A key the configuration lacks is refused; one that changes the architecture fails to load.
     ``expected_model`` refuses a checkpoint of another model before anything is built.
     """
     path = Path(path)
     payload = load_checkpoint(path, expected_model=expected_model)
     name = payload.get("model_name") or ""
-    cfg = from_yaml(payload["config"], str(path))
+    cfg = saved_config(payload, str(path))
     if model_overrides:
         cfg.model = merge(cfg.model, parse_overrides(model_overrides), f"--model-option for checkpoint {path}")
     model = model_class(name).from_config(cfg.model)

@@ -21,7 +21,7 @@ from crystalgen.models.base import GenerativeModel
 from crystalgen.resources import GB, apply_process_resources, flat_record, memory_budget
 from crystalgen.runner.budget import admitted, refusals
 from crystalgen.runner.checkpoint import load_checkpoint
-from crystalgen.runner.config import from_yaml, to_yaml
+from crystalgen.runner.config import to_yaml
 from crystalgen.runner.datasets import parse_split, prepared_split, provenance, reference_statistics, split_structures
 from crystalgen.runner.distributed import Environment, seed_everything, select_device, setup, teardown
 from crystalgen.runner.errors import NoCrystalsGeneratedError
@@ -31,6 +31,7 @@ from crystalgen.runner.models import (
     checkpoint_sampler_name,
     load_trained,
     model_class,
+    saved_config,
     split_options,
 )
 from crystalgen.runner.run_dir import RunDir
@@ -135,7 +136,7 @@ def resume_config(resume: str | Path, overrides: Sequence[str] = (),
     path = Path(resume)
     ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
     payload = load_checkpoint(ckpt)
-    cfg = apply_user_layers(from_yaml(payload["config"], str(ckpt)), overrides=overrides)
+    cfg = apply_user_layers(saved_config(payload, str(ckpt)), overrides=overrides)
     if more_minutes is not None:
         if any(item.startswith("trainer.max_minutes=") for item in overrides):
             raise ConfigError("give either --more-minutes or trainer.max_minutes=..., not both")

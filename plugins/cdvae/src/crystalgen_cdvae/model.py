@@ -40,7 +40,7 @@ from crystalgen import (
     lattice_matrix_to_params,
     reparameterize,
 )
-from crystalgen_cdvae import memory
+from crystalgen_cdvae import config_upgrade, memory
 from crystalgen_cdvae.aggregate import AggregatePredictors, scaled_lattice_params
 from crystalgen_cdvae.cells import predicted_cells
 from crystalgen_cdvae.scale_factors import PAPER_DECODER, PAPER_SCALE_FACTORS
@@ -114,6 +114,11 @@ class CDVAE(GenerativeModel):
     @classmethod
     def from_config(cls, cfg: DictConfig) -> CDVAE:
         return cls(cfg)
+
+    @classmethod
+    def upgrade_config(cls, cfg: DictConfig) -> DictConfig:
+        """A section saved by crystalgen-cdvae 0.1 (parts not yet named) in today's shape (config_upgrade.py)."""
+        return config_upgrade.upgrade(cfg)
 
     @classmethod
     def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:

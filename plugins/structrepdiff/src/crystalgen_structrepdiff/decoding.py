@@ -4,21 +4,35 @@ The composition block and n give integer counts per element that sum to n (large
 parameters give the cell (pymatgen's orientation); R_str is matched by the basin-hopping reconstruction. A
 representation that cannot describe a crystal (n < 1 after rounding, no positive composition entry, an impossible
 cell, a cell so dense that its reconstruction alone would exceed ``max_pairs``) is reported with its reason, never
-raised.
+raised. :class:`GradientReconstruction` is the registered decoder ``structrepdiff_reconstruction``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from pymatgen.core import Element
 from torch import Tensor
 
-from crystalgen import Decoded, density_phrase, lattice_params_to_matrix, tensors_to_structure
-from crystalgen_structrepdiff.reconstruction import Reconstructor
-from crystalgen_structrepdiff.representation import RepresentationLayout
+from crystalgen import (
+    Condition,
+    Decoded,
+    Decoder,
+    DecoderSpec,
+    density_phrase,
+    lattice_params_to_matrix,
+    tensors_to_structure,
+)
+from crystalgen_structrepdiff.descriptor import StructureDescriptor
+from crystalgen_structrepdiff.reconstruction import LOSS_WEIGHTINGS, BasinHopping, Reconstructor, loss_weights
+from crystalgen_structrepdiff.representation import VARIABLE, RepresentationLayout
+from crystalgen_structrepdiff.transform import ead_parameters, plain_ead_config
+
+DEFAULT = BasinHopping  # the search's defaults: the paper's trials, hops, iterations and hop step
 
 
 def atom_counts(composition: Tensor, num_atoms: int) -> Tensor:
@@ -121,3 +135,59 @@ def decode_representations(raw: Tensor, layout: RepresentationLayout, reconstruc
             continue
         out[i] = Decoded(structure, None, info)
     return out
+
+
+class GradientReconstruction(Decoder):
+    """Registered as decoder ``structrepdiff_reconstruction``: raw representations -> crystals, positions found by
+    basin hopping on R_str (paper section 4.3, Algorithm 2).
+
+    Reads ``representation`` (B, N), the raw (denormalised) R, and the conditions ``max_atoms`` (int: a larger n
+    read from R is lowered to it, the largest n seen in training) and ``representation_std`` ((N,) spread of each
+    feature of R over the training set, for ``loss_weighting: spread``). The model supplies the descriptor the
+    transform computed R with (``ead``, ``method``, ``table_spacing``, ``num_elements``); the options are the
+    search's (:class:`BasinHopping`) and its loss weighting (``none``: the paper's plain L1; ``spread``: see
+    reconstruction.loss_weights, with ``std_floor`` and ``d_min_weight``).
+    """
+
+    spec = DecoderSpec(reads=frozenset({VARIABLE}), conditions=frozenset({"max_atoms", "representation_std"}))
+
+    def __init__(self, ead: Mapping[str, Any], num_elements: int, method: str, table_spacing: float,
+                 trials: int = DEFAULT.trials, hops: int = DEFAULT.hops, iterations: int = DEFAULT.iterations,
+                 lr: float = DEFAULT.lr, lr_final: float | None = DEFAULT.lr_final, hop_step: float = DEFAULT.hop_step,
+                 relocate_atoms: int = DEFAULT.relocate_atoms, relocate_closer_than: float = DEFAULT.relocate_closer_than,
+                 loss_threshold: float | None = DEFAULT.loss_threshold, d_min_penalty: float = DEFAULT.d_min_penalty,
+                 check_every: int = DEFAULT.check_every, skin: float = DEFAULT.skin, max_pairs: int = DEFAULT.max_pairs,
+                 loss_weighting: str = "none", std_floor: float = 10.0, d_min_weight: float = 200.0) -> None:
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"model.decoder.loss_weighting: {loss_weighting!r} is not one of {', '.join(LOSS_WEIGHTINGS)}")
+        self.params = ead_parameters(plain_ead_config(ead))
+        self.layout = RepresentationLayout(self.params.num_features, int(num_elements))
+        self.method, self.table_spacing = str(method), float(table_spacing)
+        self.settings = BasinHopping(
+            trials=int(trials), hops=int(hops), iterations=int(iterations), lr=float(lr),
+            lr_final=None if lr_final is None else float(lr_final), hop_step=float(hop_step),
+            relocate_atoms=int(relocate_atoms), relocate_closer_than=float(relocate_closer_than),
+            loss_threshold=None if loss_threshold is None else float(loss_threshold), d_min_penalty=float(d_min_penalty),
+            check_every=int(check_every), skin=float(skin), max_pairs=int(max_pairs))
+        self.loss_weighting = loss_weighting
+        self.std_floor, self.d_min_weight = float(std_floor), float(d_min_weight)
+        self._descriptors: dict[torch.device, StructureDescriptor] = {}  # its table takes a moment to build
+
+    def __call__(self, state: Mapping[str, Tensor], condition: Condition, *,
+                 generator: torch.Generator | None = None) -> list[Decoded]:
+        reconstructor = self.reconstructor(condition.data["representation_std"])
+        return decode_representations(state[VARIABLE], self.layout, reconstructor, int(condition.data["max_atoms"]),
+                                      generator=generator)
+
+    def reconstructor(self, std: Tensor) -> Reconstructor:
+        """The basin-hopping search on the device of ``std`` (the training spread of each feature of R), its L1 loss
+        weighted as ``loss_weighting`` says."""
+        device = std.device
+        if device not in self._descriptors:
+            self._descriptors[device] = StructureDescriptor(self.params, self.method, self.table_spacing, torch.float32, device)
+        descriptor = self._descriptors[device]
+        if self.loss_weighting == "spread":
+            weights = loss_weights(std[self.layout.structure], len(self.params.mus), self.std_floor, self.d_min_weight)
+        else:  # "none": the paper's plain L1 over the raw R_str
+            weights = torch.ones(descriptor.size, dtype=torch.float64)
+        return Reconstructor(descriptor, self.settings, weights.float().to(device))

@@ -31,12 +31,12 @@ def unet_floats(length: int, u: DictConfig) -> float:
     return sum(length / 2**i * (6 * int(u.dim) * m + 3 * attention) for i, m in enumerate(mults)) * 2
 
 
-def memory_cost(length: int, cfg: DictConfig, num_nodes: Tensor, training: bool) -> Tensor:
-    """Bytes per crystal (representation of ``length`` features, model config ``cfg``): the same for any
+def memory_cost(length: int, unet: DictConfig, num_nodes: Tensor, training: bool) -> Tensor:
+    """Bytes per crystal (representation of ``length`` features, U-Net section ``unet``): the same for any
     ``num_nodes``, since the atoms' decoding cost is the per-batch :func:`decode_overhead`."""
-    return torch.full(num_nodes.shape, FLOAT_COPIES[training] * unet_floats(length, cfg.unet), dtype=torch.float64)
+    return torch.full(num_nodes.shape, FLOAT_COPIES[training] * unet_floats(length, unet), dtype=torch.float64)
 
 
-def decode_overhead(cfg: DictConfig) -> float:
+def decode_overhead(max_pairs: int) -> float:
     """Bytes of one reconstruction group at its cap, ``max_pairs`` pairs."""
-    return BYTES_PER_PAIR * int(cfg.reconstruction.max_pairs)
+    return BYTES_PER_PAIR * max_pairs

@@ -5,27 +5,25 @@ with training statistics (RepresentationScaler, saved with the model), VP Gaussi
 2,000 levels, eps predicted by a 1D U-Net (paper section 4.2, appendix A.3). Decoding denormalises R, reads atoms and
 cell from it and reconstructs positions from R_str by batched basin hopping (section 4.3). The ``reconstruct`` task
 runs that decoder on the true R of given crystals (Table 1).
+
+The parts the presets name: transform ``structrepdiff_ead`` (transform.py), denoiser ``structrepdiff_unet1d``
+(unet.py), process ``vp_gaussian`` for ``representation``, decoder ``structrepdiff_reconstruction`` (decoding.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from crystalgen import Condition, Decoded, GenerativeModel, SampleRequest, VPGaussian
-from crystalgen_structrepdiff import memory
-from crystalgen_structrepdiff.decoding import decode_representations
-from crystalgen_structrepdiff.descriptor import StructureDescriptor
-from crystalgen_structrepdiff.reconstruction import LOSS_WEIGHTINGS, BasinHopping, Reconstructor, loss_weights
-from crystalgen_structrepdiff.representation import SCALINGS, RepresentationScaler
-from crystalgen_structrepdiff.transform import RepresentationTransform
-from crystalgen_structrepdiff.unet import UNet1D
-
-VARIABLE = "representation"
+from crystalgen import Condition, Decoded, GenerativeModel, ModelSpec, SampleRequest, Variable
+from crystalgen_structrepdiff import config_upgrade, memory
+from crystalgen_structrepdiff.representation import SCALINGS, VARIABLE, RepresentationLayout, RepresentationScaler
+from crystalgen_structrepdiff.transform import RepresentationTransform, descriptor_options, ead_parameters
 
 
 class StructRepDiff(GenerativeModel):
@@ -35,6 +33,13 @@ class StructRepDiff(GenerativeModel):
     default_sampler = "ancestral"
     tasks = frozenset({"generate", "reconstruct"})
     config_package = "crystalgen_structrepdiff.configs"
+    spec = ModelSpec(
+        # any real-valued parameterisation: clip_x0 goes through the process's own conversions
+        variables={VARIABLE: Variable("continuous", "real")},
+        conditions=frozenset({"max_atoms", "representation_std"}),
+        fields=frozenset({VARIABLE, "num_atoms"}),
+        decodes=frozenset({VARIABLE}),
+    )
 
     max_atoms_seen: Tensor
 
@@ -42,32 +47,19 @@ class StructRepDiff(GenerativeModel):
         super().__init__()
         cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
         self.cfg = cfg
-        self.encoder = self.transform(cfg)
-        self.layout = self.encoder.layout
-        self.processes = nn.ModuleDict({VARIABLE: VPGaussian(int(cfg.num_steps), str(cfg.schedule), "eps")})
-        u = cfg.unet
-        self.denoiser = UNet1D(self.layout.size, dim=int(u.dim), dim_mults=tuple(int(m) for m in u.dim_mults), groups=int(u.groups),
-                               attention_heads=int(u.attention_heads), attention_dim_head=int(u.attention_dim_head))
-        self.scaler = RepresentationScaler(self.layout.size)
-        self.register_buffer("max_atoms_seen", torch.zeros((), dtype=torch.long))
-        r = cfg.reconstruction
-        self.basin_hopping = BasinHopping(trials=int(r.trials), hops=int(r.hops), iterations=int(r.iterations), lr=float(r.lr),
-                                          lr_final=None if r.lr_final is None else float(r.lr_final), hop_step=float(r.hop_step),
-                                          relocate_atoms=int(r.get("relocate_atoms", 0)),  # absent in older checkpoints
-                                          relocate_closer_than=float(r.get("relocate_closer_than", 0.0)),  # same
-                                          loss_threshold=None if r.loss_threshold is None else float(r.loss_threshold),
-                                          d_min_penalty=float(r.get("d_min_penalty", 0.0)),  # absent in older checkpoints
-                                          check_every=int(r.check_every), skin=float(r.skin), max_pairs=int(r.max_pairs))
-        self.clip_x0 = bool(cfg.get("clip_x0", True))  # absent in older checkpoints
-        self.scaling = str(cfg.get("scaling", "standard"))  # same
+        self.scaling = str(cfg.scaling)
         if self.scaling not in SCALINGS:
             raise ValueError(f"model.scaling: {self.scaling!r} is not one of {', '.join(SCALINGS)}")
-        self.loss_weighting = str(r.get("loss_weighting", "spread"))  # absent in older checkpoints
-        if self.loss_weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"model.reconstruction.loss_weighting: {self.loss_weighting!r} is not one of {', '.join(LOSS_WEIGHTINGS)}")
-        self.std_floor = float(r.std_floor)
-        self.d_min_weight = float(r.d_min_weight)
-        self._reconstructor: Reconstructor | None = None
+        self.clip_x0 = bool(cfg.clip_x0)
+        parts = self.assemble(cfg)
+        # `encoder` (the transform) and `denoiser` keep their names from before the parts were named in config
+        self.encoder: RepresentationTransform = parts.build("transform")
+        self.layout = self.encoder.layout
+        self.processes = parts.processes()
+        self.denoiser = parts.build("denoiser")
+        self.scaler = RepresentationScaler(self.layout.size)
+        self.register_buffer("max_atoms_seen", torch.zeros((), dtype=torch.long))
+        self.decoder = parts.build("decoder")
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -75,10 +67,25 @@ class StructRepDiff(GenerativeModel):
         return cls(cfg)
 
     @classmethod
-    def transform(cls, cfg: DictConfig) -> RepresentationTransform:
-        ead = OmegaConf.to_container(cfg.ead, resolve=True) if isinstance(cfg.ead, DictConfig) else dict(cfg.ead)
-        return RepresentationTransform(ead, num_elements=int(cfg.num_elements), max_atoms=cfg.max_atoms,
-                                       method=str(cfg.ead_method), table_spacing=float(cfg.table_spacing))
+    def upgrade_config(cls, cfg: DictConfig) -> DictConfig:
+        """A section saved by crystalgen-structrepdiff 0.1 (parts not yet named) in today's shape
+        (config_upgrade.py)."""
+        return config_upgrade.upgrade(cfg)
+
+    @classmethod
+    def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:
+        """The composition vocabulary and n cap for the transform; T for the process; the size N of R for the
+        denoiser and the transform's descriptor for the decoder, which inverts it (none when the transform is not an
+        EAD one: assembling then refuses it, as it writes no representation)."""
+        context: dict[str, dict[str, Any]] = {
+            "transform": {"num_elements": int(cfg.num_elements), "max_atoms": cfg.max_atoms},
+            f"processes.{VARIABLE}": {"num_steps": int(cfg.num_steps)}}
+        if (cfg.get("transform") or {}).get("ead") is not None:
+            descriptor = descriptor_options(cfg.transform)
+            layout = RepresentationLayout(ead_parameters(descriptor["ead"]).num_features, int(cfg.num_elements))
+            context["denoiser"] = {"length": layout.size}
+            context["decoder"] = {**descriptor, "num_elements": int(cfg.num_elements)}
+        return context
 
     def fit_statistics(self, train: Sequence[Data]) -> None:
         """The scaling of every feature of R over the training set (``model.scaling``), and the largest n seen
@@ -87,16 +94,18 @@ class StructRepDiff(GenerativeModel):
             raise ValueError("StructRepDiff needs at least one training crystal to fit its representation statistics")
         self.scaler.fit(torch.cat([item.representation for item in train]), self.scaling)
         self.max_atoms_seen.fill_(max(int(item.num_atoms.reshape(-1)[0]) for item in train))
-        self._reconstructor = None
 
     # -- memory -----------------------------------------------------------------------------------
     def memory_cost(self, num_nodes: Tensor, *, training: bool) -> Tensor:
-        """Bytes per crystal: the U-Net over the fixed-size R, whatever its atoms (decoding: memory_overhead)."""
-        return memory.memory_cost(self.layout.size, self.cfg, num_nodes, training)
+        """Bytes per crystal: the ``structrepdiff_unet1d`` denoiser over the fixed-size R, whatever its atoms
+        (decoding: memory_overhead); another denoiser gets the base class's generous default."""
+        if self.cfg.denoiser.name != "structrepdiff_unet1d":
+            return super().memory_cost(num_nodes, training=training)
+        return memory.memory_cost(self.layout.size, self.cfg.denoiser, num_nodes, training)
 
     def memory_overhead(self, *, training: bool) -> float:
         """Decoding: one reconstruction group at its cap of max_pairs pairs (memory.py)."""
-        return 0.0 if training else memory.decode_overhead(self.cfg)
+        return 0.0 if training else memory.decode_overhead(self.decoder.settings.max_pairs)
 
     def max_sample_nodes(self) -> int | None:
         """Decoding clamps n to the largest seen in training (model.max_atoms before fit_statistics)."""
@@ -109,7 +118,8 @@ class StructRepDiff(GenerativeModel):
         x0 = self.scaler.normalise(batch.representation).float()
         t = torch.randint(1, self.processes[VARIABLE].num_steps + 1, (x0.shape[0],), device=x0.device)
         noised = self.processes[VARIABLE].add_noise(x0, t)
-        loss = self.processes[VARIABLE].loss(self.denoiser(noised.x_t, t), noised).mean()
+        prediction = self.denoiser({VARIABLE: noised.x_t}, t, Condition(x0.shape[0], {}, x0.device))[VARIABLE]
+        loss = self.processes[VARIABLE].loss(prediction, noised).mean()
         return {"loss": loss}
 
     # -- sampling ---------------------------------------------------------------------------------
@@ -124,7 +134,7 @@ class StructRepDiff(GenerativeModel):
         """eps_theta(R_t, t); with ``clip_x0`` the implied clean R is clamped to the training range of each feature
         (docs/structrepdiff.md, "Decisions")."""
         x = state[VARIABLE]
-        eps = self.denoiser(x, t)
+        eps = self.denoiser(state, t, condition)[VARIABLE]
         if self.clip_x0:
             eps = self.processes[VARIABLE].clip_x0(eps, x, t, self.scaler.low.to(x), self.scaler.high.to(x)).to(x.dtype)
         return {VARIABLE: eps}
@@ -134,21 +144,11 @@ class StructRepDiff(GenerativeModel):
         return self.decode_raw(self.scaler.denormalise(state[VARIABLE]), generator=generator)
 
     def decode_raw(self, raw: Tensor, *, generator: torch.Generator | None = None) -> list[Decoded]:
-        """Crystals from raw (unnormalised) representations (B, N)."""
-        max_atoms = int(self.max_atoms_seen) if int(self.max_atoms_seen) > 0 else int(self.cfg.max_atoms or 10**6)
-        return decode_representations(raw, self.layout, self.reconstructor(), max_atoms, generator=generator)
-
-    def reconstructor(self) -> Reconstructor:
-        """The basin-hopping reconstruction on the model's device, weighted by the training statistics."""
-        device = self.scaler.std.device
-        if self._reconstructor is None or self._reconstructor.weights.device != device:
-            descriptor = StructureDescriptor(self.encoder.params, self.encoder.method, self.encoder.table_spacing, torch.float32, device)
-            if self.loss_weighting == "spread":
-                weights = loss_weights(self.scaler.std[self.layout.structure], len(self.encoder.params.mus), self.std_floor, self.d_min_weight)
-            else:  # "none": the paper's plain L1 over the raw R_str
-                weights = torch.ones(descriptor.size, dtype=torch.float64)
-            self._reconstructor = Reconstructor(descriptor, self.basin_hopping, weights.float().to(device))
-        return self._reconstructor
+        """Crystals from raw (unnormalised) representations (B, N), by the decoder with the training statistics."""
+        seen = int(self.max_atoms_seen)
+        max_atoms = seen if seen > 0 else int(self.cfg.max_atoms or 10**6)
+        condition = Condition(raw.shape[0], {}, raw.device, data={"max_atoms": max_atoms, "representation_std": self.scaler.std})
+        return self.decoder({VARIABLE: raw}, condition, generator=generator)
 
     # -- tasks ------------------------------------------------------------------------------------
     def reconstruct(self, batch: Batch, sampler=None, *, generator: torch.Generator | None = None) -> list[Decoded]:

@@ -31,6 +31,6 @@ def crystalgen_denoisers() -> Mapping[str, Any]:
 
 @hookimpl
 def crystalgen_decoders() -> Mapping[str, Any]:
-    from crystalgen_structrepdiff.decoding import decode_representations
+    from crystalgen_structrepdiff.decoding import GradientReconstruction
 
-    return {"structrepdiff_reconstruction": decode_representations}
+    return {"structrepdiff_reconstruction": GradientReconstruction}

@@ -20,6 +20,9 @@ from torch import Tensor, nn
 
 from crystalgen import lattice_matrix_to_params
 
+#: The one diffused variable, the normalised R (B, N); the decoder reads the raw R under the same key.
+VARIABLE = "representation"
+
 
 @dataclass(frozen=True)
 class RepresentationLayout:

@@ -8,25 +8,37 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
-from crystalgen import InvalidLatticeError, SkipCrystal, StructureTransform, structure_to_data
+from crystalgen import EncoderSpec, InvalidLatticeError, SkipCrystal, StructureTransform, structure_to_data
 from crystalgen_structrepdiff.descriptor import StructureDescriptor
 from crystalgen_structrepdiff.ead import EADParameters
-from crystalgen_structrepdiff.representation import RepresentationLayout, assemble, composition_block, lattice_block
+from crystalgen_structrepdiff.representation import (
+    VARIABLE,
+    RepresentationLayout,
+    assemble,
+    composition_block,
+    lattice_block,
+)
+
+#: How the radial Gaussians are evaluated, and the table's grid spacing in Angstrom, unless the config says.
+METHOD, TABLE_SPACING = "table", 0.01
 
 
 class RepresentationTransform(StructureTransform):
-    """Structure -> the full-cell tensors plus ``representation`` (1, N) float64, the unnormalised R of section 4.1.
+    """Registered as encoder ``structrepdiff_ead``: Structure -> the full-cell tensors plus ``representation``
+    (1, N) float64, the unnormalised R of section 4.1.
 
-    The cell tensors stay in the item so that the ``reconstruct`` task can report the input crystal and tests can
-    compare against it. Crystals with more than ``max_atoms`` atoms or an element beyond Z = ``num_elements`` are
-    skipped with the reason.
+    Options: ``ead`` (the descriptor's grid, see the presets), ``method`` and ``table_spacing`` (how it is
+    evaluated); the model supplies ``num_elements`` and ``max_atoms``. The cell tensors stay in the item so that the
+    ``reconstruct`` task can report the input crystal and tests can compare against it. Crystals with more than
+    ``max_atoms`` atoms or an element beyond Z = ``num_elements`` are skipped with the reason.
     """
 
-    name = "structrepdiff_representation"
+    name = "structrepdiff_representation"  # keys the preprocessing cache, with ``version`` and the options
     version = "1"
+    spec = EncoderSpec(provides=frozenset({"lattice", "frac_coords", "atom_types", "num_atoms", VARIABLE}))
 
     def __init__(self, ead: dict[str, Any], num_elements: int = 96, max_atoms: int | None = None,
-                 method: str = "table", table_spacing: float = 0.01) -> None:
+                 method: str = METHOD, table_spacing: float = TABLE_SPACING) -> None:
         self.ead = plain_ead_config(ead)
         self.num_elements = int(num_elements)
         self.max_atoms = None if max_atoms is None else int(max_atoms)
@@ -87,3 +99,10 @@ def ead_parameters(cfg: Any) -> EADParameters:
     """EADParameters from the ``ead`` config block (lmax, mu_start, mu_stop, mu_step, etas, cutoff, angular)."""
     return EADParameters.from_grid(int(cfg["lmax"]), float(cfg["mu_start"]), float(cfg["mu_stop"]), float(cfg["mu_step"]),
                                    [float(e) for e in cfg["etas"]], float(cfg["cutoff"]), str(cfg["angular"]))
+
+
+def descriptor_options(transform: Any) -> dict[str, Any]:
+    """The options of a ``structrepdiff_ead`` section (``model.transform``) that fix the descriptor, which the
+    decoder must evaluate exactly as the transform did: ``ead``, ``method``, ``table_spacing``."""
+    return {"ead": plain_ead_config(transform["ead"]), "method": str(transform.get("method", METHOD)),
+            "table_spacing": float(transform.get("table_spacing", TABLE_SPACING))}

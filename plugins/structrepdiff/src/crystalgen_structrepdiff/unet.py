@@ -6,6 +6,8 @@ as a scale and shift after the first norm) and a linear-attention block (multi-h
 the paper, Shen et al. 2021 efficient attention), then halves the length. The middle stage has two ResNet blocks
 with linear attention between them; the upsampling stages mirror the downsampling ones, each block taking the skip
 connection of its counterpart; a final ResNet block and a 1x1 convolution give the predicted noise.
+
+Registered as denoiser ``structrepdiff_unet1d``: it reads and predicts the one variable ``representation``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crystalgen import SinusoidalTimeEmbedding
+from crystalgen import Condition, Denoiser, DenoiserSpec, SinusoidalTimeEmbedding
+from crystalgen_structrepdiff.representation import VARIABLE
 
 
 class WeightStandardizedConv1d(nn.Conv1d):
@@ -82,16 +85,19 @@ class LinearAttention(nn.Module):
         return x + self.to_out(out)
 
 
-class UNet1D(nn.Module):
-    """eps_theta(R_t, t) for representation vectors (B, N).
+class UNet1D(Denoiser):
+    """eps_theta(R_t, t) for representation vectors (B, N) (or another real-valued parameterisation of them: the
+    network does not care what it is trained to output).
 
     Args:
-        length: N, the representation size (padded inside to a multiple of 2^(levels - 1)).
+        length: N, the representation size (padded inside to a multiple of 2^(levels - 1)); set by the model.
         dim: channels of the first level.
         dim_mults: channel multipliers per level (the number of levels is their count).
         groups: GroupNorm groups.
         attention_heads, attention_dim_head: linear attention (paper: 4 heads, 256 dims in total).
     """
+
+    spec = DenoiserSpec(predicts={VARIABLE: frozenset({"eps", "x0", "score"})}, reads=frozenset({VARIABLE}))
 
     def __init__(self, length: int, dim: int = 64, dim_mults: tuple[int, ...] = (1, 2, 4, 8), groups: int = 8,
                  attention_heads: int = 4, attention_dim_head: int = 64) -> None:
@@ -132,7 +138,11 @@ class UNet1D(nn.Module):
         self.final = ResnetBlock(2 * dim, dim, time_dim, groups)
         self.out = nn.Conv1d(dim, 1, 1)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
+        """The prediction for ``representation``; the network reads nothing else."""
+        return {VARIABLE: self.predict(state[VARIABLE], t)}
+
+    def predict(self, x: Tensor, t: Tensor) -> Tensor:
         """x (B, N) noisy normalised representations, t (B,) integer levels -> predicted noise (B, N)."""
         pad = (-self.length) % self.multiple
         h = self.init_conv(F.pad(x.unsqueeze(1), (0, pad)))

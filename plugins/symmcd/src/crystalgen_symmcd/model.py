@@ -33,7 +33,7 @@ from crystalgen import (
     Variable,
     space_group_k_masks,
 )
-from crystalgen_symmcd import memory
+from crystalgen_symmcd import config_upgrade, memory
 from crystalgen_symmcd.denoiser import NUM_ELEMENTS
 from crystalgen_symmcd.statistics import NUM_SPACE_GROUPS, count
 from crystalgen_symmcd.symmetry.axes import NUM_AXES
@@ -99,6 +99,11 @@ class SymmCD(GenerativeModel):
     @classmethod
     def from_config(cls, cfg: DictConfig) -> SymmCD:
         return cls(cfg)
+
+    @classmethod
+    def upgrade_config(cls, cfg: DictConfig) -> DictConfig:
+        """A section saved by crystalgen-symmcd 0.1 (parts not yet named) in today's shape (config_upgrade.py)."""
+        return config_upgrade.upgrade(cfg)
 
     @classmethod
     def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:
