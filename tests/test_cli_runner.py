@@ -85,7 +85,7 @@ def test_every_results_file_records_the_threads_that_produced_it(run_dir):
     (entry,) = json.loads((run_dir / "resources.json").read_text())
     assert entry["stage"] == "train"
     assert entry["threads"] == {"threads": 1, "source": "environment", "usable_cores": usable_cores(),
-                                "load_average": entry["threads"]["load_average"], "processes": 1}
+                                "load_average": entry["threads"]["load_average"], "processes": 1, "busy_cores": None}
     assert json.loads((run_dir / "samples/sampling.json").read_text())["threads"] == entry["threads"]
     metrics = json.loads((run_dir / "metrics/metrics.json").read_text())
     assert (metrics["threads"], metrics["threads_source"]) == (1, "environment")

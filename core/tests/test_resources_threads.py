@@ -15,7 +15,7 @@ from crystalgen.resources import THREADS_ENV, ThreadPlan, apply_threads, plan_th
 
 @pytest.fixture
 def machine(tmp_path, monkeypatch):
-    """A fake machine: 8 cores in the affinity mask, no cgroup files, load 0, no thread settings."""
+    """A fake machine: 8 cores in the affinity mask, no cgroup files, load 0, idle CPUs, no thread settings."""
     root = tmp_path / "cgroup"
     root.mkdir()
     proc = tmp_path / "proc_self_cgroup"
@@ -24,6 +24,7 @@ def machine(tmp_path, monkeypatch):
     monkeypatch.setattr(resources, "PROC_SELF_CGROUP", proc)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(resources, "busy_cores", lambda window=0.0: 0.0)
     monkeypatch.delenv(THREADS_ENV, raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     return root, proc
@@ -82,14 +83,58 @@ def test_affinity_smaller_than_the_quota_wins(machine, monkeypatch):
 def test_auto_takes_the_usable_cores_minus_the_busy_ones(machine, monkeypatch):
     plan = plan_threads()
     assert (plan.threads, plan.source, plan.usable_cores, plan.warning) == (8, "auto", 8, None)
-    monkeypatch.setattr(os, "getloadavg", lambda: (5.4, 0.0, 0.0))
+    monkeypatch.setattr(resources, "busy_cores", lambda window=0.0: 5.4)
     plan = plan_threads("auto")
-    assert plan.threads == 3 and plan.warning is None and plan.load_average == 5.4
+    assert plan.threads == 3 and plan.warning is None and plan.busy_cores == 5.4
+
+
+def test_a_load_average_left_by_work_that_has_ended_takes_no_thread(machine, monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.7, 0.9, 0.4))  # the previous command, finished just now
+    assert plan_threads().threads == 8
+
+
+def test_without_proc_stat_the_load_average_stands_in(machine, monkeypatch):
+    monkeypatch.setattr(resources, "busy_cores", lambda window=0.0: None)
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.4, 0.0, 0.0))
+    assert plan_threads().threads == 3
+
+
+def test_busy_cores_counts_the_cpus_of_this_process_from_proc_stat(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    # cpu0 busy for the whole window, cpu1 idle, cpu2 outside the affinity mask and busy
+    frames = iter(["cpu  0 0 0 0 0 0 0 0\ncpu0 100 0 0 0 0 0 0 0\ncpu1 0 0 0 100 0 0 0 0\ncpu2 100 0 0 0 0 0 0 0\n",
+                   "cpu  0 0 0 0 0 0 0 0\ncpu0 200 0 0 0 0 0 0 0\ncpu1 0 0 0 180 20 0 0 0\ncpu2 200 0 0 0 0 0 0 0\n"])
+    monkeypatch.setattr(resources, "PROC_STAT", stat)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+    def read_frame(self, *args, **kwargs):
+        return next(frames)
+
+    monkeypatch.setattr(Path, "read_text", read_frame)
+    assert resources.busy_cores(window=0.0) == pytest.approx(1.0)  # cpu1's iowait counts as idle
+
+
+def test_busy_cores_sees_a_busy_process(tmp_path):
+    import subprocess
+    import sys
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert resources.busy_cores(window=0.5) >= 0.7
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def test_load_above_the_cores_gives_one_thread_and_a_one_line_warning(machine, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (4.2, 0.0, 0.0))
+    monkeypatch.setattr(resources, "busy_cores", lambda window=0.0: 2.0)
     plan = plan_threads()
     assert plan.threads == 1
     assert plan.warning is not None and "\n" not in plan.warning
@@ -141,7 +186,7 @@ def test_apply_sets_torch_and_the_environment_for_workers(machine, monkeypatch):
 def test_as_dict_is_plain_and_rounded():
     plan = ThreadPlan(2, "auto", 2, 1.23456, "busy")
     assert plan.as_dict() == {"threads": 2, "source": "auto", "usable_cores": 2, "load_average": 1.23,
-                              "processes": 1}
+                              "processes": 1, "busy_cores": None}
 
 
 def test_one_thread_per_worker(monkeypatch):

@@ -125,6 +125,54 @@ def load_average() -> float | None:
         return None
 
 
+#: Where the kernel counts each CPU's time (module attribute, so tests can point elsewhere).
+PROC_STAT = Path("/proc/stat")
+#: How long :func:`busy_cores` watches the CPUs.
+BUSY_WINDOW_S = 0.5
+
+
+def _cpu_times(cpus: set[int]) -> tuple[float, float] | None:
+    """(total, idle) jiffies summed over ``cpus`` from /proc/stat (idle includes iowait); None where unreadable."""
+    try:
+        lines = PROC_STAT.read_text().splitlines()
+    except OSError:
+        return None
+    total = idle = 0.0
+    seen = False
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or not name[3:].isdigit() or int(name[3:]) not in cpus:
+            continue
+        fields = [float(x) for x in rest.split()[:8]]
+        total += sum(fields)
+        idle += fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+        seen = True
+    return (total, idle) if seen else None
+
+
+def busy_cores(window: float = BUSY_WINDOW_S) -> float | None:
+    """How many of this process's CPUs other work keeps busy right now, measured over ``window`` seconds while this
+    process sleeps; None where /proc/stat is unavailable.
+
+    Why not the load average: it is a one-minute moving average, so work that has just ended (an install, the
+    previous command) still counts for a minute and would take threads from a machine that is idle now."""
+    try:
+        cpus = set(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return None
+    before = _cpu_times(cpus)
+    if before is None:
+        return None
+    import time
+
+    time.sleep(window)
+    after = _cpu_times(cpus)
+    if after is None or after[0] <= before[0]:
+        return None
+    elapsed, idle = after[0] - before[0], after[1] - before[1]
+    return len(cpus) * max(0.0, 1.0 - idle / elapsed)
+
+
 def local_processes() -> int:
     """Processes of this job on this machine: torchrun's ``LOCAL_WORLD_SIZE`` (1 outside torchrun)."""
     try:
@@ -143,11 +191,13 @@ class ThreadPlan:
     load_average: float | None
     warning: str | None = None
     processes: int = 1  # processes of the job sharing this machine's cores (torchrun's LOCAL_WORLD_SIZE)
+    busy_cores: float | None = None  # cores other work kept busy when the plan was made (auto only)
 
     def as_dict(self) -> dict[str, object]:
         return {"threads": self.threads, "source": self.source, "usable_cores": self.usable_cores,
                 "load_average": None if self.load_average is None else round(self.load_average, 2),
-                "processes": self.processes}
+                "processes": self.processes,
+                "busy_cores": None if self.busy_cores is None else round(self.busy_cores, 2)}
 
 
 def _thread_count(value: int | str, where: str) -> int:
@@ -162,8 +212,9 @@ def _thread_count(value: int | str, where: str) -> int:
 
 def plan_threads(requested: int | str | None = None) -> ThreadPlan:
     """Threads for this process: ``requested`` (an int; None or "auto" = decide), else ``$CRYSTALGEN_THREADS``,
-    else the usable cores minus those the 1-minute load average shows busy (at least one), shared by the job's
-    processes on this machine (under torchrun each of N local processes takes 1/N).
+    else the usable cores minus those other work keeps busy now (:func:`busy_cores`; the 1-minute load average
+    where that cannot be measured), at least one, shared by the job's processes on this machine (under torchrun
+    each of N local processes takes 1/N).
 
     ``warning`` is set when the load average exceeds the usable cores: the machine is oversubscribed and every
     thread of ours competes with another job.
@@ -171,19 +222,21 @@ def plan_threads(requested: int | str | None = None) -> ThreadPlan:
     cores = usable_cores()
     load = load_average()
     processes = local_processes()
+    busy: float | None = None
     environment = os.environ.get(THREADS_ENV, "").strip()
     if requested is not None and str(requested).strip().lower() != "auto":
         threads, source = _thread_count(requested, "threads (--threads or the run configuration's 'threads')"), "option"
     elif environment and environment.lower() != "auto":
         threads, source = _thread_count(environment, f"${THREADS_ENV}"), "environment"
     else:
-        busy = round(load) if load is not None else 0
-        threads, source = max(1, (cores - busy) // processes), "auto"
+        busy = busy_cores()
+        idle_cores = cores - round(busy if busy is not None else (load or 0.0))
+        threads, source = max(1, idle_cores // processes), "auto"
     warning = None
     if load is not None and load > cores:
         warning = (f"the 1-minute load average is {load:.1f}, above the {cores} core(s) this process may use: "
                    f"other jobs compete for them; running with {threads} thread(s) (--threads N to choose)")
-    return ThreadPlan(threads, source, cores, load, warning, processes)
+    return ThreadPlan(threads, source, cores, load, warning, processes, busy)
 
 
 def apply_threads(plan: ThreadPlan) -> None:
@@ -203,8 +256,9 @@ def apply_process_resources(threads: int | str | None = None) -> dict[str, dict[
     if os.environ.get("RANK", "0") == "0":  # under torchrun one process speaks for all
         if plan.warning:
             log.warning("%s", plan.warning)
-        log.info("threads: %d (%s; %d usable core(s), load average %s)", plan.threads, plan.source,
-                 plan.usable_cores, "unknown" if plan.load_average is None else f"{plan.load_average:.2f}")
+        busy = "" if plan.busy_cores is None else f", {plan.busy_cores:.1f} busy now"
+        log.info("threads: %d (%s; %d usable core(s)%s, load average %s)", plan.threads, plan.source,
+                 plan.usable_cores, busy, "unknown" if plan.load_average is None else f"{plan.load_average:.2f}")
     return {"threads": plan.as_dict()}
 
 
