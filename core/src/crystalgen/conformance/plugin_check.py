@@ -62,17 +62,20 @@ def check_plugin(plugin: ModuleType | str, *, overrides: Mapping[str, Sequence[s
     for kind in PART_KINDS:
         for name in sorted(parts.get(kind, {})):
             if (kind, name) not in checked:
-                host, swap = find_host(kind, name, parts.get("model", {}))
+                host, swap = find_host(kind, name, parts[kind][name], parts.get("model", {}))
                 checked |= set(check_model(host, overrides=[*overrides.get(host, ()), *swap]))
     return sorted(checked)
 
 
-def find_host(kind: str, name: str, own: Mapping[str, Any]) -> tuple[str, list[str]]:
+def find_host(kind: str, name: str, component: Any, own: Mapping[str, Any]) -> tuple[str, list[str]]:
     """The first model (the plugin's own, then the installed ones by name) with a slot that takes part ``name``, and
-    the override that swaps it in."""
+    the override that swaps it in. Models build their parts by name, so the part must be installed."""
     from crystalgen.plugins import default_host
     from crystalgen.runner.config import compose
 
+    registry = default_host().registry(kind)
+    expect(name in registry and registry.get(name) is component, f"{kind} {name!r}", "registration",
+           f"the installed {kind} of that name to be this one (install the plugin, e.g. pip install -e .)")
     installed = default_host().registry("model")
     for model in list(sorted(own)) + [m for m in installed if m not in own]:
         cls = own.get(model) or installed.get(model)

@@ -64,6 +64,9 @@ def check_sampler(sampler: type[Sampler] | Sampler, *, steps: int = 4, options: 
             built.run(refused, refused.condition(ROWS), generator=torch.Generator().manual_seed(0))
         except IncompatibleSamplerError:
             pass
+        except Exception as exc:
+            raise AssertionError(f"{part}: compatibility: expected IncompatibleSamplerError for a process lacking what it "
+                                 f"requires, it raised {type(exc).__name__}: {exc}") from exc
         else:
             raise AssertionError(f"{part}: compatibility: expected IncompatibleSamplerError for a process lacking "
                                  "what it requires, it sampled")
