@@ -1,5 +1,5 @@
 """`import crystalgen` is the public face: light to import, every advertised name resolves, type checkers see the
-same names, and the plugins (ours and the test fixtures) import nothing deeper than it and crystalgen.testing.
+same names, and the plugins (ours, the test fixtures and the worked example) import nothing deeper than it and crystalgen.testing.
 EXCEPTIONS lists the deep imports left today; the test fails when one disappears, so the list only shrinks."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 import crystalgen
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN_SOURCES = sorted([*ROOT.glob("plugins/*/src"), *ROOT.glob("tests/fixtures/*/src")])
+PLUGIN_SOURCES = sorted([*ROOT.glob("plugins/*/src"), *ROOT.glob("tests/fixtures/*/src"), *ROOT.glob("examples/*/src"),
+                         *ROOT.glob("examples/*/tests")])
 ALLOWED_MODULES = {"crystalgen", "crystalgen.testing"}
 
 #: (file relative to the repository, deep module it imports) still allowed; remove entries as they are switched.

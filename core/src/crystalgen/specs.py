@@ -21,6 +21,16 @@ from typing import Literal
 
 Kind = Literal["continuous", "categorical", "rule"]
 
+#: Symmetries a denoiser may declare in ``DenoiserSpec.symmetries``; ``crystalgen.testing.check_denoiser`` tests
+#: each declared one. Rows of a variable are per atom when their count is that of ``Condition.data["crystal"]``
+#: (the crystal of each row; else rows in order, ``Condition.data["num_atoms"]`` per crystal); fractional variables
+#: are those whose space is ``torus`` or ``cell``.
+SYMMETRIES: dict[str, str] = {
+    "permutation": "permuting the rows of a crystal permutes its per-row predictions and leaves the others unchanged",
+    "periodicity": "adding integers to fractional coordinates changes no prediction",
+    "translation": "shifting every fractional coordinate of a crystal by one vector changes no prediction",
+}
+
 
 def names(items: frozenset[str] | set[str]) -> str:
     return ", ".join(sorted(items)) or "nothing"
@@ -72,11 +82,18 @@ class DenoiserSpec:
         predicts: per variable, the parameterisations its output for that variable can be trained as.
         reads: state variables it takes as (noisy) input.
         conditions: keys of ``Condition.data`` it reads.
+        symmetries: names from :data:`SYMMETRIES` it promises, so that a conformance check can hold it to them.
     """
 
     predicts: Mapping[str, frozenset[str]]
     reads: frozenset[str]
     conditions: frozenset[str] = frozenset()
+    symmetries: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = self.symmetries - set(SYMMETRIES)
+        if unknown:
+            raise ValueError(f"unknown symmetries {names(unknown)}; known: {names(set(SYMMETRIES))}")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 * Exact denoisers for known targets (:mod:`crystalgen.samplers.analytic`): prove a sampler or a process against
   the truth, with no network.
+* Conformance checks (:mod:`crystalgen.conformance`): hold every part a plugin registers to its kind's contract,
+  e.g. ``check_plugin("crystalgen-my-model")`` in the plugin's own tests (docs/plugins.md, "Conformance").
 * Benchmark data: tests over real data call these and skip cleanly when $CRYSTALGEN_DATA is unset or lacks the file.
 """
 
@@ -12,10 +14,22 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
+from crystalgen.conformance import (
+    check_crystals,
+    check_decoder,
+    check_denoiser,
+    check_encoder,
+    check_model,
+    check_plugin,
+    check_process,
+    check_sampler,
+    check_transform,
+)
 from crystalgen.samplers.analytic import AnalyticModel, Categorical, GaussianMixture, Target, WrappedNormalMixture
 
 __all__ = ["AnalyticModel", "Categorical", "GaussianMixture", "Target", "WrappedNormalMixture", "benchmark_csv",
-           "benchmark_data_root", "benchmark_structures"]
+           "benchmark_data_root", "benchmark_structures", "check_crystals", "check_decoder", "check_denoiser",
+           "check_encoder", "check_model", "check_plugin", "check_process", "check_sampler", "check_transform"]
 
 
 def benchmark_data_root() -> Path | None:

@@ -19,6 +19,7 @@ no S head): the "conventional unit cell" model of the paper's efficiency compari
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -92,6 +93,7 @@ class SymmCDDenoiser(Denoiser):
                   "atom_types": frozenset({"logits"}), "site_symmetry": frozenset({"logits"})},
         reads=frozenset({"frac_coords", "atom_types", "lattice_k", "site_symmetry"}),
         conditions=frozenset({"encoding", "crystal"}),
+        symmetries=frozenset({"permutation", "periodicity"}),
     )
 
     @classmethod
@@ -99,8 +101,8 @@ class SymmCDDenoiser(Denoiser):
         """Without site symmetries it neither reads nor predicts ``site_symmetry``."""
         if args.get("site_symmetry", True):
             return cls.spec
-        return DenoiserSpec({k: v for k, v in cls.spec.predicts.items() if k != "site_symmetry"},
-                            cls.spec.reads - {"site_symmetry"}, cls.spec.conditions)
+        return replace(cls.spec, predicts={k: v for k, v in cls.spec.predicts.items() if k != "site_symmetry"},
+                       reads=cls.spec.reads - {"site_symmetry"})
 
     def __init__(self, hidden: int = 1024, num_layers: int = 8, num_frequencies: int = 128, time_dim: int = 10,
                  spacegroup_dim: int = 512, site_symmetry_dim: int = 512, site_axis_dim: int = 4,

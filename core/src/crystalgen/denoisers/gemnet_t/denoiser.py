@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -40,14 +41,15 @@ class GemNetTDenoiser(Denoiser):
 
     spec = DenoiserSpec(predicts={"frac_coords": frozenset({"score"}), "atom_types": frozenset({"logits"})},
                         reads=frozenset({"frac_coords", "atom_types"}),
-                        conditions=frozenset({"lattice", "num_atoms", "z"}))
+                        conditions=frozenset({"lattice", "num_atoms", "z"}),
+                        symmetries=frozenset({"permutation", "periodicity", "translation"}))
 
     @classmethod
     def declare(cls, args: Mapping[str, Any]) -> DenoiserSpec:
         """Without a latent code it needs no ``z``."""
         if args.get("latent_dim", 0):
             return cls.spec
-        return DenoiserSpec(cls.spec.predicts, cls.spec.reads, cls.spec.conditions - {"z"})
+        return replace(cls.spec, conditions=cls.spec.conditions - {"z"})
 
     def __init__(self, num_elements: int = 100, latent_dim: int = 0, hidden_dim: int = 128, cutoff: float = 7.0,
                  max_neighbors: int = 20, **gemnet: int) -> None:
