@@ -101,17 +101,19 @@ def test_without_proc_stat_the_load_average_stands_in(machine, monkeypatch):
 
 def test_busy_cores_counts_the_cpus_of_this_process_from_proc_stat(tmp_path, monkeypatch):
     stat = tmp_path / "stat"
-    # cpu0 busy for the whole window, cpu1 idle, cpu2 outside the affinity mask and busy
-    frames = iter(["cpu  0 0 0 0 0 0 0 0\ncpu0 100 0 0 0 0 0 0 0\ncpu1 0 0 0 100 0 0 0 0\ncpu2 100 0 0 0 0 0 0 0\n",
-                   "cpu  0 0 0 0 0 0 0 0\ncpu0 200 0 0 0 0 0 0 0\ncpu1 0 0 0 180 20 0 0 0\ncpu2 200 0 0 0 0 0 0 0\n"])
+    # cpu0 busy for the whole window, cpu1 idle or waiting, cpu2 busy with niced work, cpu3 outside the affinity mask
+    frames = iter(["cpu  0 0 0 0 0 0 0 0\ncpu0 100 0 0 0 0 0 0 0\ncpu1 0 0 0 100 0 0 0 0\ncpu2 0 100 0 0 0 0 0 0\n"
+                   "cpu3 100 0 0 0 0 0 0 0\n",
+                   "cpu  0 0 0 0 0 0 0 0\ncpu0 200 0 0 0 0 0 0 0\ncpu1 0 0 0 180 20 0 0 0\ncpu2 0 200 0 0 0 0 0 0\n"
+                   "cpu3 200 0 0 0 0 0 0 0\n"])
     monkeypatch.setattr(resources, "PROC_STAT", stat)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
 
     def read_frame(self, *args, **kwargs):
         return next(frames)
 
     monkeypatch.setattr(Path, "read_text", read_frame)
-    assert resources.busy_cores(window=0.0) == pytest.approx(1.0)  # cpu1's iowait counts as idle
+    assert resources.busy_cores(window=0.0) == pytest.approx(1.0)  # iowait and niced work yield to us
 
 
 def test_busy_cores_sees_a_busy_process(tmp_path):

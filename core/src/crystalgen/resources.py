@@ -132,7 +132,8 @@ BUSY_WINDOW_S = 0.5
 
 
 def _cpu_times(cpus: set[int]) -> tuple[float, float] | None:
-    """(total, idle) jiffies summed over ``cpus`` from /proc/stat (idle includes iowait); None where unreadable."""
+    """(total, yielding) jiffies summed over ``cpus`` from /proc/stat; yielding is time a busy thread of ours could
+    have had: idle, iowait, and the time of niced processes (``nice`` > 0 yields to us); None where unreadable."""
     try:
         lines = PROC_STAT.read_text().splitlines()
     except OSError:
@@ -145,14 +146,15 @@ def _cpu_times(cpus: set[int]) -> tuple[float, float] | None:
             continue
         fields = [float(x) for x in rest.split()[:8]]
         total += sum(fields)
-        idle += fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+        idle += fields[1] + fields[3] + (fields[4] if len(fields) > 4 else 0.0)
         seen = True
     return (total, idle) if seen else None
 
 
 def busy_cores(window: float = BUSY_WINDOW_S) -> float | None:
-    """How many of this process's CPUs other work keeps busy right now, measured over ``window`` seconds while this
-    process sleeps; None where /proc/stat is unavailable.
+    """How many of this process's CPUs other work keeps busy right now at normal priority, measured over ``window``
+    seconds while this process sleeps (niced work yields, so it does not count); None where /proc/stat is
+    unavailable.
 
     Why not the load average: it is a one-minute moving average, so work that has just ended (an install, the
     previous command) still counts for a minute and would take threads from a machine that is idle now."""
