@@ -14,8 +14,10 @@ bench/run_resources.py polls every process of its tree (every ``--interval`` s).
 * wall time, the command, the commit, the load average before and after, versions, and whether the metrics cache
   (reference features, CHGNet predictions) was warm.
 
-    OMP_NUM_THREADS=1 CRYSTALGEN_DATA=../shared/data python bench/evaluate_memory.py -n 1000 \\
+    OMP_NUM_THREADS=1 CRYSTALGEN_DATA=DATA python bench/evaluate_memory.py -n 1000 \\
         --out bench/results/evaluate_memory_mp20_1000.json
+
+DATA is a folder holding the CDVAE benchmark CSVs (``crystalgen data fetch mp_20`` downloads them).
 
 With an empty metrics cache the command first computes the reference's fingerprints and the training split's
 Wyckoff templates (tens of minutes); run it twice to measure the warm case, as every later evaluation is. A quick

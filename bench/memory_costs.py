@@ -15,8 +15,10 @@ built CrystalNN graphs; needs $CRYSTALGEN_CDVAE_PROP_MODELS), ``distances`` (Str
 recorded, no cost model). Crystals: Pb at random positions (at least 0.5 A apart) in a cubic cell at a given
 volume per atom, fcc Cu supercells (perturbed by 0.05 A), rock-salt MgO, and MP-20 test crystals.
 
-    OMP_NUM_THREADS=1 CRYSTALGEN_DATA=../shared/data CRYSTALGEN_CDVAE_PROP_MODELS=../shared/reference/cdvae_prop_models \\
+    OMP_NUM_THREADS=1 CRYSTALGEN_DATA=DATA CRYSTALGEN_CDVAE_PROP_MODELS=MODELS \\
         python bench/memory_costs.py --out bench/results/memory_costs.json
+
+DATA is a folder holding the CDVAE benchmark CSVs (``crystalgen data fetch mp_20`` downloads them), MODELS the folder of CDVAE's property-model weights (perovskite/, carbon/, mp20/).
 """
 
 from __future__ import annotations
