@@ -9,8 +9,8 @@ import os
 
 import pytest
 
+from crystalgen import atomic
 from crystalgen.cli.main import main
-from crystalgen.runner import line_files
 from crystalgen.runner.metric_log import MetricLog, read_metric_log
 from crystalgen.runner.sample_dir import read_rows
 
@@ -40,12 +40,12 @@ def test_resume_writes_a_new_file_and_a_crash_during_the_cut_keeps_the_old_one(t
     def crash(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(line_files.os, "replace", crash)
+    monkeypatch.setattr(atomic.os, "replace", crash)
     with pytest.raises(OSError, match="No space left"):
         MetricLog(path, resume_step=3)
     assert path.read_bytes() == before  # whole, never emptied
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train_log.csv"]  # no temporary file left
-    monkeypatch.setattr(line_files.os, "replace", real_replace)
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
 
     log = MetricLog(path, resume_step=3)
     log.log(4, 0, {"train/loss": 40.0})

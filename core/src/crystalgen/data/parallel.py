@@ -118,17 +118,24 @@ def ordered_map(fn: Callable[[Sequence[Any]], list[Any]], items: Sequence[Any], 
         context = _context()
         forked = context.get_start_method() == "fork"
         _inherited = items if forked else ()
+        pool = ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=one_thread_per_worker)
         try:
-            with ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=one_thread_per_worker) as pool:
-                futures = [
-                    pool.submit(_pickled_range, fn, i, i + size) if forked else pool.submit(_pickled, fn, items[i:i + size])
-                    for i in range(0, len(items), size)
-                ]
-                for future in futures:
-                    # Our own workers' output, unpickled by the process that started them (never bytes read from disk).
-                    chunk_results = _from_wire(pickle.loads(future.result()))
-                    results += chunk_results
-                    bar.update(len(chunk_results))
+            futures = [
+                pool.submit(_pickled_range, fn, i, i + size) if forked else pool.submit(_pickled, fn, items[i:i + size])
+                for i in range(0, len(items), size)
+            ]
+            for future in futures:
+                # Our own workers' output, unpickled by the process that started them (never bytes read from disk).
+                chunk_results = _from_wire(pickle.loads(future.result()))
+                results += chunk_results
+                bar.update(len(chunk_results))
+        except BaseException:
+            # Interrupted (a signal ended the workers, a chunk raised): do not wait for the pool's manager thread,
+            # which can block for ever on the pipe of a worker that was killed.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        else:
+            pool.shutdown(wait=True)
         finally:
             _inherited = ()
     return results

@@ -39,16 +39,17 @@ class WorkerPool:
                                                  initializer=one_thread_per_worker)
         return self._executor
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """End the workers; ``wait=False`` after an interruption, when a killed worker's pipe could block the wait."""
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor.shutdown(wait=wait, cancel_futures=True)
             self._executor = None
 
     def __enter__(self) -> WorkerPool:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(wait=exc_type is None)
 
 
 def map_chunks(

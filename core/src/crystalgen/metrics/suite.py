@@ -356,12 +356,14 @@ def evaluate(
     lent = [s for s in (reference_set, train_set) if s is not None and s.pool is None]
     for s in lent:
         s.pool = run.pool
+    finished = False
     try:
         _run_stages(run, wanted, property_predictor, reference_properties)
+        finished = True
     finally:
         for s in lent:
             s.pool = None
-        run.pool.close()
+        run.pool.close(wait=finished)
     return run.result
 
 
