@@ -104,3 +104,23 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     from crystalgen.runner.config import parse_overrides
 
     return OmegaConf.to_container(parse_overrides(items)) if items else {}
+
+
+def run_dataset_task(args: argparse.Namespace, task: str, task_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The body of ``reconstruct`` and ``optimize``: check the arguments, take this process's threads, and apply
+    ``task`` to the crystals of ``--input``, marking the output folder partial until it is complete."""
+    from crystalgen.cli.preflight import check_sampler_arguments
+    from crystalgen.cli.stopping import partial_outputs
+    from crystalgen.runner.console import setup_console
+    from crystalgen.runner.tasks import run_task
+
+    setup_console(args.verbose)
+    resources = apply_resources(args)
+    check_sampler_arguments(args)
+    with partial_outputs(args.out, task):
+        return run_task(task, args.ckpt, args.input, args.out, num_crystals=args.num_crystals,
+                        batch_size=args.batch_size, sampler=args.sampler, steps=args.steps,
+                        options=parse_options(args.option), seed=args.seed, device=args.device,
+                        precision=args.precision, expected_model=args.model, averaged=not args.no_ema,
+                        model_overrides=args.model_option, show_progress=not args.no_progress, resources=resources,
+                        task_options=task_options)

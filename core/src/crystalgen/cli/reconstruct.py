@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from crystalgen.cli.common import add_sampler_arguments, apply_resources, parse_options
+from crystalgen.cli.common import add_sampler_arguments, run_dataset_task
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,20 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crystalgen.cli.preflight import check_sampler_arguments
-    from crystalgen.cli.stopping import partial_outputs
-    from crystalgen.runner.console import setup_console
-    from crystalgen.runner.tasks import run_task
-
-    setup_console(args.verbose)
-    resources = apply_resources(args)
-    check_sampler_arguments(args)
-    with partial_outputs(args.out, "reconstruct"):
-        counts = run_task("reconstruct", args.ckpt, args.input, args.out, num_crystals=args.num_crystals,
-                          batch_size=args.batch_size, sampler=args.sampler, steps=args.steps,
-                          options=parse_options(args.option), seed=args.seed, device=args.device,
-                          precision=args.precision, expected_model=args.model, averaged=not args.no_ema,
-                          model_overrides=args.model_option, show_progress=not args.no_progress,
-                          resources=resources)
+    counts = run_dataset_task(args, "reconstruct")
     print(f"{counts['ok']} of {counts['requested']} reconstructions written to {args.out}")
     return 0
