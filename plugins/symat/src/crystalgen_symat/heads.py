@@ -138,7 +138,11 @@ class CompositionLatticeHeads(nn.Module):
 
     def decode(self, z_a: Tensor, z_l: Tensor) -> Decoded:
         composition = self.composition(z_a)
-        features = self.fc_lattice(z_l).double() * self.lattice_std + self.lattice_mean
+        return self.lattice_from_features(self.fc_lattice(z_l), composition)
+
+    def lattice_from_features(self, standardised: Tensor, composition: Composition) -> Decoded:
+        """Standardised lattice features (B, 6) and the decoded composition -> lattice (appendix B)."""
+        features = standardised.double() * self.lattice_std + self.lattice_mean
         lengths, angles = features[:, :3], features[:, 3:]
         if self.scale_lengths:
             lengths = lengths * composition.num_atoms.double().unsqueeze(-1) ** (1 / 3)
