@@ -37,13 +37,14 @@ class SphereNetEncoder(Encoder):
 
     def __init__(self, latent_dim: int, readout: str = "sum", max_neighbors: int | None = 12, **network: Any) -> None:
         super().__init__()
+        network = {"out_channels": 256, "cutoff": 5.0, **network}
         if readout not in READOUTS:
             raise ValueError(f"encoder readout must be one of {READOUTS}, got {readout!r}")
         self.readout = readout
         self.max_neighbors = None if max_neighbors is None else int(max_neighbors)
         self.network = SphereNet(**network)
-        out = self.network.outputs[0].mlp[-1].out_features
-        self.cutoff = self.network.rbf.cutoff
+        out = int(network.get("out_channels", 256))
+        self.cutoff = float(network.get("cutoff", 5.0))
         self.fc_mu = nn.Linear(out, latent_dim)
         self.fc_var = nn.Linear(out, latent_dim)
         nn.init.zeros_(self.fc_var.weight)  # q starts near N(mu, I), as the official initialisation (weights 1e-10)

@@ -73,6 +73,11 @@ class Decoded:
 class CompositionLatticeHeads(nn.Module):
     """MLP^k, MLP^e, MLP^n, MLP^L and the lattice standardisation (buffers fitted on the training set)."""
 
+    lattice_mean: Tensor
+    lattice_std: Tensor
+    max_k: Tensor
+    max_count: Tensor
+
     def __init__(self, latent_dim: int, lattice_latent_dim: int, hidden_dim: int, max_atoms: int, num_elements: int,
                  scale_lengths: bool) -> None:
         super().__init__()

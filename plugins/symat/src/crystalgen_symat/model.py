@@ -17,7 +17,7 @@ and the official code differ is listed in docs/symat.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -29,11 +29,13 @@ from torch_geometric.utils import scatter
 from crystalgen import (
     PROPERTY_PREFIX,
     Condition,
+    ContinuousProcess,
     Decoded,
     GenerativeModel,
     ModelSpec,
     Sampler,
     SampleRequest,
+    SamplingModel,
     UnsupportedRequestError,
     Variable,
     reparameterize,
@@ -60,6 +62,9 @@ class SyMat(GenerativeModel):
     default_sampler = "langevin"
     tasks = frozenset({"generate", "reconstruct", "optimize"})
     config_package = "crystalgen_symat.configs"
+    distance_std: Tensor
+    property_mean: Tensor
+    property_std: Tensor
     spec = ModelSpec(
         variables={"frac_coords": Variable("continuous", "cell", frozenset({"lattice", "num_atoms"}))},
         conditions=frozenset({"z", "atom_types", "lattice", "num_atoms", "reasons"}),
@@ -70,7 +75,7 @@ class SyMat(GenerativeModel):
 
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
-        c = OmegaConf.to_container(cfg, resolve=True)
+        c = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
         unknown = set(c["loss_weights"]) - set(LOSS_PARTS)
         if unknown:
             raise ValueError(f"model.loss_weights has unknown parts {sorted(unknown)}; parts: {', '.join(LOSS_PARTS)}")
@@ -93,11 +98,16 @@ class SyMat(GenerativeModel):
         self.score = parts.build("denoiser")
         self.processes = parts.processes()
         self.decoder = parts.build("decoder")
-        steps = self.processes["frac_coords"].num_steps
+        steps = self.coordinates.num_steps
         self.register_buffer("distance_std", torch.ones(steps + 1, dtype=torch.float64))
         self.fc_property = mlp(self.latent_dim + self.lattice_latent_dim, int(c["heads"]["hidden_dim"]), 1) if self.property else None
         self.register_buffer("property_mean", torch.zeros((), dtype=torch.float64))
         self.register_buffer("property_std", torch.ones((), dtype=torch.float64))
+
+    @property
+    def coordinates(self) -> ContinuousProcess:
+        """The process of ``frac_coords`` (the core's ``cartesian_ve`` in the presets)."""
+        return cast(ContinuousProcess, self.processes["frac_coords"])
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -125,7 +135,7 @@ class SyMat(GenerativeModel):
             values = torch.cat([self._property_of(d, i) for i, d in enumerate(train)]).double()
             self.property_mean.copy_(values.mean())
             self.property_std.copy_(values.std(unbiased=False) + 1e-8)
-        std = fit_distance_std(train, self.processes["frac_coords"], self.score.cutoff, self.score.max_neighbors,
+        std = fit_distance_std(train, self.coordinates, self.score.cutoff, self.score.max_neighbors,
                                self.norm_crystals)
         self.distance_std.copy_(std)
         self.score.output_scale.copy_(self.output_scale())
@@ -135,7 +145,7 @@ class SyMat(GenerativeModel):
         1 for coordinate targets, whose o-sum already is sigma_t times the score."""
         if self.score_target == "coordinate":
             return torch.ones_like(self.distance_std)
-        sigmas = self.processes["frac_coords"].sigmas.to(self.distance_std)
+        sigmas = self.coordinates.sigmas.to(self.distance_std)
         return torch.cat([torch.ones(1, dtype=sigmas.dtype), sigmas[1:] / self.distance_std[1:]])
 
     def _property_of(self, data: Data, index: int) -> Tensor:
@@ -165,12 +175,12 @@ class SyMat(GenerativeModel):
         if self.fc_property is not None:
             target = (batch[PROPERTY_PREFIX + str(self.property)].reshape(-1).double() - self.property_mean) / self.property_std
             parts["property"] = F.mse_loss(self.fc_property(z).squeeze(-1), target.to(z.dtype))
-        parts["loss"] = sum(self.loss_weights[k] * v for k, v in parts.items())
+        parts["loss"] = torch.stack([self.loss_weights[k] * v for k, v in parts.items()]).sum()
         return parts
 
     def score_loss(self, batch: Batch) -> Tensor:
         """Denoising score matching at one level per crystal (uniform over 1..T), a mean over crystals."""
-        process = self.processes["frac_coords"]
+        process = self.coordinates
         dtype = next(self.score.parameters()).dtype
         x0, lattice, num_atoms, crystal = batch.frac_coords.to(dtype), batch.lattice.to(dtype), batch.num_atoms, batch.batch
         t = torch.randint(1, process.num_steps + 1, (batch.num_graphs,), device=x0.device)
@@ -255,7 +265,7 @@ class SyMat(GenerativeModel):
         with torch.no_grad():
             mu, _ = self.encoder(batch)
         condition = self.condition_from_latent(mu)
-        return self.decode(sampler.run(self, condition, generator=generator), condition)
+        return self.decode(sampler.run(cast(SamplingModel, self), condition, generator=generator), condition)
 
     def optimize(self, batch: Batch, sampler: Sampler, *, direction: str = "min", steps: int | None = None,
                  generator: torch.Generator | None = None) -> list[Decoded]:
@@ -283,7 +293,7 @@ class SyMat(GenerativeModel):
         with torch.no_grad():
             predicted = (self.fc_property(z).squeeze(-1).double() * self.property_std + self.property_mean).tolist()
         condition = self.condition_from_latent(z)
-        decoded = self.decode(sampler.run(self, condition, generator=generator), condition)
+        decoded = self.decode(sampler.run(cast(SamplingModel, self), condition, generator=generator), condition)
         for item, value in zip(decoded, predicted, strict=True):
             item.info.update(opt_step=steps, predicted_property=value, direction=direction)
         return decoded

@@ -61,6 +61,7 @@ class DistanceScoreDenoiser(Denoiser):
         score model, ``torsion`` the paper's SphereNet).
     """
 
+    output_scale: Tensor
     spec = DenoiserSpec(
         predicts={"frac_coords": frozenset({"score"})},
         reads=frozenset({"frac_coords"}),
@@ -76,14 +77,14 @@ class DistanceScoreDenoiser(Denoiser):
         hidden = int(network.get("hidden_channels", 128))
         self.network = SphereNet(out_channels=1, cutoff=cutoff, num_elements=num_elements, **network)
         self.level = nn.Embedding(num_steps + 1, hidden) if level_embedding else None
-        self.lin_rbf = nn.Linear(self.network.rbf.frequencies.numel(), hidden, bias=False)
+        self.lin_rbf = nn.Linear(int(network.get("num_radial", 6)), hidden, bias=False)
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
         self.register_buffer("output_scale", torch.ones(num_steps + 1, dtype=torch.float64))
 
     def edge_scores(self, frac_coords: Tensor, lattice: Tensor, num_atoms: Tensor, atom_types: Tensor, t: Tensor) -> EdgeScores:
         """o_e for every edge of the multigraph of the crystals (frac_coords (N, 3), lattice (B, 3, 3) Angstrom,
         num_atoms (B,), atom_types (N,) atomic numbers, t (B,) levels)."""
-        dtype = self.head[0].weight.dtype
+        dtype = self.lin_rbf.weight.dtype
         with torch.no_grad():
             graph = radius_graph_pbc(frac_coords.detach().double(), lattice.detach().double(), num_atoms, self.cutoff,
                                      self.max_neighbors, keep_ties=True)

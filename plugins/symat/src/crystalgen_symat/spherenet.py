@@ -34,6 +34,8 @@ BASES = ("distance", "angle", "torsion")
 class RadialBasis(nn.Module):
     """sqrt(2/c) sin(n pi d / c) / d, n = 1..num_radial, times DimeNet's polynomial envelope (zero at d = c)."""
 
+    frequencies: Tensor
+
     def __init__(self, num_radial: int, cutoff: float, envelope_exponent: int = 5) -> None:
         super().__init__()
         self.cutoff = float(cutoff)
