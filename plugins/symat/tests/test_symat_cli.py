@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from symat_testdata import tiny_config
 
-from conftest import tiny_config
 from crystalgen.cli.main import main
 from crystalgen.runner.pipeline import train
 from crystalgen.runner.run_dir import RunDir

@@ -9,8 +9,8 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 from scipy.spatial.transform import Rotation
+from symat_testdata import tiny_config
 
-from conftest import tiny_config
 from crystalgen import collate, minimum_image, radius_graph_pbc, structure_to_data
 from crystalgen.state import Condition
 from crystalgen_symat.model import SyMat

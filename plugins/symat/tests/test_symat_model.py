@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 from pymatgen.core import Composition as PymatgenComposition
+from symat_testdata import tiny_config
 
-from conftest import tiny_config
 from crystalgen import SampleRequest, collate, lattice_matrix_to_params, structure_to_data
 from crystalgen.plugins import get
 from crystalgen_symat.heads import Composition
