@@ -40,6 +40,7 @@ from crystalgen import (
     Variable,
     reparameterize,
 )
+from crystalgen_symat import memory
 from crystalgen_symat.heads import Composition, CompositionLatticeHeads, mlp
 from crystalgen_symat.heads import Decoded as DecodedVAE
 from crystalgen_symat.score import per_atom
@@ -90,6 +91,7 @@ class SyMat(GenerativeModel):
         self.norm_crystals = int(c["norm_crystals"])
         self.property = c["property"]
         self.optimization = dict(c["optimization"])
+        self._graphs = (c["encoder"], c["denoiser"])  # the sections memory.py reads
 
         parts = self.assemble(cfg)
         self.encoder = parts.build("encoder")
@@ -154,6 +156,13 @@ class SyMat(GenerativeModel):
             raise ValueError(f"model.property={self.property!r}: training crystal {index} has no such property; "
                              f"available: {sorted(k[len(PROPERTY_PREFIX):] for k in data.keys() if k.startswith(PROPERTY_PREFIX))}")  # noqa: SIM118
         return data[key].reshape(-1)
+
+    def memory_cost(self, num_nodes: Tensor, *, training: bool) -> Tensor:
+        """Bytes per crystal of ``num_nodes`` atoms: both SphereNets' capped graphs grow with the atoms (memory.py,
+        for the ``spherenet`` encoder and ``distance_score`` denoiser; other parts get the base class's default)."""
+        if (self._graphs[0]["name"], self._graphs[1]["name"]) != ("spherenet", "distance_score"):
+            return super().memory_cost(num_nodes, training=training)
+        return memory.memory_cost(*self._graphs, num_nodes, training)
 
     def max_sample_nodes(self) -> int:
         """Crystals decoded with more than max_atoms atoms are replaced by a one-atom stand-in and reported."""
