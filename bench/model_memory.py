@@ -16,6 +16,7 @@ and the case reports the peak RSS above the RSS before it: the working bytes ``m
 
     python bench/model_memory.py --out bench/results/model_memory_small.json
     python bench/model_memory.py --models symmcd --modes training
+    python bench/model_memory.py --models symat --out bench/results/model_memory_symat_small.json
     python bench/model_memory.py --calibrate bench/results/model_memory_small.json
 
 ``largest_ratios`` (also printed) is what each plugin's memory.py constants are rounded up from: per model and mode,
@@ -45,6 +46,8 @@ GRID = {
     ("symmcd", "sampling"): [(4, 1), (4, 32), (16, 32), (64, 4)],
     ("cdvae", "training"): [(4, 1), (4, 32), (12, 8), (12, 32), (20, 8), (20, 32)],
     ("cdvae", "sampling"): [(4, 1), (4, 32), (12, 32), (20, 32)],
+    ("symat", "training"): [(4, 1), (4, 32), (12, 8), (12, 32), (20, 8), (20, 32)],
+    ("symat", "sampling"): [(4, 1), (4, 32), (12, 32), (20, 32)],
     ("structrepdiff", "training"): [(8, 1), (8, 64), (8, 256)],
     ("structrepdiff", "sampling"): [(4, 1), (8, 32), (20, 32)],
     ("structrepdiff", "pairs"): [(20, 4), (20, 16)],
@@ -127,9 +130,18 @@ def run_case(args: argparse.Namespace) -> dict:
             optimiser.step()
     elif mode == "sampling":
         model.eval()
-        sampler = build_sampler(model, None, args.steps, {"n_steps_each": 1} if name == "cdvae" else None)
+        sampler = build_sampler(model, None, args.steps, {"n_steps_each": 1} if name in ("cdvae", "symat") else None)
         if name == "cdvae":
             model.heads.predict_num_atoms = lambda z: torch.full((z.shape[0],), nodes, dtype=torch.long)
+        if name == "symat":  # every decoded crystal: `nodes` silicon atoms
+            from crystalgen_symat.heads import Composition
+
+            def silicon(z_a):
+                counts = torch.zeros(z_a.shape[0], model.num_elements, dtype=torch.long)
+                counts[:, 13] = nodes
+                return Composition(counts)
+
+            model.heads.composition = silicon
 
         def operation(chosen):
             with torch.no_grad():
@@ -176,6 +188,10 @@ def counted(name: str, mode: str, nodes: int, preset: str) -> float:
         from crystalgen_cdvae import memory
 
         return (memory.encoder_floats(cfg.encoder) + memory.decoder_floats(cfg.denoiser)) * nodes + memory.CRYSTAL_FLOATS
+    if name == "symat":
+        from crystalgen_symat import memory
+
+        return (memory.network_floats(cfg.encoder) + memory.network_floats(cfg.denoiser)) * nodes + memory.CRYSTAL_FLOATS
     from crystalgen_structrepdiff import memory
     from crystalgen_structrepdiff.model import StructRepDiff
 
@@ -202,7 +218,7 @@ def versions() -> dict:
 
     import torch
 
-    names = ["crystalgen-core", "crystalgen-symmcd", "crystalgen-cdvae", "crystalgen-structrepdiff", "torch_geometric"]
+    names = ["crystalgen-core", "crystalgen-symmcd", "crystalgen-cdvae", "crystalgen-structrepdiff", "crystalgen-symat", "torch_geometric"]
     found = {}
     for n in names:
         try:

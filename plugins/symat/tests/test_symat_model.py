@@ -1,0 +1,135 @@
+"""SyMat's model: the composition and lattice rebuild, the per-level distance std, training, sampling, the
+coordinate-space ablation and property optimisation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from pymatgen.core import Composition as PymatgenComposition
+from symat_testdata import tiny_config
+
+from crystalgen import SampleRequest, collate, lattice_matrix_to_params, structure_to_data
+from crystalgen.plugins import get
+from crystalgen_symat.heads import Composition
+from crystalgen_symat.model import SyMat
+
+
+def data_of(structures, prop=None):
+    items = [structure_to_data(s.get_reduced_structure("niggli")) for s in structures]
+    if prop is not None:
+        for d, value in zip(items, prop, strict=True):
+            d["prop_energy"] = torch.tensor([value])
+    return items
+
+
+def test_composition_and_lattice_rebuild_round_trip(crystals):
+    """Atom types -> atom-type set -> multiset, and lattice -> six standardised values -> lattice, are exact."""
+    model = SyMat.from_config(tiny_config().model)
+    data = data_of(crystals)
+    model.fit_statistics(data)
+    batch = collate(data)
+    composition = Composition.of(batch.atom_types, batch.batch, batch.num_graphs, model.num_elements)
+    assert composition.k.tolist() == [3, 2, 2, 2] and composition.num_atoms.tolist() == [5, 2, 2, 4]
+    rebuilt = Composition.of(composition.atom_types(), torch.repeat_interleave(torch.arange(4), composition.num_atoms), 4, model.num_elements)
+    assert torch.equal(rebuilt.counts, composition.counts)
+    for s, start, n in zip(crystals, [0, 5, 7, 9], [5, 2, 2, 4], strict=True):  # same multiset, element by element
+        types = composition.atom_types()[start:start + n].tolist()
+        assert PymatgenComposition({int(z): types.count(z) for z in set(types)}) == s.composition
+        assert types == sorted(types)
+    standardised = (model.heads.lattice_features(batch.lattice, composition.num_atoms) - model.heads.lattice_mean) / model.heads.lattice_std
+    decoded = model.heads.lattice_from_features(standardised, composition)
+    assert bool(decoded.valid.all())
+    lengths, angles = lattice_matrix_to_params(batch.lattice.double())
+    torch.testing.assert_close(lattice_matrix_to_params(decoded.lattice)[0], lengths)
+    torch.testing.assert_close(lattice_matrix_to_params(decoded.lattice)[1], angles)
+
+
+def test_distance_std_is_deterministic_and_sqrt2_sigma_at_small_noise(crystals):
+    """sigma_hat_t: the same on every fit; at small sigma a distance moves by the projection of two independent
+    N(0, sigma^2 I) displacements on the bond, whose std is sqrt(2) sigma."""
+    model = SyMat.from_config(tiny_config().model)
+    data = data_of(crystals)
+    model.fit_statistics(data)
+    first = model.distance_std.clone()
+    model.fit_statistics(data)
+    assert torch.equal(first, model.distance_std)
+    sigmas = model.processes["frac_coords"].sigmas
+    ratio = first[1:11] / (math.sqrt(2) * sigmas[1:11])  # ten independent estimates from about 100 edges each
+    assert abs(float(ratio.mean()) - 1) < 0.1, ratio
+    assert first[50] > 10 * first[1]
+    torch.testing.assert_close(model.score.output_scale[1:], sigmas[1:] / first[1:])
+
+
+def train(model: SyMat, batch, steps: int) -> list[float]:
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    model.train()
+    for step in range(steps):
+        torch.manual_seed(step)
+        loss = model.training_loss(batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    return losses
+
+
+@pytest.mark.parametrize("target", ["distance", "coordinate"])
+def test_loss_decreases_on_a_small_set(crystals, target):
+    torch.manual_seed(0)
+    model = SyMat.from_config(tiny_config(**{"model.score_target": target}).model)
+    data = data_of(crystals)
+    model.fit_statistics(data)
+    losses = train(model, collate(data), 60)
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10, losses
+    if target == "coordinate":
+        assert torch.equal(model.score.output_scale, torch.ones_like(model.score.output_scale))
+
+
+@pytest.fixture(scope="module")
+def trained(crystals) -> SyMat:
+    torch.manual_seed(0)
+    model = SyMat.from_config(tiny_config(**{"model.property": "energy"}).model)
+    data = data_of(crystals, prop=[-1.0, 0.5, 0.2, -0.3])
+    model.fit_statistics(data)
+    train(model, collate(data), 150)
+    return model.eval()
+
+
+@pytest.mark.parametrize("sampler", ["langevin", "pc"])
+def test_sampling_gives_crystals_with_the_decoded_composition(trained, sampler):
+    """z -> composition and lattice -> coordinates: every crystal is built with the atoms the VAE decoded."""
+    torch.manual_seed(4)
+    condition = trained.prepare_sampling(SampleRequest(6))
+    run = get("sampler", sampler)(steps=10, **({"n_steps_each": 2} if sampler == "langevin" else {}))
+    state = run.run(trained, condition, generator=torch.Generator().manual_seed(0))
+    decoded = trained.decode(state, condition)
+    assert len(decoded) == 6
+    start = 0
+    for item, n in zip(decoded, condition.data["num_atoms"].tolist(), strict=True):
+        assert item.ok, item.reason
+        types = condition.data["atom_types"][start:start + n].tolist()
+        assert sorted(site.specie.Z for site in item.structure) == sorted(types)
+        start += n
+
+
+def test_reconstructs_the_training_compositions_after_training(trained, crystals):
+    batch = collate(data_of(crystals))
+    with torch.no_grad():
+        mu, _ = trained.encoder(batch)
+    vae = trained.decode_latent(mu)
+    target = Composition.of(batch.atom_types, batch.batch, batch.num_graphs, trained.num_elements)
+    assert torch.equal(vae.composition.counts, target.counts)
+
+
+def test_optimisation_moves_the_predicted_property(trained, crystals):
+    batch = collate(data_of(crystals, prop=[-1.0, 0.5, 0.2, -0.3]))
+    sampler = get("sampler", "langevin")(steps=5, n_steps_each=1)
+    with torch.no_grad():
+        mu, _ = trained.encoder(batch)
+        before = trained.fc_property(mu).squeeze(-1).double() * trained.property_std + trained.property_mean
+    decoded = trained.optimize(batch, sampler, direction="min", steps=30, generator=torch.Generator().manual_seed(0))
+    after = torch.tensor([d.info["predicted_property"] for d in decoded], dtype=torch.float64)
+    assert len(decoded) == 4 and (after < before).all()
