@@ -42,7 +42,8 @@ def parse_composition(value: Any, where: str = "composition") -> Composition:
         raise ConditionError(f"{where}: expected a chemical formula such as 'SrTiO3', got {value!r}")
     for element, amount in composition.items():
         if not isinstance(element, Element):
-            raise ConditionError(f"{where}: {value!r} names {element}, which is not an element of the periodic table")
+            raise ConditionError(f"{where}: {value!r} names {getattr(element, 'symbol', element)}, which is not an element of "
+                                  "the periodic table")
         if amount <= 0 or abs(amount - round(amount)) > 1e-8:
             raise ConditionError(f"{where}: {value!r} gives {element} {amount:g} atoms; a cell's composition needs whole "
                                  f"numbers of atoms (write e.g. 'Sr2Ti2O6' for a cell of 10 atoms)")

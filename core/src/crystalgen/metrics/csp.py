@@ -36,7 +36,7 @@ DEFAULT_KS = (1, 20)
 
 def csp_metrics(candidates: Sequence[Sequence[Structure | None]], true: Sequence[Structure], *,
                 ks: Sequence[int] = DEFAULT_KS, oxidation_states: str = DEFAULT_OXIDATION_STATES,
-                workers: int | None = None, progress: bool = True) -> dict[str, float | int]:
+                workers: int | None = None, progress: bool = True) -> dict[str, float | int | str]:
     """``match_rate@k`` (fraction), ``rms_dist@k`` (NaN without a match) for each k in ``ks``, and the counts.
 
     ``candidates[i]`` are the candidates of true crystal ``true[i]`` in the order they were generated (None: failed);
@@ -66,7 +66,7 @@ def csp_metrics(candidates: Sequence[Sequence[Structure | None]], true: Sequence
                      [(compact(candidates[i][j]), compact(true[i])) for i, j in pairs],  # type: ignore[arg-type]
                      workers=workers, desc="StructureMatcher", progress=progress)
     found: dict[tuple[int, int], float] = {pair: r for pair, r in zip(pairs, rms, strict=True) if r is not None}
-    result: dict[str, float | int] = {"csp_n": len(true), "csp_candidates": depth}
+    result: dict[str, float | int | str] = {"csp_n": len(true), "csp_candidates": depth}
     for k in ks:
         best = []
         for i in range(len(true)):

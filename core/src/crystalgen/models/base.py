@@ -209,7 +209,7 @@ class GenerativeModel(nn.Module, ABC):
         if unsupported:
             offered = ", ".join(sorted(self.conditions)) or "none"
             raise UnsupportedRequestError(
-                f"model {self.name!r} cannot condition on {', '.join(sorted(unsupported))} (it supports: {offered})."
+                f"model {self.name!r} cannot condition on {', '.join(sorted(unsupported))} (it accepts: {offered})."
             )
 
     def require_task(self, task: str) -> None:
