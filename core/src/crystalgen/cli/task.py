@@ -11,7 +11,7 @@ StructureMatcher stol=0.5, angle_tol=10, ltol=0.3) and the RMSE of the best matc
 composition condition.
 
 Examples:
-  crystalgen task csp toy --ckpt runs/toy-embedded-.../checkpoints/best.ckpt --input embedded:test --out csp/
+  crystalgen task csp toy_csp --ckpt runs/toy_csp-embedded-.../checkpoints/best.ckpt --input embedded:test --out csp/
   crystalgen task csp gemsdiff --ckpt best.ckpt --input mp_20:test -k 1 20 --out csp/
   crystalgen task reconstruct cdvae --ckpt best.ckpt --input mp_20:test -n 100 --out recon/
 """

@@ -131,11 +131,14 @@ def score_task(task: Task, out: str | Path, candidates: Sequence[Sequence[Any]],
                options: Mapping[str, Any] | None = None, metrics_dir: str | Path | None = None) -> dict[str, Any]:
     """The task's evaluation of ``candidates`` (per input crystal of ``source``) into ``metrics_dir`` (default
     ``out/metrics``): metrics.json and metrics.md."""
+    from crystalgen.data.registry import get_dataset
     from crystalgen.metrics.report import write_outputs
-    from crystalgen.runner.datasets import parse_split, provenance, split_structures
+    from crystalgen.runner.datasets import parse_split, provenance
 
     dataset, split = parse_split(source)
-    true, notes = split_structures(dataset, split, workers=scoring.workers, progress=scoring.progress)
+    loaded = get_dataset(dataset).load(split, max_rows=len(candidates), workers=scoring.workers,
+                                       progress=scoring.progress)
+    true, notes = [r.structure for r in loaded.records], list(loaded.notes)
     if len(candidates) > len(true):
         raise ValueError(f"{source}: {len(candidates)} inputs, but the split has only {len(true)} crystals now")
     scoring = Scoring(**{**scoring.__dict__, "reference_name": scoring.reference_name or dataset,
