@@ -72,6 +72,8 @@ def test_a_condition_the_model_does_not_accept_is_refused_before_training(tmp_pa
     assert main(["run", "toy", "--run-dir", str(run), *TINY, "sample.condition.composition=SrTiO3"]) == 2
     assert "model 'toy' cannot condition on composition (it accepts: none)" in capsys.readouterr().err
     assert not run.exists()
+    assert main(["train", "toy", "--run-dir", str(run), *TINY, "sample.condition.composition=SrTiO3"]) == 2
+    assert "model 'toy' cannot condition on composition (it accepts: none)" in capsys.readouterr().err
     assert main(["run", "toy_csp", "--run-dir", str(run), *TINY, "sample.condition.spacegroup=300"]) == 2
     assert "space-group numbers run from 1 to 230, got 300" in capsys.readouterr().err
     assert main(["run", "toy_csp", "--run-dir", str(run), *TINY, "sample.condition.from=embedded:tset"]) == 2

@@ -132,3 +132,17 @@ def test_space_groups_from_a_split_are_spglibs():
     resolved = ConditionSpec(source="embedded:test", max_crystals=3).resolve("symmcd", frozenset({"spacegroup"}), None)
     assert resolved.values["spacegroup"] == [SpacegroupAnalyzer(r.structure, symprec=0.1).get_space_group_number()
                                              for r in records]
+
+
+def test_a_configuration_saved_before_conditions_takes_them_as_an_override():
+    from omegaconf import OmegaConf
+
+    from crystalgen.runner.config import apply_user_layers, from_yaml, runner_defaults, to_yaml
+
+    old = runner_defaults()
+    del old.sample["condition"]
+    cfg = from_yaml(to_yaml(old), "an older run's config.yaml")
+    assert OmegaConf.to_container(cfg.sample.condition) == OmegaConf.to_container(runner_defaults().sample.condition)
+    amended = apply_user_layers(cfg, overrides=["sample.condition.from=embedded:test", "sample.condition.per_condition=2"])
+    spec = ConditionSpec.from_config(amended.sample.condition)
+    assert spec.source == "embedded:test" and spec.per_condition == 2 and spec.decides_count()
