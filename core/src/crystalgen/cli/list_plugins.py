@@ -1,5 +1,6 @@
 """List installed plugins, their components (tasks included) and versions, each model's conditions and the tasks it
-can run, each model's parts (and the installed parts that could replace each one), plugins not loaded (disabled, incompatible) and any plugin that failed to load or clashed.
+can run, each model's parts (and the installed parts that could replace each one), plugins not loaded (disabled,
+incompatible) and any plugin that failed to load or clashed.
 
 Examples:
   crystalgen list

@@ -153,8 +153,8 @@ def resume_config(resume: str | Path, overrides: Sequence[str] = (),
 
 def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int | None, sampler: str | None = None,
            steps: int | None = None, batch_size: int = 100, seed: int = 0, options: dict[str, Any] | None = None,
-           conditions: ConditionSpec | None = None, device: str = "auto", precision: str = "fp32", expected_model: str | None = None,
-           averaged: bool = True, model_overrides: Sequence[str] = (), show_progress: bool = True,
+           conditions: ConditionSpec | None = None, device: str = "auto", precision: str = "fp32",
+           expected_model: str | None = None, averaged: bool = True, model_overrides: Sequence[str] = (), show_progress: bool = True,
            resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Generate crystals from a checkpoint into the sample directory ``out``; returns the counts.
 
