@@ -93,3 +93,13 @@ def test_k_beyond_the_candidates_of_a_crystal_is_refused():
         score([[rock_salt()]], [rock_salt()], ks=(1, 20))
     with pytest.raises(ValueError, match="one list of candidates per true crystal"):
         score([[rock_salt()]], [rock_salt(), rock_salt()])
+
+
+def test_importing_the_csp_metric_leaves_the_lazy_exports_callable():
+    """A submodule import sets the package attribute of its name; csp.py must not shadow `metrics.reconstruction`."""
+    import subprocess
+    import sys
+
+    code = ("import crystalgen.metrics.csp; from crystalgen.metrics import reconstruction, csp_metrics; "
+            "assert callable(reconstruction) and callable(csp_metrics)")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -90,14 +90,15 @@ def check_task_options(args: argparse.Namespace) -> None:
     from crystalgen.cli.errors import UserError
     from crystalgen.metrics.options import resolve_metrics
 
-    if args.task != "generation":
+    task = args.task
+    if task != "generation":
         from crystalgen.runner.tasks import evaluation_task
 
-        args.task = evaluation_task(args.task).name
+        task = evaluation_task(task).name  # the registered name of an alias (reconstruction -> reconstruct)
     defaults = argparse.ArgumentParser()
     add_arguments(defaults)
     for dest, tasks in TASK_OPTIONS.items():
-        if getattr(args, dest) != defaults.get_default(dest) and args.task not in tasks:
+        if getattr(args, dest) != defaults.get_default(dest) and task not in tasks:
             flag = "--" + dest.replace("_", "-")
             raise UserError(f"{flag} is not used by --task {args.task} (only by {' and '.join(tasks)}); drop it")
     if args.metrics is not None:

@@ -26,7 +26,7 @@ from crystalgen.metrics.composition_validity import DEFAULT_OXIDATION_STATES
 from crystalgen.metrics.crystal_features import compact
 from crystalgen.metrics.memory import STRUCTURE_MATCHER, refusal_summary
 from crystalgen.metrics.parallel import map_chunks
-from crystalgen.metrics.reconstruction import MATCHER_TOLERANCES, rms_chunk
+from crystalgen.metrics.structure_matching import MATCHER_TOLERANCES, rms_chunk
 from crystalgen.metrics.validity import sample_validity
 from crystalgen.resources import memory_budget, over_budget_reason
 
