@@ -275,7 +275,7 @@ def test_unsupported_condition_is_refused_clearly(run_dir, tmp_path, capsys):
     code = main(["sample", "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "-n", "2", "--out",
                  str(tmp_path / "c"), "--composition", "NaCl", "--no-progress"])
     assert code == 2
-    assert "cannot condition on composition (it supports: none)" in capsys.readouterr().err
+    assert "cannot condition on composition (it accepts: none)" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
 
 

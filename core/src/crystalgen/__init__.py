@@ -261,6 +261,15 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     from crystalgen.state import (
         SampleRequest as SampleRequest,
     )
+    from crystalgen.tasks.base import (
+        Scoring as Scoring,
+    )
+    from crystalgen.tasks.base import (
+        Task as Task,
+    )
+    from crystalgen.tasks.base import (
+        TaskJob as TaskJob,
+    )
 
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -277,6 +286,9 @@ _EXPORTS: dict[str, str] = {
     "Condition": "crystalgen.state",
     "Constraint": "crystalgen.state",
     "SampleRequest": "crystalgen.state",
+    "Task": "crystalgen.tasks.base",
+    "TaskJob": "crystalgen.tasks.base",
+    "Scoring": "crystalgen.tasks.base",
     "Decoded": "crystalgen.models.base",
     "GenerativeModel": "crystalgen.models.base",
     "UnsupportedRequestError": "crystalgen.models.base",

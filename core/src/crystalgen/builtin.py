@@ -69,3 +69,11 @@ def crystalgen_property_predictors() -> Mapping[str, Any]:
     from crystalgen.metrics.properties import builtin_predictors
 
     return builtin_predictors()
+
+
+@hookimpl
+def crystalgen_tasks() -> Mapping[str, Any]:
+    from crystalgen.tasks.csp import CrystalStructurePrediction
+    from crystalgen.tasks.model_methods import Optimize, Reconstruct
+
+    return {task.name: task for task in (Reconstruct, Optimize, CrystalStructurePrediction)}

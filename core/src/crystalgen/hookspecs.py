@@ -66,3 +66,11 @@ def crystalgen_datasets() -> Mapping[str, Any]:
 def crystalgen_property_predictors() -> Mapping[str, Any]:
     """Property predictors for the metrics suite: ``{name: factory}`` where ``factory(**options)`` returns a
     :class:`crystalgen.metrics.properties.PropertyPredictor` (Structures in, one float per crystal out)."""
+
+
+@hookspec
+def crystalgen_tasks() -> Mapping[str, Any]:
+    """Tasks over the crystals of a dataset split: ``{name: class or instance}`` of
+    :class:`crystalgen.tasks.base.Task` (``crystalgen task NAME``; the core registers ``reconstruct``, ``optimize``
+    and ``csp``). A task says which models can run it (``Task.unsupported``), produces candidates per input crystal
+    and scores them."""

@@ -40,6 +40,7 @@ KINDS: dict[str, str] = {
     "crystalgen_decoders": "decoder",
     "crystalgen_datasets": "dataset",
     "crystalgen_property_predictors": "property predictor",
+    "crystalgen_tasks": "task",
 }
 
 

@@ -59,25 +59,49 @@ class Condition:
 
 @dataclass
 class SampleRequest:
-    """What the user asked ``sample`` for; models refuse conditions they do not support.
+    """What the user asked ``sample`` for: one batch of crystals and, per crystal, the conditions it fixes.
+
+    Conditions arrive per crystal (a list of ``num_samples`` values), whatever the user wrote: one value given for
+    all crystals is repeated, so a model reads ``request.composition[i]`` for crystal ``i`` and never has to
+    broadcast. Values are parsed and checked on construction (crystalgen.conditions raises ConditionError for an
+    unknown element or a space group outside 1..230); a model refuses kinds it does not declare in
+    ``GenerativeModel.conditions`` (``check_request``).
 
     Attributes:
         num_samples: crystals to generate in this batch.
-        spacegroup: international number(s) 1..230 to condition on, or None to sample from the model's prior.
-        composition: reduced or full formula(s) (e.g. ``"SrTiO3"``) to condition on, or None.
+        composition: per crystal, the pymatgen Composition of its whole cell (whole numbers of atoms), or None.
+        spacegroup: per crystal, an international number 1..230, or None (the model's prior).
+        num_atoms: per crystal, the number of atoms in its cell, or None.
         options: model-specific extras, the keys in the model's ``request_options`` (e.g.
             ``spacegroup_prior="top10"`` for SymmCD).
     """
 
     num_samples: int
-    spacegroup: int | list[int] | None = None
-    composition: str | list[str] | None = None
+    spacegroup: Any = None
+    composition: Any = None
+    num_atoms: Any = None
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        from crystalgen.conditions import ConditionError, per_crystal
+
+        self.spacegroup = per_crystal("spacegroup", self.spacegroup, self.num_samples)
+        self.composition = per_crystal("composition", self.composition, self.num_samples)
+        self.num_atoms = per_crystal("num_atoms", self.num_atoms, self.num_samples)
+        if self.composition is not None and self.num_atoms is not None:
+            for i, (c, n) in enumerate(zip(self.composition, self.num_atoms, strict=True)):
+                if int(c.num_atoms) != n:
+                    raise ConditionError(f"crystal {i}: composition {c.formula} has {int(c.num_atoms)} atoms, "
+                                         f"but num_atoms asks for {n}")
+
     def requested_conditions(self) -> set[str]:
-        asked = set()
-        if self.spacegroup is not None:
-            asked.add("spacegroup")
+        """The condition kinds this request fixes."""
+        return {kind for kind in ("composition", "spacegroup", "num_atoms") if getattr(self, kind) is not None}
+
+    def atom_counts(self) -> list[int] | None:
+        """Atoms of each crystal's cell when the request fixes them (by ``num_atoms`` or ``composition``)."""
+        if self.num_atoms is not None:
+            return list(self.num_atoms)
         if self.composition is not None:
-            asked.add("composition")
-        return asked
+            return [int(c.num_atoms) for c in self.composition]
+        return None

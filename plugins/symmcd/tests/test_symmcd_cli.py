@@ -53,7 +53,7 @@ def test_spacegroup_condition_through_the_runner(checkpoint, tmp_path, capsys):
     assert sample(checkpoint, tmp_path / "fcc", "-n", "6", "--spacegroup", "225") == 0
     assert sampled_groups(tmp_path / "fcc") == [225] * 6
     assert sample(checkpoint, tmp_path / "two", "-n", "5", "--spacegroup", "225", "221") == 2
-    assert "give one space group for all crystals or exactly 5 (one per crystal), got 2" in capsys.readouterr().err
+    assert "2 conditions give one crystal each (2), but 5 were asked for" in capsys.readouterr().err
     assert not (tmp_path / "two").exists()
 
 

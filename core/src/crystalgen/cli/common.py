@@ -99,6 +99,38 @@ def add_sampler_arguments(p: argparse.ArgumentParser, *, default_batch: int = 10
     add_output_arguments(p)
 
 
+def add_condition_arguments(p: argparse.ArgumentParser) -> None:
+    """Options fixing what each generated crystal is conditioned on (the run config's ``sample.condition``)."""
+    p.add_argument("--composition", nargs="+", metavar="FORMULA",
+                   help="composition of the whole cell (SrTiO3: 5 atoms): one for all crystals, or a list")
+    p.add_argument("--spacegroup", nargs="+", metavar="NUMBER", help="space group 1..230: one for all, or a list")
+    p.add_argument("--num-atoms", nargs="+", metavar="N", help="atoms per cell: one for all, or a list")
+    p.add_argument("--condition-from", metavar="DATASET:SPLIT",
+                   help="each crystal of the split gives its own conditions (composition, space group, atom count)")
+    p.add_argument("--condition-take", metavar="KIND[,KIND]",
+                   help="the kinds taken from --condition-from, e.g. composition (default: every kind the model accepts)")
+    p.add_argument("--condition-max-crystals", type=int, metavar="N", help="use the first N crystals of --condition-from")
+    p.add_argument("--per-condition", type=int, metavar="N", help="crystals generated per condition")
+
+
+def condition_spec(args: argparse.Namespace):
+    """The conditions the flags of :func:`add_condition_arguments` ask for (crystalgen.runner.conditions), with
+    their values parsed (ConditionError names the flag); checked against the model once it is loaded."""
+    from crystalgen.conditions import PARSERS
+    from crystalgen.runner.conditions import ConditionSpec
+
+    values = {}
+    for kind in ("composition", "spacegroup", "num_atoms"):
+        given = getattr(args, kind, None)
+        if given:
+            flag = f"--{kind.replace('_', '-')}"
+            parsed = [PARSERS[kind](v, flag) for v in given]
+            values[kind] = parsed[0] if len(parsed) == 1 else parsed
+    take = tuple(k.strip() for k in args.condition_take.split(",")) if args.condition_take else None
+    return ConditionSpec(**values, source=args.condition_from, take=take, max_crystals=args.condition_max_crystals,
+                         per_condition=args.per_condition)
+
+
 def parse_options(items: list[str]) -> dict[str, Any]:
     """``["eta=0.5", "snr=0.1"]`` -> ``{"eta": 0.5, "snr": 0.1}`` (values parsed as YAML scalars)."""
     from crystalgen.runner.config import parse_overrides
@@ -106,21 +138,33 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return OmegaConf.to_container(parse_overrides(items)) if items else {}
 
 
-def run_dataset_task(args: argparse.Namespace, task: str, task_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The body of ``reconstruct`` and ``optimize``: check the arguments, take this process's threads, and apply
-    ``task`` to the crystals of ``--input``, marking the output folder partial until it is complete."""
+def add_task_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every task takes (``crystalgen task NAME``, ``reconstruct``, ``optimize``): its input crystals and
+    the sampler."""
+    p.add_argument("model", metavar="MODEL", help="model name (must match the checkpoint)")
+    p.add_argument("--input", metavar="NAME:SPLIT", required=True, help="input crystals, e.g. mp_20:test")
+    p.add_argument("-n", "--num-crystals", type=int, help="use the first N crystals of the split (default: all)")
+    add_sampler_arguments(p, default_batch=64)
+
+
+def run_dataset_task(args: argparse.Namespace, task: str, task_options: dict[str, Any] | None = None, *,
+                     evaluate: bool = False, scoring: Any = None) -> dict[str, Any]:
+    """The body of every task verb: check the arguments, take this process's threads, and apply ``task`` to the
+    crystals of ``--input`` (scored when ``evaluate``), marking the output folder partial until it is complete."""
     from crystalgen.cli.preflight import check_sampler_arguments
     from crystalgen.cli.stopping import partial_outputs
     from crystalgen.runner.console import setup_console
-    from crystalgen.runner.tasks import run_task
+    from crystalgen.runner.tasks import TaskRequest, run_task
+    from crystalgen.tasks.base import Scoring
 
     setup_console(args.verbose)
     resources = apply_resources(args)
     check_sampler_arguments(args)
+    request = TaskRequest(args.ckpt, args.input, args.out, num_crystals=args.num_crystals, batch_size=args.batch_size,
+                          sampler=args.sampler, steps=args.steps, sampler_options=parse_options(args.option),
+                          options=task_options or {}, seed=args.seed, device=args.device, precision=args.precision,
+                          expected_model=args.model, averaged=not args.no_ema, model_overrides=args.model_option,
+                          show_progress=not args.no_progress, resources=resources, evaluate=evaluate,
+                          scoring=scoring or Scoring(progress=not args.no_progress))
     with partial_outputs(args.out, task):
-        return run_task(task, args.ckpt, args.input, args.out, num_crystals=args.num_crystals,
-                        batch_size=args.batch_size, sampler=args.sampler, steps=args.steps,
-                        options=parse_options(args.option), seed=args.seed, device=args.device,
-                        precision=args.precision, expected_model=args.model, averaged=not args.no_ema,
-                        model_overrides=args.model_option, show_progress=not args.no_progress, resources=resources,
-                        task_options=task_options)
+        return run_task(task, request)

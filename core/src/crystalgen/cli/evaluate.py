@@ -1,6 +1,6 @@
 """Evaluate generated crystals against a dataset split: validity, coverage, property statistics, symmetry, ...
 
-SAMPLES is a sample directory (from `crystalgen sample`, `reconstruct` or `optimize`), a folder of CIFs, one CIF
+SAMPLES is a sample directory (from `crystalgen sample`, `task`, `reconstruct` or `optimize`), a folder of CIFs, one CIF
 file, an extxyz file or a CSV with a `cif` column. Writes metrics.json (flat, CDVAE's names), metrics.md (beside
 the papers' numbers) and per_sample.csv to --out. Reference features are cached under $CRYSTALGEN_CACHE
 (default ~/.cache/crystalgen). Metric definitions, defaults and caveats: docs/metrics.md.
@@ -10,6 +10,11 @@ Examples:
   crystalgen evaluate gen.extxyz --reference mp_20:test --metrics validity,coverage,d_sg --out metrics/
   crystalgen evaluate recon/ --task reconstruction --reference mp_20:test --out metrics/
   crystalgen evaluate opt/ --task optimization --reference mp_20:test --out metrics/
+  crystalgen evaluate csp/ --task csp --reference mp_20:test --out metrics/
+
+--task names a registered task (`crystalgen list`) whose evaluation scores the samples against the reference crystals
+they came from (each sample's input_index in samples.jsonl, else its position): reconstruct (alias reconstruction),
+optimize (alias optimization), csp, or a plugin's.
 """
 
 from __future__ import annotations
@@ -19,8 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-TASKS = ("generation", "reconstruction", "optimization")
-#: option (argparse dest) -> the tasks that read it. Setting one that the task ignores is an error.
+#: option (argparse dest) -> the tasks that read it (registered names). Setting one that the task ignores is an error.
 TASK_OPTIONS: dict[str, tuple[str, ...]] = {
     "metrics": ("generation",),
     "train": ("generation",),
@@ -29,10 +33,10 @@ TASK_OPTIONS: dict[str, tuple[str, ...]] = {
     "seed": ("generation",),
     "symprec": ("generation",),
     "paper_protocol": ("generation",),
-    "property_predictor": ("generation", "optimization"),
-    "predictor_option": ("generation", "optimization"),
+    "property_predictor": ("generation", "optimize"),
+    "predictor_option": ("generation", "optimize"),
     "sun_option": ("generation",),
-    "percentiles": ("optimization",),
+    "percentiles": ("optimize",),
 }
 
 
@@ -45,9 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="reference crystals: a dataset split (e.g. mp_20:test) or a CIF folder / CSV / extxyz")
     p.add_argument("--train", metavar="NAME:SPLIT|PATH", help="training crystals (Wyckoff templates, S.U.N. novelty)")
     p.add_argument("--out", metavar="DIR", required=True, help="output folder")
-    p.add_argument("--task", choices=TASKS, default="generation",
-                   help="generation (default); reconstruction: sample i (or its input_index) reconstructs reference "
-                        "crystal i; optimization: SR5/10/15 of the samples grouped by input_index")
+    p.add_argument("--task", default="generation",
+                   help="generation (default), or a registered task whose evaluation to run: reconstruct "
+                        "(reconstruction), optimize (optimization), csp, ... (samples tied to reference crystals by "
+                        "input_index)")
     p.add_argument("--metrics", metavar="A,B,...",
                    help=f"generation metrics (default: all): {', '.join(METRICS)}; groups: {', '.join(METRIC_GROUPS)}")
     p.add_argument("--reference-name", metavar="DATASET",
@@ -85,10 +90,15 @@ def check_task_options(args: argparse.Namespace) -> None:
     from crystalgen.cli.errors import UserError
     from crystalgen.metrics.options import resolve_metrics
 
+    task = args.task
+    if task != "generation":
+        from crystalgen.runner.tasks import evaluation_task
+
+        task = evaluation_task(task).name  # the registered name of an alias (reconstruction -> reconstruct)
     defaults = argparse.ArgumentParser()
     add_arguments(defaults)
     for dest, tasks in TASK_OPTIONS.items():
-        if getattr(args, dest) != defaults.get_default(dest) and args.task not in tasks:
+        if getattr(args, dest) != defaults.get_default(dest) and task not in tasks:
             flag = "--" + dest.replace("_", "-")
             raise UserError(f"{flag} is not used by --task {args.task} (only by {' and '.join(tasks)}); drop it")
     if args.metrics is not None:
@@ -194,35 +204,43 @@ def _generation(args, structures, failures, ids, reference, reference_name, anno
 
 
 def _paired(args, structures, reference, reference_name, annotations, progress) -> dict:
-    """Reconstruction or optimisation: samples tied to reference crystals by input_index (or by order)."""
+    """A task's evaluation: samples tied to reference crystals by input_index (or by order)."""
     from crystalgen.cli.common import parse_options
     from crystalgen.cli.errors import UserError
-    from crystalgen.metrics import optimization_success, reconstruction
-    from crystalgen.metrics.cdvae_constants import canonical_dataset
     from crystalgen.metrics.report import write_outputs
+    from crystalgen.runner.tasks import evaluation_task
+    from crystalgen.tasks.base import Scoring
 
     indices = _input_indices(args.samples, len(structures))
     if max(indices, default=-1) >= len(reference):
         raise UserError(f"{args.samples}: input_index {max(indices)} is beyond the {len(reference)} reference crystals")
-    if args.task == "reconstruction":
-        result = reconstruction(structures, [reference[i] for i in indices], oxidation_states=args.oxidation_states,
-                                workers=args.workers, progress=progress)
-    else:
-        groups: dict[int, list] = {}
-        for i, s in zip(indices, structures):
-            groups.setdefault(i, []).append(s)
-        percentiles = [float(x) for x in args.percentiles.split(",")] if args.percentiles else None
-        if percentiles is None and canonical_dataset(reference_name) is None:
-            raise UserError(f"--reference {args.reference}: SR5/SR10/SR15 have published thresholds only for "
-                            "perov_5, carbon_24 and mp_20; for other data pass --percentiles P5,P10,P15 (the property's "
-                            "5th, 10th and 15th percentiles over the training set) and --property-predictor NAME")
-        result = optimization_success(list(groups.values()), dataset=reference_name, percentiles=percentiles,
-                                      property_predictor=args.property_predictor,
-                                      oxidation_states=args.oxidation_states,
-                                      predictor_options=parse_options(args.predictor_option))
-    result = {"reference": reference_name or args.reference, "reference_n": len(reference), **annotations, **result}
+    groups: list[list] = [[] for _ in range(max(indices, default=-1) + 1)]
+    for i, s in zip(indices, structures):
+        groups[i].append(s)
+    percentiles = [float(x) for x in args.percentiles.split(",")] if args.percentiles else None
+    scoring = Scoring(reference_name=reference_name, oxidation_states=args.oxidation_states, workers=args.workers,
+                      progress=progress, property_predictor=args.property_predictor,
+                      predictor_options=parse_options(args.predictor_option), percentiles=percentiles,
+                      options=_task_options(args.samples))
+    try:
+        result = evaluation_task(args.task).evaluate(groups, reference[:len(groups)], scoring)
+    except ValueError as exc:
+        raise UserError(f"--task {args.task}: {exc}") from None
+    result = {"task": args.task, "reference": reference_name or args.reference, "reference_n": len(reference),
+              **annotations, **result}
     write_outputs(Path(args.out), result, [], reference_name=reference_name)
     return result
+
+
+def _task_options(samples: str) -> dict:
+    """The task options a sample directory was made with (sampling.json), which its evaluation may read (csp: k)."""
+    path = Path(samples) / "sampling.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text()).get("task_options") or {}
+    except json.JSONDecodeError:
+        return {}
 
 
 def _apply_memory_budget(gb: str | None) -> None:

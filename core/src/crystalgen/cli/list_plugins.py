@@ -1,5 +1,6 @@
-"""List installed plugins, their components and versions, each model's parts (and the installed parts that could
-replace each one), plugins not loaded (disabled, incompatible) and any plugin that failed to load or clashed.
+"""List installed plugins, their components (tasks included) and versions, each model's conditions and the tasks it
+can run, each model's parts (and the installed parts that could replace each one), plugins not loaded (disabled,
+incompatible) and any plugin that failed to load or clashed.
 
 Examples:
   crystalgen list
@@ -27,6 +28,14 @@ def model_parts(name: str, cls) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def capabilities(cls) -> dict:
+    """The conditions a model accepts and the tasks it can run (crystalgen.tasks)."""
+    from crystalgen.runner.tasks import registered_tasks
+    from crystalgen.tasks.base import supported_tasks
+
+    return {"conditions": sorted(cls.conditions), "tasks": supported_tasks(cls, registered_tasks())}
+
+
 def inventory() -> dict:
     """Plugins, components by kind (with the plugin and distribution that provide them), each model's parts,
     failures, conflicts."""
@@ -47,6 +56,7 @@ def inventory() -> dict:
         "unloaded": [{"name": u.plugin, "distribution": u.distribution, "version": u.version, "status": u.status,
                       "reason": u.reason} for u in host.unloaded],
         "models": {name: model_parts(name, cls) for name, cls in host.registry("model").items()},
+        "model_capabilities": {name: capabilities(cls) for name, cls in host.registry("model").items()},
         "failures": [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error} for f in host.failures],
         "conflicts": [c.describe() for c in host.conflicts],
         "warnings": host.warnings,
@@ -73,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     if data["models"]:
         print("\nmodel parts (slot: part, then the installed parts that fit the slot; * marks the preset's):")
     for model, slots in data["models"].items():
-        print(f"  {model}")
+        able = data["model_capabilities"][model]
+        print(f"  {model}  (conditions: {', '.join(able['conditions']) or 'none'}; tasks: {', '.join(able['tasks'])})")
         if "error" in slots:
             print(f"    cannot be assembled: {slots['error']}")
             continue

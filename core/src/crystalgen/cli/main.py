@@ -21,6 +21,7 @@ VERBS: dict[str, str] = {
     "report": "crystalgen.cli.report",
     "reconstruct": "crystalgen.cli.reconstruct",
     "optimize": "crystalgen.cli.optimize",
+    "task": "crystalgen.cli.task",
 }
 
 

@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from crystalgen.cli.preflight import writable_folder
     from crystalgen.cli.stopping import partial_outputs
     from crystalgen.extras import require_metrics
+    from crystalgen.runner.conditions import ConditionSpec
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.distributed import select_device
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config,
                   overrides=shortcut_overrides(args))
     cls.assemble(cfg.model)  # refuse parts that cannot work together before a run folder is made
+    ConditionSpec.from_config(cfg.sample.condition).check(args.model, cls.conditions)  # and conditions it cannot take
     select_device(cfg.trainer.device)  # refuse an unavailable device before a run folder is made for nothing
     run_dir = RunDir(Path(args.run_dir)) if args.run_dir else RunDir.create(args.runs_root, args.model, cfg.data.dataset)
     handler = attach_run_log(run_dir.log)

@@ -33,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from crystalgen.cli.preflight import writable_folder
     from crystalgen.cli.stopping import partial_outputs
+    from crystalgen.runner.conditions import ConditionSpec
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.models import model_class
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         cls = model_class(args.model)
         cfg = compose(cls.presets(), args.preset, model_name=args.model, user_files=args.config, overrides=overrides)
         cls.assemble(cfg.model)  # refuse parts that cannot work together before a run folder is made
+        # and sampling conditions the trained model could never take (the checkpoint carries sample.condition)
+        ConditionSpec.from_config(cfg.sample.get("condition")).check(args.model, cls.conditions)
         run_dir, ckpt = shared_run_dir(args, cfg), None
     rank = int(os.environ.get("RANK", "0"))
     handler = attach_run_log(run_dir.log) if rank == 0 else None

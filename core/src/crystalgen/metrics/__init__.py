@@ -17,6 +17,7 @@ _EXPORTS = {
     "evaluate": "crystalgen.metrics.suite",
     "reconstruction": "crystalgen.metrics.reconstruction",
     "optimization_success": "crystalgen.metrics.optimization",
+    "csp_metrics": "crystalgen.metrics.csp",
     "read_samples": "crystalgen.metrics.samples",
     "ReferenceSet": "crystalgen.metrics.reference",
     "EvaluationOptions": "crystalgen.metrics.options",
@@ -27,6 +28,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from crystalgen.metrics.csp import csp_metrics
     from crystalgen.metrics.optimization import optimization_success
     from crystalgen.metrics.options import METRIC_GROUPS, METRICS, EvaluationOptions
     from crystalgen.metrics.reconstruction import reconstruction

@@ -10,37 +10,18 @@ crystalgen.metrics.memory) is not compared: it counts as unmatched and in ``reco
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from functools import partial
 
 from pymatgen.core import Structure
 
 from crystalgen.metrics.composition_validity import DEFAULT_OXIDATION_STATES
-from crystalgen.metrics.crystal_features import CompactCrystal, compact, rebuild
+from crystalgen.metrics.crystal_features import compact
 from crystalgen.metrics.memory import STRUCTURE_MATCHER, refusal_summary
 from crystalgen.metrics.parallel import map_chunks
+from crystalgen.metrics.structure_matching import MATCHER_TOLERANCES, rms_chunk
 from crystalgen.metrics.validity import sample_validity
 from crystalgen.resources import memory_budget, over_budget_reason
-
-MATCHER_TOLERANCES = {"stol": 0.5, "angle_tol": 10.0, "ltol": 0.3}
-
-
-def rms_chunk(pairs: Sequence[tuple[CompactCrystal, CompactCrystal]], tolerances: dict) -> list[float | None]:
-    """Worker: normalised RMS displacement of each matching pair, None when StructureMatcher finds no match."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    matcher = StructureMatcher(**tolerances)
-    out: list[float | None] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for pred, true in pairs:
-            try:
-                rms = matcher.get_rms_dist(rebuild(pred), rebuild(true))
-            except Exception:  # noqa: BLE001 - CDVAE counts a matcher failure as "no match"
-                rms = None
-            out.append(None if rms is None else float(rms[0]))
-    return out
 
 
 def reconstruction(

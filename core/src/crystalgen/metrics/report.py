@@ -50,6 +50,13 @@ _SETTINGS = (
 )
 
 
+def csp_rows(result: Mapping[str, object]) -> list[tuple[str, str, str]]:
+    """Table rows of the CSP scores in ``result``, one pair per k (crystalgen.metrics.csp)."""
+    ks = sorted(int(key.split("@")[1]) for key in result if key.startswith("match_rate@"))
+    return [row for k in ks for row in ((f"match_rate@{k}", f"CSP match rate @{k} (%)", "csp_n"),
+                                        (f"rms_dist@{k}", f"CSP RMSE @{k}", f"csp_n_matched@{k}"))]
+
+
 def _plain(value):
     if hasattr(value, "item"):  # numpy scalar
         value = value.item()
@@ -87,12 +94,13 @@ def markdown_report(result: Mapping[str, object], reference_name: str | None = N
     header = ["metric", "ours", "n", *sources]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     shown = set()
-    for key, label, n_key in TABLE_ROWS:
+    for key, label, n_key in (*TABLE_ROWS, *csp_rows(result)):
         unavailable = result.get(f"{_METRIC_OF.get(key, key)}_unavailable")
         if key not in result and unavailable is None:
             continue
         shown.update({key, n_key})
-        ours = _fmt(key, result[key], key in PERCENT_METRICS) if key in result else f"unavailable ({unavailable})"
+        percent = key in PERCENT_METRICS or key.startswith("match_rate@")
+        ours = _fmt(key, result[key], percent) if key in result else f"unavailable ({unavailable})"
         n = _fmt(n_key, result.get(n_key), False) if n_key in result else ""
         refs = [_fmt(key, published[s].get(key), False) if key in published[s] else "" for s in sources]
         lines.append("| " + " | ".join([label, ours, n, *refs]) + " |")

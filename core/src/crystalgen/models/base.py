@@ -66,8 +66,11 @@ class GenerativeModel(nn.Module, ABC):
         name: registry name (``crystalgen run <name>``).
         spec: what its slots ask of their parts (:class:`~crystalgen.specs.ModelSpec`).
         default_sampler: sampler used when the user names none.
-        conditions: conditions ``sample`` accepts (``"spacegroup"``, ``"composition"``).
-        tasks: beyond ``"generate"``: ``"reconstruct"``, ``"optimize"``.
+        conditions: the sampling conditions it accepts, from ``crystalgen.conditions.CONDITION_KINDS``
+            (``"composition"``, ``"spacegroup"``, ``"num_atoms"``); ``prepare_sampling`` receives one value per crystal
+            of each (SampleRequest). Declaring ``"composition"`` makes the model run the ``csp`` task.
+        tasks: the optional methods it implements beyond ``"generate"``: ``"reconstruct"``, ``"optimize"`` (the
+            registered tasks of those names call them; crystalgen.tasks).
         request_options: keys of ``SampleRequest.options`` the model reads (SymmCD: ``spacegroup_prior``); the
             runner routes ``sample --option KEY=VALUE`` here when the sampler takes no option ``KEY``.
         config_package: package holding ``<preset>.yaml`` config files (documented OmegaConf YAML).
@@ -209,7 +212,7 @@ class GenerativeModel(nn.Module, ABC):
         if unsupported:
             offered = ", ".join(sorted(self.conditions)) or "none"
             raise UnsupportedRequestError(
-                f"model {self.name!r} cannot condition on {', '.join(sorted(unsupported))} (it supports: {offered})."
+                f"model {self.name!r} cannot condition on {', '.join(sorted(unsupported))} (it accepts: {offered})."
             )
 
     def require_task(self, task: str) -> None:

@@ -211,7 +211,8 @@ def from_yaml(text: str, source: str) -> DictConfig:
 
 def _upgrade(cfg: DictConfig) -> DictConfig:
     """A configuration saved by an older crystalgen in today's form, so that its runs still resume and report:
-    ``trainer.threads`` (training only) became the top-level ``threads`` (every stage)."""
+    ``trainer.threads`` (training only) became the top-level ``threads`` (every stage); ``sample.condition`` is added
+    (unconditioned) where it is missing, so that an override can set it."""
     trainer = cfg.get("trainer")
     if isinstance(trainer, DictConfig) and "threads" in trainer:
         if cfg.get("threads") is None:
@@ -219,4 +220,7 @@ def _upgrade(cfg: DictConfig) -> DictConfig:
         del trainer["threads"]
     if "threads" not in cfg:
         cfg.threads = None
+    sample = cfg.get("sample")
+    if isinstance(sample, DictConfig) and "condition" not in sample:
+        sample.condition = runner_defaults().sample.condition
     return cfg

@@ -21,6 +21,8 @@ from crystalgen.models.base import GenerativeModel
 from crystalgen.resources import GB, apply_process_resources, flat_record, memory_budget
 from crystalgen.runner.budget import admitted, refusals
 from crystalgen.runner.checkpoint import load_checkpoint
+from crystalgen.runner.conditions import ConditionSpec
+from crystalgen.runner.conditions import describe as describe_conditions
 from crystalgen.runner.config import to_yaml
 from crystalgen.runner.datasets import parse_split, prepared_split, provenance, reference_statistics, split_structures
 from crystalgen.runner.distributed import Environment, seed_everything, select_device, setup, teardown
@@ -149,26 +151,32 @@ def resume_config(resume: str | Path, overrides: Sequence[str] = (),
     return payload["model_name"], cfg, RunDir(ckpt.parent.parent), ckpt
 
 
-def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler: str | None = None,
+def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int | None, sampler: str | None = None,
            steps: int | None = None, batch_size: int = 100, seed: int = 0, options: dict[str, Any] | None = None,
-           spacegroup: int | list[int] | None = None, composition: str | list[str] | None = None,
-           device: str = "auto", precision: str = "fp32", expected_model: str | None = None,
-           averaged: bool = True, model_overrides: Sequence[str] = (), show_progress: bool = True,
+           conditions: ConditionSpec | None = None, device: str = "auto", precision: str = "fp32",
+           expected_model: str | None = None, averaged: bool = True, model_overrides: Sequence[str] = (), show_progress: bool = True,
            resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Generate crystals from a checkpoint into the sample directory ``out``; returns the counts.
 
     ``averaged`` uses the EMA weights when the checkpoint has them. ``options`` are the sampler's, plus the model's
-    request options that the sampler does not take (split_options). ``model_overrides`` amend the checkpoint's model
-    configuration (load_trained). ``resources``: what the calling verb applied; None applies the automatic choice
+    request options that the sampler does not take (split_options). ``conditions`` are checked against the model
+    before its sampler is built, and decide the number of crystals with ``num_samples`` (crystalgen.runner.conditions;
+    None: unconditioned, ``num_samples`` of them). ``model_overrides`` amend the checkpoint's model configuration
+    (load_trained). ``resources``: what the calling verb applied; None applies the automatic choice
     here. sampling.json records it."""
     record = dict(resources) if resources is not None else apply_process_resources()
     trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides,
                            expected_model=expected_model or None)
+    spec = conditions or ConditionSpec()
+    spec.check(trained.name, trained.model.conditions)
     sampler_options, model_options = split_options(trained.model, checkpoint_sampler_name(trained, sampler), options)
     chosen = checkpoint_sampler(trained, sampler, steps, sampler_options)
-    log.info("sampling %d crystals with %s (%s) from %s", num_samples, type(chosen).__name__, chosen.config(), checkpoint)
-    generated = generate(trained.model, chosen, num_samples, batch_size, spacegroup=spacegroup, composition=composition,
-                         options=model_options, seed=seed, precision=precision, show_progress=show_progress)
+    resolved = spec.resolve(trained.name, trained.model.conditions, num_samples, show_progress=show_progress)
+    num_samples = resolved.count
+    log.info("sampling %d crystals with %s (%s) from %s; conditions: %s", num_samples, type(chosen).__name__,
+             chosen.config(), checkpoint, describe_conditions(resolved.summary()))
+    generated = generate(trained.model, chosen, num_samples, batch_size, conditions=resolved, options=model_options,
+                         seed=seed, precision=precision, show_progress=show_progress)
     meta = {
         "model": trained.name,
         "checkpoint": str(Path(checkpoint).resolve()),
@@ -183,7 +191,7 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
         "batch_size": batch_size,
         "effective_batch_size": generated.batch_size,
         "memory_budget_gb": round(memory_budget() / GB, 3),
-        "conditions": {"spacegroup": spacegroup, "composition": composition},
+        "conditions": resolved.summary(),
         "device": str(next(trained.model.parameters()).device),
         "precision": precision,
         **record,
@@ -193,7 +201,7 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int, sampler
         "torch": torch.__version__,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    counts = write_sample_dir(out, generated.decoded, meta)
+    counts = write_sample_dir(out, generated.decoded, meta, extra_rows=resolved.rows())
     if counts["ok"] == 0:
         reason = next((d.reason for d in generated.decoded if d.reason), "no reason given")
         raise NoCrystalsGeneratedError(
@@ -253,16 +261,21 @@ def run_pipeline(model_name: str, cfg: DictConfig, run: RunDir, *, show_progress
     from crystalgen.runner.report import write_report
     from crystalgen.runner.stage_process import run_child
 
+    s = cfg.sample
+    conditions = ConditionSpec.from_config(s.get("condition"))
+    accepted = model_class(model_name).conditions
+    conditions.check(model_name, accepted)  # before any training or data read
     record = dict(resources) if resources is not None else apply_process_resources(cfg.get("threads"))
     started = time.perf_counter()
     progress = train(model_name, cfg, run, show_progress=show_progress, resources=record)
-    s = cfg.sample
     record_stage(run, "sampling", "running", model=model_name)
     try:
-        sample(best_checkpoint(run, s.checkpoint), run.samples, num_samples=s.num_samples, sampler=s.sampler,
+        sample(best_checkpoint(run, s.checkpoint), run.samples,
+               num_samples=None if conditions.decides_count() else s.num_samples, sampler=s.sampler,
                steps=s.steps, batch_size=s.batch_size, seed=s.seed,
-               options=OmegaConf.to_container(s.options) if s.options is not None else {}, device=cfg.trainer.device,
-               precision=cfg.trainer.precision, show_progress=show_progress, resources=record)
+               options=OmegaConf.to_container(s.options) if s.options is not None else {}, conditions=conditions,
+               device=cfg.trainer.device, precision=cfg.trainer.precision, show_progress=show_progress,
+               resources=record)
     except Exception as exc:  # noqa: BLE001 - the report must still say what happened
         log.error("sampling failed: %s: %s", type(exc).__name__, exc)
         record_stage(run, "sampling", "failed", f"{type(exc).__name__}: {exc}")
@@ -277,9 +290,28 @@ def run_pipeline(model_name: str, cfg: DictConfig, run: RunDir, *, show_progress
         else:
             log.error("evaluation failed: %s", child.reason)
             record_stage(run, "evaluation", "failed", child.reason)
+        if conditions.scores_csp(accepted):
+            _score_csp(run, cfg, show_progress)
     report = write_report(run.path, _reference_statistics(reference_of(cfg)))
     log.info("run finished in %.1f s (%s); report: %s", time.perf_counter() - started, progress.stop_reason, report)
     return report
+
+
+def _score_csp(run: RunDir, cfg: DictConfig, show_progress: bool) -> None:
+    """Score the samples as structure predictions of the crystals of ``sample.condition.from`` (task ``csp``'s
+    evaluation), in a child command like the evaluation, into metrics/csp/; a failure is noted, not raised."""
+    from crystalgen.runner.run_state import csp_argv
+    from crystalgen.runner.stage_process import run_child
+
+    record_stage(run, "csp", "running")
+    argv = csp_argv(run, cfg) + ([] if show_progress else ["--no-progress"])
+    log.info("scoring crystal structure prediction in a child process: crystalgen %s", " ".join(argv))
+    child = run_child(argv)
+    if child.ok:
+        record_stage(run, "csp", "complete")
+    else:
+        log.error("CSP scoring failed: %s", child.reason)
+        record_stage(run, "csp", "failed", child.reason)
 
 
 def _reference_statistics(spec: str) -> dict[str, list[float]] | None:

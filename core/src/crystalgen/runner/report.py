@@ -58,6 +58,7 @@ def write_report(run_path: str | Path, reference: dict[str, Sequence[float]] | N
     lines += _training_section(run)
     lines += _sampling_section(run, reference or {})
     lines += _metrics_section(run)
+    lines += _csp_section(run)
     run.report.write_text("\n".join(lines).rstrip() + "\n")
     return run.report
 
@@ -128,6 +129,7 @@ def _sampling_section(run: RunDir, reference: dict[str, Sequence[float]]) -> lis
            f"- Decoded: {counts.get('ok')} of {counts.get('requested')} "
            f"({', '.join(f'{k}: {v}' for k, v in counts.get('failed_by_reason', {}).items()) or 'no failures'})",
            f"- Sampling time: {summary.get('timings', {}).get('total_seconds', float('nan')):.1f} s on {summary.get('device')}",
+           f"- Conditions: {_conditions_line(summary.get('conditions'))}",
            "- Files: [samples.jsonl](samples/samples.jsonl), [samples.extxyz](samples/samples.extxyz), samples/cif/"]
     ok = [r for r in rows if r.get("ok")]
     if not ok:
@@ -138,6 +140,17 @@ def _sampling_section(run: RunDir, reference: dict[str, Sequence[float]]) -> lis
     if groups:
         out += _bar_chart(run, "spacegroups.png", source, Counter(groups))
     return out + [""]
+
+
+def _conditions_line(recorded: Any) -> str:
+    """The conditions sampling.json records (crystalgen.runner.conditions), or those of an older sampling.json
+    (``{"spacegroup": ..., "composition": ...}``)."""
+    from crystalgen.runner.conditions import describe
+
+    if isinstance(recorded, dict) and "kinds" not in recorded:
+        given = {k: v for k, v in recorded.items() if v is not None}
+        return "; ".join(f"{k} {v}" for k, v in given.items()) or describe(None)
+    return describe(recorded)
 
 
 def _spacegroups(run: RunDir, rows: list[dict[str, Any]]) -> tuple[list[int], str]:
@@ -237,6 +250,31 @@ def _metrics_section(run: RunDir) -> list[str]:
         flat = _flatten(json.loads(js.read_text()))
         return ["## Metrics\n", "| metric | value |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in flat.items()] + [""]
     return []
+
+
+def _csp_section(run: RunDir) -> list[str]:
+    """Crystal structure prediction scores of a run whose samples were conditioned on the compositions of a split."""
+    from crystalgen.runner.run_state import CSP_DIR, read_stages
+
+    path = run.metrics / CSP_DIR / "metrics.json"
+    noted = read_stages(run).get("csp", {})
+    if not path.is_file():
+        if noted.get("status") == "failed":
+            return ["## Crystal structure prediction\n", f"Scoring failed: {noted.get('reason', 'no reason recorded')}.", ""]
+        return []
+    result = json.loads(path.read_text())
+    ks = sorted(int(key.split("@")[1]) for key in result if key.startswith("match_rate@"))
+    out = ["## Crystal structure prediction\n",
+           f"Each of {result.get('csp_n')} crystals of {result.get('reference_source')} predicted from its composition, "
+           f"{result.get('csp_candidates')} candidates each; a candidate matches under pymatgen's StructureMatcher "
+           "(stol 0.5, angle_tol 10, ltol 0.3); RMSE: the best match's normalised RMS distance, averaged over matched "
+           "crystals (DiffCSP's protocol, docs/metrics.md).\n",
+           "| k | match rate (%) | RMSE | matched |", "| --- | --- | --- | --- |"]
+    for k in ks:
+        rate, rms = result.get(f"match_rate@{k}"), result.get(f"rms_dist@{k}")
+        out.append(f"| {k} | {100 * rate:.2f} | {'n/a' if rms is None else f'{rms:.4f}'} | "
+                   f"{result.get(f'csp_n_matched@{k}')} |" if rate is not None else f"| {k} | n/a | n/a | 0 |")
+    return out + ["", f"Files: [metrics/{CSP_DIR}/metrics.json](metrics/{CSP_DIR}/metrics.json)", ""]
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

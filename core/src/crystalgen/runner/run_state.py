@@ -21,6 +21,8 @@ from crystalgen.runner.run_dir import RunDir
 from crystalgen.runner.sample_dir import SUMMARY
 
 STAGES = ("sampling", "evaluation")
+#: where a run's crystal structure prediction scores go, under metrics/
+CSP_DIR = "csp"
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,10 @@ def sample_argv(run: RunDir, model: str, cfg: DictConfig) -> list[str]:
     ckpt = run.checkpoints / f"{s.checkpoint}.ckpt"
     if not ckpt.is_file():
         ckpt = run.checkpoints / "last.ckpt"
-    argv = ["sample", model, "--ckpt", str(ckpt), "-n", str(s.num_samples), "--out", str(run.samples),
+    from crystalgen.runner.conditions import ConditionSpec
+
+    count = [] if ConditionSpec.from_config(s.get("condition")).decides_count() else ["-n", str(s.num_samples)]
+    argv = ["sample", model, "--ckpt", str(ckpt), *count, "--out", str(run.samples),
             "--batch-size", str(s.batch_size), "--seed", str(s.seed), "--device", cfg.trainer.device,
             "--precision", cfg.trainer.precision]
     if s.sampler:
@@ -76,7 +81,42 @@ def sample_argv(run: RunDir, model: str, cfg: DictConfig) -> list[str]:
         argv += ["--steps", str(s.steps)]
     for key, value in (OmegaConf.to_container(s.options) or {}).items():
         argv += ["--option", f"{key}={_option_value(value)}"]
+    return argv + condition_argv(s.get("condition"))
+
+
+def condition_argv(section: DictConfig | None) -> list[str]:
+    """The ``crystalgen sample`` flags of a run config's ``sample.condition``."""
+    from crystalgen.runner.conditions import ConditionSpec
+
+    spec = ConditionSpec.from_config(section)
+    argv: list[str] = []
+    for kind, value in spec.explicit().items():
+        argv += [f"--{kind.replace('_', '-')}", *(str(v) for v in (value if isinstance(value, list) else [value]))]
+    if spec.source:
+        argv += ["--condition-from", spec.source]
+    if spec.take:
+        argv += ["--condition-take", ",".join(spec.take)]
+    if spec.max_crystals:
+        argv += ["--condition-max-crystals", str(spec.max_crystals)]
+    if spec.per_condition:
+        argv += ["--per-condition", str(spec.per_condition)]
     return argv
+
+
+def csp_argv(run: RunDir, cfg: DictConfig) -> list[str]:
+    """``crystalgen evaluate`` arguments that score the run's samples as structure predictions of the crystals of
+    ``sample.condition.from`` (into metrics/csp/)."""
+    argv = ["evaluate", str(run.samples), "--task", "csp", "--reference", str(cfg.sample.condition["from"])]
+    if cfg.evaluate.workers is not None:
+        argv += ["--workers", str(cfg.evaluate.workers)]
+    if cfg.get("threads") is not None:
+        argv += ["--threads", str(cfg.threads)]
+    if cfg.get("memory_gb") is not None:
+        argv += ["--memory-gb", str(cfg.memory_gb)]
+    oxidation = (OmegaConf.to_container(cfg.evaluate.options) or {}).get("oxidation_states")
+    if oxidation:
+        argv += ["--oxidation-states", str(oxidation)]
+    return argv + ["--out", str(run.metrics / CSP_DIR)]
 
 
 def evaluate_argv(run: RunDir, cfg: DictConfig) -> list[str]:

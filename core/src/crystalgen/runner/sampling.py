@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
+from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from crystalgen.models.base import Decoded, GenerativeModel
-from crystalgen.resources import memory_budget
-from crystalgen.runner.budget import sampling_batch_size
+from crystalgen.resources import memory_budget, pack_by_cost
+from crystalgen.runner.budget import refusals, sampling_batch_size
+from crystalgen.runner.conditions import Conditions
 from crystalgen.runner.distributed import autocast
 from crystalgen.samplers.base import Sampler
-from crystalgen.state import SampleRequest
 
 log = logging.getLogger("crystalgen.sample")
-T = TypeVar("T")
 
 
 @dataclass
@@ -31,51 +30,43 @@ class Generated:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def per_crystal(value: T | Sequence[T] | None, count: int, what: str) -> list[T] | T | None:
-    """One condition for all crystals, or exactly one per crystal (a list of ``count`` values)."""
-    if value is None or not isinstance(value, (list, tuple)):
-        return value
-    if len(value) == 1:
-        return value[0]
-    if len(value) != count:
-        raise ValueError(f"give one {what} for all crystals or exactly {count} (one per crystal), got {len(value)}")
-    return list(value)
-
-
 def generate(model: GenerativeModel, sampler: Sampler, num_samples: int, batch_size: int, *,
-             spacegroup: int | list[int] | None = None, composition: str | list[str] | None = None,
-             options: dict[str, Any] | None = None, seed: int = 0, precision: str = "fp32",
-             show_progress: bool = True, budget: int | None = None) -> Generated:
+             conditions: Conditions | None = None, options: dict[str, Any] | None = None, seed: int = 0,
+             precision: str = "fp32", show_progress: bool = True, budget: int | None = None) -> Generated:
     """Sample ``num_samples`` crystals in batches of ``batch_size`` on the model's device, or in smaller batches
-    when a batch of the largest crystals the model can draw would exceed the memory budget (``budget`` bytes,
-    default :func:`crystalgen.resources.memory_budget`); MemoryBudgetError when not even one crystal fits.
+    when a batch would exceed the memory budget (``budget`` bytes, default :func:`crystalgen.resources.memory_budget`).
 
-    Conditions are checked against the model before anything runs (UnsupportedRequestError). Crystals the
-    decoder cannot build are returned with their reason; a batch whose sampling or decoding raises (e.g. NaN
-    probabilities) fails only its own crystals, with the error as reason. Even when every batch fails the result
-    comes back, so that the caller can write the reasons down before it reports the failure.
+    ``conditions`` (``num_samples`` of them, crystalgen.runner.conditions) are checked against the model before
+    anything runs (UnsupportedRequestError). When they fix each crystal's atoms (composition, num_atoms), batches
+    are packed by each crystal's estimated cost (GenerativeModel.memory_cost of its atom count, an upper bound for
+    models whose graph has fewer nodes than atoms) and a crystal that alone exceeds the budget gets the reason
+    instead; otherwise every batch is sized for the largest crystal the model can draw (MemoryBudgetError when not
+    even one fits).
+
+    Crystals the decoder cannot build are returned with their reason; a batch whose sampling or decoding raises
+    (e.g. NaN probabilities) fails only its own crystals, with the error as reason. Even when every batch fails the
+    result comes back, so that the caller can write the reasons down before it reports the failure.
     """
-    spacegroup = per_crystal(spacegroup, num_samples, "space group")
-    composition = per_crystal(composition, num_samples, "composition")
-    model.check_request(SampleRequest(num_samples, spacegroup=spacegroup, composition=composition, options=dict(options or {})))
-    batch_size = sampling_batch_size(model, batch_size, memory_budget() if budget is None else budget)
+    conditions = conditions or Conditions.none(num_samples)
+    if conditions.count != num_samples:
+        raise ValueError(f"{conditions.count} conditions for {num_samples} crystals")
+    model.check_request(conditions.request(0, num_samples, options))
+    budget = memory_budget() if budget is None else budget
+    batches, refused = condition_batches(model, conditions, batch_size, budget)
+    batch_size = max((stop - start for start, stop in batches), default=0)
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
-    decoded: list[Decoded] = []
+    decoded: list[Decoded | None] = [None] * num_samples
+    for i, reason in refused.items():
+        decoded[i] = Decoded(None, reason)
     timings = {"prepare": 0.0, "sampler": 0.0, "decode": 0.0}
     started = time.perf_counter()
-    starts = list(range(0, num_samples, batch_size))
     bar = tqdm(total=num_samples, desc="sampling", unit="crystal", disable=not show_progress, dynamic_ncols=True)
     model.eval()
-    for start in starts:
-        stop = min(start + batch_size, num_samples)
-        request = SampleRequest(
-            stop - start,
-            spacegroup=spacegroup[start:stop] if isinstance(spacegroup, list) else spacegroup,
-            composition=composition[start:stop] if isinstance(composition, list) else composition,
-            options=dict(options or {}),
-        )
+    bar.update(len(refused))
+    for start, stop in batches:
+        request = conditions.request(start, stop, options)
         try:
             with torch.no_grad(), autocast(device, precision):
                 tick = time.perf_counter()
@@ -87,15 +78,42 @@ def generate(model: GenerativeModel, sampler: Sampler, num_samples: int, batch_s
         except (RuntimeError, ValueError, FloatingPointError) as exc:  # e.g. NaN probabilities in a categorical step
             log.warning("sampling crystals %d-%d failed (%s: %s); continuing with the next batch",
                         start, stop - 1, type(exc).__name__, exc)
-            decoded.extend(Decoded(None, f"sampling failed: {type(exc).__name__}: {exc}") for _ in range(start, stop))
+            decoded[start:stop] = [Decoded(None, f"sampling failed: {type(exc).__name__}: {exc}") for _ in range(start, stop)]
             bar.update(stop - start)
             continue
         tick = time.perf_counter()
-        decoded.extend(_decode(model, state, condition, stop - start))
+        decoded[start:stop] = _decode(model, state, condition, stop - start)
         timings["decode"] += time.perf_counter() - tick
         bar.update(stop - start)
     bar.close()
-    return Generated(decoded, time.perf_counter() - started, len(starts), batch_size, timings)
+    return Generated([d for d in decoded if d is not None], time.perf_counter() - started, len(batches), batch_size,
+                     timings)
+
+
+def condition_batches(model: GenerativeModel, conditions: Conditions, batch_size: int,
+                      budget: float) -> tuple[list[tuple[int, int]], dict[int, str]]:
+    """(start, stop) of each batch, and the reason of each crystal refused for the memory budget (see generate)."""
+    atoms = conditions.atom_counts()
+    if atoms is None:
+        size = sampling_batch_size(model, batch_size, budget)
+        return [(start, min(start + size, conditions.count)) for start in range(0, conditions.count, size)], {}
+    counts = torch.tensor(atoms)
+    items = [Data(num_nodes=n) for n in atoms]
+    refused = dict(refusals(model, items, budget, training=False))
+    kept = [i for i in range(conditions.count) if i not in refused]
+    costs = model.memory_cost(counts[kept], training=False).tolist() if kept else []
+    groups, _ = pack_by_cost(costs, budget - model.memory_overhead(training=False), max_items=batch_size)
+    # pack_by_cost keeps the order, so consecutive crystals share a batch; a refused crystal splits a run in two
+    batches: list[tuple[int, int]] = []
+    for group in groups:
+        positions = [kept[g] for g in group]
+        run_start = positions[0]
+        for previous, current in zip(positions, positions[1:]):
+            if current != previous + 1:
+                batches.append((run_start, previous + 1))
+                run_start = current
+        batches.append((run_start, positions[-1] + 1))
+    return batches, refused
 
 
 def _step_reporter(bar: tqdm):

@@ -1,7 +1,8 @@
-"""A model's optional tasks (reconstruct, optimize) over the crystals of a dataset split.
+"""Run a registered task (crystalgen.tasks) over the crystals of a dataset split, and score it.
 
-The model must list the task in ``GenerativeModel.tasks``; otherwise the request is refused before any data is
-read. Results go to a sample directory whose rows also name the input crystal (``input_index``, ``input_id``).
+The model must be able to run the task (``Task.unsupported``); otherwise the request is refused before any data is
+read, naming the tasks the model supports. Results go to a sample directory whose rows also name the input crystal
+(``input_index``, ``input_id``); the task's evaluation writes metrics.json and metrics.md into its ``metrics/``.
 """
 
 from __future__ import annotations
@@ -9,89 +10,151 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from crystalgen.data.crystal import collate
-from crystalgen.models.base import Decoded
-from crystalgen.resources import GB, apply_process_resources, memory_budget, pack_by_cost
-from crystalgen.runner.budget import crystal_costs, refusals
-from crystalgen.runner.datasets import parse_split, prepared_split
-from crystalgen.runner.distributed import autocast, select_device
-from crystalgen.runner.models import checkpoint_sampler, load_trained
+from crystalgen import plugins
+from crystalgen.models.base import GenerativeModel, UnsupportedRequestError
+from crystalgen.resources import GB, apply_process_resources, memory_budget
+from crystalgen.runner.distributed import select_device
+from crystalgen.runner.models import checkpoint_sampler, load_trained, model_class
 from crystalgen.runner.sample_dir import write_sample_dir
+from crystalgen.tasks.base import Scoring, Task, TaskJob, supported_tasks
 
 log = logging.getLogger("crystalgen.tasks")
 
-TASKS = ("reconstruct", "optimize")
+#: the sub-folder of a task's output folder that holds its evaluation
+METRICS_DIR = "metrics"
 
 
-def run_task(task: str, checkpoint: str | Path, source: str, out: str | Path, *, num_crystals: int | None,
-             batch_size: int, sampler: str | None = None, steps: int | None = None,
-             options: dict[str, Any] | None = None, seed: int = 0, device: str = "auto", precision: str = "fp32",
-             expected_model: str | None = None, averaged: bool = True, show_progress: bool = True,
-             task_options: dict[str, Any] | None = None, model_overrides: Sequence[str] = (),
-             resources: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Apply ``task`` to the first ``num_crystals`` crystals of ``source`` (NAME:SPLIT); returns the counts.
+@dataclass
+class TaskRequest:
+    """One task job as the user asked for it (the common options of ``crystalgen task``).
 
-    Crystals go in batches of at most ``batch_size`` whose estimated memory (GenerativeModel.memory_cost, from each
-    input's size) fits the memory budget; a crystal that alone exceeds it gets a row with the reason instead.
-
-    ``task_options`` are passed to the model's task method (e.g. ``direction`` and ``steps`` for optimize);
-    ``model_overrides`` amend the checkpoint's model configuration (load_trained). ``resources``: what the calling
-    verb applied; None applies the automatic choice here. sampling.json records it.
+    ``sampler_options`` are the sampler's (``--option``); ``options`` the task's own (Task.options);
+    ``model_overrides`` amend the checkpoint's model configuration (load_trained); ``resources`` is what the calling
+    verb applied (None: the automatic choice is applied here); ``evaluate`` scores the output after writing it.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-    record = dict(resources) if resources is not None else apply_process_resources()
-    trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides,
-                           expected_model=expected_model or None)
-    model = trained.model
-    model.require_task(task)
-    chosen = checkpoint_sampler(trained, sampler, steps, options)
-    name, split = parse_split(source)
-    data_cfg = trained.config.data.copy()
-    data_cfg.dataset = name
-    items = prepared_split(data_cfg, split, type(model).transform(trained.config.model), max_rows=num_crystals,
-                           show_progress=show_progress)
-    if not items:
-        raise ValueError(f"{source}: no crystals to {task}")
-    device_ = next(model.parameters()).device
-    torch.manual_seed(seed)
-    generator = torch.Generator(device=device_).manual_seed(seed)
-    method = getattr(model, task)
-    budget = memory_budget()
-    refused = dict(refusals(model, items, budget, training=False))
-    batches, _ = pack_by_cost(crystal_costs(model, items, training=False), budget - model.memory_overhead(training=False),
-                              max_items=batch_size)
-    per_input = [[Decoded(None, refused[i])] if i in refused else [] for i in range(len(items))]
-    if refused:
-        log.warning("%s: %d of %d crystals refused for the memory budget (first: %s)", task, len(refused), len(items),
-                    next(iter(refused.values())))
+
+    checkpoint: str | Path
+    source: str
+    out: str | Path
+    num_crystals: int | None = None
+    batch_size: int = 64
+    sampler: str | None = None
+    steps: int | None = None
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    expected_model: str | None = None
+    averaged: bool = True
+    model_overrides: Sequence[str] = ()
+    show_progress: bool = True
+    resources: Mapping[str, Any] | None = None
+    evaluate: bool = True
+    scoring: Scoring = field(default_factory=Scoring)
+
+
+def registered_tasks() -> dict[str, Task]:
+    """Every installed task by name (instances; plugins register classes or instances)."""
+    return {name: obj() if isinstance(obj, type) else obj for name, obj in plugins.default_host().registry("task").items()}
+
+
+def get_task(name: str) -> Task:
+    """The installed task ``name`` (UnknownComponentError lists the installed ones)."""
+    obj = plugins.get("task", name)
+    return obj() if isinstance(obj, type) else obj
+
+
+def evaluation_task(name: str) -> Task:
+    """The task whose evaluation ``crystalgen evaluate --task name`` asks for (its name or one of its
+    evaluation_names)."""
+    for task in registered_tasks().values():
+        if name == task.name or name in task.evaluation_names:
+            return task
+    return get_task(name)  # raises, naming the installed tasks
+
+
+def require_task(task: Task, model: type[GenerativeModel], model_name: str) -> None:
+    """Refuse a model that cannot run ``task``, naming the reason and the tasks it supports."""
+    reason = task.unsupported(model)
+    if reason is not None:
+        supported = ", ".join(supported_tasks(model, registered_tasks()))
+        raise UnsupportedRequestError(f"model {model_name!r} does not support {task.name!r}: {reason}. "
+                                      f"Tasks it supports: {supported}")
+
+
+def run_task(name: str, request: TaskRequest) -> dict[str, Any]:
+    """Apply task ``name`` to the first ``request.num_crystals`` crystals of ``request.source`` (NAME:SPLIT), write the
+    candidates to ``request.out`` and, with ``request.evaluate``, score them into ``out/metrics``; returns the counts
+    (and the metrics under ``"metrics"``)."""
+    task = get_task(name)
+    if request.expected_model:
+        require_task(task, model_class(request.expected_model), request.expected_model)  # before the checkpoint is read
+    record = dict(request.resources) if request.resources is not None else apply_process_resources()
+    trained = load_trained(request.checkpoint, select_device(request.device), averaged=request.averaged,
+                           model_overrides=request.model_overrides, expected_model=request.expected_model or None)
+    require_task(task, type(trained.model), trained.name)
+    chosen = checkpoint_sampler(trained, request.sampler, request.steps, request.sampler_options)
+    device = next(trained.model.parameters()).device
+    torch.manual_seed(request.seed)
+    job = TaskJob(trained.model, trained.name, trained.config, chosen, request.source, request.num_crystals,
+                  request.batch_size, torch.Generator(device=device).manual_seed(request.seed), request.seed,
+                  request.precision, request.show_progress, dict(request.options))
     started = time.perf_counter()
-    for chosen_items in tqdm(batches, desc=task, disable=not show_progress, unit="batch"):
-        batch = collate([items[i] for i in chosen_items]).to(device_)
-        # optimisation differentiates through the model (latent gradients); reconstruction does not
-        with torch.no_grad() if task == "reconstruct" else torch.enable_grad(), autocast(device_, precision):
-            result = method(batch, chosen, generator=generator, **(task_options or {}))
-        # one crystal per input, or (optimize) the same number per input, input-major (e.g. a trajectory)
-        if not result or len(result) % batch.num_graphs:
-            raise RuntimeError(f"model {trained.name!r} returned {len(result)} crystals for {batch.num_graphs} inputs")
-        k = len(result) // batch.num_graphs
-        for j, i in enumerate(chosen_items):
-            per_input[i] = result[j * k:(j + 1) * k]
+    per_input = task.produce(job)
     decoded = [d for results in per_input for d in results]
-    sources = [i for i, results in enumerate(per_input) for _ in results]
-    extra = [{"input_index": i, "input_id": getattr(items[i], "material_id", None) or getattr(items[i], "id", None)}
-             for i in sources]
-    meta = {"model": trained.name, "task": task, "task_options": task_options or {},
-            "model_overrides": list(model_overrides), "input": source,
-            "checkpoint": str(Path(checkpoint).resolve()), "sampler": chosen.config(), "seed": seed, **record,
-            "batch_size": batch_size, "batches": len(batches), "memory_budget_gb": round(budget / GB, 3),
+    if not decoded:
+        raise ValueError(f"{request.source}: task {name!r} produced nothing (no usable input crystal)")
+    inputs = [i for i, results in enumerate(per_input) for _ in results]
+    ids = _input_ids(request.source, len(per_input))
+    extra = [{"input_index": i, "input_id": ids[i] if i < len(ids) else None} for i in inputs]
+    meta = {"model": trained.name, "task": name, "task_options": request.options,
+            "model_overrides": list(request.model_overrides), "input": request.source,
+            "checkpoint": str(Path(request.checkpoint).resolve()), "sampler": chosen.config(), "seed": request.seed,
+            **record, "batch_size": request.batch_size, "memory_budget_gb": round(memory_budget() / GB, 3),
             "timings": {"total_seconds": time.perf_counter() - started}}
-    counts = write_sample_dir(out, decoded, meta, extra_rows=extra)
-    log.info("%s: %d of %d crystals decoded -> %s", task, counts["ok"], counts["requested"], out)
+    counts = write_sample_dir(request.out, decoded, meta, extra_rows=extra)
+    log.info("%s: %d of %d crystals decoded -> %s", name, counts["ok"], counts["requested"], request.out)
+    if request.evaluate:
+        counts["metrics"] = score_task(task, request.out, [[d.structure for d in group] for group in per_input],
+                                       request.source, request.scoring, options=request.options)
     return counts
+
+
+def score_task(task: Task, out: str | Path, candidates: Sequence[Sequence[Any]], source: str, scoring: Scoring,
+               options: Mapping[str, Any] | None = None, metrics_dir: str | Path | None = None) -> dict[str, Any]:
+    """The task's evaluation of ``candidates`` (per input crystal of ``source``) into ``metrics_dir`` (default
+    ``out/metrics``): metrics.json and metrics.md."""
+    from crystalgen.data.registry import get_dataset
+    from crystalgen.metrics.report import write_outputs
+    from crystalgen.runner.datasets import parse_split, provenance
+
+    dataset, split = parse_split(source)
+    loaded = get_dataset(dataset).load(split, max_rows=len(candidates), workers=scoring.workers,
+                                       progress=scoring.progress)
+    true, notes = [r.structure for r in loaded.records], list(loaded.notes)
+    if len(candidates) > len(true):
+        raise ValueError(f"{source}: {len(candidates)} inputs, but the split has only {len(true)} crystals now")
+    scoring = Scoring(**{**scoring.__dict__, "reference_name": scoring.reference_name or dataset,
+                         "options": {**scoring.options, **(options or {})}})
+    result = task.evaluate(candidates, true[:len(candidates)], scoring)
+    result = {"task": task.name, "reference": scoring.reference_name, "reference_n": len(candidates),
+              **provenance("reference", source, notes), **result}
+    write_outputs(Path(metrics_dir) if metrics_dir is not None else Path(out) / METRICS_DIR, result, [],
+                  reference_name=scoring.reference_name)
+    return result
+
+
+def _input_ids(source: str, count: int) -> list[str | None]:
+    """The ids of the first ``count`` crystals of ``source`` (for samples.jsonl), read from the dataset's records."""
+    from crystalgen.data.registry import get_dataset
+    from crystalgen.runner.datasets import parse_split
+
+    name, split = parse_split(source)
+    return [r.id for r in get_dataset(name).load(split, max_rows=count, progress=False).records]

@@ -1,0 +1,101 @@
+"""The tasks that hand each input crystal to a model method: ``reconstruct`` and ``optimize`` (CDVAE,
+StructRepDiff). The model must list the task in ``GenerativeModel.tasks`` and implement the method of that name.
+
+Crystals go in batches of at most ``batch_size`` whose estimated memory (GenerativeModel.memory_cost, from each
+input's size) fits the memory budget; a crystal that alone exceeds it gets a candidate with the reason instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from pymatgen.core import Structure
+from tqdm.auto import tqdm
+
+from crystalgen.models.base import Decoded
+from crystalgen.tasks.base import Scoring, Task, TaskJob
+
+
+class ModelMethodTask(Task):
+    """Calls ``model.<name>(batch, sampler, generator=..., **options)`` on the preprocessed inputs in batches."""
+
+    #: the method differentiates through the model (latent gradients); otherwise it runs without autograd
+    needs_grad: ClassVar[bool] = False
+
+    def produce(self, job: TaskJob) -> list[list[Decoded]]:
+        from crystalgen.data.crystal import collate
+        from crystalgen.resources import memory_budget, pack_by_cost
+        from crystalgen.runner.budget import crystal_costs, refusals
+        from crystalgen.runner.distributed import autocast
+
+        items = job.prepared_inputs()
+        if not items:
+            raise ValueError(f"{job.source}: no crystals to {self.name}")
+        model, budget = job.model, memory_budget()
+        refused = dict(refusals(model, items, budget, training=False))
+        batches, _ = pack_by_cost(crystal_costs(model, items, training=False),
+                                  budget - model.memory_overhead(training=False), max_items=job.batch_size)
+        per_input = [[Decoded(None, refused[i])] if i in refused else [] for i in range(len(items))]
+        device = next(model.parameters()).device
+        method = getattr(model, self.name)
+        for chosen in tqdm(batches, desc=self.name, disable=not job.show_progress, unit="batch"):
+            batch = collate([items[i] for i in chosen]).to(device)
+            with torch.enable_grad() if self.needs_grad else torch.no_grad(), autocast(device, job.precision):
+                result = method(batch, job.sampler, generator=job.generator, **job.options)
+            # one crystal per input, or the same number per input, input-major (e.g. an optimisation trajectory)
+            if not result or len(result) % batch.num_graphs:
+                raise RuntimeError(f"model {job.model_name!r} returned {len(result)} crystals for {batch.num_graphs} inputs")
+            k = len(result) // batch.num_graphs
+            for j, i in enumerate(chosen):
+                per_input[i] = result[j * k:(j + 1) * k]
+        return per_input
+
+
+class Reconstruct(ModelMethodTask):
+    """Encode each input crystal and decode it back; scored by CDVAE's reconstruction match rate and RMSE."""
+
+    name = "reconstruct"
+    summary = "encode each crystal of a split and decode it back (match rate, RMSE)"
+    evaluation_names = ("reconstruction",)
+
+    def evaluate(self, candidates: Sequence[Sequence[Structure | None]], true: Sequence[Structure],
+                 scoring: Scoring) -> dict[str, Any]:
+        from crystalgen.metrics import reconstruction
+
+        pairs = [(group[0], true[i]) for i, group in enumerate(candidates) if group]
+        return reconstruction([p for p, _ in pairs], [t for _, t in pairs], oxidation_states=scoring.oxidation_states,
+                              workers=scoring.workers, progress=scoring.progress)
+
+
+class Optimize(ModelMethodTask):
+    """Move each input crystal towards a lower or higher property value (CDVAE's latent gradient descent); scored by
+    the success rates SR5/SR10/SR15 of an independent property model."""
+
+    name = "optimize"
+    summary = "move each crystal of a split towards a lower or higher property (SR5/SR10/SR15)"
+    evaluation_names = ("optimization",)
+    needs_grad = True
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--direction", choices=("min", "max"), default="min", help="minimise (default) or maximise")
+        parser.add_argument("--opt-steps", type=int, help="optimisation steps (default: the model's)")
+
+    def options(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {"direction": args.direction, "steps": args.opt_steps}
+
+    def evaluate(self, candidates: Sequence[Sequence[Structure | None]], true: Sequence[Structure],
+                 scoring: Scoring) -> dict[str, Any]:
+        from crystalgen.metrics import optimization_success
+        from crystalgen.metrics.cdvae_constants import canonical_dataset
+
+        if scoring.percentiles is None and canonical_dataset(scoring.reference_name) is None:
+            raise ValueError(f"{scoring.reference_name or 'this reference'}: SR5/SR10/SR15 have published thresholds only "
+                             "for perov_5, carbon_24 and mp_20; for other data pass --percentiles P5,P10,P15 (the "
+                             "property's 5th, 10th and 15th percentiles over the training set) and --property-predictor NAME")
+        return optimization_success([list(group) for group in candidates if group], dataset=scoring.reference_name,
+                                    percentiles=scoring.percentiles, property_predictor=scoring.property_predictor,
+                                    oxidation_states=scoring.oxidation_states,
+                                    predictor_options=scoring.predictor_options)
