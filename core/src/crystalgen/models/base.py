@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from crystalgen.encoders.base import StructureTransform
+from crystalgen.models.stages import Stage
 from crystalgen.specs import ModelSpec
 from crystalgen.state import Condition, SampleRequest
 
@@ -171,6 +172,17 @@ class GenerativeModel(nn.Module, ABC):
         """Called by the runner before each training epoch (0-based), e.g. for CDVAE's teacher forcing of the
         lattice during the first epochs. State that changes the loss must be derivable from ``epoch`` so that a
         resumed run behaves like an uninterrupted one."""
+
+    def training_stages(self) -> Sequence[Stage]:
+        """The stages this model trains in, in order (crystalgen.models.stages.Stage: which parameters train, which
+        loss key, how long); the runner gives each its own optimiser and schedule, freezes the other parameters and
+        writes ``checkpoints/stage-<name>.ckpt`` when it ends. Default: none, the model trains as one whole."""
+        return ()
+
+    def on_train_stage(self, stage: Stage) -> None:
+        """Called by the runner when a training stage begins, and when a resumed run continues inside it (before
+        its first ``on_train_epoch``): e.g. to compute only the stage's loss in ``training_loss``. State that changes
+        the loss must follow from the stage alone, so that a resumed run behaves like an uninterrupted one."""
 
     # -- sampling ---------------------------------------------------------------------------------
     @abstractmethod
