@@ -71,6 +71,9 @@ class GenerativeModel(nn.Module, ABC):
         tasks: beyond ``"generate"``: ``"reconstruct"``, ``"optimize"``.
         request_options: keys of ``SampleRequest.options`` the model reads (SymmCD: ``spacegroup_prior``); the
             runner routes ``sample --option KEY=VALUE`` here when the sampler takes no option ``KEY``.
+        grad_in_denoise: True when :meth:`denoise` takes gradients (scores as autograd gradients of an energy or of
+            distance scores): samplers then run it with gradients enabled, on detached inputs, and detach its
+            predictions (crystalgen.samplers.base.denoise), while every other part of sampling stays without.
         config_package: package holding ``<preset>.yaml`` config files (documented OmegaConf YAML).
     """
 
@@ -80,6 +83,7 @@ class GenerativeModel(nn.Module, ABC):
     conditions: ClassVar[frozenset[str]] = frozenset()
     tasks: ClassVar[frozenset[str]] = frozenset({"generate"})
     request_options: ClassVar[frozenset[str]] = frozenset()
+    grad_in_denoise: ClassVar[bool] = False
     config_package: ClassVar[str]
 
     processes: nn.ModuleDict
@@ -193,6 +197,12 @@ class GenerativeModel(nn.Module, ABC):
     @abstractmethod
     def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
         """One prediction per variable, each in the parameterisation its process declares."""
+
+    def current_values(self, names: frozenset[str], state: dict[str, Tensor], condition: Condition) -> dict[str, Tensor]:
+        """The current values of state variables ``names`` in the form the processes that read them take
+        (``NoiseProcess.reads``), at every sampling step. Default: the state's own tensors; override when the state
+        keeps a variable in another form than its readers expect (lattice features -> (B, 3, 3) Angstrom)."""
+        return {name: state[name] for name in names}
 
     @abstractmethod
     def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:
