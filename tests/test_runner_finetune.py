@@ -169,3 +169,15 @@ def test_the_command_line_refuses_init_from_with_resume_and_a_missing_checkpoint
     assert main(["train", "toy", "--init-from", str(tmp_path / "none.ckpt"), "--runs-root", str(tmp_path / "runs")]) == 2
     assert "none.ckpt: does not exist" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_crystalgen_train_init_from_fine_tunes_from_the_command_line(tmp_path, pretrained, monkeypatch, capsys):
+    monkeypatch.setenv("CRYSTALGEN_CACHE", str(tmp_path / "cache"))
+    tiny = ["--no-progress", "model.num_steps=10", "trainer.max_epochs=1", "data.max_train_rows=12",
+            "data.max_val_rows=4", "data.workers=0"]
+    ckpt = pretrained.checkpoints / "last.ckpt"
+    assert main(["train", "toy", "--init-from", str(ckpt), "--run-dir", str(tmp_path / "tuned"), *tiny]) == 0
+    run = RunDir(tmp_path / "tuned")
+    report = json.loads(run.init_from.read_text())
+    assert report["checkpoint"] == str(ckpt.resolve()) and report["loaded"]
+    assert load_checkpoint(run.checkpoints / "last.ckpt")["progress"]["global_step"] == 1

@@ -172,3 +172,18 @@ def test_a_stage_ends_when_its_share_of_the_time_budget_is_spent_and_the_whole_b
     assert not progress.finished and progress.stage == 1 and "time budget" in progress.stop_reason
     assert not (run.checkpoints / "stage-diffusion.ckpt").exists()
     assert load_checkpoint(run.checkpoints / "last.ckpt")["progress"]["stage"] == 1
+
+
+def test_crystalgen_run_trains_a_staged_model_stage_by_stage_and_samples_from_the_last_stage(tmp_path, monkeypatch):
+    from crystalgen.cli.main import main
+
+    monkeypatch.setenv("CRYSTALGEN_CACHE", str(tmp_path / "cache"))
+    tiny = ["--no-progress", "model.num_steps=10", "trainer.max_epochs=3", "data.max_train_rows=24",
+            "data.max_val_rows=8", "data.workers=0", "sample.num_samples=4", "sample.batch_size=4",
+            "evaluate.metrics=[validity]", "evaluate.workers=1", "evaluate.train_split=null"]
+    assert main(["run", "toy_staged", "--run-dir", str(tmp_path / "run"), *tiny]) == 0
+    run = RunDir(tmp_path / "run")
+    assert (run.checkpoints / "stage-autoencoder.ckpt").is_file() and (run.checkpoints / "stage-diffusion.ckpt").is_file()
+    best = load_checkpoint(run.checkpoints / "best.ckpt")["progress"]
+    assert best["stage"] == 1  # written by the last stage's validations, not left over from the autoencoder's
+    assert (run.samples / "sampling.json").is_file() and run.report.is_file()
