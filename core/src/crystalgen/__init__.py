@@ -168,6 +168,9 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     from crystalgen.models.base import (
         UnsupportedRequestError as UnsupportedRequestError,
     )
+    from crystalgen.models.stages import (
+        Stage as Stage,
+    )
     from crystalgen.processes.base import (
         CAPABILITIES as CAPABILITIES,
     )
@@ -292,6 +295,7 @@ _EXPORTS: dict[str, str] = {
     "Decoded": "crystalgen.models.base",
     "GenerativeModel": "crystalgen.models.base",
     "UnsupportedRequestError": "crystalgen.models.base",
+    "Stage": "crystalgen.models.stages",
     "CAPABILITIES": "crystalgen.processes.base",
     "ContinuousProcess": "crystalgen.processes.base",
     "NoiseProcess": "crystalgen.processes.base",

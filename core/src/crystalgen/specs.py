@@ -65,6 +65,8 @@ class ProcessSpec:
         prediction: the parameterisation its denoiser output must have (``eps``, ``score``, ``x0``, ``logits``).
         predictions: every parameterisation it can be built with (its ``prediction`` option).
         needs: keyword arguments it requires in every call (``lattice``, ``num_atoms``, ``composition``).
+        reads: other variables of the state whose current values every step receives (``lattice``); a need that
+            is read comes from the state, not from the model's process arguments.
     """
 
     kind: Kind
@@ -72,6 +74,7 @@ class ProcessSpec:
     prediction: str
     predictions: frozenset[str]
     needs: frozenset[str] = frozenset()
+    reads: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Examples:
   crystalgen train symmcd --data mp_20 --preset paper trainer.max_epochs=500
   crystalgen train toy --config my.yaml trainer.lr=3e-4 data.batch_size=32
   crystalgen train symmcd --resume runs/symmcd-mp_20-20250101-120000 trainer.max_epochs=1000
+  crystalgen train symmcd --data mp_20 --init-from runs/symmcd-embedded-20250101-120000/checkpoints/best.ckpt
   crystalgen train symmcd --resume runs/symmcd-mp_20-20250101-120000 --more-minutes 30   # after a time-budget stop
   torchrun --nproc_per_node 4 -m crystalgen train symmcd --data mp_20 --run-dir runs/ddp
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 
 from crystalgen.cli.common import add_config_arguments, apply_resources, shortcut_overrides
 
@@ -25,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR|CKPT",
                    help="continue a run from its checkpoints/last.ckpt (or the given checkpoint), with its saved "
                         "configuration amended by the overrides")
+    p.add_argument("--init-from", metavar="CKPT",
+                   help="fine-tune: start a new run from the weights of checkpoint CKPT (shortcut for "
+                        "trainer.init_from=CKPT; see trainer.init_from_keys / init_from_strict), with a fresh optimiser, "
+                        "schedule, counters and data statistics")
     p.add_argument("--more-minutes", metavar="M", type=float,
                    help="with --resume: train for another M minutes (the time budget trainer.max_minutes counts all "
                         "training of the run, so it becomes the minutes spent so far + M)")
@@ -34,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from crystalgen.cli.preflight import writable_folder
     from crystalgen.cli.stopping import partial_outputs
     from crystalgen.runner.conditions import ConditionSpec
+    from crystalgen.runner.checkpoint import load_checkpoint
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.models import model_class
@@ -44,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if args.more_minutes is not None and not args.resume:
         raise ValueError("--more-minutes continues a run: use it with --resume RUN (for a new run set "
                          "trainer.max_minutes=M)")
+    if args.init_from and args.resume:
+        raise ValueError("--init-from starts a new run from a checkpoint's weights, --resume continues a run: give one")
+    if args.init_from:
+        overrides = [f"trainer.init_from={Path(args.init_from).resolve()}", *overrides]
     if args.resume:
         name, cfg, run_dir, ckpt = resume_config(args.resume, overrides, more_minutes=args.more_minutes)
         if name != args.model:
@@ -56,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         cls.assemble(cfg.model)  # refuse parts that cannot work together before a run folder is made
         # and sampling conditions the trained model could never take (the checkpoint carries sample.condition)
         ConditionSpec.from_config(cfg.sample.get("condition")).check(args.model, cls.conditions)
+        if cfg.trainer.init_from:
+            load_checkpoint(cfg.trainer.init_from)  # a missing or damaged checkpoint too
         run_dir, ckpt = shared_run_dir(args, cfg), None
     rank = int(os.environ.get("RANK", "0"))
     handler = attach_run_log(run_dir.log) if rank == 0 else None
@@ -90,8 +103,6 @@ def continue_command(model: str, run_dir, cfg, granted: float | None) -> str:
 def shared_run_dir(args: argparse.Namespace, cfg):
     """The run directory: --run-dir, or a new one under --runs-root. Under torchrun rank 0 creates it and the
     other ranks receive its path, so that all write into one folder."""
-    from pathlib import Path
-
     from crystalgen.runner.distributed import select_device
     from crystalgen.runner.run_dir import RunDir
 

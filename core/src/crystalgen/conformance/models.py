@@ -23,6 +23,7 @@ from crystalgen.decoders.base import Decoder
 from crystalgen.models.assembly import PROCESSES, Assembly, slot_type
 from crystalgen.models.base import Decoded, GenerativeModel
 from crystalgen.processes.base import NoiseProcess
+from crystalgen.samplers.base import Sampler, SamplingModel, denoise
 from crystalgen.state import SampleRequest
 
 
@@ -202,8 +203,10 @@ def check_parts(model: GenerativeModel, assembly: Assembly, parts: Mapping[str, 
                                                              generator=generator(condition.device, 0), **condition.args(var)))
              for var, proc in processes.items()}
     T = next(iter(processes.values())).num_steps
+    sampling_model = cast(SamplingModel, model)
     with torch.no_grad():
-        prediction = model.denoise(prior, torch.full((condition.num_crystals,), T, device=condition.device), condition)
+        prediction = denoise(sampling_model, prior, torch.full((condition.num_crystals,), T, device=condition.device), condition)
     for var, proc in processes.items():
-        check_process(proc, condition.shapes[var], args=condition.args(var), prediction=prediction[var],
+        check_process(proc, condition.shapes[var], args=Sampler.step_args(sampling_model, var, prior, condition),
+                      prediction=prediction[var],
                       device=condition.device, name=name_of[f"{PROCESSES}.{var}"])

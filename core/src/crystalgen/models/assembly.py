@@ -101,7 +101,7 @@ def declare(slot: str, cls: Any, args: Mapping[str, Any]) -> Any:
         predictions = tuple(getattr(cls, "predictions", (cls.prediction,)))
         default = predictions[0] if len(predictions) == 1 else cls.prediction
         return ProcessSpec(process_kind(cls), cls.space, str(args.get("prediction", default)), frozenset(predictions),
-                           cls.needs)
+                           cls.needs, frozenset(getattr(cls, "reads", frozenset())))
     if getattr(cls, "spec", None) is None:
         raise PartConfigError(f"{cls.__name__} declares no spec (what it reads and provides), so it cannot be a model's part")
     return cls.declare(args)
@@ -153,15 +153,19 @@ def resolve(slot: str, name: str, options: Mapping[str, Any], context: Mapping[s
 
 # -- checking -----------------------------------------------------------------------------------------------
 def process_problems(variable: str, want: Variable, spec: ProcessSpec, denoiser: DenoiserSpec | None,
-                     any_prediction: bool = False) -> list[str]:
-    """Why a process does not fit ``variable`` (and the denoiser's predictions, when given)."""
+                     any_prediction: bool = False, variables: frozenset[str] | None = None) -> list[str]:
+    """Why a process does not fit ``variable`` (and the denoiser's predictions, when given; and, given the model's
+    ``variables``, whether the state has the other variables the process reads)."""
     out = []
     if spec.kind != want.kind:
         out.append(f"is a {spec.kind} process, {variable} needs a {want.kind} one")
     if spec.space != want.space:
         out.append(f"works on {spec.space} values, {variable} holds {want.space} values")
-    if not spec.needs <= want.args:
-        out.append(f"needs {names(spec.needs - want.args)}, which the model does not pass for {variable}")
+    if variables is not None and not spec.reads <= variables - {variable}:
+        out.append(f"reads the current {names(spec.reads - (variables - {variable}))}, which the model does not "
+                   f"diffuse beside {variable}")
+    if not spec.needs - spec.reads <= want.args:
+        out.append(f"needs {names(spec.needs - spec.reads - want.args)}, which the model does not pass for {variable}")
     if want.predictions is not None and spec.prediction not in want.predictions and not (
             any_prediction and spec.predictions & want.predictions):
         out.append(f"takes a {spec.prediction!r} prediction, the model handles {variable} as {names(want.predictions)}")
@@ -239,7 +243,8 @@ class Assembly:
         denoiser = others["denoiser"].spec if "denoiser" in others else None
         if slot.startswith(f"{PROCESSES}."):
             var = slot.split(".", 1)[1]
-            return process_problems(var, self.spec.variables[var], spec, denoiser, any_prediction)
+            return process_problems(var, self.spec.variables[var], spec, denoiser, any_prediction,
+                                    frozenset(self.spec.variables))
         if slot == "denoiser":
             procs = {s.split(".", 1)[1]: p.spec for s, p in others.items() if s.startswith(f"{PROCESSES}.")}
             return denoiser_problems(spec, self.spec, {v: p for v, p in procs.items() if v not in misfits})

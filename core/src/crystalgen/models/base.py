@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from crystalgen.encoders.base import StructureTransform
+from crystalgen.models.stages import Stage
 from crystalgen.specs import ModelSpec
 from crystalgen.state import Condition, SampleRequest
 
@@ -73,6 +74,9 @@ class GenerativeModel(nn.Module, ABC):
             registered tasks of those names call them; crystalgen.tasks).
         request_options: keys of ``SampleRequest.options`` the model reads (SymmCD: ``spacegroup_prior``); the
             runner routes ``sample --option KEY=VALUE`` here when the sampler takes no option ``KEY``.
+        grad_in_denoise: True when :meth:`denoise` takes gradients (scores as autograd gradients of an energy or of
+            distance scores): samplers then run it with gradients enabled, on detached inputs, and detach its
+            predictions (crystalgen.samplers.base.denoise), while every other part of sampling stays without.
         config_package: package holding ``<preset>.yaml`` config files (documented OmegaConf YAML).
     """
 
@@ -82,6 +86,7 @@ class GenerativeModel(nn.Module, ABC):
     conditions: ClassVar[frozenset[str]] = frozenset()
     tasks: ClassVar[frozenset[str]] = frozenset({"generate"})
     request_options: ClassVar[frozenset[str]] = frozenset()
+    grad_in_denoise: ClassVar[bool] = False
     config_package: ClassVar[str]
 
     processes: nn.ModuleDict
@@ -175,6 +180,17 @@ class GenerativeModel(nn.Module, ABC):
         lattice during the first epochs. State that changes the loss must be derivable from ``epoch`` so that a
         resumed run behaves like an uninterrupted one."""
 
+    def training_stages(self) -> Sequence[Stage]:
+        """The stages this model trains in, in order (crystalgen.models.stages.Stage: which parameters train, which
+        loss key, how long); the runner gives each its own optimiser and schedule, freezes the other parameters and
+        writes ``checkpoints/stage-<name>.ckpt`` when it ends. Default: none, the model trains as one whole."""
+        return ()
+
+    def on_train_stage(self, stage: Stage) -> None:
+        """Called by the runner when a training stage begins, and when a resumed run continues inside it (before
+        its first ``on_train_epoch``): e.g. to compute only the stage's loss in ``training_loss``. State that changes
+        the loss must follow from the stage alone, so that a resumed run behaves like an uninterrupted one."""
+
     # -- sampling ---------------------------------------------------------------------------------
     @abstractmethod
     def prepare_sampling(self, request: SampleRequest) -> Condition:
@@ -184,6 +200,12 @@ class GenerativeModel(nn.Module, ABC):
     @abstractmethod
     def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
         """One prediction per variable, each in the parameterisation its process declares."""
+
+    def current_values(self, names: frozenset[str], state: dict[str, Tensor], condition: Condition) -> dict[str, Tensor]:
+        """The current values of state variables ``names`` in the form the processes that read them take
+        (``NoiseProcess.reads``), at every sampling step. Default: the state's own tensors; override when the state
+        keeps a variable in another form than its readers expect (lattice features -> (B, 3, 3) Angstrom)."""
+        return {name: state[name] for name in names}
 
     @abstractmethod
     def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:

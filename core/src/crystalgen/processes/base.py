@@ -15,7 +15,10 @@ Samplers never look inside a process. They ask for *capabilities*, the protocols
   (:class:`Rule`; e.g. CDVAE's argmax atom types).
 
 Every method accepts the per-variable keyword arguments a model puts in ``Condition.process_args`` (e.g. a
-per-row ``marginal=`` for a categorical process); processes ignore the ones they do not use.
+per-row ``marginal=`` for a categorical process); processes ignore the ones they do not use. A process whose step
+needs the *current* value of another variable (Cartesian positions under the lattice being sampled alongside them)
+names it in ``reads``: every call while sampling then receives that value as the keyword argument of the same name
+(``Sampler.step_args``).
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ class NoiseProcess(nn.Module, ABC):
     space: ClassVar[str] = "real"
     #: keyword arguments every call requires (from Condition.process_args while sampling), e.g. "lattice"
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: other variables of the sampling state whose current values every call receives, as keyword arguments of the
+    #: same name, in the form the model's ``current_values`` gives (e.g. "lattice" as (B, 3, 3) Angstrom); a name in
+    #: ``needs`` that is also read is then not the model's to pass
+    reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, num_steps: int) -> None:
         super().__init__()

@@ -36,9 +36,11 @@ class ExponentialMovingAverage:
                 ema.copy_(value)
 
     @torch.no_grad()
-    def copy_to(self, model: nn.Module) -> None:
+    def copy_to(self, model: nn.Module, names: set[str] | None = None) -> None:
+        """The averages into the model's tensors (only those in ``names`` when given)."""
         for name, value in self._tracked(model):
-            value.copy_(self.shadow[name])
+            if names is None or name in names:
+                value.copy_(self.shadow[name])
 
     @contextmanager
     def averaged(self, model: nn.Module):

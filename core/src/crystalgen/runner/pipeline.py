@@ -27,6 +27,8 @@ from crystalgen.runner.config import to_yaml
 from crystalgen.runner.datasets import parse_split, prepared_split, provenance, reference_statistics, split_structures
 from crystalgen.runner.distributed import Environment, seed_everything, select_device, setup, teardown
 from crystalgen.runner.errors import NoCrystalsGeneratedError
+from crystalgen.runner.init_from import load_initial_weights
+from crystalgen.runner.init_from import write_report as write_init_report
 from crystalgen.runner.metric_log import MetricLog
 from crystalgen.runner.models import (
     checkpoint_sampler,
@@ -104,6 +106,8 @@ def train(model_name: str, cfg: DictConfig, run: RunDir, *, resume: str | Path |
         # the model first: its memory estimate decides which crystals a training step can hold (building it draws
         # its initial weights, and preparing the data draws nothing from torch's generator, so the order is free)
         model = model_class(model_name).from_config(cfg.model)
+        if payload is None and cfg.trainer.init_from:
+            init_weights(model, cfg, run, env)
         if data is None:
             train_items, val_items = prepare_training_data(model_name, cfg, env, show_progress, model)
         else:
@@ -123,6 +127,16 @@ def train(model_name: str, cfg: DictConfig, run: RunDir, *, resume: str | Path |
         if metric_log is not None:
             metric_log.close()
         teardown(env)
+
+
+def init_weights(model: GenerativeModel, cfg: DictConfig, run: RunDir, env: Environment) -> None:
+    """Fine-tuning (``trainer.init_from``): the checkpoint's weights, before the data statistics are fitted on this
+    run's own training split; what was loaded is written to the run's init_from.json."""
+    t = cfg.trainer
+    report = load_initial_weights(model, t.init_from, keys=list(t.init_from_keys or []), strict=t.init_from_strict,
+                                  averaged=t.init_from_ema)
+    if env.is_main:
+        write_init_report(report, run.init_from)
 
 
 def resume_config(resume: str | Path, overrides: Sequence[str] = (),

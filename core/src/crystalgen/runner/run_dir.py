@@ -85,6 +85,11 @@ class RunDir:
         return self.path / "stages.json"
 
     @property
+    def init_from(self) -> Path:
+        """What a fine-tuned run took from its ``trainer.init_from`` checkpoint."""
+        return self.path / "init_from.json"
+
+    @property
     def resources(self) -> Path:
         return self.path / "resources.json"
 

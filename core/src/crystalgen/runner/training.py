@@ -1,9 +1,14 @@
 """The one training loop every model uses.
 
 It talks to a model only through ``training_loss(batch) -> {"loss": scalar, ...}`` (and ``on_train_epoch``,
-``memory_cost``), and owns everything around it: data order, optimiser and schedule, clipping, EMA, autocast,
-compile, DDP, micro-batches for the memory budget, validation, early stopping, time budget, checkpoints and logs. Everything that decides the next step is saved
-in the checkpoint, so a resumed run continues exactly where the interrupted one stopped.
+``memory_cost``, and for a model trained in stages ``training_stages`` / ``on_train_stage``), and owns everything
+around it: data order, optimiser and schedule, clipping, EMA, autocast, compile, DDP, micro-batches for the memory
+budget, validation, early stopping, time budget, training stages, checkpoints and logs. Everything that decides the
+next step is saved in the checkpoint, so a resumed run continues exactly where the interrupted one stopped.
+
+Stages (crystalgen.models.stages) run in order, each with its own optimiser and schedule over its trainable
+parameters only, its own loss key, best loss and early stopping, and ``checkpoints/stage-<name>.ckpt`` when it
+ends. A model without stages is one implicit stage over every parameter, trained exactly as before stages existed.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from crystalgen.runner.distributed import Environment, autocast
 from crystalgen.runner.ema import ExponentialMovingAverage
 from crystalgen.runner.metric_log import MetricLog
 from crystalgen.runner.optim import build_optimizer, build_scheduler, clip_gradients
+from crystalgen.runner.stages import PlannedStage, plan_stages, trainable
 
 log = logging.getLogger("crystalgen.train")
 
@@ -65,6 +71,9 @@ class Progress:
     epoch_crystals: int = 0
     finished: bool = False
     stop_reason: str = ""
+    stage: int = 0  # index of the training stage being trained (models with stages)
+    stage_start_epoch: int = 0  # the epoch at which that stage began
+    stage_begun: bool = False  # its optimiser and schedule exist (False at a stage boundary: it starts afresh)
 
 
 def epoch_batches(num_items: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> list[list[int]]:
@@ -101,6 +110,10 @@ class Checkpoints:
     def best(self) -> Path:
         return self.folder / "best.ckpt"
 
+    def stage(self, name: str) -> Path:
+        """The checkpoint written when training stage ``name`` ends."""
+        return self.folder / f"stage-{name}.ckpt"
+
 
 class Trainer:
     """Trains ``model`` on preprocessed crystals (torch_geometric ``Data`` items).
@@ -129,8 +142,13 @@ class Trainer:
         self.metric_log = metric_log if env.is_main else None
         self.model_name = model_name
         self.show_progress = show_progress and env.is_main
-        self.optimizer = build_optimizer(self.model.parameters(), self.tcfg)
+        stages = getattr(self.model, "training_stages", None)  # plain modules (tests) have none
+        self.plan = plan_stages(stages(), self.model, self.tcfg.max_epochs) if stages is not None else []
+        self.total_epochs = sum(s.epochs for s in self.plan) if self.plan else self.tcfg.max_epochs
+        self.loss_key = "loss"  # the key of training_loss's output minimised (the stage's)
+        self.optimizer = build_optimizer(self.model.parameters(), self.tcfg)  # models with stages: one per stage
         self.scheduler = None  # built in fit(), when the number of steps is known
+        self._optimizer_state: dict[str, Any] | None = None  # with stages: loaded when the resumed stage begins
         self.ema = ExponentialMovingAverage(self.model, self.tcfg.ema_decay) if self.tcfg.ema_decay > 0 else None
         self.progress = Progress()
         self.budget = memory_budget() if budget is None else budget
@@ -195,7 +213,10 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         if self.ema is not None and payload.get("ema") is not None:
             self.ema.load_state_dict(payload["ema"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.plan:
+            self._optimizer_state = payload["optimizer"]
+        else:
+            self.optimizer.load_state_dict(payload["optimizer"])
         self._scheduler_state = payload.get("scheduler")
         self.progress = Progress(**payload["progress"])
         rngs = payload.get("rng") or []
@@ -207,11 +228,13 @@ class Trainer:
 
     def _save(self, which: str) -> None:
         """Write checkpoints/<which>.ckpt (rank 0; every rank joins the RNG gather)."""
-        if self.checkpoints is None:
-            return
+        if self.checkpoints is not None:
+            self._save_to(getattr(self.checkpoints, which))
+
+    def _save_to(self, path: Path) -> None:
         payload = self.state()
         if self.env.is_main:
-            save_checkpoint(payload, getattr(self.checkpoints, which))
+            save_checkpoint(payload, path)
         self.env.barrier()
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -221,56 +244,70 @@ class Trainer:
         if not train:
             raise ValueError("no training crystals: the training split is empty after preprocessing")
         steps_per_epoch = len(self._epoch_batches(len(train), 0))
-        self.scheduler = build_scheduler(self.optimizer, tcfg, total_steps=tcfg.max_epochs * steps_per_epoch)
-        if self.scheduler is not None and self._scheduler_state is not None:
-            self.scheduler.load_state_dict(self._scheduler_state)
+        if not self.plan:
+            self.scheduler = build_scheduler(self.optimizer, tcfg, total_steps=tcfg.max_epochs * steps_per_epoch)
+            if self.scheduler is not None and self._scheduler_state is not None:
+                self.scheduler.load_state_dict(self._scheduler_state)
         split = sum(len(self._split(train, b)) > 1 for b in self._epoch_batches(len(train), 0))
         if split and self.env.is_main:
             log.info("%d of %d batches of epoch 1 run as micro-batches (gradients accumulated) to fit the memory budget "
                      "of %.2g GB", split, steps_per_epoch, self.budget / 2**30)
-        self._wrap_for_training()
+        trainable_before = {name for name, param in self.model.named_parameters() if param.requires_grad}
         try:
-            return self._fit(train, val, steps_per_epoch)
+            if not self.plan:
+                self._wrap_for_training()
+                return self._fit(train, val, steps_per_epoch)
+            return self._fit_stages(train, val, steps_per_epoch, trainable_before)
         finally:
             self._unwrap()
+            for name, param in self.model.named_parameters():
+                param.requires_grad_(name in trainable_before)
 
     def _fit(self, train: Sequence[Data], val: Sequence[Data], steps_per_epoch: int) -> Progress:
         tcfg, p = self.tcfg, self.progress
-        budget = tcfg.max_minutes * 60 if tcfg.max_minutes is not None else math.inf
         started = time.perf_counter() - p.train_seconds
         p.finished = False
-        while p.epoch < tcfg.max_epochs:
-            on_train_epoch = getattr(self.model, "on_train_epoch", None)  # plain modules (tests) lack the hook
-            if on_train_epoch is not None:
-                on_train_epoch(p.epoch, tcfg.max_epochs)
-            out_of_time = self._train_epoch(train, steps_per_epoch, started, budget)
-            p.train_seconds = time.perf_counter() - started
-            if out_of_time:
-                p.stop_reason = f"time budget of {tcfg.max_minutes} min spent"
-                if val and not math.isfinite(p.best_loss):
-                    self._first_best(val)
-                break
-            done = p.epoch
-            values = {"train/epoch_loss": self._reduce_mean(torch.tensor(p.epoch_loss_sum, device=self.env.device), p.epoch_crystals)}
-            validating = (done + 1) % tcfg.val_every == 0 or done + 1 == tcfg.max_epochs
-            if validating and val:
-                values.update(self.validate(val))
-            if self.metric_log:
-                self.metric_log.log(p.global_step, done, values)
-            p.epoch, p.batch_in_epoch, p.epoch_loss_sum, p.epoch_crystals = done + 1, 0, 0.0, 0
-            summary = ", ".join(f"{k} {v:.5g}" for k, v in values.items() if k in ("train/epoch_loss", "val/loss"))
-            stop = self._after_validation(values.get("val/loss", values["train/epoch_loss"])) if validating else False
-            if self.env.is_main:
-                log.info("epoch %d/%d: %s (lr %.3g, %.0f s)", p.epoch, tcfg.max_epochs, summary,
-                         self.optimizer.param_groups[0]["lr"], p.train_seconds)
-            if stop:
-                p.stop_reason = f"early stopping: no improvement in {tcfg.early_stopping_patience} validations"
-                break
-            if p.epoch % tcfg.checkpoint_every == 0 and p.epoch < tcfg.max_epochs:
-                self._save("last")
-        else:
+        outcome = self._train_until(train, val, steps_per_epoch, started, 0, tcfg.max_epochs, self._budget())
+        if outcome == "time":
+            self._out_of_time(val)
+        elif outcome == "done":
             p.stop_reason = f"reached max_epochs={tcfg.max_epochs}"
-        p.finished = p.epoch >= tcfg.max_epochs or p.stop_reason.startswith("early")
+        p.finished = p.epoch >= tcfg.max_epochs or outcome == "early"
+        return self._stop(started)
+
+    def _fit_stages(self, train: Sequence[Data], val: Sequence[Data], steps_per_epoch: int,
+                    allowed: set[str]) -> Progress:
+        """The model's stages in order from ``progress.stage``; each ends after its epochs, by early stopping or when
+        its share of the time budget is spent; the whole budget spent stops training (resume continues the stage)."""
+        p, budget = self.progress, self._budget()
+        started = time.perf_counter() - p.train_seconds
+        p.finished = False
+        while p.stage < len(self.plan):
+            planned = self.plan[p.stage]
+            self._begin_stage(planned, steps_per_epoch, allowed)
+            outcome = self._train_until(train, val, steps_per_epoch, started, p.stage_start_epoch,
+                                        p.stage_start_epoch + planned.epochs, budget * planned.until)
+            if outcome == "time" and time.perf_counter() - started >= budget:
+                self._out_of_time(val)
+                break
+            if outcome == "time":  # the stage's share of the budget is spent: its partial epoch ends here
+                p.epoch, p.batch_in_epoch, p.epoch_loss_sum, p.epoch_crystals = p.epoch + 1, 0, 0.0, 0
+            self._end_stage(planned, outcome)
+        else:
+            p.stop_reason = f"completed the {len(self.plan)} training stages"
+        p.finished = p.stage >= len(self.plan)
+        return self._stop(started)
+
+    def _budget(self) -> float:
+        return self.tcfg.max_minutes * 60 if self.tcfg.max_minutes is not None else math.inf
+
+    def _out_of_time(self, val: Sequence[Data]) -> None:
+        self.progress.stop_reason = f"time budget of {self.tcfg.max_minutes} min spent"
+        if val and not math.isfinite(self.progress.best_loss):
+            self._first_best(val)
+
+    def _stop(self, started: float) -> Progress:
+        p = self.progress
         p.train_seconds = time.perf_counter() - started
         self._save("last")
         self.env.barrier()  # ranks leave fit() together, so none tears the process group down under another
@@ -278,12 +315,86 @@ class Trainer:
             log.info("training stopped after %d steps (%s), %.1f s", p.global_step, p.stop_reason, p.train_seconds)
         return p
 
+    def _begin_stage(self, planned: PlannedStage, steps_per_epoch: int, allowed: set[str]) -> None:
+        """Freeze what the stage does not train and build its optimiser and schedule: fresh at the stage's start,
+        with the checkpoint's states when a run resumes inside it."""
+        p, stage = self.progress, planned.stage
+        self._unwrap()
+        params = trainable(self.model, stage, allowed)
+        if not p.stage_begun and self.ema is not None:
+            # what this stage freezes is what validation and sampling will use: the moving average
+            self.ema.copy_to(self.model, names={n for n, q in self.model.named_parameters() if not q.requires_grad})
+        self.optimizer = build_optimizer(params, self.tcfg)
+        self.scheduler = build_scheduler(self.optimizer, self.tcfg, total_steps=planned.epochs * steps_per_epoch)
+        if p.stage_begun and self._optimizer_state is not None:
+            self.optimizer.load_state_dict(self._optimizer_state)
+            if self.scheduler is not None and self._scheduler_state is not None:
+                self.scheduler.load_state_dict(self._scheduler_state)
+        self._optimizer_state = self._scheduler_state = None
+        p.stage_begun = True
+        self.loss_key = stage.loss
+        on_train_stage = getattr(self.model, "on_train_stage", None)
+        if on_train_stage is not None:
+            on_train_stage(stage)
+        if self.env.is_main:
+            log.info("training stage %d/%d %r: epochs %d-%d, %d parameter tensors trained, minimising %r",
+                     p.stage + 1, len(self.plan), stage.name, p.stage_start_epoch + 1,
+                     p.stage_start_epoch + planned.epochs, len(params), stage.loss)
+        self._wrap_for_training()
+
+    def _end_stage(self, planned: PlannedStage, outcome: str) -> None:
+        """Write the stage's checkpoint and move to the next stage (fresh best loss and early-stopping count)."""
+        p = self.progress
+        if self.checkpoints is not None:
+            self._save_to(self.checkpoints.stage(planned.stage.name))
+        if self.env.is_main:
+            why = {"early": "early stopping", "time": "its share of the time budget spent"}.get(outcome, "its epochs done")
+            log.info("training stage %r ended (%s) at epoch %d", planned.stage.name, why, p.epoch)
+        p.stage, p.stage_start_epoch, p.stage_begun = p.stage + 1, p.epoch, False
+        p.best_loss, p.bad_validations = math.inf, 0
+        if p.stage < len(self.plan):
+            self._save("last")  # a run stopped now resumes at the start of the next stage
+
+    def _train_until(self, train: Sequence[Data], val: Sequence[Data], steps_per_epoch: int, started: float,
+                     first: int, end: int, deadline: float) -> str:
+        """Epochs up to ``end`` (the current stage began at epoch ``first``); returns ``"done"``, ``"early"`` (early
+        stopping) or ``"time"`` (``deadline`` seconds of training spent, mid-epoch)."""
+        tcfg, p = self.tcfg, self.progress
+        while p.epoch < end:
+            on_train_epoch = getattr(self.model, "on_train_epoch", None)  # plain modules (tests) lack the hook
+            if on_train_epoch is not None:
+                on_train_epoch(p.epoch, self.total_epochs)
+            out_of_time = self._train_epoch(train, steps_per_epoch, started, deadline)
+            p.train_seconds = time.perf_counter() - started
+            if out_of_time:
+                return "time"
+            done = p.epoch
+            values = {"train/epoch_loss": self._reduce_mean(torch.tensor(p.epoch_loss_sum, device=self.env.device), p.epoch_crystals)}
+            validating = (done + 1 - first) % tcfg.val_every == 0 or done + 1 == end
+            if validating and val:
+                values.update(self.validate(val))
+            if self.metric_log:
+                self.metric_log.log(p.global_step, done, values)
+            p.epoch, p.batch_in_epoch, p.epoch_loss_sum, p.epoch_crystals = done + 1, 0, 0.0, 0
+            monitored = f"val/{self.loss_key}"
+            summary = ", ".join(f"{k} {v:.5g}" for k, v in values.items() if k in ("train/epoch_loss", monitored))
+            stop = self._after_validation(values.get(monitored, values["train/epoch_loss"])) if validating else False
+            if self.env.is_main:
+                log.info("epoch %d/%d: %s (lr %.3g, %.0f s)", p.epoch, self.total_epochs, summary,
+                         self.optimizer.param_groups[0]["lr"], p.train_seconds)
+            if stop:
+                p.stop_reason = f"early stopping: no improvement in {tcfg.early_stopping_patience} validations"
+                return "early"
+            if (p.epoch - first) % tcfg.checkpoint_every == 0 and p.epoch < end:
+                self._save("last")
+        return "done"
+
     def _train_epoch(self, train: Sequence[Data], steps_per_epoch: int, started: float, budget: float) -> bool:
         """One epoch from ``progress.batch_in_epoch`` on; True when the time budget ran out mid-epoch."""
         p, tcfg, device = self.progress, self.tcfg, self.env.device
         batches = self._epoch_batches(len(train), p.epoch)[p.batch_in_epoch:]
         self.model.train()
-        bar = tqdm(total=steps_per_epoch, initial=p.batch_in_epoch, desc=f"epoch {p.epoch + 1}/{tcfg.max_epochs}",
+        bar = tqdm(total=steps_per_epoch, initial=p.batch_in_epoch, desc=f"epoch {p.epoch + 1}/{self.total_epochs}",
                    disable=not self.show_progress, leave=False, unit="step", dynamic_ncols=True)
         crystals = 0
         tick = time.perf_counter()
@@ -293,7 +404,7 @@ class Trainer:
             micro = [next(loaded).to(device) for _ in groups]
             parts = self._step(micro)
             size = sum(m.num_graphs for m in micro)
-            p.epoch_loss_sum += float(parts["loss"]) * size
+            p.epoch_loss_sum += float(parts[self.loss_key]) * size
             p.epoch_crystals += size
             crystals += size
             p.global_step += 1
@@ -345,7 +456,10 @@ class Trainer:
         p = self.progress
         with autocast(self.env.device, self.tcfg.precision):
             parts = self._compiled_or_eager(batch) if self.step_module is not self._eager_step else self.step_module(batch)
-        loss = parts["loss"]
+        loss = parts.get(self.loss_key)
+        if loss is None:
+            raise KeyError(f"the training stage minimises {self.loss_key!r}, but training_loss returned only "
+                           f"{', '.join(sorted(parts))}")
         if not torch.isfinite(loss).item():
             raise NonFiniteLossError(
                 f"the training loss is {loss.item()} at step {p.global_step + 1} (epoch {p.epoch + 1}); "
@@ -378,7 +492,9 @@ class Trainer:
             values = self.validate(val)
         self._save("best")
         if self.env.is_main:
-            log.info("validation at the end of the time budget: val/loss %.5g (written as best.ckpt)", values["val/loss"])
+            monitored = f"val/{self.loss_key}"
+            log.info("validation at the end of the time budget: %s %.5g (written as best.ckpt)", monitored,
+                     values.get(monitored, math.nan))
 
     def _after_validation(self, monitored: float) -> bool:
         """Plateau schedule, best checkpoint and early stopping on the monitored loss; True to stop."""

@@ -9,8 +9,13 @@ processes always take their posterior step (``reverse_step``) and rule processes
 between levels, ``corrector_step`` at extra model calls within a level), so every sampler handles them.
 
 :meth:`Sampler.run` checks compatibility and draws the prior before any model call, then hands over to the
-subclass's :meth:`Sampler.loop`. Every update is followed by the condition's constraints, and every process
-call receives ``condition.args(variable)``.
+subclass's :meth:`Sampler.loop` under ``torch.no_grad``. Every update is followed by the condition's constraints, and
+every process call receives :meth:`Sampler.step_args`: ``condition.args(variable)`` plus the current values of the
+other variables the process reads (``NoiseProcess.reads``; Cartesian steps under the current lattice).
+
+A model that takes gradients inside ``denoise`` (scores as autograd gradients of an energy or of distance scores)
+sets ``grad_in_denoise = True``: :func:`denoise` then runs its ``denoise`` with gradients enabled on detached copies
+of the state and detaches the predictions, so no autograd graph outlives the call or links one step to the next.
 """
 
 from __future__ import annotations
@@ -41,6 +46,28 @@ class SamplingModel(Protocol):
     def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
         """Predictions for every variable at level ``t`` (LongTensor, one entry per crystal)."""
         ...
+
+
+def denoise(model: SamplingModel, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
+    """``model.denoise``, with gradients enabled inside it (and only there) when the model sets
+    ``grad_in_denoise``: its inputs are detached copies and its predictions are detached, so each call's graph is
+    freed when it returns, whatever grad mode the caller runs in."""
+    if not getattr(model, "grad_in_denoise", False):
+        return model.denoise(state, t, condition)
+    with torch.enable_grad():
+        prediction = model.denoise({var: x.detach() for var, x in state.items()}, t, condition)
+    return {var: x.detach() for var, x in prediction.items()}
+
+
+def current_values(model: SamplingModel, names: frozenset[str], state: dict[str, Tensor],
+                   condition: Condition) -> dict[str, Tensor]:
+    """The current values of state variables ``names`` as the processes reading them take them: the model's
+    ``current_values`` when it has one (a model that keeps a variable in another form, e.g. lattice features, gives
+    the (B, 3, 3) lattice), else the state's own tensors."""
+    if not names:
+        return {}
+    convert = getattr(model, "current_values", None)
+    return convert(names, state, condition) if convert is not None else {name: state[name] for name in names}
 
 
 #: called as progress(done, total) after each model evaluation
@@ -146,7 +173,8 @@ class Sampler(ABC):
         """Turn the prior state x_T into x_0."""
 
     def prior(self, model: SamplingModel, condition: Condition, generator: torch.Generator | None) -> dict[str, Tensor]:
-        """x_T for every variable, with the condition's constraints applied."""
+        """x_T for every variable, with the condition's constraints applied (drawn from the condition alone: no
+        process reads another variable here)."""
         state: dict[str, Tensor] = {}
         for var, proc in model.processes.items():
             x = proc.sample_prior(condition.shapes[var], device=condition.device, generator=generator, **condition.args(var))
@@ -160,8 +188,17 @@ class Sampler(ABC):
 
     @staticmethod
     def predict(model: SamplingModel, state: dict[str, Tensor], t: int, condition: Condition) -> dict[str, Tensor]:
+        """The model's predictions for every variable at level ``t`` (:func:`denoise`: with gradients inside
+        ``denoise`` for a model that asks for them)."""
         t_batch = torch.full((condition.num_crystals,), t, dtype=torch.long, device=condition.device)
-        return model.denoise(state, t_batch, condition)
+        return denoise(model, state, t_batch, condition)
+
+    @staticmethod
+    def step_args(model: SamplingModel, var: str, state: dict[str, Tensor], condition: Condition) -> dict[str, Any]:
+        """Keyword arguments of every call to ``var``'s process while the sampler is at ``state``: the condition's
+        fixed ones, plus the current values of the variables the process reads (``NoiseProcess.reads``)."""
+        reads: frozenset[str] = getattr(model.processes[var], "reads", frozenset())
+        return {**condition.args(var), **current_values(model, reads, state, condition)}
 
     @staticmethod
     def reverse_all(model: SamplingModel, state: dict[str, Tensor], t: int, s: int, prediction: dict[str, Tensor],
@@ -171,7 +208,7 @@ class Sampler(ABC):
         for var, proc in model.processes.items():
             if role(proc) in roles:
                 x = capable(proc, Posterior).reverse_step(state[var], t, s, prediction[var], generator=generator,
-                                                          **condition.args(var))
+                                                          **Sampler.step_args(model, var, state, condition))
                 out[var] = condition.constrain(var, x)
         return out
 
@@ -182,7 +219,8 @@ class Sampler(ABC):
         out = dict(state)
         for var, proc in model.processes.items():
             if role(proc) == "rule":
-                x = capable(proc, Rule).corrector_step(state[var], t, prediction[var], generator=generator, **condition.args(var))
+                x = capable(proc, Rule).corrector_step(state[var], t, prediction[var], generator=generator,
+                                                       **Sampler.step_args(model, var, state, condition))
                 out[var] = condition.constrain(var, x)
         return out
 

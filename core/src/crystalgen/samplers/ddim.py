@@ -41,7 +41,8 @@ class DDIMSampler(Sampler):
             prediction = self.predict(model, state, t, condition)
             new = self.reverse_all(model, state, t, s, prediction, condition, generator, ("categorical", "rule"))
             for var, proc in self.continuous(model, Marginal).items():
-                x = proc.ddim_step(state[var], t, s, prediction[var], eta=self.eta, generator=generator, **condition.args(var))
+                x = proc.ddim_step(state[var], t, s, prediction[var], eta=self.eta, generator=generator,
+                                  **self.step_args(model, var, state, condition))
                 new[var] = condition.constrain(var, x)
             state = new
             if progress is not None:

@@ -54,7 +54,8 @@ class AnnealedLangevinSampler(Sampler):
                 new = self.correct_rules(model, state, t, prediction, condition, generator)
                 for var, proc in continuous.items():
                     h = self.step_lr * (proc.scales(t)[1] / proc.scales(t_min)[1]) ** 2
-                    x = proc.langevin_step(state[var], t, prediction[var], h, generator=generator, **condition.args(var))
+                    x = proc.langevin_step(state[var], t, prediction[var], h, generator=generator,
+                                            **self.step_args(model, var, state, condition))
                     new[var] = condition.constrain(var, x)
                 state, done = new, done + 1
                 if progress is not None:
@@ -63,7 +64,7 @@ class AnnealedLangevinSampler(Sampler):
                 prediction = self.predict(model, state, t, condition)
                 new = self.correct_rules(model, state, t, prediction, condition, generator)
                 for var, proc in continuous.items():
-                    x0 = proc.clean_estimate(prediction[var], state[var], t, **condition.args(var))
+                    x0 = proc.clean_estimate(prediction[var], state[var], t, **self.step_args(model, var, state, condition))
                     new[var] = condition.constrain(var, x0)
                 state, done = new, done + 1
                 if progress is not None:

@@ -59,7 +59,8 @@ class PredictorCorrectorSampler(Sampler):
                 prediction = self.predict(model, state, t, condition)
                 new = self.correct_rules(model, state, t, prediction, condition, generator)
                 for var, proc in corrected.items():
-                    x = self.corrector_step(proc, state[var], t, prediction[var], condition.args(var), generator)
+                    x = self.corrector_step(proc, state[var], t, prediction[var],
+                                            self.step_args(model, var, state, condition), generator)
                     new[var] = condition.constrain(var, x)
                 state, done = new, done + 1
                 if progress is not None:
