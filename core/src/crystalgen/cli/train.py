@@ -39,8 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from crystalgen.cli.preflight import writable_folder
     from crystalgen.cli.stopping import partial_outputs
-    from crystalgen.runner.conditions import ConditionSpec
     from crystalgen.runner.checkpoint import load_checkpoint
+    from crystalgen.runner.conditions import ConditionSpec
     from crystalgen.runner.config import compose
     from crystalgen.runner.console import attach_run_log, detach, setup_console
     from crystalgen.runner.models import model_class
