@@ -19,6 +19,11 @@ to reach N) with every atom displaced by N(0, 0.05 A) per Cartesian axis and the
 Usage (2-core CPU, no GPU):
     CRYSTALGEN_DATA=../shared/data python bench/metrics.py --part all
     python bench/metrics.py --part compare --n-compare 1000
+    python bench/metrics.py --part cold-ratio --n-compare 100 --n-reference 400 --rounds 3 --workers 2 \
+        --out bench/results/metrics_cold_ratio.json
+
+3. ``cold-ratio``: the first-run comparison, both sides in each round (order alternating, a new empty cache for
+   crystalgen each time), load average and CPU time recorded per side; smaller sets, so that it can be repeated.
 """
 
 from __future__ import annotations
@@ -27,13 +32,18 @@ import argparse
 import itertools
 import json
 import os
-import platform
+import resource
+import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import load_average, provenance  # noqa: E402
 
 NOISE = 0.05  # Angstrom, per Cartesian axis
 STRAIN = 0.02  # maximum relative strain of the lattice
@@ -135,18 +145,14 @@ def serial_smact_validity(elems, counts) -> bool:
 
 
 def old_pauling_test(ox, enegs) -> bool:
-    """smact <= 2.x eneg_states_test, whose None-vs-float comparison raised TypeError that CDVAE read as 'OK'."""
+    """smact 2.2.1's eneg_states_test as CDVAE called it: an opposite-sign pair with a missing electronegativity
+    raised TypeError, which CDVAE read as 'OK'; any other pair with one fails the assignment."""
     for (o1, e1), (o2, e2) in itertools.combinations(list(zip(ox, enegs)), 2):
-        if o1 > 0 and o2 < 0:
-            if e1 is None or e2 is None:
-                return True
-            if e1 >= e2:
-                return False
-        elif o1 < 0 and o2 > 0:
-            if e1 is None or e2 is None:
-                return True
-            if e1 <= e2:
-                return False
+        opposite = (o1 > 0 and o2 < 0) or (o1 < 0 and o2 > 0)
+        if e1 is None or e2 is None:
+            return opposite
+        if (o1 > 0 and o2 < 0 and e1 >= e2) or (o1 < 0 and o2 > 0 and e1 <= e2):
+            return False
     return True
 
 
@@ -244,9 +250,50 @@ def run_compare(args, generated, reference, predictor) -> dict:
             "serial": serial_out, "ours": {k: our_out.get(k) for k in COMPARED}}
 
 
+def run_cold_ratio(args, generated, reference, predictor) -> dict:
+    """Serial CDVAE-style script against crystalgen with an empty cache, both sides per round, order alternating.
+
+    Both sides compute every fingerprint of the generated and reference crystals, so this is the first-run cost.
+    A round's crystalgen side gets a new empty cache folder. CPU time counts this process and its finished
+    children (crystalgen's worker processes end with each evaluate call)."""
+    subset, ref = generated[: args.n_compare], reference[: args.n_reference]
+    rounds = []
+    for index in range(args.rounds):
+        order = ["serial", "crystalgen_cold"] if index % 2 == 0 else ["crystalgen_cold", "serial"]
+        sides = {}
+        for side in order:
+            os.environ["CRYSTALGEN_CACHE"] = tempfile.mkdtemp(prefix="crystalgen-bench-cold-")
+            load_before, cpu_before = load_average(), _cpu_seconds()
+            t = time.perf_counter()
+            if side == "serial":
+                serial_metrics(subset, ref, 0.4, 10.0, 1000, 0, predictor)
+            else:
+                ours(subset, ref, args.workers, predictor)
+            sides[side] = {"wall_s": time.perf_counter() - t, "cpu_s": _cpu_seconds() - cpu_before,
+                           "load_average_before": load_before, "load_average_after": load_average()}
+        rounds.append({"order": order, "sides": sides,
+                       "speedup_wall": sides["serial"]["wall_s"] / sides["crystalgen_cold"]["wall_s"],
+                       "speedup_cpu": sides["serial"]["cpu_s"] / sides["crystalgen_cold"]["cpu_s"]})
+        print(f"round {index}: serial {sides['serial']['wall_s']:.1f} s, crystalgen cold "
+              f"{sides['crystalgen_cold']['wall_s']:.1f} s, ratio {rounds[-1]['speedup_wall']:.2f}x", flush=True)
+    loads = [x for r in rounds for side in r["sides"].values()
+             for x in (side["load_average_before"][0], side["load_average_after"][0])]
+    return {"n_generated": len(subset), "n_reference": len(ref), "rounds": rounds,
+            "summary": {key: {"median": statistics.median(r[key] for r in rounds), "min": min(r[key] for r in rounds),
+                              "max": max(r[key] for r in rounds)} for key in ("speedup_wall", "speedup_cpu")}
+            | {"load_average_1min_range": [min(loads), max(loads)]}}
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("full", "compare", "all"), default="all")
+    parser.add_argument("--part", choices=("full", "compare", "all", "cold-ratio"), default="all")
+    parser.add_argument("--rounds", type=int, default=3, help="cold-ratio: rounds of both sides, order alternating")
+    parser.add_argument("--n-reference", type=int, default=None, help="cold-ratio: first N reference crystals")
     parser.add_argument("--n-generated", type=int, default=10_000)
     parser.add_argument("--n-compare", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
@@ -255,12 +302,12 @@ def main() -> None:
     args = parser.parse_args()
     cache = Path(args.cache or tempfile.mkdtemp(prefix="crystalgen-bench-cache-"))
     reference = load_split("mp_20", "test")
-    generated = generated_set(args.n_generated if args.part != "compare" else args.n_compare)
+    generated = generated_set(args.n_generated if args.part in ("full", "all") else args.n_compare)
     predictor = property_predictor()
-    load = os.getloadavg()
-    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
-              "load_average_at_start": load, "workers": args.workers, "n_reference": len(reference),
+    report = {**provenance(), "workers": args.workers, "n_reference": len(reference),
               "property_predictor": predictor.name if predictor is not None else None}
+    if args.part == "cold-ratio":
+        report["cold_ratio"] = run_cold_ratio(args, generated, reference, predictor)
     os.environ["CRYSTALGEN_CACHE"] = str(cache)
     cold = not (cache / "metrics").exists()
     if args.part in ("compare", "all"):
@@ -269,7 +316,7 @@ def main() -> None:
         # after "compare" the reference fingerprints are cached: that part measured what computing them costs
         state = "cold" if cold and args.part == "full" else "warm"
         report["full"] = run_full(args, generated, reference, predictor, state)
-    report["load_average_at_end"] = os.getloadavg()
+    report["load_average_at_end"] = load_average()
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"numbers written to {args.out}")
 
