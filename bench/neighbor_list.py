@@ -106,6 +106,7 @@ def main() -> None:
 
     cutoff, repeats = args.cutoff, args.repeats
     num_edges = check_same_edges(structures, ours(), cutoff)
+    start = provenance()
     sides = {
         "crystalgen_radius_graph_pbc": ours,
         "pymatgen_get_all_neighbors_loop": lambda: [s.get_all_neighbors(cutoff) for s in structures],
@@ -123,7 +124,7 @@ def main() -> None:
         print(f"round {index}: " + "  ".join(f"{n} {t['wall_s'] * 1e3:.1f} ms wall / {t['cpu_s'] * 1e3:.1f} ms cpu"
                                              for n, t in times.items()), flush=True)
     report = {
-        **provenance(),
+        **start,
         "crystals": len(structures),
         "atoms": int(num_atoms.sum()),
         "edges": num_edges,
