@@ -41,7 +41,9 @@ def summarise(run_dir: Path) -> dict[str, object]:
     sampling = run_dir / "samples" / "sampling.json"
     if sampling.exists():
         data = json.loads(sampling.read_text())
-        found["sampling"] = {k: data.get(k) for k in ("num_samples", "total_seconds", "sampler_seconds", "decode_seconds")}
+        timings = data.get("timings", {})
+        found["sampling"] = {"num_samples": data.get("num_samples")} | {
+            k: timings.get(k) for k in ("total_seconds", "sampler_seconds", "decode_seconds")}
     else:
         missing.append("samples/sampling.json")
     metrics = run_dir / "metrics" / "metrics.json"
