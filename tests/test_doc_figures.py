@@ -11,7 +11,8 @@ quotes the numbers, names a results file and lists quoted text with the value it
 - The quoted text must occur in the doc between the block and the next heading (with the [[ ]] marks removed).
 - Each [[number]] (or the only number of a text without marks) is compared with its expression, ``;``-separated
   and in order: ``{path}`` is a value of the block's file (``a.b.0.c``: keys and list indices), ``{file:path}``
-  one of another file; ``+ - * /``, parentheses and numbers combine them.
+  one of another file; ``+ - * /``, parentheses and numbers combine them; ``{a.*.b}`` is the list of ``b`` over
+  the list ``a``, reduced by ``max``, ``min``, ``len``, ``sum`` or ``median``.
 - Rounding: the number must equal the value rounded to the decimals shown (|value - shown| <= half a unit of the
   last digit shown); thousands separators are ignored.
 """
@@ -23,6 +24,7 @@ import itertools
 import json
 import operator
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,7 @@ MARKED = re.compile(r"\[\[(.*?)\]\]")
 PLACE = re.compile(r"\{([^{}]+)\}")
 CITED = re.compile(r"bench/results/[A-Za-z0-9_{},.-]*?\.json")
 HEADING = re.compile(r"^#{1,6} ", re.M)
+FUNCTIONS = {"max": max, "min": min, "len": len, "sum": sum, "median": statistics.median}
 OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
@@ -57,13 +60,22 @@ def cited_files(text: str) -> set[str]:
     return found
 
 
-def lookup(data: object, path: str, where: str) -> float:
-    value = data
-    for key in path.split("."):
-        try:
-            value = value[int(key)] if isinstance(value, list) else value[key]  # type: ignore[index]
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise AssertionError(f"{where}: no {path!r} in the results file (failed at {key!r})") from None
+def lookup(data: object, path: str, where: str, full: str = "") -> float | list[float]:
+    """The number at ``path`` (keys and list indices joined by dots); a ``*`` segment maps over a list."""
+    full = full or path
+    head, _, rest = path.partition(".")
+    if head == "*":
+        if not isinstance(data, list):
+            raise AssertionError(f"{where}: '*' applied to {type(data).__name__}, not a list")
+        return [lookup(item, rest, where, full) if rest else _number(item, full, where) for item in data]  # type: ignore[misc]
+    try:
+        value = data[int(head)] if isinstance(data, list) else data[head]  # type: ignore[index]
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise AssertionError(f"{where}: no {full!r} in the results file (failed at {head!r})") from None
+    return lookup(value, rest, where, full) if rest else _number(value, full, where)
+
+
+def _number(value: object, path: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise AssertionError(f"{where}: {path!r} is {value!r}, not a number")
     return float(value)
@@ -71,7 +83,7 @@ def lookup(data: object, path: str, where: str) -> float:
 
 def evaluate(expression: str, default_file: str, where: str) -> float:
     """The value of one expression: ``{path}`` / ``{file:path}`` placeholders combined by + - * /."""
-    values: list[float] = []
+    values: list[float | list[float]] = []
 
     def substitute(match: re.Match[str]) -> str:
         file, _, path = match.group(1).rpartition(":")
@@ -83,20 +95,30 @@ def evaluate(expression: str, default_file: str, where: str) -> float:
 
     tree = ast.parse(PLACE.sub(substitute, expression), mode="eval")
 
-    def walk(node: ast.AST) -> float:
+    def walk(node: ast.AST) -> float | list[float]:
         if isinstance(node, ast.Expression):
             return walk(node.body)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS:
+            if len(node.args) != 1 or not isinstance(argument := walk(node.args[0]), list):
+                raise AssertionError(f"{where}: {node.func.id}() takes one list ({{path.*.key}})")
+            return FUNCTIONS[node.func.id](argument)
         if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
-            return OPERATORS[type(node.op)](walk(node.left), walk(node.right))
+            return OPERATORS[type(node.op)](scalar(node.left), scalar(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -walk(node.operand)
+            return -scalar(node.operand)
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
             return float(node.value)
         if isinstance(node, ast.Name) and node.id.startswith("__v"):
             return values[int(node.id[3:])]
-        raise AssertionError(f"{where}: {expression!r}: only numbers, {{paths}} and + - * / are allowed")
+        raise AssertionError(f"{where}: {expression!r}: only numbers, {{paths}}, + - * / and {sorted(FUNCTIONS)}")
 
-    return walk(tree)
+    def scalar(node: ast.AST) -> float:
+        value = walk(node)
+        if isinstance(value, list):
+            raise AssertionError(f"{where}: {expression!r}: a list ({{path.*}}) needs one of {sorted(FUNCTIONS)}")
+        return value
+
+    return scalar(tree)
 
 
 def shown_numbers(quoted: str, where: str) -> list[str]:
@@ -183,3 +205,5 @@ def test_checker_catches_a_wrong_number_a_missing_file_and_missing_text(tmp_path
     assert "text not found" in problems(good.replace("in 1,176 s,", "in 1,176 s\n## Next\n"))[0]
     assert "does not exist" in problems(good + "See bench/results/{r,gone}.json.\n")[0]
     assert "no 'a.c'" in problems(good.replace("{a.b.1}", "{a.c}"))[0]
+    assert problems(good.replace("[[1,176]] s\" = {a.b.0} * 100; {a.b.1}", "[[1,176]] s\" = {a.b.0} * 100; max({a.b.*})")) == []
+    assert "needs one of" in problems(good.replace("{n} / 11249", "{a.b.*} / 11249"))[0]
