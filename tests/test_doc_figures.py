@@ -8,7 +8,8 @@ quotes the numbers, names a results file and lists quoted text with the value it
     "COV-R [[84.3]] %" = {bench/results/other.json:metrics.cov_recall} * 100
     -->
 
-- The quoted text must occur in the doc between the block and the next heading (with the [[ ]] marks removed).
+- The quoted text must occur in the doc between the block and the next heading (with the [[ ]] marks removed;
+  runs of white space, line breaks included, count as one space).
 - Each [[number]] (or the only number of a text without marks) is compared with its expression, ``;``-separated
   and in order: ``{path}`` is a value of the block's file (``a.b.0.c``: keys and list indices), ``{file:path}``
   one of another file; ``+ - * /``, parentheses and numbers combine them; ``{a.*.b}`` is the list of ``b`` over
@@ -163,7 +164,7 @@ def check_doc(path: Path) -> list[str]:
                 if parsed is None:
                     raise AssertionError(f"{name}: figure line {line!r} is not '\"TEXT\" = EXPR; EXPR ...'")
                 quoted, expressions = parsed.group(1), [e.strip() for e in parsed.group(2).split(";")]
-                if MARKED.sub(r"\1", quoted) not in section:
+                if " ".join(MARKED.sub(r"\1", quoted).split()) not in " ".join(section.split()):
                     raise AssertionError(f"{where}: text not found between the block and the next heading")
                 numbers = shown_numbers(quoted, where)
                 if len(numbers) != len(expressions):
