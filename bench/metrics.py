@@ -22,8 +22,9 @@ Usage (2-core CPU, no GPU):
     python bench/metrics.py --part cold-ratio --n-compare 100 --n-reference 400 --rounds 3 --workers 2 \
         --out bench/results/metrics_cold_ratio.json
 
-3. ``cold-ratio``: the first-run comparison, both sides in each round (order alternating, a new empty cache for
-   crystalgen each time), load average and CPU time recorded per side; smaller sets, so that it can be repeated.
+3. ``cold-ratio``: the first-run comparison, both sides in each round (order alternating, each in a child process,
+   a new empty cache for crystalgen each time), load average and CPU time of the process tree recorded per side;
+   smaller sets, so that it can be repeated.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ import argparse
 import itertools
 import json
 import os
+import pickle
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -254,28 +257,31 @@ def run_cold_ratio(args, generated, reference, predictor) -> dict:
     """Serial CDVAE-style script against crystalgen with an empty cache, both sides per round, order alternating.
 
     Both sides compute every fingerprint of the generated and reference crystals, so this is the first-run cost.
-    A round's crystalgen side gets a new empty cache folder. CPU time counts this process and its finished
-    children (crystalgen's worker processes end with each evaluate call)."""
+    Each side runs in a child process (``--part side``) on the same pickled crystals, and crystalgen gets a new
+    empty cache folder each time; CPU time is the child's whole process tree (its worker processes and their
+    forkserver are all waited for before it exits), imports included, and the child reports its own compute wall."""
     subset, ref = generated[: args.n_compare], reference[: args.n_reference]
+    crystals = Path(tempfile.mkdtemp(prefix="crystalgen-bench-cold-")) / "crystals.pkl"
+    crystals.write_bytes(pickle.dumps((subset, ref)))
     rounds = []
     for index in range(args.rounds):
         order = ["serial", "crystalgen_cold"] if index % 2 == 0 else ["crystalgen_cold", "serial"]
         sides = {}
         for side in order:
-            os.environ["CRYSTALGEN_CACHE"] = tempfile.mkdtemp(prefix="crystalgen-bench-cold-")
-            load_before, cpu_before = load_average(), _cpu_seconds()
+            env = dict(os.environ, CRYSTALGEN_CACHE=tempfile.mkdtemp(prefix="crystalgen-bench-cold-cache-"))
+            load_before, cpu_before = load_average(), _children_cpu_seconds()
             t = time.perf_counter()
-            if side == "serial":
-                serial_metrics(subset, ref, 0.4, 10.0, 1000, 0, predictor)
-            else:
-                ours(subset, ref, args.workers, predictor)
-            sides[side] = {"wall_s": time.perf_counter() - t, "cpu_s": _cpu_seconds() - cpu_before,
+            done = subprocess.run([sys.executable, __file__, "--part", "side", "--side", side, "--crystals", str(crystals),
+                                   "--workers", str(args.workers)], env=env, check=True, capture_output=True, text=True)
+            sides[side] = {"wall_s": time.perf_counter() - t, "cpu_s": _children_cpu_seconds() - cpu_before,
+                           "compute_wall_s": json.loads(done.stdout.strip().splitlines()[-1])["compute_wall_s"],
                            "load_average_before": load_before, "load_average_after": load_average()}
         rounds.append({"order": order, "sides": sides,
-                       "speedup_wall": sides["serial"]["wall_s"] / sides["crystalgen_cold"]["wall_s"],
+                       "speedup_wall": sides["serial"]["compute_wall_s"] / sides["crystalgen_cold"]["compute_wall_s"],
                        "speedup_cpu": sides["serial"]["cpu_s"] / sides["crystalgen_cold"]["cpu_s"]})
-        print(f"round {index}: serial {sides['serial']['wall_s']:.1f} s, crystalgen cold "
-              f"{sides['crystalgen_cold']['wall_s']:.1f} s, ratio {rounds[-1]['speedup_wall']:.2f}x", flush=True)
+        print(f"round {index}: serial {sides['serial']['compute_wall_s']:.1f} s ({sides['serial']['cpu_s']:.1f} s CPU), "
+              f"crystalgen cold {sides['crystalgen_cold']['compute_wall_s']:.1f} s "
+              f"({sides['crystalgen_cold']['cpu_s']:.1f} s CPU)", flush=True)
     loads = [x for r in rounds for side in r["sides"].values()
              for x in (side["load_average_before"][0], side["load_average_after"][0])]
     return {"n_generated": len(subset), "n_reference": len(ref), "rounds": rounds,
@@ -284,14 +290,27 @@ def run_cold_ratio(args, generated, reference, predictor) -> dict:
             | {"load_average_1min_range": [min(loads), max(loads)]}}
 
 
-def _cpu_seconds() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def run_side(args) -> None:
+    """One side of ``cold-ratio`` in this (child) process; prints its compute wall time as the last line (JSON)."""
+    subset, ref = pickle.loads(Path(args.crystals).read_bytes())
+    t = time.perf_counter()
+    if args.side == "serial":
+        serial_metrics(subset, ref, 0.4, 10.0, 1000, 0, None)
+    else:
+        ours(subset, ref, args.workers, None)
+    print(json.dumps({"compute_wall_s": time.perf_counter() - t}))
+
+
+def _children_cpu_seconds() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("full", "compare", "all", "cold-ratio"), default="all")
+    parser.add_argument("--part", choices=("full", "compare", "all", "cold-ratio", "side"), default="all")
+    parser.add_argument("--side", choices=("serial", "crystalgen_cold"), help="side: which side to run (internal)")
+    parser.add_argument("--crystals", help="side: pickled (generated, reference) crystals (internal)")
     parser.add_argument("--rounds", type=int, default=3, help="cold-ratio: rounds of both sides, order alternating")
     parser.add_argument("--n-reference", type=int, default=None, help="cold-ratio: first N reference crystals")
     parser.add_argument("--n-generated", type=int, default=10_000)
@@ -300,6 +319,9 @@ def main() -> None:
     parser.add_argument("--cache", help="cache folder (default: a fresh temporary one, so the first run is cold)")
     parser.add_argument("--out", default="bench_metrics.json", help="where to write the numbers (JSON)")
     args = parser.parse_args()
+    if args.part == "side":
+        run_side(args)
+        return
     cache = Path(args.cache or tempfile.mkdtemp(prefix="crystalgen-bench-cache-"))
     reference = load_split("mp_20", "test")
     generated = generated_set(args.n_generated if args.part in ("full", "all") else args.n_compare)
