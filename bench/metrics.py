@@ -57,15 +57,21 @@ STRAIN = 0.02  # maximum relative strain of the lattice
 
 
 def load_split(name: str, split: str, limit: int | None = None):
+    """The split's crystals in file order; with ``limit``, only the first rows are read and parsed."""
     from crystalgen.metrics import read_samples
     from crystalgen.testing import benchmark_data_root
 
     root = benchmark_data_root()
     if root is None:
         raise SystemExit("set CRYSTALGEN_DATA to the folder holding mp_20/")
+    if limit:
+        import pandas as pd
+        from pymatgen.core import Structure
+
+        frame = pd.read_csv(root / name / f"{split}.csv", usecols=["cif"], nrows=limit)
+        return [Structure.from_str(cif, fmt="cif") for cif in frame["cif"]]
     structures, failures, _ = read_samples(root / name / f"{split}.csv", progress=False)
-    kept = [s for s in structures if s is not None]
-    return kept[:limit] if limit else kept
+    return [s for s in structures if s is not None]
 
 
 def perturbed(structures, seed: int = 0):
@@ -83,7 +89,7 @@ def perturbed(structures, seed: int = 0):
 
 
 def generated_set(n: int):
-    val = load_split("mp_20", "val")
+    val = load_split("mp_20", "val", n)
     base = val if len(val) >= n else val + load_split("mp_20", "train", n - len(val))
     return perturbed(base[:n])
 
@@ -323,7 +329,7 @@ def main() -> None:
         run_side(args)
         return
     cache = Path(args.cache or tempfile.mkdtemp(prefix="crystalgen-bench-cache-"))
-    reference = load_split("mp_20", "test")
+    reference = load_split("mp_20", "test", args.n_reference if args.part == "cold-ratio" else None)
     generated = generated_set(args.n_generated if args.part in ("full", "all") else args.n_compare)
     predictor = property_predictor()
     report = {**provenance(), "workers": args.workers, "n_reference": len(reference),
