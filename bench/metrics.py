@@ -17,7 +17,7 @@ to reach N) with every atom displaced by N(0, 0.05 A) per Cartesian axis and the
 (seeded), so some of them are invalid, as generated crystals are.
 
 Usage (2-core CPU, no GPU):
-    CRYSTALGEN_DATA=../shared/data python bench/metrics.py --part all
+    CRYSTALGEN_DATA=DATA python bench/metrics.py --part all
     python bench/metrics.py --part compare --n-compare 1000
     python bench/metrics.py --part cold-ratio --n-compare 60 --n-reference 240 --rounds 3 --workers 2 \
         --out bench/results/metrics_cold_ratio.json

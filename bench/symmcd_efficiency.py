@@ -10,7 +10,7 @@ Adam) and the peak resident memory added by the steps (ru_maxrss after minus RSS
 tensors have no allocator statistics. Paper (40 GB A100): 27 s vs 52 s per epoch (1.9x), 3.6 GB vs 31 GB at
 batch 512 (8.6x).
 
-    CRYSTALGEN_DATA=/work/shared/data python bench/symmcd_efficiency.py --batch 64 --hidden 256 --layers 4 --threads 1
+    CRYSTALGEN_DATA=DATA python bench/symmcd_efficiency.py --batch 64 --hidden 256 --layers 4 --threads 1
 """
 
 from __future__ import annotations
