@@ -1,7 +1,7 @@
 """Composition validity of the benchmark test splits: crystalgen (installed smact) against smact 2.2.1 under CDVAE.
 
 CDVAE's environment pinned smact 2.2.1; crystalgen runs on smact 4 with its ``oxidation_states_smact14`` set
-(crystalgen.metrics.composition_validity). This script counts, per test split, the compositions each side calls
+(crystalgen.metrics.composition_validity). This script counts (also under smact 4's ICSD24 set), per test split, the compositions each side calls
 valid and lists those on which they disagree, with the oxidation states of their elements under both versions; and, as a check of the rule itself,
 crystalgen's rule fed smact 2.2.1's oxidation states against the 2.2.1 side.
 
@@ -122,6 +122,7 @@ def main() -> None:
                              capture_output=True, check=True)
         old_side = json.loads(old.stdout)
         ours = [composition_valid(counts) for _, counts in rows]
+        icsd24 = [composition_valid(counts, "icsd24") for _, counts in rows]
         rule_only = [rule_with_states(symbols, counts, old_side["oxidation_states"]) for symbols, counts in items]
         differ = [i for i in range(len(rows)) if ours[i] != old_side["valid"][i]]
         elements = sorted({s for i in differ for s in items[i][0]})
@@ -130,6 +131,7 @@ def main() -> None:
             "valid_crystalgen": sum(ours),
             "valid_smact_2_2_1_cdvae": sum(old_side["valid"]),
             "fraction_valid_crystalgen": sum(ours) / len(rows),
+            "fraction_valid_crystalgen_icsd24": sum(icsd24) / len(rows),
             "fraction_valid_smact_2_2_1_cdvae": sum(old_side["valid"]) / len(rows),
             "disagreements": len(differ),
             "disagreements_with_smact_2_2_1_states": sum(a != b for a, b in zip(rule_only, old_side["valid"], strict=True)),
