@@ -25,6 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import load_average, provenance  # noqa: E402
+
 
 def rss_mb() -> float:
     with open("/proc/self/statm") as fh:
@@ -124,10 +127,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variant", choices=["asymmetric_unit", "full_cell"], help=argparse.SUPPRESS)
+    p.add_argument("--out", help="JSON results file (command, commit, machine, versions, load, both variants)")
     args = p.parse_args()
     if args.variant:
         print(json.dumps(run_variant(args)))
         return
+    start = provenance()
     results = {}
     for variant in ("asymmetric_unit", "full_cell"):
         cmd = [sys.executable, __file__, *sys.argv[1:], "--variant", variant]
@@ -143,6 +148,13 @@ def main() -> None:
           f"{fc['cpu_step_seconds'] / au['cpu_step_seconds']:.1f}x less")
     print(f"peak extra memory: {au['peak_extra_mb']:.0f} MB vs {fc['peak_extra_mb']:.0f} MB -> "
           f"{fc['peak_extra_mb'] / max(au['peak_extra_mb'], 1e-9):.1f}x less")
+    if args.out:
+        report = {**start, "batch": args.batch, "denoiser": f"{args.layers} x {args.hidden}", "threads": args.threads,
+                  "dataset": f"{args.dataset}/{args.split}", "steps": args.steps, "results": results,
+                  "cpu_ratio": fc["cpu_step_seconds"] / au["cpu_step_seconds"],
+                  "wall_ratio": fc["step_seconds"] / au["step_seconds"],
+                  "memory_ratio": fc["peak_extra_mb"] / max(au["peak_extra_mb"], 1e-9), "load_average_at_end": load_average()}
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
