@@ -13,7 +13,7 @@ quotes the numbers, names a results file and lists quoted text with the value it
 - Each [[number]] (or the only number of a text without marks) is compared with its expression, ``;``-separated
   and in order: ``{path}`` is a value of the block's file (``a.b.0.c``: keys and list indices), ``{file:path}``
   one of another file; ``+ - * /``, parentheses and numbers combine them; ``{a.*.b}`` is the list of ``b`` over
-  the list ``a``, reduced by ``max``, ``min``, ``len``, ``sum`` or ``median``.
+  the list (or object values) ``a``, reduced by ``max``, ``min``, ``len``, ``sum`` or ``median``.
 - Rounding: the number must equal the value rounded to the decimals shown (|value - shown| <= half a unit of the
   last digit shown); thousands separators are ignored.
 """
@@ -62,13 +62,15 @@ def cited_files(text: str) -> set[str]:
 
 
 def lookup(data: object, path: str, where: str, full: str = "") -> float | list[float]:
-    """The number at ``path`` (keys and list indices joined by dots); a ``*`` segment maps over a list."""
+    """The number at ``path`` (keys and list indices joined by dots); a ``*`` segment maps over a list (or the
+    values of an object)."""
     full = full or path
     head, _, rest = path.partition(".")
     if head == "*":
-        if not isinstance(data, list):
-            raise AssertionError(f"{where}: '*' applied to {type(data).__name__}, not a list")
-        return [lookup(item, rest, where, full) if rest else _number(item, full, where) for item in data]  # type: ignore[misc]
+        if not isinstance(data, (list, dict)):
+            raise AssertionError(f"{where}: '*' applied to {type(data).__name__}, not a list or object")
+        items = data if isinstance(data, list) else list(data.values())
+        return [lookup(item, rest, where, full) if rest else _number(item, full, where) for item in items]  # type: ignore[misc]
     try:
         value = data[int(head)] if isinstance(data, list) else data[head]  # type: ignore[index]
     except (KeyError, IndexError, ValueError, TypeError):
