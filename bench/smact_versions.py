@@ -1,9 +1,10 @@
 """Composition validity of the benchmark test splits: crystalgen (installed smact) against smact 2.2.1 under CDVAE.
 
 CDVAE's environment pinned smact 2.2.1; crystalgen runs on smact 4 with its ``oxidation_states_smact14`` set
-(crystalgen.metrics.composition_validity). This script counts (also under smact 4's ICSD24 set), per test split, the compositions each side calls
-valid and lists those on which they disagree, with the oxidation states of their elements under both versions; and, as a check of the rule itself,
-crystalgen's rule fed smact 2.2.1's oxidation states against the 2.2.1 side.
+(crystalgen.metrics.composition_validity). This script counts, per test split, the compositions each side calls
+valid (crystalgen also under smact 4's ICSD24 set) and lists those on which they disagree, with the oxidation
+states of their elements under both versions; and, as a check of the rule itself, it runs crystalgen's rule on
+smact 2.2.1's oxidation states against the 2.2.1 side.
 
 The smact 2.2.1 side runs in a separate interpreter (a throwaway virtual environment; smact 2.2.1 imports with numpy
 and future only), following CDVAE's ``smact_validity``: elements in order of atomic number, counts reduced, every
