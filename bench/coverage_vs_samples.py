@@ -5,7 +5,7 @@ papers report it for 10,000 samples (CDVAE), benchmarks often draw 1,000. This s
 once (cached like a reference split), then scores nested random subsets of it, and the union of all sets, against
 the reference with the suite's own ``coverage`` function.
 
-    CRYSTALGEN_DATA=../shared/data python bench/coverage_vs_samples.py --reference perov_5:test \\
+    CRYSTALGEN_DATA=DATA python bench/coverage_vs_samples.py --reference perov_5:test \\
         --sizes 100,250,500,1000 --out bench/results/cdvae_coverage_vs_samples.json samples_a/ samples_b/
 """
 

@@ -17,8 +17,14 @@ to reach N) with every atom displaced by N(0, 0.05 A) per Cartesian axis and the
 (seeded), so some of them are invalid, as generated crystals are.
 
 Usage (2-core CPU, no GPU):
-    CRYSTALGEN_DATA=../shared/data python bench/metrics.py --part all
+    CRYSTALGEN_DATA=DATA python bench/metrics.py --part all
     python bench/metrics.py --part compare --n-compare 1000
+    python bench/metrics.py --part cold-ratio --n-compare 50 --n-reference 200 --rounds 3 --workers 2 \
+        --out bench/results/metrics_cold_ratio.json
+
+3. ``cold-ratio``: the first-run comparison, both sides in each round (order alternating, each in a child process,
+   a new empty cache for crystalgen each time), load average and CPU time of the process tree recorded per side;
+   smaller sets, so that it can be repeated.
 """
 
 from __future__ import annotations
@@ -27,13 +33,20 @@ import argparse
 import itertools
 import json
 import os
-import platform
+import pickle
+import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import load_average, provenance  # noqa: E402
 
 NOISE = 0.05  # Angstrom, per Cartesian axis
 STRAIN = 0.02  # maximum relative strain of the lattice
@@ -44,15 +57,21 @@ STRAIN = 0.02  # maximum relative strain of the lattice
 
 
 def load_split(name: str, split: str, limit: int | None = None):
+    """The split's crystals in file order; with ``limit``, only the first rows are read and parsed."""
     from crystalgen.metrics import read_samples
     from crystalgen.testing import benchmark_data_root
 
     root = benchmark_data_root()
     if root is None:
         raise SystemExit("set CRYSTALGEN_DATA to the folder holding mp_20/")
+    if limit:
+        import pandas as pd
+        from pymatgen.core import Structure
+
+        frame = pd.read_csv(root / name / f"{split}.csv", usecols=["cif"], nrows=limit)
+        return [Structure.from_str(cif, fmt="cif") for cif in frame["cif"]]
     structures, failures, _ = read_samples(root / name / f"{split}.csv", progress=False)
-    kept = [s for s in structures if s is not None]
-    return kept[:limit] if limit else kept
+    return [s for s in structures if s is not None]
 
 
 def perturbed(structures, seed: int = 0):
@@ -70,7 +89,7 @@ def perturbed(structures, seed: int = 0):
 
 
 def generated_set(n: int):
-    val = load_split("mp_20", "val")
+    val = load_split("mp_20", "val", n)
     base = val if len(val) >= n else val + load_split("mp_20", "train", n - len(val))
     return perturbed(base[:n])
 
@@ -135,18 +154,14 @@ def serial_smact_validity(elems, counts) -> bool:
 
 
 def old_pauling_test(ox, enegs) -> bool:
-    """smact <= 2.x eneg_states_test, whose None-vs-float comparison raised TypeError that CDVAE read as 'OK'."""
+    """smact 2.2.1's eneg_states_test as CDVAE called it: an opposite-sign pair with a missing electronegativity
+    raised TypeError, which CDVAE read as 'OK'; any other pair with one fails the assignment."""
     for (o1, e1), (o2, e2) in itertools.combinations(list(zip(ox, enegs)), 2):
-        if o1 > 0 and o2 < 0:
-            if e1 is None or e2 is None:
-                return True
-            if e1 >= e2:
-                return False
-        elif o1 < 0 and o2 > 0:
-            if e1 is None or e2 is None:
-                return True
-            if e1 <= e2:
-                return False
+        opposite = (o1 > 0 and o2 < 0) or (o1 < 0 and o2 > 0)
+        if e1 is None or e2 is None:
+            return opposite
+        if (o1 > 0 and o2 < 0 and e1 >= e2) or (o1 < 0 and o2 > 0 and e1 <= e2):
+            return False
     return True
 
 
@@ -244,23 +259,124 @@ def run_compare(args, generated, reference, predictor) -> dict:
             "serial": serial_out, "ours": {k: our_out.get(k) for k in COMPARED}}
 
 
+def run_cold_ratio(args, generated, reference, predictor) -> dict:
+    """Serial CDVAE-style script against crystalgen with an empty cache, both sides per round, order alternating.
+
+    Both sides compute every fingerprint of the generated and reference crystals, so this is the first-run cost.
+    Each side runs in a child process (``--part side``) on the same pickled crystals, and crystalgen gets a new
+    empty cache folder each time; CPU time is the child's whole process tree (its worker processes and their
+    forkserver are waited for before it exits; also polled per process as a cross-check), imports included, and the
+    child reports its own compute wall."""
+    subset, ref = generated[: args.n_compare], reference[: args.n_reference]
+    crystals = Path(tempfile.mkdtemp(prefix="crystalgen-bench-cold-")) / "crystals.pkl"
+    crystals.write_bytes(pickle.dumps((subset, ref)))
+    rounds = []
+    for index in range(args.rounds):
+        order = ["serial", "crystalgen_cold"] if index % 2 == 0 else ["crystalgen_cold", "serial"]
+        sides = {}
+        for side in order:
+            env = dict(os.environ, CRYSTALGEN_CACHE=tempfile.mkdtemp(prefix="crystalgen-bench-cold-cache-"))
+            load_before, cpu_before = load_average(), _children_cpu_seconds()
+            t = time.perf_counter()
+            stdout, polled = _run_polling_cpu([sys.executable, __file__, "--part", "side", "--side", side,
+                                               "--crystals", str(crystals), "--workers", str(args.workers)], env)
+            sides[side] = {"wall_s": time.perf_counter() - t, "cpu_s": _children_cpu_seconds() - cpu_before,
+                           "cpu_s_polled": polled,
+                           "compute_wall_s": json.loads(stdout.strip().splitlines()[-1])["compute_wall_s"],
+                           "load_average_before": load_before, "load_average_after": load_average()}
+        rounds.append({"order": order, "sides": sides,
+                       "speedup_wall": sides["serial"]["compute_wall_s"] / sides["crystalgen_cold"]["compute_wall_s"],
+                       "speedup_cpu": sides["serial"]["cpu_s"] / sides["crystalgen_cold"]["cpu_s"]})
+        print(f"round {index}: serial {sides['serial']['compute_wall_s']:.1f} s ({sides['serial']['cpu_s']:.1f} s CPU), "
+              f"crystalgen cold {sides['crystalgen_cold']['compute_wall_s']:.1f} s "
+              f"({sides['crystalgen_cold']['cpu_s']:.1f} s CPU)", flush=True)
+    loads = [x for r in rounds for side in r["sides"].values()
+             for x in (side["load_average_before"][0], side["load_average_after"][0])]
+    return {"n_generated": len(subset), "n_reference": len(ref), "rounds": rounds,
+            "summary": {key: {"median": statistics.median(r[key] for r in rounds), "min": min(r[key] for r in rounds),
+                              "max": max(r[key] for r in rounds)} for key in ("speedup_wall", "speedup_cpu")}
+            | {"load_average_1min_range": [min(loads), max(loads)]}}
+
+
+def run_side(args) -> None:
+    """One side of ``cold-ratio`` in this (child) process; prints its compute wall time as the last line (JSON)."""
+    subset, ref = pickle.loads(Path(args.crystals).read_bytes())
+    t = time.perf_counter()
+    if args.side == "serial":
+        serial_metrics(subset, ref, 0.4, 10.0, 1000, 0, None)
+    else:
+        ours(subset, ref, args.workers, None)
+    wall = time.perf_counter() - t
+    _stop_forkserver()
+    print(json.dumps({"compute_wall_s": wall}))
+
+
+def _stop_forkserver() -> None:
+    """Wait for multiprocessing's forkserver, which reaps the worker processes it forked: only then do their CPU
+    seconds reach this process's children and, when it exits, the parent's (otherwise they are lost with it)."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    if server is not None and hasattr(server, "_stop"):
+        server._stop()
+
+
+def _run_polling_cpu(command: list[str], env: dict[str, str]) -> tuple[str, float]:
+    """Run ``command``; return its stdout and the CPU seconds of its process tree, polled every 0.2 s per process
+    (a cross-check of the kernel's children accounting; misses at most the last 0.2 s of each process)."""
+    import psutil
+
+    seen: dict[int, float] = {}
+    with tempfile.TemporaryFile(mode="w+") as out:
+        child = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.DEVNULL, text=True)
+        root = psutil.Process(child.pid)
+        while child.poll() is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            for process in tree:
+                try:
+                    times = process.cpu_times()
+                    seen[process.pid] = times.user + times.system
+                except psutil.NoSuchProcess:
+                    continue
+            time.sleep(0.2)
+        if child.wait() != 0:
+            raise SystemExit(f"{' '.join(command)} failed with exit code {child.returncode}")
+        out.seek(0)
+        return out.read(), sum(seen.values())
+
+
+def _children_cpu_seconds() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("full", "compare", "all"), default="all")
+    parser.add_argument("--part", choices=("full", "compare", "all", "cold-ratio", "side"), default="all")
+    parser.add_argument("--side", choices=("serial", "crystalgen_cold"), help="side: which side to run (internal)")
+    parser.add_argument("--crystals", help="side: pickled (generated, reference) crystals (internal)")
+    parser.add_argument("--rounds", type=int, default=3, help="cold-ratio: rounds of both sides, order alternating")
+    parser.add_argument("--n-reference", type=int, default=None, help="cold-ratio: first N reference crystals")
     parser.add_argument("--n-generated", type=int, default=10_000)
     parser.add_argument("--n-compare", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", help="cache folder (default: a fresh temporary one, so the first run is cold)")
     parser.add_argument("--out", default="bench_metrics.json", help="where to write the numbers (JSON)")
     args = parser.parse_args()
+    if args.part == "side":
+        run_side(args)
+        return
     cache = Path(args.cache or tempfile.mkdtemp(prefix="crystalgen-bench-cache-"))
-    reference = load_split("mp_20", "test")
-    generated = generated_set(args.n_generated if args.part != "compare" else args.n_compare)
+    reference = load_split("mp_20", "test", args.n_reference if args.part == "cold-ratio" else None)
+    generated = generated_set(args.n_generated if args.part in ("full", "all") else args.n_compare)
     predictor = property_predictor()
-    load = os.getloadavg()
-    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
-              "load_average_at_start": load, "workers": args.workers, "n_reference": len(reference),
+    report = {**provenance(), "workers": args.workers, "n_reference": len(reference),
               "property_predictor": predictor.name if predictor is not None else None}
+    if args.part == "cold-ratio":
+        report["cold_ratio"] = run_cold_ratio(args, generated, reference, predictor)
     os.environ["CRYSTALGEN_CACHE"] = str(cache)
     cold = not (cache / "metrics").exists()
     if args.part in ("compare", "all"):
@@ -269,7 +385,7 @@ def main() -> None:
         # after "compare" the reference fingerprints are cached: that part measured what computing them costs
         state = "cold" if cold and args.part == "full" else "warm"
         report["full"] = run_full(args, generated, reference, predictor, state)
-    report["load_average_at_end"] = os.getloadavg()
+    report["load_average_at_end"] = load_average()
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"numbers written to {args.out}")
 

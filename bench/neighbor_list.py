@@ -8,25 +8,29 @@ A batch of MP-20 test crystals (default 256, drawn with a fixed seed) at a 7 A c
   neighbour objects), reported for context.
 
 Each is run once to warm up, then ``--repeats`` times; the median wall time is reported, with the CPU time of
-the process (a fairer figure when the machine is shared). Before timing, the edge sets are checked to be equal.
+the process (a fairer figure when the machine is shared). ``--rounds`` repeats the whole comparison with the order
+of the sides alternating, recording the load average after each side. Before timing, the edge sets are checked to be equal.
 
 Usage (2-core CPU, no GPU):
-    CRYSTALGEN_DATA=../shared/data python bench/neighbor_list.py
-    python bench/neighbor_list.py --num-crystals 256 --cutoff 7 --repeats 5 --threads 1
+    CRYSTALGEN_DATA=DATA python bench/neighbor_list.py --threads 1 --out bench/results/neighbor_list_threads1.json
+    python bench/neighbor_list.py --num-crystals 256 --cutoff 7 --repeats 5 --rounds 5 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import load_average, provenance  # noqa: E402
 
 
 def timed(function, repeats: int) -> dict[str, float]:
@@ -75,6 +79,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=5, help="each round times every side; the order alternates")
+    parser.add_argument("--out", help="JSON results file, e.g. bench/results/neighbor_list_threads1.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,30 +106,47 @@ def main() -> None:
 
     cutoff, repeats = args.cutoff, args.repeats
     num_edges = check_same_edges(structures, ours(), cutoff)
-    results = {
-        "crystalgen_radius_graph_pbc": timed(ours, args.repeats),
-        "pymatgen_get_all_neighbors_loop": timed(lambda: [s.get_all_neighbors(cutoff) for s in structures], repeats),
-        "pymatgen_get_neighbor_list_loop": timed(lambda: [s.get_neighbor_list(cutoff) for s in structures], repeats),
+    start = provenance()
+    sides = {
+        "crystalgen_radius_graph_pbc": ours,
+        "pymatgen_get_all_neighbors_loop": lambda: [s.get_all_neighbors(cutoff) for s in structures],
+        "pymatgen_get_neighbor_list_loop": lambda: [s.get_neighbor_list(cutoff) for s in structures],
     }
-    ours_time = results["crystalgen_radius_graph_pbc"]
+    rounds = []
+    for index in range(args.rounds):
+        # the order alternates round by round, so that a drift in the machine's load hits every side alike
+        order = list(sides) if index % 2 == 0 else list(reversed(sides))
+        times = {name: timed(sides[name], repeats) | {"load_average_1min": load_average()[0]} for name in order}
+        ratio = {unit: times["pymatgen_get_all_neighbors_loop"][unit] / times["crystalgen_radius_graph_pbc"][unit]
+                 for unit in ("wall_s", "cpu_s")}
+        rounds.append({"order": order, "times": times, "speedup_vs_get_all_neighbors_wall": ratio["wall_s"],
+                       "speedup_vs_get_all_neighbors_cpu": ratio["cpu_s"]})
+        print(f"round {index}: " + "  ".join(f"{n} {t['wall_s'] * 1e3:.1f} ms wall / {t['cpu_s'] * 1e3:.1f} ms cpu"
+                                             for n, t in times.items()), flush=True)
     report = {
+        **start,
         "crystals": len(structures),
         "atoms": int(num_atoms.sum()),
         "edges": num_edges,
         "cutoff_A": args.cutoff,
         "repeats": args.repeats,
         "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
-        "load_average_1min": os.getloadavg()[0],
-        "times": results,
-        "speedup_vs_get_all_neighbors_wall": results["pymatgen_get_all_neighbors_loop"]["wall_s"] / ours_time["wall_s"],
-        "speedup_vs_get_all_neighbors_cpu": results["pymatgen_get_all_neighbors_loop"]["cpu_s"] / ours_time["cpu_s"],
-        "speedup_vs_get_neighbor_list_wall": results["pymatgen_get_neighbor_list_loop"]["wall_s"] / ours_time["wall_s"],
+        "rounds": rounds,
+        "load_average_at_end": load_average(),
+        "summary": {
+            key: {"median": statistics.median(r[key] for r in rounds), "min": min(r[key] for r in rounds),
+                  "max": max(r[key] for r in rounds)}
+            for key in ("speedup_vs_get_all_neighbors_wall", "speedup_vs_get_all_neighbors_cpu")
+        } | {
+            f"{name}_{unit}_median": statistics.median(r["times"][name][unit] for r in rounds)
+            for name in sides for unit in ("wall_s", "cpu_s")
+        } | {"load_average_1min_range": [min(t["load_average_1min"] for r in rounds for t in r["times"].values()),
+                                         max(t["load_average_1min"] for r in rounds for t in r["times"].values())]},
     }
-    for name, value in results.items():
-        print(f"{name:36s} wall {value['wall_s'] * 1e3:9.1f} ms   cpu {value['cpu_s'] * 1e3:9.1f} ms")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report["summary"], indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ Parts:
   reference and train crystal, then cached) and the rest; then ``fcd`` of the same crystals against the test split.
 
 Usage (2-core CPU, no GPU):
-    CRYSTALGEN_DATA=../shared/data CRYSTALGEN_CDVAE_PROP_MODELS=../shared/reference/cdvae_prop_models \\
+    CRYSTALGEN_DATA=DATA CRYSTALGEN_CDVAE_PROP_MODELS=PROP_MODELS \\
         python bench/property_models.py mae --dataset perov_5 [--n 200] [--ablation]
-    CRYSTALGEN_DATA=../shared/data python bench/property_models.py chgnet --dataset mp_20 --n 500 --relax 20
-    CRYSTALGEN_DATA=../shared/data python bench/property_models.py sun --dataset mp_20 --n 100
+    CRYSTALGEN_DATA=DATA python bench/property_models.py chgnet --dataset mp_20 --n 500 --relax 20
+    CRYSTALGEN_DATA=DATA python bench/property_models.py sun --dataset mp_20 --n 100
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ what decides whether reconstructing 100 test crystals takes minutes or hours. Ra
 dataset are repeated ``--trials`` times with random positions in their cells, as the reconstruction starts; the
 pair list is built once (as the Verlet list is reused between steps) and the step is timed ``--repeats`` times.
 
-    CRYSTALGEN_DATA=../shared/data python bench/structrepdiff_ead.py --dataset carbon_24 -n 4 --threads 1
+    CRYSTALGEN_DATA=DATA python bench/structrepdiff_ead.py --dataset carbon_24 -n 4 --threads 1
 
 Prints (and with --out writes as JSON) pairs per step, milliseconds per step and nanoseconds per pair, for the
 ``table`` method (and ``exact`` with --exact, which is far slower).

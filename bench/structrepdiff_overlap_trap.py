@@ -5,7 +5,7 @@ prints the relative L1 loss against the crystal's true R_str (the reconstruction
 with the gradient on the moved atom along that direction. A positive slope for small r means gradient descent pulls
 the two atoms together.
 
-    CRYSTALGEN_DATA=../shared/data python bench/structrepdiff_overlap_trap.py --dataset mp_20 --id mp-1226030
+    CRYSTALGEN_DATA=DATA python bench/structrepdiff_overlap_trap.py --dataset mp_20 --id mp-1226030
 """
 
 from __future__ import annotations

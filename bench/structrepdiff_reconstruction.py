@@ -6,7 +6,7 @@ R_str by batched basin hopping (atoms and cell read from R), and compare with th
 random training crystals. Prints
 and optionally writes (--out, JSON) the match rate, RMSE, seconds per crystal (wall and CPU) and optimiser steps.
 
-    CRYSTALGEN_DATA=/work/shared/data nice python bench/structrepdiff_reconstruction.py --dataset perov_5 -n 100 --seed 0
+    CRYSTALGEN_DATA=DATA nice python bench/structrepdiff_reconstruction.py --dataset perov_5 -n 100 --seed 0
 
 Every option of the model's ``reconstruction`` block can be overridden (e.g. --loss-threshold 0.02, --trials 2).
 --batch-crystals sets how many crystals share one batched optimisation (1 = one crystal at a time, for the

@@ -10,7 +10,7 @@ Adam) and the peak resident memory added by the steps (ru_maxrss after minus RSS
 tensors have no allocator statistics. Paper (40 GB A100): 27 s vs 52 s per epoch (1.9x), 3.6 GB vs 31 GB at
 batch 512 (8.6x).
 
-    CRYSTALGEN_DATA=/work/shared/data python bench/symmcd_efficiency.py --batch 64 --hidden 256 --layers 4 --threads 1
+    CRYSTALGEN_DATA=DATA python bench/symmcd_efficiency.py --batch 64 --hidden 256 --layers 4 --threads 1
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import load_average, provenance  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -124,10 +127,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variant", choices=["asymmetric_unit", "full_cell"], help=argparse.SUPPRESS)
+    p.add_argument("--out", help="JSON results file (command, commit, machine, versions, load, both variants)")
     args = p.parse_args()
     if args.variant:
         print(json.dumps(run_variant(args)))
         return
+    start = provenance()
     results = {}
     for variant in ("asymmetric_unit", "full_cell"):
         cmd = [sys.executable, __file__, *sys.argv[1:], "--variant", variant]
@@ -143,6 +148,13 @@ def main() -> None:
           f"{fc['cpu_step_seconds'] / au['cpu_step_seconds']:.1f}x less")
     print(f"peak extra memory: {au['peak_extra_mb']:.0f} MB vs {fc['peak_extra_mb']:.0f} MB -> "
           f"{fc['peak_extra_mb'] / max(au['peak_extra_mb'], 1e-9):.1f}x less")
+    if args.out:
+        report = {**start, "batch": args.batch, "denoiser": f"{args.layers} x {args.hidden}", "threads": args.threads,
+                  "dataset": f"{args.dataset}/{args.split}", "steps": args.steps, "results": results,
+                  "cpu_ratio": fc["cpu_step_seconds"] / au["cpu_step_seconds"],
+                  "wall_ratio": fc["step_seconds"] / au["step_seconds"],
+                  "memory_ratio": fc["peak_extra_mb"] / max(au["peak_extra_mb"], 1e-9), "load_average_at_end": load_average()}
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Each split is loaded with crystalgen.data.registry and transformed by ``prepare_
 on-disk cache). A fresh cache folder is used unless --cache-dir is given, so the times are build times; run
 it twice on the same folder to see the cache-hit times.
 
-    CRYSTALGEN_DATA=/work/shared/data nice python bench/symmcd_preprocess.py --datasets embedded perov_5 mp_20 \
+    CRYSTALGEN_DATA=DATA nice python bench/symmcd_preprocess.py --datasets embedded perov_5 mp_20 \
         --workers 2 --cache-dir /tmp/symmcd_cache
 """
 

@@ -6,7 +6,7 @@ and every match that needed ``attempt_supercell`` by material id and reason (no 
 of the Wyckoff analysis (the preprocessing transform) per split, the command, the code's commit and the load
 average; prints a summary for docs/benchmarks.md.
 
-    CRYSTALGEN_DATA=/work/shared/data OMP_NUM_THREADS=1 nice -n 5 python bench/symmcd_roundtrip.py \
+    CRYSTALGEN_DATA=DATA OMP_NUM_THREADS=1 nice -n 5 python bench/symmcd_roundtrip.py \
         --datasets perov_5 mp_20 --split test --workers 1 --out bench/results/symmcd_roundtrip.json
 """
 
@@ -107,7 +107,11 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="first N rows only")
     p.add_argument("--out", type=Path, default=Path("bench/results/symmcd_roundtrip.json"))
     args = p.parse_args()
-    root = Path(os.environ.get("CRYSTALGEN_DATA", "/work/shared/data"))
+    from crystalgen.testing import benchmark_data_root
+
+    root = benchmark_data_root()
+    if root is None:
+        raise SystemExit("set CRYSTALGEN_DATA to the folder holding the benchmark CSVs (perov_5/, mp_20/, ...)")
     report = {"machine": f"{platform.node()} {os.cpu_count()} cores, CPU only, shared with other jobs unless the load says otherwise",
               "command": " ".join(["python", *sys.argv]), "commit": code_commit(),
               "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": []}

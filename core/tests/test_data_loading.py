@@ -13,7 +13,7 @@ from crystalgen.data.records import DataError
 from crystalgen.data.registry import DatasetNotFoundError, get_dataset
 from crystalgen.data.tabular import load_csv
 
-#: rows per file, from shared/data/PROVENANCE.md's table.
+#: rows per file of the CDVAE benchmark CSVs (the developers' MP-20 train file is partial).
 PROVENANCE_ROWS = {
     ("perov_5", "train"): 11356, ("perov_5", "val"): 3787, ("perov_5", "test"): 3785,
     ("carbon_24", "train"): 6091, ("carbon_24", "val"): 2032, ("carbon_24", "test"): 2030,

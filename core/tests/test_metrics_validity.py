@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import pytest
 from pymatgen.core import DummySpecies, Lattice, Structure
@@ -78,10 +81,80 @@ def test_pauling_pairs_are_visited_in_smact_order():
     assert _pauling_passes(ox, [1.0, 3.0]).tolist() == [True]
     assert _pauling_passes(ox, [3.0, 1.0]).tolist() == [False]
     assert _pauling_passes(np.array([[-1, 1]]), [1.0, 3.0]).tolist() == [False]
-    assert _pauling_passes(ox, [None, 3.0]).tolist() == [True]  # old smact: TypeError -> "OK"
+    assert _pauling_passes(ox, [None, 3.0]).tolist() == [True]  # smact 2.2.1: TypeError -> CDVAE: "OK"
+    assert _pauling_passes(np.array([[1, 1]]), [None, 3.0]).tolist() == [False]  # same sign: smact's None branch
+    assert _pauling_passes(np.array([[0, -1]]), [None, 3.0]).tolist() == [False]  # a zero state is not opposite
     # pairs (0,1), (0,2), (1,2): the first deciding pair wins
     assert _pauling_passes(np.array([[1, -1, 1]]), [3.0, 1.0, None]).tolist() == [False]  # (0,1) fails first
-    assert _pauling_passes(np.array([[1, 1, -1]]), [None, 4.0, 3.0]).tolist() == [True]  # (0,2) "OK" first
+    assert _pauling_passes(np.array([[1, -1, 1]]), [None, 4.0, 3.0]).tolist() == [True]  # (0,1) "OK" first
+    assert _pauling_passes(np.array([[1, 1, -1]]), [None, 4.0, 3.0]).tolist() == [False]  # (0,1) same sign first
+    assert _pauling_passes(np.array([[1, -1, 1]]), [1.0, 4.0, None]).tolist() == [False]  # (1,2) same sign after a pass
+
+
+@pytest.mark.parametrize("formula", [{"Zn": 3, "Te": 4, "Rn": 1}, {"Al": 1, "Pm": 5, "Re": 6}])
+def test_same_sign_pair_without_electronegativity_fails_as_in_cdvae(formula):
+    # every neutral assignment pairs Rn / Pm with a same-sign element before any opposite-sign pair with it:
+    # smact 2.2.1 returns False there, so CDVAE's smact_validity says invalid
+    assert composition_valid(formula) is False
+
+
+def smact_221_pauling_test(ox: tuple[int, ...], enegs: list[float | None]) -> bool:
+    """smact 2.2.1's eneg_states_test as CDVAE's smact_validity saw it (a TypeError read as "passes")."""
+    for (ox1, eneg1), (ox2, eneg2) in itertools.combinations(list(zip(ox, enegs)), 2):
+        if ox1 > 0 and ox2 < 0:
+            if eneg1 is None or eneg2 is None:
+                return True  # None >= float: TypeError, caught by CDVAE as "assume it is okay"
+            if eneg1 >= eneg2:
+                return False
+        elif ox1 < 0 and ox2 > 0:
+            if eneg1 is None or eneg2 is None:
+                return True
+            if eneg1 <= eneg2:
+                return False
+        elif eneg1 is None or eneg2 is None:
+            return False
+    return True
+
+
+def reference_composition_valid(counts: dict[str, int]) -> bool:
+    """CDVAE's smact_validity in loop form: elements by atomic number, counts reduced, every assignment in order."""
+    import smact
+    from pymatgen.core import Element
+
+    symbols = sorted(counts, key=lambda s: Element(s).Z)
+    if len(symbols) == 1:
+        return True
+    if all(s in smact.metals for s in symbols):
+        return True
+    divisor = math.gcd(*counts.values())
+    stoich = [counts[s] // divisor for s in symbols]
+    elements = [smact.Element(s) for s in symbols]
+    enegs = [None if e.pauling_eneg is None or math.isnan(e.pauling_eneg) else e.pauling_eneg for e in elements]
+    for ox in itertools.product(*[e.oxidation_states_smact14 or [] for e in elements]):
+        if sum(q * n for q, n in zip(ox, stoich)) == 0 and smact_221_pauling_test(ox, enegs):
+            return True
+    return False
+
+
+def test_agrees_with_cdvae_rule_on_random_compositions():
+    """1,200 random compositions, a third holding an element without a Pauling electronegativity."""
+    import random
+
+    common = ["H", "Li", "B", "C", "N", "O", "F", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca", "Ti", "Mn", "Fe",
+              "Co", "Ni", "Cu", "Zn", "Ga", "Se", "Br", "Sr", "Mo", "Ag", "Sn", "Sb", "Te", "I", "Ba", "La", "Re", "Ir",
+              "W", "Pb", "Bi", "Eu", "U"]
+    no_eneg = ["Pm", "Rn", "Lr"]
+    rng = random.Random(1)
+    seen = {"with_none": set(), "without": set()}
+    for index in range(1200):
+        symbols = rng.sample(common, rng.randint(1, 3))
+        if index % 3 == 0:
+            symbols.append(rng.choice(no_eneg))
+        counts = {s: rng.randint(1, 6) for s in symbols}
+        expected = reference_composition_valid(counts)
+        assert composition_valid(counts) is expected, counts
+        seen["with_none" if index % 3 == 0 else "without"].add(expected)
+    assert seen == {"with_none": {True, False}, "without": {True, False}}
 
 
 def test_unknown_oxidation_state_set_is_an_error():

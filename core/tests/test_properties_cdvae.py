@@ -1,8 +1,8 @@
 """CDVAE's property models: checkpoint reading, the pieces that differ from current PyG, invariances, and the
 error against each test split's property column (docs/property_models.md has the full-split numbers).
 
-Needs the weights: set CRYSTALGEN_CDVAE_PROP_MODELS to the folder with perovskite/, carbon/, mp20/ (the
-developers' copy is ../shared/reference/cdvae_prop_models); the MAE tests also need CRYSTALGEN_DATA.
+Needs the weights: set CRYSTALGEN_CDVAE_PROP_MODELS to the folder with perovskite/, carbon/, mp20/ (CDVAE's
+`cdvae/prop_models`); the MAE tests also need CRYSTALGEN_DATA.
 """
 
 from __future__ import annotations

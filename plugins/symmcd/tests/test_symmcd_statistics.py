@@ -92,7 +92,7 @@ def test_sampled_representative_counts_and_site_priors_follow_the_space_group(mo
 
 
 def test_paper_preset_has_the_published_settings():
-    """papers/symmcd.md App. E and reference/hyperparameters.md: 8 layers x 1024, 128 Fourier frequencies, a
+    """The SymmCD paper, App. E: 8 layers x 1024, 128 Fourier frequencies, a
     10-dimensional time embedding, loss weights k 5 / X' 1 / A' 0.1 / S 10, T = 1000, the ten groups of "10 SGs"."""
     cfg = OmegaConf.create(resources.files("crystalgen_symmcd.configs").joinpath("paper.yaml").read_text())
     model = SymmCD(cfg.model)

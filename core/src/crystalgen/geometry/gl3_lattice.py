@@ -6,8 +6,8 @@ gl(3) = so(3) + (a supplement of so(3) in sl(3)) + R*I, with the basis of App. B
     lambda = 0.25 / sqrt(3)  (paper App. B), so det(exp(pi x)) = exp(tr(pi x)) = exp(3 lambda x_8): the cell volume.
 The basis is not Frobenius-orthogonal (<pi_6, pi_7> = -1), so coordinates are read off by solving the 9x9 system.
 
-Convention: the lattice matrix with rows = lattice vectors (Angstrom) is rho = exp(sum_i x_i pi_i). GemsDiff's code
-mixes rows and columns (see the implementation notes); with columns = vectors the only change would be the sign of
+Convention: the lattice matrix with rows = lattice vectors (Angstrom) is rho = exp(sum_i x_i pi_i). GemsDiff's official code
+mixes rows and columns; with columns = vectors the only change would be the sign of
 the rotation coordinates x_0..x_2 (exp(g)^T = exp(g^T)). The official code also normalises the basis differently
 (pi_0..pi_5 / sqrt(2), pi_6 = diag(1, -1, 0)/sqrt(2), pi_7 = diag(1, 1, -2)/sqrt(6), pi_8 = I/sqrt(3)) and puts the
 0.25 into the noise instead; this module follows the paper.

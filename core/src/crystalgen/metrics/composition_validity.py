@@ -10,10 +10,12 @@ This is the logic of CDVAE's ``scripts/eval_utils.py::smact_validity``, rewritte
 - smact 4 changed ``Element.oxidation_states`` to the ICSD24 set; the papers used the older set, which smact 4
   keeps as ``oxidation_states_smact14``. That set is the default here; ``"icsd24"`` is selectable and every report
   names the set used (Sr2O, SrCl and Ba2Ti3O are valid under smact14 and invalid under icsd24).
-- smact <= 2.x compared a missing (None) electronegativity with a number and raised TypeError, which CDVAE caught
-  and read as "passes the Pauling test"; smact 4 returns False instead. The old behaviour is kept: an assignment
-  with opposite-sign states on an element without electronegativity data passes, unless an earlier pair (in
-  smact's pair order) already failed.
+- CDVAE's environment pinned smact 2.2.1, whose ``eneg_states_test`` visits the pairs of an assignment in
+  ``itertools.combinations`` order and stops at the first pair that decides. A pair holding an element without a
+  Pauling electronegativity (Pm, Rn, Lr, ...) always decides: with opposite-sign states it compares None with a
+  number and raises TypeError, which CDVAE caught and read as "passes"; with same-sign (or zero) states it reaches
+  smact's ``eneg is None`` branch and fails. smact 4 fails both. The 2.2.1 behaviour is kept, unless an earlier
+  pair already failed (e.g. Zn3Te4Rn and AlPm5Re6 are invalid, LrCl3 is valid).
 - An element SMACT has no data for (e.g. Z > 103) makes a multi-element composition invalid (CDVAE crashed there).
 """
 
@@ -75,8 +77,12 @@ def _pauling_passes(ox: np.ndarray, enegs: list[float | None]) -> np.ndarray:
         cation_anion = (ox[:, i] > 0) & (ox[:, j] < 0)
         anion_cation = (ox[:, i] < 0) & (ox[:, j] > 0)
         if enegs[i] is None or enegs[j] is None:
-            decided = undecided & (cation_anion | anion_cation)  # old smact: TypeError -> CDVAE: "assume OK"
-            passes[decided] = True
+            # smact 2.2.1: an opposite-sign pair compares None with a number (TypeError, which CDVAE reads as "OK");
+            # any other pair reaches its `eneg is None` branch and fails. Either way this pair decides.
+            opposite = cation_anion | anion_cation
+            passes[undecided & opposite] = True
+            passes[undecided & ~opposite] = False
+            break
         else:
             decided = undecided & ((cation_anion & (enegs[i] >= enegs[j])) | (anion_cation & (enegs[i] <= enegs[j])))
             passes[decided] = False

@@ -1,7 +1,7 @@
 """Noise schedules as float64 tensors indexed 0..T (index t is level t; index 0 is clean data).
 
 Kept apart from the processes so that VP Gaussian and D3PM share one definition of the cosine schedule (SymmCD
-drives k and its categorical variables with the same one; implementation-notes/symmcd.md section 1).
+drives k and its categorical variables with the same one; SymmCD's official code).
 """
 
 from __future__ import annotations

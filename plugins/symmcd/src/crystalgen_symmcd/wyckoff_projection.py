@@ -9,7 +9,7 @@
    (pyxtal's tables write every member as a function of the same free parameters), so the projected point's
    own parameters give the whole orbit with the right multiplicity. The official code instead applied the
    members' operations to the projected point itself, which duplicates and misses orbit members whenever the
-   point is not on the first member (implementation notes, section 6); the tests check the replicated orbit
+   point is not on the first member (SymmCD's official code); the tests check the replicated orbit
    against the images under all general-position operations.
 """
 

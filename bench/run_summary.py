@@ -1,0 +1,74 @@
+"""What a `crystalgen run` directory records, gathered into one results file: threads, training, sampling, validity.
+
+`bench/run_resources.py` measures wall time and memory of whole commands; the run directories those commands leave
+hold the rest (the automatic thread choice in resources.json, training steps in train_log.csv, sampling time in
+samples/sampling.json, validities in metrics/metrics.json). This script reads them so that the docs can cite a file:
+
+    python bench/run_summary.py --run quiet-symmcd=/tmp/bench/q-symmcd --run loaded-auto=/tmp/bench/l-new \\
+        --out bench/results/run_summary_symmcd.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import provenance  # noqa: E402
+
+
+def summarise(run_dir: Path) -> dict[str, object]:
+    """The figures of one run directory; a missing file leaves its figures out and is named under ``missing``."""
+    found: dict[str, object] = {"run_dir": str(run_dir), "missing": []}
+    missing: list[str] = found["missing"]  # type: ignore[assignment]
+    resources = run_dir / "resources.json"
+    if resources.exists():
+        train = [entry for entry in json.loads(resources.read_text()) if entry.get("stage") == "train"]
+        if train:
+            found["train_threads"] = train[0]["threads"]
+    else:
+        missing.append("resources.json")
+    log = run_dir / "train_log.csv"
+    if log.exists():
+        rows = list(csv.DictReader(log.open()))
+        found["last_logged_step"] = max(int(r["step"]) for r in rows)
+        found["epochs"] = max(int(r["epoch"]) for r in rows) + 1
+    else:
+        missing.append("train_log.csv")
+    sampling = run_dir / "samples" / "sampling.json"
+    if sampling.exists():
+        data = json.loads(sampling.read_text())
+        timings = data.get("timings", {})
+        found["sampling"] = {"num_samples": data.get("num_samples")} | {
+            k: timings.get(k) for k in ("total_seconds", "sampler_seconds", "decode_seconds")}
+    else:
+        missing.append("samples/sampling.json")
+    metrics = run_dir / "metrics" / "metrics.json"
+    if metrics.exists():
+        data = json.loads(metrics.read_text())
+        found["metrics"] = {k: data.get(k) for k in ("n_samples", "struct_valid", "comp_valid", "valid")}
+    else:
+        missing.append("metrics/metrics.json")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", action="append", required=True, metavar="LABEL=DIR", help="a run directory")
+    parser.add_argument("--out", required=True, help="JSON results file")
+    args = parser.parse_args()
+    runs = {}
+    for item in args.run:
+        label, sep, path = item.partition("=")
+        if not sep or not Path(path).is_dir():
+            raise SystemExit(f"--run {item!r}: expected LABEL=DIR with an existing run directory")
+        runs[label] = summarise(Path(path))
+    Path(args.out).write_text(json.dumps({**provenance(), "runs": runs}, indent=2) + "\n")
+    print(json.dumps(runs, indent=2))
+
+
+if __name__ == "__main__":
+    main()
