@@ -7,7 +7,7 @@ the lattice errors (mean absolute relative error of the lengths, mean absolute e
 both with the decoded N (the lengths are scaled by it) and over the crystals whose N is right. The coordinates are
 not sampled (that is ``crystalgen reconstruct``). Writes JSON with the command, commit, versions and load average.
 
-    CRYSTALGEN_DATA=/work/shared/data OMP_NUM_THREADS=1 nice -n 10 python bench/symat_vae_reconstruction.py \
+    CRYSTALGEN_DATA=DATA OMP_NUM_THREADS=1 nice -n 10 python bench/symat_vae_reconstruction.py \
         --ckpt RUN/checkpoints/best.ckpt --data perov_5 --split test --out bench/results/symat_vae_reconstruction_perov_5.json
 """
 
