@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from crystalgen.geometry.neighbors import edge_vectors, radius_graph_pbc, reverse_edges
+from crystalgen.geometry.neighbors import edge_vectors, knn_graph_pbc, radius_graph_pbc, reverse_edges
 
 
 @dataclass(frozen=True)
@@ -83,15 +83,22 @@ def shared_target_triplets(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, 
     return id3_ba, id3_ca, id3_ragged
 
 
-def interaction_graph(frac_coords: Tensor, lattice: Tensor, num_atoms: Tensor, cutoff: float,
+def interaction_graph(frac_coords: Tensor, lattice: Tensor, num_atoms: Tensor, cutoff: float | None,
                       max_neighbors: int | None) -> InteractionGraph:
     """GemNet-T's graph of a batch of crystals: neighbours within ``cutoff`` Angstrom (the nearest
     ``max_neighbors`` distance shells' worth per atom), closed under reversal, with reverses and triplets.
+    Without a cutoff it is the k-nearest-neighbour graph, k = ``max_neighbors`` (whole distance shells kept), at
+    any distance (GemsNet's kNN graph: a cell of any size or shape gets its k nearest images).
 
     frac_coords (N, 3) fractional, lattice (B, 3, 3) rows = lattice vectors in Angstrom, num_atoms (B,).
     """
     num_nodes = frac_coords.shape[0]
-    graph = radius_graph_pbc(frac_coords.detach(), lattice.detach(), num_atoms, cutoff, max_neighbors, keep_ties=True)
+    if cutoff is None:
+        if max_neighbors is None:
+            raise ValueError("interaction_graph needs a cutoff, max_neighbors (k nearest), or both")
+        graph = knn_graph_pbc(frac_coords.detach(), lattice.detach(), num_atoms, max_neighbors, keep_ties=True)
+    else:
+        graph = radius_graph_pbc(frac_coords.detach(), lattice.detach(), num_atoms, cutoff, max_neighbors, keep_ties=True)
     edge_index, cell_offsets = symmetrize(graph.edge_index, graph.cell_offsets, num_nodes)
     vec = edge_vectors(frac_coords, lattice, num_atoms, edge_index, cell_offsets)
     id_swap = reverse_edges(edge_index, cell_offsets, num_nodes)
