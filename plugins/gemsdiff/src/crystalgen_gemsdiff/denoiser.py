@@ -108,9 +108,23 @@ class GemsNetDenoiser(Denoiser):
 
     def forward(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
         x_t = torch.remainder(state["frac_coords"], 1.0)
+        lattice_t = coords_to_lattice(state["lattice"].to(x_t.dtype))
+        action, displacement = self.act(lattice_t, x_t, t, condition)
+        if self.decode_from == "identity":
+            coords = algebra_to_gl3_coords(action)
+        else:  # rho' = exp(Y) acting on rho_t (rows: L' = L_t exp(Y)), in its polar form; y_x back to fractional
+            crystal = condition.data["crystal"]
+            displacement = torch.linalg.solve(lattice_t[crystal].transpose(-1, -2), displacement.unsqueeze(-1)).squeeze(-1)
+            coords = algebra_to_gl3_coords(spd_log(lattice_t @ torch.linalg.matrix_exp(action)))
+        coords = torch.cat([torch.zeros_like(coords[..., ROTATION]), coords[..., ROTATION.stop:]], dim=-1)
+        return {"frac_coords": x_t + displacement, "lattice": coords}
+
+    def act(self, lattice_t: Tensor, x_t: Tensor, t: Tensor, condition: Condition) -> tuple[Tensor, Tensor]:
+        """GemsNet's action on the noisy crystal (lattice_t (B, 3, 3) rows in Angstrom, x_t (N, 3) fractional):
+        (Y (B, 3, 3), the Cartesian lattice action's logarithm in the decoder's cell; y_x (N, 3) each atom's
+        displacement, Cartesian in the decoder's cell, i.e. fractional on the identity cell)."""
         num_atoms, crystal = condition.data["num_atoms"], condition.data["crystal"]
         num_crystals = int(num_atoms.shape[0])
-        lattice_t = coords_to_lattice(state["lattice"].to(x_t.dtype))
         h = self.atom_embedding(condition.data["atom_types"] - 1)
         if self.step_embedding:
             h = h + sinusoidal_embedding(t[crystal], h.shape[-1], self.step_period).to(h.dtype)
@@ -125,16 +139,9 @@ class GemsNetDenoiser(Denoiser):
             cell = lattice_t
         graph = interaction_graph(x_t, cell, num_atoms, None, self.knn)
         out = self.decoder.run(h, graph)
-        displacement = out.vectors.squeeze(1)  # Cartesian in the decoder's cell
         action = self.lattice_action(out, graph.edge_vec, graph.id3_ba, graph.id3_ca, graph.edge_index[1], crystal,
                                      num_crystals)
-        if self.decode_from == "identity":
-            coords = algebra_to_gl3_coords(action)
-        else:  # rho' = exp(Y) acting on rho_t (rows: L' = L_t exp(Y)), in its polar form
-            displacement = torch.linalg.solve(lattice_t[crystal].transpose(-1, -2), displacement.unsqueeze(-1)).squeeze(-1)
-            coords = algebra_to_gl3_coords(spd_log(lattice_t @ torch.linalg.matrix_exp(action)))
-        coords = torch.cat([torch.zeros_like(coords[..., ROTATION]), coords[..., ROTATION.stop:]], dim=-1)
-        return {"frac_coords": x_t + displacement, "lattice": coords}
+        return action, out.vectors.squeeze(1)
 
     def lattice_action(self, out: GemNetTOutput, edge_vec: Tensor, id3_ba: Tensor, id3_ca: Tensor, target: Tensor,
                        crystal: Tensor, num_crystals: int) -> Tensor:

@@ -50,10 +50,12 @@ def parse_composition(formula: str, max_atoms: int, num_elements: int) -> list[i
         raise UnsupportedRequestError(f"composition {formula!r} is not a chemical formula ({exc})") from exc
     numbers: list[int] = []
     for element, amount in composition.items():
+        if not isinstance(element, Element):
+            raise UnsupportedRequestError(f"composition {formula!r}: {element} is not a chemical element")
         if abs(amount - round(amount)) > 1e-6:
             raise UnsupportedRequestError(f"composition {formula!r}: {amount} {element} is not a whole number of atoms; "
                                           "write the cell content, e.g. Li2MnO3 or Li4Mn2O6")
-        z = Element(str(element)).Z
+        z = element.Z
         if z > num_elements:
             raise UnsupportedRequestError(f"composition {formula!r}: {element} (Z = {z}) is beyond the model's "
                                           f"{num_elements} element classes")
