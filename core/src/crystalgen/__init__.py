@@ -81,8 +81,8 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     from crystalgen.denoisers.embeddings import (
         SinusoidalTimeEmbedding as SinusoidalTimeEmbedding,
     )
-    from crystalgen.denoisers.gemnet_t import (
-        fit_scale_factors as fit_scale_factors,
+    from crystalgen.denoisers.embeddings import (
+        sinusoidal_embedding as sinusoidal_embedding,
     )
     from crystalgen.denoisers.gemnet_t import (
         GemNetT as GemNetT,
@@ -94,31 +94,10 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
         InteractionGraph as InteractionGraph,
     )
     from crystalgen.denoisers.gemnet_t import (
+        fit_scale_factors as fit_scale_factors,
+    )
+    from crystalgen.denoisers.gemnet_t import (
         interaction_graph as interaction_graph,
-    )
-    from crystalgen.denoisers.embeddings import (
-        sinusoidal_embedding as sinusoidal_embedding,
-    )
-    from crystalgen.geometry.gl3_lattice import (
-        GL3_LAMBDA as GL3_LAMBDA,
-    )
-    from crystalgen.geometry.gl3_lattice import (
-        gl3_basis as gl3_basis,
-    )
-    from crystalgen.geometry.gl3_lattice import (
-        gl3_coords_to_algebra as gl3_coords_to_algebra,
-    )
-    from crystalgen.geometry.gl3_lattice import (
-        algebra_to_gl3_coords as algebra_to_gl3_coords,
-    )
-    from crystalgen.geometry.gl3_lattice import (
-        gl3_coords_to_lattice as gl3_coords_to_lattice,
-    )
-    from crystalgen.geometry.gl3_lattice import (
-        lattice_to_gl3_coords as lattice_to_gl3_coords,
-    )
-    from crystalgen.processes.wrapped_normal import (
-        wrap_displacement as wrap_displacement,
     )
     from crystalgen.encoders.base import (
         Encoder as Encoder,
@@ -134,6 +113,24 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     )
     from crystalgen.encoders.full_cell import (
         FullCellTransform as FullCellTransform,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        GL3_LAMBDA as GL3_LAMBDA,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        algebra_to_gl3_coords as algebra_to_gl3_coords,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        gl3_basis as gl3_basis,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        gl3_coords_to_algebra as gl3_coords_to_algebra,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        gl3_coords_to_lattice as gl3_coords_to_lattice,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        lattice_to_gl3_coords as lattice_to_gl3_coords,
     )
     from crystalgen.geometry.lattice import (
         InvalidLatticeError as InvalidLatticeError,
@@ -233,6 +230,9 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     )
     from crystalgen.processes.wrapped_normal import (
         WrappedNormal as WrappedNormal,
+    )
+    from crystalgen.processes.wrapped_normal import (
+        wrap_displacement as wrap_displacement,
     )
     from crystalgen.registry import (
         UnknownComponentError as UnknownComponentError,

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 import pytest
 import torch
-from omegaconf import DictConfig, OmegaConf
+from gemsdiff_testdata import small_config
 
 from crystalgen import collate
 from crystalgen.testing import check_crystals
 from crystalgen_gemsdiff.model import GemsDiff
 
 TRAIN_STEPS = 60
-
-
-def small_config() -> DictConfig:
-    return OmegaConf.load(str(resources.files("crystalgen_gemsdiff.configs").joinpath("small.yaml")))
 
 
 @pytest.fixture(autouse=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gemsdiff_testdata import small_config
 from pymatgen.core import Composition
 
 from crystalgen import SampleRequest, UnsupportedRequestError, collate, lattice_matrix_to_params
 from crystalgen_gemsdiff.lattice_coords import ROTATION, coords_to_lattice, lattice_to_coords
 from crystalgen_gemsdiff.model import GemsDiff, parse_composition
-from conftest import small_config
 
 
 def test_polar_coordinates_keep_the_lattice_parameters_and_have_no_rotation_part(items):
@@ -97,3 +97,28 @@ def test_training_compositions_travel_with_the_state_dict(trained):
 def test_bad_compositions_are_refused_with_the_reason(formula, message):
     with pytest.raises(UnsupportedRequestError, match=message):
         parse_composition(formula, 20, 100)
+
+
+@pytest.mark.parametrize("denoiser", [{"decode_from": "noisy"}, {"step_embedding": False}, {"encoder": False}])
+def test_table_4_ablations_train(items, denoiser):
+    """Ablations (a) from the noisy cell, (b) without the step embedding, (c) without the encoder: finite losses and
+    gradients ((e), no shortest path, is a model switch tested above)."""
+    cfg = small_config().model
+    cfg.denoiser.update(denoiser)
+    torch.manual_seed(0)
+    model = GemsDiff(cfg)
+    model.fit_statistics(items)
+    loss = model.training_loss(collate(items))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_ddim_at_fewer_steps_is_a_sampler_swap(trained):
+    from crystalgen.plugins import build_host
+
+    model = trained[0]
+    sampler = build_host().get("sampler", "ddim")(steps=10)
+    condition = model.prepare_sampling(SampleRequest(2, composition="SrTiO3"))
+    decoded = model.decode(sampler.run(model, condition, generator=torch.Generator().manual_seed(0)), condition)
+    assert [d.structure.composition for d in decoded if d.ok] == [Composition("SrTiO3")] * 2

@@ -19,6 +19,7 @@ Y and its coordinates are Y's own (Y is symmetric), so no logarithm is taken in 
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter

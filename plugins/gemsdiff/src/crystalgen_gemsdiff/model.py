@@ -15,7 +15,7 @@ where the paper and its code differ.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig
@@ -26,6 +26,7 @@ from torch_geometric.data import Batch, Data
 from crystalgen import (
     Condition,
     Constraint,
+    ContinuousProcess,
     Decoded,
     GenerativeModel,
     ModelSpec,
@@ -163,8 +164,8 @@ class GemsDiff(GenerativeModel):
         x0 = torch.remainder(batch.frac_coords.float(), 1.0)
         lattice0 = batch.lattice.double()
         v0 = lattice_to_coords(lattice0).float()
-        frac = self.processes["frac_coords"].add_noise(x0, t[crystal])
-        lat = self.processes["lattice"].add_noise(v0, t)
+        frac = self.process("frac_coords").add_noise(x0, t[crystal])
+        lat = self.process("lattice").add_noise(v0, t)
         lat.x_t[:, ROTATION] = 0.0  # no rotation noise (the clean rotation part is zero already)
         condition = self._condition(batch.atom_types, batch.num_atoms)
         prediction = self.denoiser({"frac_coords": frac.x_t, "lattice": lat.x_t}, t, condition)
@@ -181,6 +182,9 @@ class GemsDiff(GenerativeModel):
         out["loss"] = out["frac_coords"] + out["lattice"]
         return out
 
+    def process(self, variable: str) -> ContinuousProcess:
+        return cast(ContinuousProcess, self.processes[variable])
+
     def _norm(self, difference: Tensor) -> Tensor:
         return difference.abs() if self.loss_norm == "l1" else difference.square()
 
@@ -191,7 +195,7 @@ class GemsDiff(GenerativeModel):
     def _posterior_mean(self, v0: Tensor, v_t: Tensor, t: Tensor) -> Tensor:
         """mu_t(x_t, x_0) of the lattice process (eq. 6), the literal target of eq. 15: the x0 prediction that
         reproduces it is (mu - c_t x_t) / c_0; here simply the lattice exp(pi mu)."""
-        proc = self.processes["lattice"]
+        proc = self.process("lattice")
         abar = proc.alphas.square().to(v0.dtype)
         a_t, a_s = abar[t].unsqueeze(-1), abar[t - 1].unsqueeze(-1)
         alpha = a_t / a_s
