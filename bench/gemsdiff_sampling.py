@@ -1,4 +1,5 @@
 """Sampling cost and quality of GemsDiff (docs/gemsdiff.md): the ancestral sampler over all T = 100 levels against
+the official code's update rule (`gemsdiff_code`) and
 DDIM at fewer steps, from one checkpoint, on the compositions of a test split.
 
 ``--num`` crystals of a reference split are drawn at random (``--seed``); each sampler generates one crystal for
@@ -25,7 +26,8 @@ from pathlib import Path
 import torch
 
 #: name -> (sampler, steps)
-SAMPLERS = {"ancestral100": ("ancestral", None), "ddim20": ("ddim", 20), "ddim10": ("ddim", 10)}
+SAMPLERS = {"ancestral100": ("ancestral", None), "code100": ("gemsdiff_code", None), "ddim20": ("ddim", 20),
+            "ddim10": ("ddim", 10)}
 ROOT = Path(__file__).resolve().parents[1]
 
 

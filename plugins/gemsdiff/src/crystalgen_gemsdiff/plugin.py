@@ -1,6 +1,7 @@
 """Registers GemsDiff's components with crystalgen (entry point ``gemsdiff`` in group ``crystalgen.plugins``): the
-model ``gemsdiff`` and its denoiser ``gemsnet``. Its other parts are the core's: the transform ``full_cell``, the
-processes ``wrapped_normal`` and ``vp_gaussian`` and the decoder ``cell``.
+model ``gemsdiff``, its denoiser ``gemsnet`` and the sampler ``gemsdiff_code`` (the official code's reverse update).
+Its other parts are the core's: the transform ``full_cell``, the processes ``wrapped_normal`` and ``vp_gaussian`` and
+the decoder ``cell``.
 """
 
 from __future__ import annotations
@@ -23,3 +24,10 @@ def crystalgen_denoisers() -> Mapping[str, Any]:
     from crystalgen_gemsdiff.denoiser import GemsNetDenoiser
 
     return {"gemsnet": GemsNetDenoiser}
+
+
+@hookimpl
+def crystalgen_samplers() -> Mapping[str, Any]:
+    from crystalgen_gemsdiff.code_sampler import GemsDiffCodeSampler
+
+    return {"gemsdiff_code": GemsDiffCodeSampler}
