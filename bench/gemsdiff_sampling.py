@@ -54,6 +54,7 @@ def main() -> None:
     model = trained.model
     name, split = parse_split(args.reference)
     reference = split_structures(name, split, workers=args.workers, progress=False)[0]
+    print(f"reference {args.reference}: {len(reference)} structures", flush=True)
     picked = random.Random(args.seed).sample(range(len(reference)), args.num)
     formulas = [reference[i].composition.formula.replace(" ", "") for i in picked]
     results = []
@@ -81,14 +82,18 @@ def main() -> None:
                "metrics": {k: v for k, v in scores.items() if isinstance(v, (int, float))}}
         results.append(row)
         print(json.dumps(row), flush=True)
+        if args.out:  # after every sampler, so that a long run keeps what it has measured
+            write_report(args, trained, results)
+
+
+def write_report(args: argparse.Namespace, trained, results: list[dict]) -> None:
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {"command": "python bench/gemsdiff_sampling.py " + " ".join(
                   f"--{k} {v}" for k, v in vars(args).items() if v is not None),
               "commit": commit, "checkpoint": str(args.ckpt), "preset": trained.config.get("preset"),
               "threads": args.threads, "host": platform.node(), "cpus": os.cpu_count(), "torch": torch.__version__,
               "load_average_at_end": os.getloadavg(), "results": results}
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
