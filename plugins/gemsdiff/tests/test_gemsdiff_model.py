@@ -105,6 +105,7 @@ def test_table_4_ablations_train(items, denoiser):
     gradients ((e), no shortest path, is a model switch tested above)."""
     cfg = small_config().model
     cfg.denoiser.update(denoiser)
+    cfg.volume_prior = denoiser.get("decode_from", "identity") == "identity"  # the offset is for the identity cell
     torch.manual_seed(0)
     model = GemsDiff(cfg)
     model.fit_statistics(items)

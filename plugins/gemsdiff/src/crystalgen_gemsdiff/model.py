@@ -24,6 +24,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from crystalgen import (
+    GL3_LAMBDA,
     Condition,
     Constraint,
     ContinuousProcess,
@@ -84,6 +85,7 @@ class GemsDiff(GenerativeModel):
 
     params_mean: Tensor
     params_std: Tensor
+    log_volume_per_atom: Tensor
 
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
@@ -94,6 +96,10 @@ class GemsDiff(GenerativeModel):
         self.loss_norm = str(cfg.loss_norm)
         self.lattice_target = str(cfg.lattice_target)
         self.shortest_path = bool(cfg.shortest_path)
+        self.volume_prior = bool(cfg.volume_prior)
+        if self.volume_prior and cfg.denoiser.get("decode_from", "identity") != "identity":
+            raise ValueError("model.volume_prior offsets the cell decoded from the identity; with "
+                             "model.denoiser.decode_from=noisy set model.volume_prior=false")
         if self.loss_norm not in LOSS_NORMS:
             raise ValueError(f"model.loss_norm must be one of {LOSS_NORMS}, got {self.loss_norm!r}")
         if self.lattice_target not in LATTICE_TARGETS:
@@ -104,6 +110,7 @@ class GemsDiff(GenerativeModel):
         self.decoder = parts.build("decoder")
         self.register_buffer("params_mean", torch.zeros(6))
         self.register_buffer("params_std", torch.ones(6))
+        self.register_buffer("log_volume_per_atom", torch.zeros(()))
         # compositions of the training set, drawn when sampling asks for none (variable size: extra state)
         self.train_types = torch.zeros(0, dtype=torch.int16)
         self.train_counts = torch.zeros(0, dtype=torch.int16)
@@ -127,6 +134,8 @@ class GemsDiff(GenerativeModel):
         params = torch.cat([lengths, angles], dim=-1)
         self.params_mean.copy_(params.mean(0))
         self.params_std.copy_(params.std(0).clamp(min=1e-3))  # a constant parameter (Perov-5) keeps its scale
+        counts = torch.cat([d.num_atoms for d in train]).double()
+        self.log_volume_per_atom.fill_(float((torch.linalg.det(lattices).abs() / counts).log().mean()))
         self.train_types = torch.cat([d.atom_types for d in train]).to(torch.int16)
         self.train_counts = torch.cat([d.num_atoms for d in train]).to(torch.int16)
 
@@ -168,7 +177,7 @@ class GemsDiff(GenerativeModel):
         lat = self.process("lattice").add_noise(v0, t)
         lat.x_t[:, ROTATION] = 0.0  # no rotation noise (the clean rotation part is zero already)
         condition = self._condition(batch.atom_types, batch.num_atoms)
-        prediction = self.denoiser({"frac_coords": frac.x_t, "lattice": lat.x_t}, t, condition)
+        prediction = self.denoise({"frac_coords": frac.x_t, "lattice": lat.x_t}, t, condition)
 
         target = frac.target if self.shortest_path else x0  # (e): the wrapped clean value, no shortest path
         position = self._norm(prediction["frac_coords"] - target).mean(-1)
@@ -226,7 +235,16 @@ class GemsDiff(GenerativeModel):
         return self._condition(atom_types, num_atoms)
 
     def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
-        return self.denoiser(state, t, condition)
+        """The denoiser's predictions; with ``volume_prior`` the decoded cell is exp(Y + c I), c = (log N +
+        mean log(V / N)) / 3: the network learns the cell relative to a cube of the training set's volume per atom
+        rather than relative to the 1 A^3 unit cube (a fixed offset on the volume coordinate x_8 = c / lambda)."""
+        prediction = self.denoiser(state, t, condition)
+        if self.volume_prior:
+            num_atoms = condition.data["num_atoms"].to(prediction["lattice"].dtype)
+            offset = (num_atoms.log() + self.log_volume_per_atom.to(num_atoms.dtype)) / (3 * GL3_LAMBDA)
+            volume = prediction["lattice"][:, 8:] + offset.unsqueeze(-1)
+            prediction = {**prediction, "lattice": torch.cat([prediction["lattice"][:, :8], volume], dim=-1)}
+        return prediction
 
     def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:
         coords = state["lattice"].double()
