@@ -123,3 +123,11 @@ def test_ddim_at_fewer_steps_is_a_sampler_swap(trained):
     condition = model.prepare_sampling(SampleRequest(2, composition="SrTiO3"))
     decoded = model.decode(sampler.run(model, condition, generator=torch.Generator().manual_seed(0)), condition)
     assert [d.structure.composition for d in decoded if d.ok] == [Composition("SrTiO3")] * 2
+
+
+def test_a_section_saved_before_the_volume_prior_samples_as_trained():
+    cfg = small_config().model
+    del cfg["volume_prior"]
+    upgraded = GemsDiff.upgrade_config(cfg)
+    assert upgraded.volume_prior is False
+    assert GemsDiff.upgrade_config(small_config().model) == small_config().model

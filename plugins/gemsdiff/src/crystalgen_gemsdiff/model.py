@@ -36,7 +36,7 @@ from crystalgen import (
     Variable,
     lattice_matrix_to_params,
 )
-from crystalgen_gemsdiff import memory
+from crystalgen_gemsdiff import config_upgrade, memory
 from crystalgen_gemsdiff.lattice_coords import ROTATION, coords_to_lattice, lattice_to_coords
 
 CELL = frozenset({"lattice", "frac_coords", "atom_types", "num_atoms"})
@@ -118,6 +118,10 @@ class GemsDiff(GenerativeModel):
     @classmethod
     def from_config(cls, cfg: DictConfig) -> GemsDiff:
         return cls(cfg)
+
+    @classmethod
+    def upgrade_config(cls, cfg: DictConfig) -> DictConfig:
+        return config_upgrade.upgrade(cfg)
 
     @classmethod
     def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:
