@@ -90,6 +90,7 @@ def test_training_compositions_travel_with_the_state_dict(trained):
     fresh.load_state_dict(model.state_dict())
     assert torch.equal(fresh.train_types, model.train_types)
     assert torch.equal(fresh.train_counts, model.train_counts)
+    assert fresh.log_volume_per_atom == model.log_volume_per_atom != 0.0
 
 
 @pytest.mark.parametrize("formula, message", [("Li2.5O", "whole number"), ("Xx2", "not a chemical element"),

@@ -85,7 +85,6 @@ class GemsDiff(GenerativeModel):
 
     params_mean: Tensor
     params_std: Tensor
-    log_volume_per_atom: Tensor
 
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
@@ -110,7 +109,7 @@ class GemsDiff(GenerativeModel):
         self.decoder = parts.build("decoder")
         self.register_buffer("params_mean", torch.zeros(6))
         self.register_buffer("params_std", torch.ones(6))
-        self.register_buffer("log_volume_per_atom", torch.zeros(()))
+        self.log_volume_per_atom = 0.0  # mean log(V / N) of the training set (extra state: older checkpoints lack it)
         # compositions of the training set, drawn when sampling asks for none (variable size: extra state)
         self.train_types = torch.zeros(0, dtype=torch.int16)
         self.train_counts = torch.zeros(0, dtype=torch.int16)
@@ -139,15 +138,17 @@ class GemsDiff(GenerativeModel):
         self.params_mean.copy_(params.mean(0))
         self.params_std.copy_(params.std(0).clamp(min=1e-3))  # a constant parameter (Perov-5) keeps its scale
         counts = torch.cat([d.num_atoms for d in train]).double()
-        self.log_volume_per_atom.fill_(float((torch.linalg.det(lattices).abs() / counts).log().mean()))
+        self.log_volume_per_atom = float((torch.linalg.det(lattices).abs() / counts).log().mean())
         self.train_types = torch.cat([d.atom_types for d in train]).to(torch.int16)
         self.train_counts = torch.cat([d.num_atoms for d in train]).to(torch.int16)
 
     def get_extra_state(self) -> dict[str, Tensor]:
-        return {"train_types": self.train_types, "train_counts": self.train_counts}
+        return {"train_types": self.train_types, "train_counts": self.train_counts,
+                "log_volume_per_atom": torch.tensor(self.log_volume_per_atom, dtype=torch.float64)}
 
     def set_extra_state(self, state: dict[str, Tensor]) -> None:
         self.train_types, self.train_counts = state["train_types"].cpu(), state["train_counts"].cpu()
+        self.log_volume_per_atom = float(state.get("log_volume_per_atom", 0.0))
 
     def memory_cost(self, num_nodes: Tensor, *, training: bool) -> Tensor:
         return memory.memory_cost(self.denoiser_cfg, num_nodes, training)
@@ -245,7 +246,7 @@ class GemsDiff(GenerativeModel):
         prediction = self.denoiser(state, t, condition)
         if self.volume_prior:
             num_atoms = condition.data["num_atoms"].to(prediction["lattice"].dtype)
-            offset = (num_atoms.log() + self.log_volume_per_atom.to(num_atoms.dtype)) / (3 * GL3_LAMBDA)
+            offset = (num_atoms.log() + self.log_volume_per_atom) / (3 * GL3_LAMBDA)
             volume = prediction["lattice"][:, 8:] + offset.unsqueeze(-1)
             prediction = {**prediction, "lattice": torch.cat([prediction["lattice"][:, :8], volume], dim=-1)}
         return prediction
