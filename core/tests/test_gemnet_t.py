@@ -82,3 +82,56 @@ def test_fitted_network_preserves_activation_scale():
     fitted = fit_scale_factors(net, lambda x: net(x, graph), [h])
     assert set(fitted) == {f.name for f in net.scale_factors()} and all(v > 0 for v in fitted.values())
     assert fitted == {f.name: float(f.scale) for f in net.scale_factors()}
+
+
+def skewed_batch(seed: int = 1):
+    """Cells with nearly parallel vectors (a diffusion model's noisy cells): the direct image search needs many images."""
+    g = torch.Generator().manual_seed(seed)
+    num_atoms = torch.tensor([2, 4])
+    frac = torch.rand(6, 3, generator=g, dtype=torch.float64)
+    reduced = torch.tensor([[[3.0, 0.2, 0.0], [0.1, 3.5, 0.3], [0.0, -0.4, 4.0]]] * 2, dtype=torch.float64)
+    skew = torch.tensor([[[1, 0, 0], [7, 1, 0], [-5, 3, 1]], [[1, 4, 0], [0, 1, 0], [0, 6, 1]]], dtype=torch.float64)
+    return frac, skew @ reduced, num_atoms
+
+
+def test_knn_graph_without_cutoff_matches_the_direct_search_in_the_given_basis():
+    """The kNN graph is searched on a reduced basis; its edges and offsets are those of the direct search."""
+    from crystalgen.denoisers.gemnet_t.graph import symmetrize
+    from crystalgen.geometry.neighbors import knn_graph_pbc
+
+    frac, lattice, num_atoms = skewed_batch()
+    graph = interaction_graph(frac, lattice, num_atoms, cutoff=None, max_neighbors=6)
+    direct = knn_graph_pbc(frac, lattice, num_atoms, 6, keep_ties=True)
+    edge_index, offsets = symmetrize(direct.edge_index, direct.cell_offsets, frac.shape[0])
+    assert torch.equal(graph.edge_index, edge_index) and torch.equal(graph.cell_offsets, offsets)
+    assert (torch.bincount(graph.edge_index[1], minlength=6) >= 6).all()
+
+
+def test_basis_reduction_keeps_the_lattice_and_shortens_the_basis():
+    from crystalgen.geometry.basis_reduction import reduce_basis
+
+    _, lattice, _ = skewed_batch()
+    reduced, transform = reduce_basis(lattice)
+    assert torch.allclose(reduced, transform.double() @ lattice)
+    assert torch.allclose(torch.linalg.det(transform.double()).abs(), torch.ones(2, dtype=torch.float64))
+    assert (reduced.norm(dim=-1).max(-1).values < lattice.norm(dim=-1).max(-1).values).all()
+    gram = reduced @ reduced.transpose(-1, -2)
+    off = gram - torch.diag_embed(torch.diagonal(gram, dim1=-2, dim2=-1))
+    assert (off.abs() <= 0.5 * torch.diagonal(gram, dim1=-2, dim2=-1).unsqueeze(-2) + 1e-9).all()  # Lagrange-reduced
+
+
+def test_step_embedding_is_off_by_default_and_conditions_on_t_when_on():
+    from crystalgen.denoisers.gemnet_t import GemNetTDenoiser
+    from crystalgen.state import Condition
+
+    frac, lattice, num_atoms = batch()
+    types = torch.tensor([3, 8, 8, 26, 1, 6, 6, 7, 8])
+    condition = Condition(3, {}, data={"lattice": lattice.float(), "num_atoms": num_atoms})
+    sizes = {"hidden_dim": 16, "emb_trip": 8, "emb_bilinear": 8, "num_radial": 8, "num_blocks": 1, "cutoff": 6.0}
+    for step_embedding in (False, True):
+        torch.manual_seed(0)
+        net = GemNetTDenoiser(num_elements=30, step_embedding=step_embedding, num_steps=100, **sizes).eval()
+        with torch.no_grad():
+            early = net({"frac_coords": frac.float(), "atom_types": types}, torch.tensor([1, 1, 1]), condition)
+            late = net({"frac_coords": frac.float(), "atom_types": types}, torch.tensor([90, 90, 90]), condition)
+        assert torch.equal(early["frac_coords"], late["frac_coords"]) != step_embedding

@@ -124,3 +124,17 @@ def test_langevin_and_ddim_stay_on_the_torus():
     for out in (proc.langevin_step(x, 90, pred, 0.01, generator=gen(3)), proc.ddim_step(x, 90, 10, pred, eta=0.5, generator=gen(4))):
         assert float(out.min()) >= 0 and float(out.max()) < 1
     assert float(proc.finalize(torch.tensor([-1e-12, -0.25, 1.0, 2.5])).max()) < 1
+
+
+def test_linear_beta_schedule_and_x0_prediction_follow_gemsdiff():
+    """sigma_t = sqrt(1 - abar_t) of linear betas (GemsDiff eq. 16), and the x0 target is the lift of x0 nearest
+    x_t (the shortest path of eq. 20), from which eps and the posterior follow."""
+    proc = WrappedNormal(100, beta_start=1e-6, beta_end=2e-3, prediction="x0")
+    betas = torch.linspace(1e-6, 2e-3, 100, dtype=torch.float64)
+    assert torch.allclose(proc.sigmas[1:], (1 - torch.cumprod(1 - betas, 0)).sqrt())
+    x0 = torch.tensor([[0.01, 0.5, 0.99]] * 2000)
+    noised = proc.add_noise(x0, torch.full((2000,), 100), generator=torch.Generator().manual_seed(0))
+    assert ((noised.target - noised.x_t).abs() <= 0.5).all()
+    assert torch.allclose(torch.remainder(noised.target, 1.0), x0, atol=1e-6)
+    # an exact x0 prediction gives eps = (x_t - lift) / s_t, and DDIM to s = 0 lands on x0
+    assert torch.allclose(proc.ddim_step(noised.x_t, 100, 0, noised.target), x0, atol=1e-5)

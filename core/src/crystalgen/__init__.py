@@ -81,8 +81,23 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     from crystalgen.denoisers.embeddings import (
         SinusoidalTimeEmbedding as SinusoidalTimeEmbedding,
     )
+    from crystalgen.denoisers.embeddings import (
+        sinusoidal_embedding as sinusoidal_embedding,
+    )
+    from crystalgen.denoisers.gemnet_t import (
+        GemNetT as GemNetT,
+    )
+    from crystalgen.denoisers.gemnet_t import (
+        GemNetTOutput as GemNetTOutput,
+    )
+    from crystalgen.denoisers.gemnet_t import (
+        InteractionGraph as InteractionGraph,
+    )
     from crystalgen.denoisers.gemnet_t import (
         fit_scale_factors as fit_scale_factors,
+    )
+    from crystalgen.denoisers.gemnet_t import (
+        interaction_graph as interaction_graph,
     )
     from crystalgen.encoders.base import (
         Encoder as Encoder,
@@ -98,6 +113,24 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     )
     from crystalgen.encoders.full_cell import (
         FullCellTransform as FullCellTransform,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        GL3_LAMBDA as GL3_LAMBDA,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        algebra_to_gl3_coords as algebra_to_gl3_coords,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        gl3_basis as gl3_basis,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        gl3_coords_to_algebra as gl3_coords_to_algebra,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        gl3_coords_to_lattice as gl3_coords_to_lattice,
+    )
+    from crystalgen.geometry.gl3_lattice import (
+        lattice_to_gl3_coords as lattice_to_gl3_coords,
     )
     from crystalgen.geometry.lattice import (
         InvalidLatticeError as InvalidLatticeError,
@@ -200,6 +233,9 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     )
     from crystalgen.processes.wrapped_normal import (
         WrappedNormal as WrappedNormal,
+    )
+    from crystalgen.processes.wrapped_normal import (
+        wrap_displacement as wrap_displacement,
     )
     from crystalgen.registry import (
         UnknownComponentError as UnknownComponentError,
@@ -346,6 +382,18 @@ _EXPORTS: dict[str, str] = {
     "with_standard_orientation": "crystalgen.geometry.niggli",
     "triplets": "crystalgen.geometry.triplets",
     "fit_scale_factors": "crystalgen.denoisers.gemnet_t",
+    "GemNetT": "crystalgen.denoisers.gemnet_t",
+    "GemNetTOutput": "crystalgen.denoisers.gemnet_t",
+    "InteractionGraph": "crystalgen.denoisers.gemnet_t",
+    "interaction_graph": "crystalgen.denoisers.gemnet_t",
+    "sinusoidal_embedding": "crystalgen.denoisers.embeddings",
+    "GL3_LAMBDA": "crystalgen.geometry.gl3_lattice",
+    "gl3_basis": "crystalgen.geometry.gl3_lattice",
+    "gl3_coords_to_algebra": "crystalgen.geometry.gl3_lattice",
+    "algebra_to_gl3_coords": "crystalgen.geometry.gl3_lattice",
+    "gl3_coords_to_lattice": "crystalgen.geometry.gl3_lattice",
+    "lattice_to_gl3_coords": "crystalgen.geometry.gl3_lattice",
+    "wrap_displacement": "crystalgen.processes.wrapped_normal",
     "reparameterize": "crystalgen.encoders.dimenet_pp",
     "Variable": "crystalgen.specs",
     "ProcessSpec": "crystalgen.specs",

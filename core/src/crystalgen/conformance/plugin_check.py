@@ -11,7 +11,7 @@ from typing import Any
 from crystalgen.conformance.expect import expect
 from crystalgen.conformance.models import check_model
 from crystalgen.conformance.samplers import check_sampler
-from crystalgen.models.assembly import assemble, part_sections, slot_type
+from crystalgen.models.assembly import assemble, part_sections, resolve, slot_type
 
 #: kinds whose parts are checked inside a model that uses them (they need the model's inputs)
 PART_KINDS = ("encoder", "denoiser", "noise process", "decoder")
@@ -68,8 +68,8 @@ def check_plugin(plugin: ModuleType | str, *, overrides: Mapping[str, Sequence[s
 
 
 def find_host(kind: str, name: str, component: Any, own: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """The first model (the plugin's own, then the installed ones by name) with a slot that takes part ``name``, and
-    the override that swaps it in. Models build their parts by name, so the part must be installed."""
+    """The first model (the plugin's own, then the installed ones by name) with a slot that takes part ``name`` with
+    its default options, and the override that swaps it in. Models build their parts by name, so the part must be installed."""
     from crystalgen.plugins import default_host
     from crystalgen.runner.config import compose
 
@@ -83,7 +83,10 @@ def find_host(kind: str, name: str, component: Any, own: Mapping[str, Any]) -> t
         assembly = assemble(cls, cfg, check=False)
         for slot in part_sections(cls, cfg):
             if slot_type(slot).kind == kind and name in assembly.replacements(slot):
-                return model, [f"model.{slot}.name={name}"]
+                # with its default options (a model that handles only another parameterisation cannot host it)
+                candidate = resolve(slot, name, {}, assembly.context.get(slot, {}), assembly.host)
+                if not assembly.problems(slot, candidate):
+                    return model, [f"model.{slot}.name={name}"]
     raise AssertionError(f"{kind} {name!r}: hosting: expected an installed model whose small preset takes it in one of "
                          f"its slots (none does); check it directly with the check of its kind on your own inputs")
 

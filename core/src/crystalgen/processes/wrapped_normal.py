@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from crystalgen.capabilities import Capability, Marginal, Posterior, Score, VarianceExploding
-from crystalgen.processes.base import ContinuousProcess, level
-from crystalgen.processes.schedules import geometric_sigmas
+from crystalgen.processes.base import ContinuousProcess, Noised, level
+from crystalgen.processes.schedules import alpha_bars, geometric_sigmas, linear_betas
 
 
 def wrap_displacement(d: Tensor) -> Tensor:
@@ -106,6 +106,9 @@ class WrappedNormal(ContinuousProcess):
         num_steps: T.
         sigma_begin, sigma_end: sigma_1 and sigma_T of the geometric schedule (DiffCSP/SymmCD: 0.005, 0.5).
         sigmas: optional explicit sigma_1 .. sigma_T (length T) instead of the geometric schedule.
+        beta_start, beta_end: instead of the geometric schedule, sigma_t = sqrt(1 - abar_t) of a linear beta
+            schedule (GemsDiff eq. 16: q(x_t | x0) = [N(x0, (1 - abar_t) I)] on the torus; its betas 1e-6 -> 2e-3).
+        prediction: ``"score"`` or ``"x0"`` (below).
         score_atol: bound on the truncation error of the image sum, in score units (1/fractional).
 
     Prediction ``"score"``: grad log p_t / sqrt(sigma_norm_t). Note the sign: DiffCSP's network predicts the
@@ -115,17 +118,28 @@ class WrappedNormal(ContinuousProcess):
     average of the Gaussian image scores), but not the circular mean of x0, and, as in R^d, a point estimate
     of a possibly multimodal posterior. The prior is uniform on [0, 1)^d (WN with sigma_T = 0.5 is uniform to
     within 1 % in density).
+
+    Prediction ``"x0"``: the lift of the clean coordinates nearest x_t, x_t + y with y the displacement the
+    denoiser predicts; the training target is x_t + wrap(x0 - x_t), so the squared error is GemsDiff's shortest-path
+    loss ||x0 - x_t - k* - y||^2 (eq. 20). The conversions of ContinuousProcess then hold as written (eps = -y / s_t).
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Posterior, Marginal, Score, VarianceExploding})
     space = "torus"
-    predictions = ("score",)
+    predictions = ("score", "x0")
 
     sigma_norm: Tensor
 
     def __init__(self, num_steps: int = 1000, sigma_begin: float = 0.005, sigma_end: float = 0.5, *,
-                 sigmas: Sequence[float] | Tensor | None = None, prediction: str = "score", score_atol: float = 1e-8) -> None:
-        if sigmas is None:
+                 sigmas: Sequence[float] | Tensor | None = None, beta_start: float | None = None,
+                 beta_end: float | None = None, prediction: str = "score", score_atol: float = 1e-8) -> None:
+        if (beta_start is None) != (beta_end is None):
+            raise ValueError(f"give both beta_start and beta_end (got {beta_start}, {beta_end})")
+        if beta_start is not None and sigmas is not None:
+            raise ValueError("give either sigmas or beta_start/beta_end, not both")
+        if beta_start is not None:
+            schedule = (1 - alpha_bars(linear_betas(num_steps, beta_start, beta_end))).sqrt()
+        elif sigmas is None:
             schedule = geometric_sigmas(num_steps, sigma_begin, sigma_end)
         else:
             levels = torch.as_tensor(sigmas, dtype=torch.float64)
@@ -140,6 +154,12 @@ class WrappedNormal(ContinuousProcess):
     def sample_prior(self, shape: tuple[int, ...], *, device: torch.device | str = "cpu",
                      generator: torch.Generator | None = None, **kwargs) -> Tensor:
         return torch.rand(shape, generator=generator, device=device)
+
+    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **kwargs) -> Noised:
+        noised = super().add_noise(x0, t, generator=generator)
+        if self.prediction == "x0":  # the lift of x0 nearest x_t: the shortest path on the torus
+            noised.target = noised.x_t + wrap_displacement(x0 - noised.x_t)
+        return noised
 
     def conditional_score(self, x_t: Tensor, x0: Tensor, t: int | Tensor) -> Tensor:
         return wrapped_normal_score(x_t - x0, level(self.sigmas, t, x_t), self.images)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from crystalgen.geometry.neighbors import edge_vectors, radius_graph_pbc, reverse_edges
+from crystalgen.geometry.basis_reduction import reduce_basis
+from crystalgen.geometry.neighbors import crystal_index, edge_vectors, knn_graph_pbc, radius_graph_pbc, reverse_edges
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,31 @@ def shared_target_triplets(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, 
     return id3_ba, id3_ca, id3_ragged
 
 
-def interaction_graph(frac_coords: Tensor, lattice: Tensor, num_atoms: Tensor, cutoff: float,
+def interaction_graph(frac_coords: Tensor, lattice: Tensor, num_atoms: Tensor, cutoff: float | None,
                       max_neighbors: int | None) -> InteractionGraph:
     """GemNet-T's graph of a batch of crystals: neighbours within ``cutoff`` Angstrom (the nearest
     ``max_neighbors`` distance shells' worth per atom), closed under reversal, with reverses and triplets.
+    Without a cutoff it is the k-nearest-neighbour graph, k = ``max_neighbors`` (whole distance shells kept), at
+    any distance (GemsNet's kNN graph: a cell of any size or shape gets its k nearest images). The kNN search runs
+    on a reduced basis of each cell (the same point set, so the same edges: a noisy, skewed cell would otherwise need
+    millions of images); the offsets are returned in the given basis.
 
     frac_coords (N, 3) fractional, lattice (B, 3, 3) rows = lattice vectors in Angstrom, num_atoms (B,).
     """
     num_nodes = frac_coords.shape[0]
-    graph = radius_graph_pbc(frac_coords.detach(), lattice.detach(), num_atoms, cutoff, max_neighbors, keep_ties=True)
-    edge_index, cell_offsets = symmetrize(graph.edge_index, graph.cell_offsets, num_nodes)
+    if cutoff is None:
+        if max_neighbors is None:
+            raise ValueError("interaction_graph needs a cutoff, max_neighbors (k nearest), or both")
+        reduced, transform = reduce_basis(lattice)
+        per_atom = transform.index_select(0, crystal_index(num_atoms.to(transform.device), num_nodes)).to(torch.float64)
+        frac_reduced = torch.linalg.solve(per_atom.transpose(-1, -2), frac_coords.detach().to(torch.float64).unsqueeze(-1))
+        graph = knn_graph_pbc(frac_reduced.squeeze(-1), reduced.to(torch.float64), num_atoms, max_neighbors, keep_ties=True)
+        offsets = torch.bmm(graph.cell_offsets.to(torch.float64).unsqueeze(1), per_atom.index_select(0, graph.edge_index[1]))
+        edge_index, offsets = graph.edge_index, offsets.squeeze(1).round().to(torch.long)
+    else:
+        graph = radius_graph_pbc(frac_coords.detach(), lattice.detach(), num_atoms, cutoff, max_neighbors, keep_ties=True)
+        edge_index, offsets = graph.edge_index, graph.cell_offsets
+    edge_index, cell_offsets = symmetrize(edge_index, offsets, num_nodes)
     vec = edge_vectors(frac_coords, lattice, num_atoms, edge_index, cell_offsets)
     id_swap = reverse_edges(edge_index, cell_offsets, num_nodes)
     id3_ba, id3_ca, id3_ragged = shared_target_triplets(edge_index, num_nodes)

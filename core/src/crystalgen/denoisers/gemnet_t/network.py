@@ -9,6 +9,7 @@ rotate with the crystal and do not change under translations, permutations or pe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,6 +25,23 @@ from crystalgen.denoisers.gemnet_t.blocks import (
 )
 from crystalgen.denoisers.gemnet_t.graph import InteractionGraph
 from crystalgen.denoisers.gemnet_t.layers import Dense, ScaleFactor
+
+
+@dataclass(frozen=True)
+class GemNetTOutput:
+    """What one pass computes, for callers that build their own heads on the messages (GemsNet's lattice head).
+
+    h (N, emb_atom) final atom embeddings; vectors (N, num_targets, 3) the direct vector output; messages: the
+    edge messages m (E, emb_edge) that each of the num_blocks + 1 output blocks read, in order; rbf (E, num_radial)
+    the enveloped radial basis of each edge; angle_basis (T, num_spherical) the zonal harmonics of each triplet's
+    angle (triplets of ``graph.id3_ba``, ``graph.id3_ca``).
+    """
+
+    h: Tensor
+    vectors: Tensor
+    messages: list[Tensor]
+    rbf: Tensor
+    angle_basis: Tensor
 
 
 class GemNetT(nn.Module):
@@ -70,21 +88,29 @@ class GemNetT(nn.Module):
 
         The vectors are in the units of the per-edge outputs (dimensionless); callers scale them.
         """
+        out = self.run(h, graph)
+        return out.h, out.vectors
+
+    def run(self, h: Tensor, graph: InteractionGraph) -> GemNetTOutput:
+        """The forward pass, keeping the per-block messages and the bases (see :class:`GemNetTOutput`)."""
         distance = graph.distance
         toward_target = -graph.edge_vec / distance.unsqueeze(-1)  # unit vector from the neighbour image to the atom
         cos_cab = (toward_target[graph.id3_ca] * toward_target[graph.id3_ba]).sum(-1).clamp(-1.0, 1.0)
         rbf = self.radial_basis(distance)
-        cbf3 = self.mlp_cbf3(rbf, zonal_spherical_harmonics(cos_cab, self.num_spherical), graph.id3_ca, graph.id3_ragged)
+        sph = zonal_spherical_harmonics(cos_cab, self.num_spherical)
+        cbf3 = self.mlp_cbf3(rbf, sph, graph.id3_ca, graph.id3_ragged)
         rbf3, rbf_h, rbf_out = self.mlp_rbf3(rbf), self.mlp_rbf_h(rbf), self.mlp_rbf_out(rbf)
 
         m = self.edge_embedding(h, rbf, graph.edge_index)
         per_edge = self.outputs[0](m, rbf_out)
+        messages = [m]
         for block, output in zip(self.interactions, self.outputs[1:], strict=True):
             h, m = block(h, m, rbf3, cbf3, rbf_h, graph.edge_index, graph.id_swap, graph.id3_ba, graph.id3_ca, graph.id3_ragged)
             per_edge = per_edge + output(m, rbf_out)
+            messages.append(m)
         vectors = scatter(per_edge.unsqueeze(-1) * toward_target.unsqueeze(1), graph.edge_index[1], dim=0,
                           dim_size=h.shape[0], reduce="sum")
-        return h, vectors
+        return GemNetTOutput(h, vectors, messages, rbf, sph)
 
     def scale_factors(self) -> list[ScaleFactor]:
         """All scale factors in the order the forward pass meets them (the order they must be fitted in)."""

@@ -1,0 +1,1 @@
+"""GemsDiff for crystalgen."""

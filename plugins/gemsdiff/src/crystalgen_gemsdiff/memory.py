@@ -1,0 +1,42 @@
+"""GemsDiff's memory estimate (GenerativeModel.memory_cost), counted from the denoiser's configuration.
+
+Both GemNet-T networks run on a k-nearest-neighbour graph closed under reversal, so an atom has about k to 2k edges
+(whole distance shells are kept; DEGREE takes 2k + 4) and degree^2 triplets. Per triplet and output block the
+lattice head holds its gathered hidden layer, two more and the three fields' products; per triplet and interaction
+block GemNet's bilinear layer holds the padded triplet messages. Per edge and block: the message, its residual
+layers and the bases. ``FLOAT_COPIES`` (bytes per counted float) is NOT calibrated by bench/model_memory.py: it is
+the largest of the other plugins' calibrated values (SymmCD 17.5 / 4.0), a first guess to be replaced by a
+measurement.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+from torch import Tensor
+
+FLOAT_COPIES = {True: 17.5, False: 4.0}
+
+
+def degree(k: int) -> int:
+    return 2 * k + 4
+
+
+def atom_floats(d: DictConfig) -> int:
+    """Floats one atom holds in both networks: its edges' and triplets' working values over all blocks."""
+    k, hidden = int(d.get("knn", 32)), int(d.get("hidden", 128))
+    blocks = int(d.get("num_blocks", 3))
+    lattice_hidden = int(d.get("lattice_hidden", 64))
+    emb_trip = int(d.get("emb_trip", 64))
+    num_radial = int(d.get("num_radial", 128))
+    edges = degree(k)
+    triplets = edges * edges
+    per_edge = blocks * 12 * hidden + 4 * num_radial
+    per_triplet_gnn = blocks * 2 * emb_trip + 16
+    per_triplet_head = (blocks + 1) * (3 * lattice_hidden + 3) + 27 + 9
+    networks = 2 if d.get("encoder", True) else 1
+    return networks * (edges * per_edge + triplets * per_triplet_gnn) + triplets * per_triplet_head + 8 * hidden
+
+
+def memory_cost(d: DictConfig, num_nodes: Tensor, training: bool) -> Tensor:
+    """Bytes per crystal of ``num_nodes`` atoms, for the denoiser config ``d`` (model.denoiser)."""
+    return FLOAT_COPIES[training] * atom_floats(d) * num_nodes.double()
