@@ -15,8 +15,10 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-#: The plugin contract this core implements (hooks, base classes, capability protocols, state types).
-CONTRACT_VERSION = "2.0"
+#: The plugin contract this core implements (hooks, base classes, capability protocols, state types). 2.1 adds
+#: sampling conditions, the tasks hook, training stages, process steps reading other variables and gradients in
+#: denoise, and gives models one SampleRequest value per crystal (docs/plugins.md, "Contract versions").
+CONTRACT_VERSION = "2.1"
 
 try:
     __version__ = version("crystalgen-core")
