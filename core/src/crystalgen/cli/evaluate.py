@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 TASKS = ("generation", "reconstruction", "optimization")
@@ -204,6 +205,7 @@ def _paired(args, structures, reference, reference_name, annotations, progress) 
     indices = _input_indices(args.samples, len(structures))
     if max(indices, default=-1) >= len(reference):
         raise UserError(f"{args.samples}: input_index {max(indices)} is beyond the {len(reference)} reference crystals")
+    result: Mapping[str, float | int | str]
     if args.task == "reconstruction":
         result = reconstruction(structures, [reference[i] for i in indices], oxidation_states=args.oxidation_states,
                                 workers=args.workers, progress=progress)
@@ -220,9 +222,9 @@ def _paired(args, structures, reference, reference_name, annotations, progress) 
                                       property_predictor=args.property_predictor,
                                       oxidation_states=args.oxidation_states,
                                       predictor_options=parse_options(args.predictor_option))
-    result = {"reference": reference_name or args.reference, "reference_n": len(reference), **annotations, **result}
-    write_outputs(Path(args.out), result, [], reference_name=reference_name)
-    return result
+    outputs = {"reference": reference_name or args.reference, "reference_n": len(reference), **annotations, **result}
+    write_outputs(Path(args.out), outputs, [], reference_name=reference_name)
+    return outputs
 
 
 def _apply_memory_budget(gb: str | None) -> None:

@@ -104,4 +104,5 @@ def shared_run_dir(args: argparse.Namespace, cfg):
     env = setup(cfg.trainer.device)
     holder = [str(RunDir.create(args.runs_root, args.model, cfg.data.dataset).path) if env.is_main else None]
     dist.broadcast_object_list(holder, src=0)
+    assert holder[0] is not None  # filled by rank 0's broadcast
     return RunDir(Path(holder[0]))

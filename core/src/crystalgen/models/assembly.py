@@ -87,7 +87,7 @@ class Part:
     @property
     def missing(self) -> list[str]:
         """Constructor parameters without a default that neither the options nor the model's context give."""
-        params = inspect.signature(self.cls.__init__).parameters
+        params = inspect.signature(cast(Any, self.cls).__init__).parameters
         return [n for n, p in params.items() if n != "self" and n not in self.args and p.default is inspect.Parameter.empty
                 and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
 

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -15,7 +15,7 @@ from crystalgen.models.base import Decoded, GenerativeModel
 from crystalgen.resources import memory_budget
 from crystalgen.runner.budget import sampling_batch_size
 from crystalgen.runner.distributed import autocast
-from crystalgen.samplers.base import Sampler
+from crystalgen.samplers.base import Sampler, SamplingModel
 from crystalgen.state import SampleRequest
 
 log = logging.getLogger("crystalgen.sample")
@@ -34,7 +34,7 @@ class Generated:
 def per_crystal(value: T | Sequence[T] | None, count: int, what: str) -> list[T] | T | None:
     """One condition for all crystals, or exactly one per crystal (a list of ``count`` values)."""
     if value is None or not isinstance(value, (list, tuple)):
-        return value
+        return cast("T | None", value)
     if len(value) == 1:
         return value[0]
     if len(value) != count:
@@ -82,7 +82,7 @@ def generate(model: GenerativeModel, sampler: Sampler, num_samples: int, batch_s
                 condition = model.prepare_sampling(request)
                 timings["prepare"] += time.perf_counter() - tick
                 tick = time.perf_counter()
-                state = sampler.run(model, condition, generator=generator, progress=_step_reporter(bar))
+                state = sampler.run(cast(SamplingModel, model), condition, generator=generator, progress=_step_reporter(bar))
                 timings["sampler"] += time.perf_counter() - tick
         except (RuntimeError, ValueError, FloatingPointError) as exc:  # e.g. NaN probabilities in a categorical step
             log.warning("sampling crystals %d-%d failed (%s: %s); continuing with the next batch",
