@@ -13,6 +13,13 @@ so the number of training steps each run reached is recorded beside its metrics.
 
 Writes the commands, commits, load averages, versions and, per run, the exit code, wall and CPU time, training
 steps, and the headline metrics of metrics/metrics.json.
+
+``--existing LABEL=RUN_DIR`` (repeatable, instead of --side) records run directories made earlier by ``crystalgen
+run``, as they are: model, preset, threads and load average at the start (resources.json), training steps and
+metrics; ``--note`` says where they came from (which code, which command), which the folders do not record.
+
+    python bench/run_metrics.py --existing before=/tmp/mainjob/runs/symmcd-embedded-20261206-235252 \
+        --note "..." --out bench/results/run_metrics_existing.json
 """
 
 from __future__ import annotations
@@ -87,6 +94,22 @@ def one_run(model: str, label: str, tree: Path, work: Path) -> dict[str, object]
             "metrics": {k: metrics[k] for k in METRICS if k in metrics}, "metrics_status": metrics.get("status")}
 
 
+def existing_run(label: str, run_dir: Path) -> dict[str, object]:
+    """What an earlier run directory holds, for comparison with new runs."""
+    metrics_file = run_dir / "metrics" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    resources = json.loads((run_dir / "resources.json").read_text()) if (run_dir / "resources.json").is_file() else []
+    config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    preset = next((line.split(":", 1)[1].strip() for line in config.splitlines() if line.startswith("preset:")), None)
+    sampling = run_dir / "samples" / "sampling.json"
+    model = json.loads(sampling.read_text()).get("model") if sampling.is_file() else None
+    return {"side": label, "run_dir": str(run_dir), "model": model, "preset": preset,
+            "started": resources[0].get("at") if resources else None,
+            "threads": resources[0].get("threads") if resources else None,
+            "training_steps": training_steps(run_dir), "metrics": {k: metrics[k] for k in METRICS if k in metrics},
+            "metrics_status": metrics.get("status")}
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in ("torch", "pymatgen", "smact", "matminer", "chgnet"):
@@ -97,11 +120,20 @@ def versions() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--side", action="append", required=True, help="LABEL=REF (a commit, or . for this checkout)")
+    parser.add_argument("--side", action="append", default=[], help="LABEL=REF (a commit, or . for this checkout)")
+    parser.add_argument("--existing", action="append", default=[], help="LABEL=RUN_DIR of an earlier crystalgen run")
+    parser.add_argument("--note", default="", help="with --existing: where the run directories came from")
     parser.add_argument("--models", nargs="+", default=["cdvae", "symmcd", "structrepdiff"])
-    parser.add_argument("--work", type=Path, required=True, help="folder for the source trees, run folders and logs")
+    parser.add_argument("--work", type=Path, help="folder for the source trees, run folders and logs (with --side)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.existing:
+        runs = [existing_run(label, Path(path)) for label, _, path in (e.partition("=") for e in args.existing)]
+        args.out.write_text(json.dumps({"script": "bench/run_metrics.py " + " ".join(sys.argv[1:]), "note": args.note,
+                                        "runs": runs}, indent=1) + "\n")
+        return
+    if not args.side or args.work is None:
+        parser.error("give --side LABEL=REF (twice, to compare) and --work, or --existing LABEL=RUN_DIR")
     args.work.mkdir(parents=True, exist_ok=True)
     sides = {}
     for item in args.side:
