@@ -137,6 +137,11 @@ def test_a_config_file_must_be_a_regular_file_within_its_limit(tmp_path, monkeyp
     assert code == 2 and "is a FIFO" in capsys.readouterr().err and not (tmp_path / "runs").exists()
     assert CONFIG_MAX_FILE_MB == 10.0 and load_yaml(big).trainer.max_epochs == 1
     monkeypatch.setenv(ENV_MAX_FILE_MB, "0.001")
+    from crystalgen.runner.config import compose
+    from crystalgen.runner.models import model_class
+
+    toy = model_class("toy")
+    assert compose(toy.presets(), "small", model_name="toy").preset == "small"  # presets are not user files
     with pytest.raises(ConfigError, match=r"big.yaml: is 20,025 bytes, above the limit of 1,000 bytes per input file"):
         load_yaml(big)
 
@@ -161,7 +166,8 @@ def test_a_checkpoint_must_be_a_regular_file_within_its_limit(tmp_path, monkeypa
         load_checkpoint(good)
 
 
-def test_max_file_mb_is_an_option_of_every_verb_that_reads_user_files(tmp_path, capsys):
+def test_max_file_mb_is_an_option_of_every_verb_that_reads_user_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(ENV_MAX_FILE_MB, "512")  # so that the value --max-file-mb sets is undone after the test
     big = tmp_path / "big.yaml"
     big.write_text("trainer:\n  max_epochs: 1\n" + "# padding\n" * 200)
     code = main(["train", "toy", "--config", str(big), "--max-file-mb", "0.001", "--runs-root", str(tmp_path / "runs"),

@@ -59,13 +59,15 @@ def runner_defaults() -> DictConfig:
     return cfg
 
 
-def load_yaml(path: str | Path) -> DictConfig:
-    """A YAML mapping from ``path``, with an error naming the file when it is missing or malformed."""
+def load_yaml(path: str | Path, user_file: bool = True) -> DictConfig:
+    """A YAML mapping from ``path``, with an error naming the file when it is missing or malformed. A user's file
+    (``--config``) is read through crystalgen.data.user_files: a regular file within the size limit, never a FIFO
+    or /dev/zero; a preset shipped in a plugin (``user_file=False``) is not held to the user's limit."""
     from crystalgen.data.user_files import CONFIG_MAX_FILE_MB, RefusedFileError, read_text
 
     path = Path(path)
     try:
-        text = read_text(path, CONFIG_MAX_FILE_MB)  # a regular file within the limit: never a FIFO or /dev/zero
+        text = read_text(path, CONFIG_MAX_FILE_MB) if user_file else path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except RefusedFileError as exc:
@@ -178,7 +180,7 @@ def compose(presets: Mapping[str, Path], preset: str, *, model_name: str,
     if preset not in presets:
         raise ConfigError(f"model {model_name!r} has no preset {preset!r}; presets: {', '.join(sorted(presets)) or 'none'}")
     cfg = runner_defaults()
-    cfg = merge(cfg, load_yaml(presets[preset]), f"preset {preset!r} of model {model_name!r} ({presets[preset]})")
+    cfg = merge(cfg, load_yaml(presets[preset], user_file=False), f"preset {preset!r} of model {model_name!r} ({presets[preset]})")
     cfg.preset = preset
     return apply_user_layers(cfg, user_files, overrides)
 
