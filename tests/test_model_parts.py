@@ -14,7 +14,7 @@ import torch
 
 from crystalgen.cli.main import main
 from crystalgen.models.assembly import IncompatiblePartsError, PartConfigError
-from crystalgen.processes import VEGaussian, VPGaussian
+from crystalgen.processes import VEGaussian, VPGaussian, WrappedNormal
 from crystalgen.runner.config import ConfigError, compose
 from crystalgen.runner.models import load_trained, model_class
 
@@ -99,6 +99,26 @@ def test_replacements_are_the_installed_parts_that_fit_each_slot():
     assert assembly.replacements("decoder") == ["cell"]
 
 
+def test_parts_that_fit_only_with_options_are_listed_with_them_not_as_fitting_by_name():
+    """structrepdiff_ead provides every field a full-cell transform writes but has no default for its `ead`
+    settings; the VE Gaussian fits SymmCD's lattice only once its prediction is set to eps."""
+    cls, cfg = toy_config()
+    assembly = cls.assemble(cfg.model)
+    assert "structrepdiff_ead" not in assembly.replacements("transform")
+    assert [str(f) for f in assembly.fits("transform") if not f.as_is] == ["structrepdiff_ead (needs ead)"]
+    symmcd = model_class("symmcd")
+    symmcd_assembly = symmcd.assemble(compose(symmcd.presets(), "small", model_name="symmcd").model)
+    assert symmcd_assembly.replacements("processes.lattice_k") == ["vp_gaussian"]
+    assert [str(f) for f in symmcd_assembly.fits("processes.lattice_k")] == ["ve_gaussian (prediction=eps)", "vp_gaussian"]
+    _, named = toy_config("model.transform.name=structrepdiff_ead")
+    with pytest.raises(PartConfigError, match=r"model.transform: .* \(structrepdiff_ead\) needs the option\(s\) ead"):
+        cls.assemble(named.model)
+    with pytest.raises(IncompatiblePartsError, match=r"\(set prediction to one of eps\); installed parts that fit "
+                                                     r"model.processes.lattice_k: vp_gaussian\."):
+        symmcd.assemble(compose(symmcd.presets(), "small", model_name="symmcd",
+                                overrides=["model.processes.lattice_k.name=ve_gaussian"]).model)
+
+
 def test_the_cli_refuses_an_incompatible_part_in_one_line_before_reading_data(tmp_path, capsys, monkeypatch):
     import crystalgen.runner.pipeline as pipeline
 
@@ -123,6 +143,32 @@ def test_a_noise_process_swapped_by_config_trains_and_samples(tmp_path):
     assert "ve_gaussian" in (run / "config.yaml").read_text()
 
 
+def test_a_noise_process_of_a_real_plugin_swapped_by_config_trains_and_samples_through_the_cli(tmp_path):
+    """SymmCD's lattice process (VP, cosine) swapped for the VE Gaussian by configuration alone: `crystalgen run`
+    trains, samples and evaluates, and `crystalgen sample` rebuilds the swapped process from the checkpoint."""
+    pytest.importorskip("crystalgen_symmcd", reason="install plugins/symmcd (pip install -e)")
+    swap = ["model.processes.lattice_k.name=ve_gaussian", "model.processes.lattice_k.prediction=eps",
+            "model.processes.lattice_k.sigma_max=5.0"]
+    tiny = ["--no-progress", "--threads", "1", "model.denoiser.hidden=16", "model.denoiser.num_layers=1",
+            "model.denoiser.num_frequencies=2", "trainer.max_epochs=2", "trainer.max_minutes=null",
+            "data.max_train_rows=32", "data.max_val_rows=8", "data.workers=0", "sample.num_samples=4", "sample.steps=5",
+            "evaluate.metrics=[validity]", "evaluate.workers=1", "evaluate.train_split=null"]
+    run = tmp_path / "run"
+    assert main(["run", "symmcd", "--run-dir", str(run), *tiny, *swap]) == 0
+    trained = load_trained(run / "checkpoints" / "last.ckpt")
+    lattice = trained.model.processes["lattice_k"]
+    assert isinstance(lattice, VEGaussian) and not isinstance(lattice, VPGaussian)
+    assert lattice.prediction == "eps" and float(lattice.sigmas[-1]) == pytest.approx(5.0)
+    assert isinstance(trained.model.processes["frac_coords"], WrappedNormal)  # the other processes are the preset's
+    assert trained.payload["progress"]["global_step"] > 0
+    assert (run / "samples" / "samples.jsonl").read_text().count("\n") == 4
+    assert (run / "metrics" / "metrics.json").is_file()
+    out = tmp_path / "more"
+    assert main(["sample", "symmcd", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "-n", "3", "--steps", "4",
+                 "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    assert (out / "samples.jsonl").read_text().count("\n") == 3
+
+
 def test_a_third_party_denoiser_serves_an_existing_model_by_config_alone(tmp_path):
     from crystalgen_extra_denoiser.set_transformer import SetTransformerDenoiser
 
@@ -139,9 +185,14 @@ def test_list_shows_each_models_parts_and_what_could_replace_them(capsys):
     from crystalgen.cli.list_plugins import inventory
 
     toy = inventory()["models"]["toy"]
-    assert toy["denoiser"] == {"part": "toy_mlp", "fits": ["set_transformer", "toy_mlp"]}
-    assert toy["processes.lattice"] == {"part": "vp_gaussian", "fits": ["ve_gaussian", "vp_gaussian"]}
-    assert inventory()["models"]["cdvae"]["processes.frac_coords"] == {"part": "cartesian_ve", "fits": ["cartesian_ve"]}
+    assert toy["denoiser"] == {"part": "toy_mlp", "fits": ["set_transformer", "toy_mlp"], "fits_with_options": {}}
+    assert toy["processes.lattice"] == {"part": "vp_gaussian", "fits": ["ve_gaussian", "vp_gaussian"],
+                                        "fits_with_options": {}}
+    assert toy["transform"]["fits_with_options"] == {"structrepdiff_ead": {"required": ["ead"], "set": {}}}
+    assert "structrepdiff_ead" not in toy["transform"]["fits"]
+    assert inventory()["models"]["cdvae"]["processes.frac_coords"] == {"part": "cartesian_ve", "fits": ["cartesian_ve"],
+                                                                      "fits_with_options": {}}
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "    denoiser                   toy_mlp                  fits: set_transformer, toy_mlp*" in out
+    assert "fits: cdvae_niggli, full_cell*\n" in out and "with options: structrepdiff_ead (needs ead)" in out

@@ -117,3 +117,73 @@ def test_size_limit_is_documented_default_and_overridable(tmp_path, monkeypatch,
     assert "above the limit" not in capsys.readouterr().err
     assert code == 0
     assert os.environ[ENV_MAX_FILE_MB] == "1.0"
+
+
+# -- configuration files and checkpoints -------------------------------------------------------------------------
+def test_a_config_file_must_be_a_regular_file_within_its_limit(tmp_path, monkeypatch, capsys):
+    from crystalgen.data.user_files import CONFIG_MAX_FILE_MB
+    from crystalgen.runner.config import ConfigError, load_yaml
+
+    fifo, zero, big = tmp_path / "fifo.yaml", tmp_path / "zero.yaml", tmp_path / "big.yaml"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    big.write_text("trainer:\n  max_epochs: 1\n" + "# padding\n" * 2000)
+    with deadline():
+        with pytest.raises(ConfigError, match=r"config file .*fifo.yaml: is a FIFO \(named pipe\), not a regular file"):
+            load_yaml(fifo)
+        with pytest.raises(ConfigError, match="symbolic link to /dev/zero, a character device"):
+            load_yaml(zero)
+        code = main(["train", "toy", "--config", str(fifo), "--runs-root", str(tmp_path / "runs"), "--no-progress"])
+    assert code == 2 and "is a FIFO" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+    assert CONFIG_MAX_FILE_MB == 10.0 and load_yaml(big).trainer.max_epochs == 1
+    monkeypatch.setenv(ENV_MAX_FILE_MB, "0.001")
+    from crystalgen.runner.config import compose
+    from crystalgen.runner.models import model_class
+
+    toy = model_class("toy")
+    assert compose(toy.presets(), "small", model_name="toy").preset == "small"  # presets are not user files
+    with pytest.raises(ConfigError, match=r"big.yaml: is 20,025 bytes, above the limit of 1,000 bytes per input file"):
+        load_yaml(big)
+
+
+def test_a_checkpoint_must_be_a_regular_file_within_its_limit(tmp_path, monkeypatch):
+    from crystalgen.data.user_files import CHECKPOINT_MAX_FILE_MB
+    from crystalgen.runner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    fifo, zero = tmp_path / "fifo.ckpt", tmp_path / "zero.ckpt"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    good = save_checkpoint({"model_name": "toy", "config": "{}", "model": {}}, tmp_path / "good.ckpt")
+    with deadline():
+        with pytest.raises(CheckpointError, match=r"fifo.ckpt: is a FIFO \(named pipe\), not a regular file"):
+            load_checkpoint(fifo)
+        with pytest.raises(CheckpointError, match="zero.ckpt: is a symbolic link to /dev/zero, a character device"):
+            load_checkpoint(zero)
+    assert CHECKPOINT_MAX_FILE_MB == 4000.0 and load_checkpoint(good)["model_name"] == "toy"
+    monkeypatch.setenv(ENV_MAX_FILE_MB, "0.0001")
+    with pytest.raises(CheckpointError, match=r"good.ckpt: is [\d,]+ bytes, above the limit of 100 bytes per input file; "
+                                              r"raise it with --max-file-mb"):
+        load_checkpoint(good)
+
+
+def test_max_file_mb_is_an_option_of_every_verb_that_reads_user_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(ENV_MAX_FILE_MB, "512")  # so that the value --max-file-mb sets is undone after the test
+    big = tmp_path / "big.yaml"
+    big.write_text("trainer:\n  max_epochs: 1\n" + "# padding\n" * 200)
+    code = main(["train", "toy", "--config", str(big), "--max-file-mb", "0.001", "--runs-root", str(tmp_path / "runs"),
+                 "--no-progress"])
+    assert code == 2 and "above the limit of 1,000 bytes per input file" in capsys.readouterr().err
+    from crystalgen.cli.main import build_parser
+
+    for verb in ("train", "run", "sample", "reconstruct", "optimize", "evaluate", "data"):
+        parser, _ = build_parser([verb])
+        assert "--max-file-mb" in _verb_help(parser, verb), verb
+
+
+def _verb_help(parser, verb: str) -> str:
+    """Help of a verb (and of its sub-commands, for data) as one text."""
+    import argparse
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[verb]
+    nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.format_help() + "".join(p.format_help() for a in nested for p in a.choices.values())

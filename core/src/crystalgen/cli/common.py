@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,8 +24,17 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-root", metavar="DIR", default="runs", help="where new run directories go (default: runs)")
     p.add_argument("--run-dir", metavar="DIR", help="use this run directory instead of runs/<model>-<dataset>-<time>")
     p.add_argument("--memory-gb", metavar="GB", help="working memory of one batch of any stage (shortcut for memory_gb=...)")
+    add_file_limit_argument(p)
     add_resource_arguments(p, config_key="threads")
     add_output_arguments(p)
+
+
+def add_file_limit_argument(p: argparse.ArgumentParser) -> None:
+    """``--max-file-mb``: the size limit of every user file the verb reads (crystalgen.data.user_files), applied by
+    cli.main before the verb runs."""
+    p.add_argument("--max-file-mb", type=float, metavar="MB",
+                   help="size limit of each file read, in megabytes, replacing the defaults (crystal data 512, "
+                        "--config 10, checkpoints 4000; or $CRYSTALGEN_MAX_FILE_MB)")
 
 
 def threads_argument(text: str) -> int | str:
@@ -95,6 +104,7 @@ def add_sampler_arguments(p: argparse.ArgumentParser, *, default_batch: int = 10
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16 autocast (default fp32)")
     p.add_argument("--no-ema", action="store_true", help="use the trained weights, not their moving average")
+    add_file_limit_argument(p)
     add_resource_arguments(p)
     add_output_arguments(p)
 
@@ -133,9 +143,9 @@ def condition_spec(args: argparse.Namespace):
 
 def parse_options(items: list[str]) -> dict[str, Any]:
     """``["eta=0.5", "snr=0.1"]`` -> ``{"eta": 0.5, "snr": 0.1}`` (values parsed as YAML scalars)."""
-    from crystalgen.runner.config import parse_overrides
+    from crystalgen.runner.config import as_dict, parse_overrides
 
-    return OmegaConf.to_container(parse_overrides(items)) if items else {}
+    return as_dict(parse_overrides(items)) if items else {}
 
 
 def add_task_arguments(p: argparse.ArgumentParser) -> None:

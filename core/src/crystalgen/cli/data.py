@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prepare.add_argument("--split", action="append", help="split to prepare (repeatable; default all)")
     prepare.add_argument("--workers", type=int, default=None, help="processes (default min(usable cores, 8); 1: this process)")
     prepare.add_argument("--max-rows", type=int, default=None, help="only the first N rows of each split")
+    prepare.add_argument("--max-atoms", type=int, default=None, metavar="N",
+                         help="leave out crystals with more than N atoms per cell, as training does with data.max_atoms "
+                              "(default: none)")
     prepare.add_argument("--cache-dir", default=None, help="cache folder (default $CRYSTALGEN_CACHE or ~/.cache/crystalgen)")
     prepare.add_argument("--strict", action="store_true", help="stop at the first crystal that cannot be used")
     prepare.add_argument("--max-file-mb", type=float, metavar="MB", help=MAX_FILE_HELP)
@@ -149,8 +152,11 @@ def _prepare(args: argparse.Namespace) -> int:
     from crystalgen.cli.common import apply_resources
     from crystalgen.data.preprocess import prepare_split
     from crystalgen.data.registry import get_dataset
+    from crystalgen.runner.size_limit import cap_atoms
 
     apply_resources(args)
+    if args.max_atoms is not None and args.max_atoms < 1:
+        raise ValueError(f"--max-atoms must be a positive number of atoms, got {args.max_atoms}")
     spec = get_dataset(args.dataset)
     transform = _transform(args)
     print(f"transform: {transform.cache_key()}")
@@ -158,6 +164,7 @@ def _prepare(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         loaded = spec.load(s, strict=args.strict, max_rows=args.max_rows, workers=args.workers, cache_dir=args.cache_dir)
         load_seconds = time.perf_counter() - start
+        cap_atoms(loaded, args.max_atoms)
         print(loaded.summary())
         prepared = prepare_split(loaded, transform, cache_dir=args.cache_dir, workers=args.workers, strict=args.strict)
         print(prepared.summary())

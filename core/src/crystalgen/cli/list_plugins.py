@@ -18,12 +18,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def model_parts(name: str, cls) -> dict:
-    """Slot -> {part, fits} of model ``name`` as its ``small`` preset assembles it, or {error} when it cannot."""
+    """Slot -> {part, fits, fits_with_options} of model ``name`` as its ``small`` preset assembles it, or {error}
+    when it cannot. ``fits``: parts that fit when only their name is given; ``fits_with_options``: parts that fit
+    once given the ``required`` options they have no default for and the ``set`` values (a process's prediction)."""
     from crystalgen.runner.config import compose
 
     try:
         assembly = cls.assemble(compose(cls.presets(), "small", model_name=name).model)  # checks the fit
-        return {slot: {"part": part.name, "fits": assembly.replacements(slot)} for slot, part in assembly.parts.items()}
+        return {slot: {"part": part.name, "fits": [f.name for f in fits if f.as_is],
+                       "fits_with_options": {f.name: {"required": list(f.required), "set": dict(f.settings)}
+                                             for f in fits if not f.as_is}}
+                for slot, part in assembly.parts.items() for fits in [assembly.fits(slot)]}
     except Exception as exc:  # a broken preset must not hide the rest of the listing
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -34,6 +39,13 @@ def capabilities(cls) -> dict:
     from crystalgen.tasks.base import supported_tasks
 
     return {"conditions": sorted(cls.conditions), "tasks": supported_tasks(cls, registered_tasks())}
+
+
+def with_options(entry: dict) -> list:
+    """The Fit of each part of a slot's ``fits_with_options`` (for its one-line form)."""
+    from crystalgen.models.assembly import Fit
+
+    return [Fit(name, tuple(o["required"]), tuple(o["set"].items())) for name, o in entry["fits_with_options"].items()]
 
 
 def inventory() -> dict:
@@ -81,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         if not entries:
             print("  (none)")
     if data["models"]:
-        print("\nmodel parts (slot: part, then the installed parts that fit the slot; * marks the preset's):")
+        print("\nmodel parts (slot: part, then the installed parts that fit the slot by name alone, * marking the "
+              "preset's,\n  and those that fit only with options: `needs X` = options without a default, `k=v` = a "
+              "value to set):")
     for model, slots in data["models"].items():
         able = data["model_capabilities"][model]
         print(f"  {model}  (conditions: {', '.join(able['conditions']) or 'none'}; tasks: {', '.join(able['tasks'])})")
@@ -91,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         for slot, entry in slots.items():
             fits = ", ".join(f"{n}*" if n == entry["part"] else n for n in entry["fits"])
             print(f"    {slot:<26} {entry['part']:<24} fits: {fits}")
+            if entry["fits_with_options"]:
+                print(f"    {'':<26} {'':<24} with options: {', '.join(map(str, with_options(entry)))}")
     problems = [f"plugin {f['plugin']!r} ({f['distribution'] or 'unknown distribution'}) failed to load: {f['error']}"
                 for f in data["failures"]] + [f"plugin {u['name']!r} ({u['distribution'] or 'unknown distribution'}) is "
                                               f"incompatible: {u['reason']}" for u in data["unloaded"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 #: verb -> module implementing it
 VERBS: dict[str, str] = {
@@ -70,7 +70,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     keep_freed_memory()
     with stop_cleanly():
-        return run_reporting_errors(modules[args.verb].run, args)
+        return run_reporting_errors(_with_file_limit(modules[args.verb].run), args)
+
+
+def _with_file_limit(verb: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``verb`` after ``--max-file-mb`` (where the verb has it) is set for this process and its workers."""
+    def run(args: argparse.Namespace) -> int:
+        from crystalgen.data.user_files import set_max_file_mb
+
+        set_max_file_mb(getattr(args, "max_file_mb", None))
+        return verb(args)
+    return run
 
 
 if __name__ == "__main__":

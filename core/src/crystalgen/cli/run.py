@@ -2,7 +2,9 @@
 
 With only a model name it trains on the embedded default dataset with the CPU-sized `small` preset, samples
 with the model's default sampler, evaluates against the dataset's test split, writes report.md with plots,
-and prints where the report is. When sampling or evaluation fails (an error, or the evaluation's process killed,
+and prints where the report is. Run again with the same --run-dir and settings after a stop (Ctrl-C, SIGTERM, a
+kill), it picks up where the run stopped: training resumes from the last checkpoint, and the stages that had
+completed are not repeated. When sampling or evaluation fails (an error, or the evaluation's process killed,
 e.g. out of memory), the report is still written, says so at the top with the reason and the command that
 completes the run, and the command exits with code 1 after one line saying the same.
 
@@ -10,6 +12,7 @@ Examples:
   crystalgen run symmcd
   crystalgen run symmcd --data mp_20 --preset paper --device cuda
   crystalgen run toy trainer.max_epochs=2 sample.num_samples=10
+  crystalgen run symmcd --run-dir runs/main      # after a stop: the same command continues the run
 """
 
 from __future__ import annotations
@@ -47,17 +50,56 @@ def run(args: argparse.Namespace) -> int:
     ConditionSpec.from_config(cfg.sample.condition).check(args.model, cls.conditions)  # and conditions it cannot take
     select_device(cfg.trainer.device)  # refuse an unavailable device before a run folder is made for nothing
     run_dir = RunDir(Path(args.run_dir)) if args.run_dir else RunDir.create(args.runs_root, args.model, cfg.data.dataset)
+    rerun = earlier_run(run_dir, args.model, cfg)
     handler = attach_run_log(run_dir.log)
     try:
         resources = apply_resources(args, cfg)  # after the run log is attached, so that its warning is in run.log
-        with partial_outputs(run_dir.path, "run", f"continue training with: crystalgen train {args.model} --resume "
-                                                  f"{run_dir.path}"):
+        again = "the same command continues it" if args.run_dir else f"the same command with --run-dir {run_dir.path} continues it"
+        with partial_outputs(run_dir.path, "run", f"{again} (training resumes from checkpoints/last.ckpt; complete "
+                                                  f"stages are not repeated)", on_earlier="continues it"):
             report = run_pipeline(args.model, cfg, run_dir, show_progress=not args.no_progress,
-                                  resources=resources)
+                                  resources=resources, rerun=rerun)
     finally:
         detach(handler)
     print(f"report: {report}")
     return report_state(args.verb, run_dir.path)
+
+
+#: Settings that may differ between a run and its continuation (how it runs, not what it computes).
+FREE_ON_RERUN = ("threads", "memory_gb", "data.workers", "data.loader_workers", "data.cache_dir", "data.size_limit",
+                 "evaluate.workers", "trainer.device")
+
+
+def earlier_run(run_dir, model: str, cfg) -> bool:
+    """True when ``run_dir`` holds an earlier run to continue (its config.yaml); refuses one of another model or
+    another configuration, naming the settings that differ, before anything is written."""
+    from omegaconf import OmegaConf
+
+    from crystalgen.cli.errors import UserError
+    from crystalgen.runner.config import from_yaml
+    from crystalgen.runner.run_state import read_stages
+
+    if not run_dir.config.is_file():
+        return False
+    saved = from_yaml(run_dir.config.read_text(), str(run_dir.config))
+    noted = read_stages(run_dir).get("model")
+    if noted not in (None, model):
+        raise UserError(f"--run-dir {run_dir.path} holds a run of model {noted!r}, not {model!r}; give another --run-dir")
+    flat = [_flat(OmegaConf.to_container(c, resolve=True)) for c in (saved, cfg)]
+    differ = sorted(k for k in set(flat[0]) | set(flat[1])
+                    if flat[0].get(k) != flat[1].get(k) and not k.startswith(FREE_ON_RERUN))
+    if differ:
+        shown = "; ".join(f"{k}: {flat[0].get(k)!r} there, {flat[1].get(k)!r} now" for k in differ[:5])
+        raise UserError(f"--run-dir {run_dir.path} holds a run with other settings ({shown}"
+                        f"{'; ...' if len(differ) > 5 else ''}); a rerun continues a run only with the same settings, "
+                        f"so give the same ones or another --run-dir")
+    return True
+
+
+def _flat(node, prefix: str = "") -> dict:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()} or {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
 
 
 def report_state(verb: str, run_path) -> int:

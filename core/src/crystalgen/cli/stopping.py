@@ -13,6 +13,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,11 +78,20 @@ def _written_since(folder: Path, start: float) -> bool:
 
 
 @contextlib.contextmanager
-def partial_outputs(folder: str | os.PathLike, verb: str, rerun: str = "") -> Iterator[None]:
+def partial_outputs(folder: str | os.PathLike, verb: str, rerun: str = "",
+                    on_earlier: str = "starts again from the beginning and replaces it") -> Iterator[None]:
     """Mark ``folder`` as unfinished when the block ends by an exception after writing into it: a ``PARTIAL`` file
     says which verb stopped, why and when (and ``rerun``, how to continue). A block that finishes removes the marker
-    of an earlier, unfinished attempt. Nothing is written when the block wrote nothing."""
+    of an earlier, unfinished attempt; when there is one, a note on stderr says so first and what this attempt does
+    with it (``on_earlier``: sample and evaluate start again, their results depend only on their inputs and seeds;
+    run continues). Nothing is written when the block wrote nothing."""
     folder = Path(folder)
+    marker = folder / PARTIAL
+    if marker.is_file():
+        with contextlib.suppress(OSError):
+            earlier = marker.read_text(errors="replace").strip().splitlines()[0][:300]
+            print(f"note: {folder} holds the unfinished output of an earlier attempt ({earlier}); crystalgen {verb} "
+                  f"{on_earlier}", file=sys.stderr, flush=True)
     start = time.time() - 1.0  # file times may be coarser than the clock
     try:
         yield

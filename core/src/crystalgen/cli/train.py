@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     handler = attach_run_log(run_dir.log) if rank == 0 else None
     try:
         resources = apply_resources(args, cfg)  # after the run log is attached, so that its warning is in run.log
-        with partial_outputs(run_dir.path, "train", f"continue with: crystalgen train {args.model} --resume {run_dir.path}"):
+        with partial_outputs(run_dir.path, "train", f"continue with: crystalgen train {args.model} --resume {run_dir.path}",
+                             on_earlier="continues it" if args.resume else "starts again from the beginning and replaces it"):
             progress = train(args.model, cfg, run_dir, resume=ckpt, show_progress=not args.no_progress,
                              resources=resources)
     finally:
@@ -118,4 +119,5 @@ def shared_run_dir(args: argparse.Namespace, cfg):
     env = setup(cfg.trainer.device)
     holder = [str(RunDir.create(args.runs_root, args.model, cfg.data.dataset).path) if env.is_main else None]
     dist.broadcast_object_list(holder, src=0)
+    assert holder[0] is not None  # filled by rank 0's broadcast
     return RunDir(Path(holder[0]))

@@ -96,7 +96,10 @@ def radius(element: str, bonding: str, oxidation: int | None, coordination: int)
     metallic = el.data.get("Metallic radius")  # (the property warns when the table has no value)
     if bonding == "metallic" and metallic:
         return float(metallic)
-    return float(el.atomic_radius)
+    radius = el.atomic_radius
+    if radius is None:
+        raise ValueError(f"pymatgen has no atomic radius for {element}")
+    return float(radius)
 
 
 # --------------------------------------------------------------------------------------------------- geometry
@@ -106,7 +109,7 @@ def radius(element: str, bonding: str, oxidation: int | None, coordination: int)
 def _hall_number(spacegroup: int, setting: str) -> int:
     for hall in range(1, 531):
         sg = spglib.get_spacegroup_type(hall)
-        if sg.number == spacegroup and sg.choice == setting:
+        if sg is not None and sg.number == spacegroup and sg.choice == setting:
             return hall
     raise ValueError(f"space group {spacegroup} has no setting {setting!r} in spglib")
 
@@ -142,6 +145,7 @@ def _conventional_lattice(system: str, ratios: dict[str, float]) -> np.ndarray:
 def _expand_sites(proto: Prototype, params: dict[str, float]) -> tuple[list[str], np.ndarray]:
     """Roles and conventional fractional coordinates of every atom (orbit of each Wyckoff site, duplicates merged)."""
     ops = spglib.get_symmetry_from_database(_hall_number(proto.spacegroup, proto.setting))
+    assert ops is not None  # the Hall number comes from spglib's own table
     roles, coords = [], []
     for site in proto.sites:
         x = np.array([_coordinate(c, params) for c in site.coords])
@@ -212,7 +216,9 @@ def _combinations(family: Family):
 
 @functools.cache
 def _centring(spacegroup: int, setting: str) -> str:
-    return spglib.get_spacegroup_type(_hall_number(spacegroup, setting)).international_short[0]
+    sg = spglib.get_spacegroup_type(_hall_number(spacegroup, setting))
+    assert sg is not None  # the Hall number comes from spglib's own table
+    return sg.international_short[0]
 
 
 def _role_counts(proto: Prototype) -> dict[str, int]:

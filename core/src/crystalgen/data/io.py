@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ase.io
 import numpy as np
@@ -247,7 +247,7 @@ def read_cif(path: str | os.PathLike, *, require_ordered: bool = True, frac_tole
         RefusedFileError: not a regular file, or above the size limit (crystalgen.data.user_files).
     """
     source = str(path)
-    text = read_text(path)
+    text = read_text(Path(path))
     if not text.strip():
         return ReadResult([], [ReadError(source, None, f"{MALFORMED_CIF}: file is empty")])
     blocks = _split_cif_blocks(text)
@@ -300,7 +300,7 @@ def _plain(value: Any) -> Any:
 
 
 def _frame_to_record(chunk: str, source: str, index: int, require_ordered: bool) -> FileEntry:
-    atoms = ase.io.read(io.StringIO(chunk), format="extxyz", index=0)
+    atoms = cast(Atoms, ase.io.read(io.StringIO(chunk), format="extxyz", index=0))  # index=0: one frame
     if not atoms.pbc.all() or abs(atoms.cell.volume) == 0:
         raise ValueError("frame has no periodic 3D cell (needs Lattice=\"...\" with pbc \"T T T\")")
     info = {key: _plain(value) for key, value in atoms.info.items()}
@@ -329,7 +329,7 @@ def read_extxyz(path: str | os.PathLike, *, require_ordered: bool = True) -> Rea
     T/F become bools); ``material_id`` is always returned as a string.
     """
     source = str(path)
-    lines = read_text(path).splitlines(keepends=True)
+    lines = read_text(Path(path)).splitlines(keepends=True)
     if not any(line.strip() for line in lines):
         return ReadResult([], [ReadError(source, None, f"{MALFORMED_EXTXYZ}: file is empty", MALFORMED_EXTXYZ)])
     records, errors = [], []

@@ -59,7 +59,12 @@ class Family:
 
 def _sites(*entries: tuple[str, str, str]) -> tuple[Site, ...]:
     """``("X", "4f", "x x 0")`` -> Site."""
-    return tuple(Site(role, wyckoff, tuple(coords.split())) for role, wyckoff, coords in entries)
+    return tuple(Site(role, wyckoff, _xyz(coords)) for role, wyckoff, coords in entries)
+
+
+def _xyz(coords: str) -> tuple[str, str, str]:
+    x, y, z = coords.split()
+    return x, y, z
 
 
 PROTOTYPES: dict[str, Prototype] = {

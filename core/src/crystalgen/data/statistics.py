@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import spglib
@@ -55,7 +56,7 @@ def _histogram(n: np.ndarray) -> list[tuple[tuple[int, int], int]]:
 
 def spacegroup_number(record: CrystalRecord, symprec: float = DEFAULT_SYMPREC) -> int | None:
     s = record.structure
-    cell = (s.lattice.matrix, s.frac_coords, [site.specie.Z for site in s])
+    cell: Any = (s.lattice.matrix, s.frac_coords, [site.specie.Z for site in s])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # spglib 2.8's OLD_ERROR_HANDLING notice
         dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)

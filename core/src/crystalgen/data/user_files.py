@@ -6,9 +6,10 @@ input (CIF / extxyz / CSV files, sample directories) opens through :func:`open_c
 blocking, then checks what was opened (``fstat``, so a file swapped after a listing is still caught): symbolic
 links are followed only to regular files; FIFOs, devices, sockets and directories are refused by name.
 
-The limit per file is ``DEFAULT_MAX_FILE_MB`` megabytes (10^6 bytes), overridden by the environment variable
-``CRYSTALGEN_MAX_FILE_MB`` (which ``--max-file-mb`` of ``evaluate`` and ``data`` sets for the process and its
-workers).
+The limit per file is ``DEFAULT_MAX_FILE_MB`` megabytes (10^6 bytes) for crystal data, ``CONFIG_MAX_FILE_MB`` for
+a YAML configuration (``--config``) and ``CHECKPOINT_MAX_FILE_MB`` for a checkpoint (``--ckpt``, ``--resume``: a
+paper-sized model with its optimiser and EMA states is about half a gigabyte); the environment variable
+``CRYSTALGEN_MAX_FILE_MB`` (which ``--max-file-mb`` sets for the process and its workers) replaces all three.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import IO
 
 ENV_MAX_FILE_MB = "CRYSTALGEN_MAX_FILE_MB"
 DEFAULT_MAX_FILE_MB = 512.0
+CONFIG_MAX_FILE_MB = 10.0
+CHECKPOINT_MAX_FILE_MB = 4000.0
 _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
 
@@ -34,11 +37,12 @@ class RefusedFileError(ValueError):
         super().__init__(f"{path}: {cause}")
 
 
-def max_file_bytes() -> int:
-    """The size limit per input file in bytes (``CRYSTALGEN_MAX_FILE_MB``, else the default)."""
+def max_file_bytes(default_mb: float = DEFAULT_MAX_FILE_MB) -> int:
+    """The size limit per input file in bytes (``CRYSTALGEN_MAX_FILE_MB``, else ``default_mb``: the limit of the
+    kind of file read)."""
     text = os.environ.get(ENV_MAX_FILE_MB, "").strip()
     if not text:
-        return int(DEFAULT_MAX_FILE_MB * 1e6)
+        return int(default_mb * 1e6)
     try:
         megabytes = float(text)
     except ValueError:
@@ -78,7 +82,7 @@ def _refuse_size(path: Path, size: int, limit: int) -> RefusedFileError:
                                                f"raise it with --max-file-mb or {ENV_MAX_FILE_MB}")
 
 
-def check_file(path: str | Path) -> Path:
+def check_file(path: str | Path, default_mb: float = DEFAULT_MAX_FILE_MB) -> Path:
     """``path`` when it is a regular file (or a symbolic link to one) within the size limit; else
     RefusedFileError (FileNotFoundError when it does not exist). Opens nothing: for listings and early checks."""
     path = Path(path)
@@ -89,13 +93,14 @@ def check_file(path: str | Path) -> Path:
         raise FileNotFoundError(f"{path} does not exist{broken}") from None
     if not stat.S_ISREG(info.st_mode):
         raise _refuse_kind(path, info.st_mode)
-    limit = max_file_bytes()
+    limit = max_file_bytes(default_mb)
     if info.st_size > limit:
         raise _refuse_size(path, info.st_size, limit)
     return path
 
 
-def open_checked(path: str | Path, *, text: bool = True, newline: str | None = None) -> IO:
+def open_checked(path: str | Path, *, text: bool = True, newline: str | None = None,
+                 default_mb: float = DEFAULT_MAX_FILE_MB) -> IO:
     """Open ``path`` for reading after the checks of :func:`check_file`, made on the opened file itself.
 
     The open never blocks (``O_NONBLOCK``: a FIFO without a writer opens at once and is then refused). Text is read
@@ -107,13 +112,13 @@ def open_checked(path: str | Path, *, text: bool = True, newline: str | None = N
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} does not exist") from None
     except OSError:  # e.g. a socket (ENXIO): name what it is when it is not a regular file
-        check_file(path)
+        check_file(path, default_mb)
         raise
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise _refuse_kind(path, info.st_mode)
-        limit = max_file_bytes()
+        limit = max_file_bytes(default_mb)
         if info.st_size > limit:
             raise _refuse_size(path, info.st_size, limit)
         os.set_blocking(fd, True)
@@ -126,11 +131,16 @@ def open_checked(path: str | Path, *, text: bool = True, newline: str | None = N
     return io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline=newline)
 
 
-def read_text(path: str | Path) -> str:
-    """The text of a checked user file (see :func:`open_checked`), at most the limit even if it grows meanwhile."""
-    limit = max_file_bytes()
-    with open_checked(path, text=False) as handle:
+def read_bytes(path: str | Path, default_mb: float = DEFAULT_MAX_FILE_MB) -> bytes:
+    """The bytes of a checked user file (see :func:`open_checked`), at most the limit even if it grows meanwhile."""
+    limit = max_file_bytes(default_mb)
+    with open_checked(path, text=False, default_mb=default_mb) as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise _refuse_size(Path(path), len(data), limit)
-    return data.decode("utf-8", errors="replace")
+    return data
+
+
+def read_text(path: str | Path, default_mb: float = DEFAULT_MAX_FILE_MB) -> str:
+    """The text of a checked user file (see :func:`open_checked`), at most the limit even if it grows meanwhile."""
+    return read_bytes(path, default_mb).decode("utf-8", errors="replace")

@@ -8,6 +8,7 @@ triclinic cells and for cells thinner than the search radius (where many images 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -83,6 +84,12 @@ def contiguous_blocks(cost: Tensor, budget: int) -> list[tuple[int, int]]:
     return blocks
 
 
+def _xyz(components: Iterable[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """The x, y and z components of a vector field, as the triple ImageLines holds."""
+    x, y, z = components
+    return x, y, z
+
+
 @dataclass(frozen=True)
 class ImageLines:
     """Lines of images along c through each row's (a, b) image box: point(n_c) = start + n_c * c, Cartesian Angstrom.
@@ -121,14 +128,14 @@ def image_lines(frac_delta: Tensor, reach_ab: Tensor, lattice: Tensor) -> ImageL
     n_a_real, n_b_real = n_a.to(frac_delta.dtype), n_b.to(frac_delta.dtype)
     vectors = lattice.permute(1, 2, 0).contiguous()  # (lattice vector, xyz, P): contiguous rows to gather from
     corner = frac_delta[:, 0] * vectors[0] + frac_delta[:, 1] * vectors[1] + frac_delta[:, 2] * vectors[2]
-    start = tuple(
+    start = _xyz(
         corner[xyz]
         .index_select(0, row)
         .addcmul_(n_a_real, vectors[0, xyz].index_select(0, row))
         .addcmul_(n_b_real, vectors[1, xyz].index_select(0, row))
         for xyz in range(3)
     )
-    step = tuple(vectors[2, xyz].index_select(0, row) for xyz in range(3))
+    step = _xyz(vectors[2, xyz].index_select(0, row) for xyz in range(3))
     step_sq = (vectors[2] * vectors[2]).sum(dim=0).index_select(0, row)
     dot = (start[0] * step[0]).addcmul_(start[1], step[1]).addcmul_(start[2], step[2])
     nearest = dot / -step_sq

@@ -75,7 +75,8 @@ def edges_within(
     if not found:
         empty = torch.empty(0, dtype=torch.long, device=device)
         return empty, empty, empty.view(0, 3), torch.empty(0, 3, dtype=torch.float64, device=device)
-    return tuple(torch.cat(column) for column in zip(*found))
+    source, target, offsets, vectors = (torch.cat(column) for column in zip(*found))
+    return source, target, offsets, vectors
 
 
 def _edges_of_pairs(
@@ -120,5 +121,5 @@ def _edges_of_pairs(
     keep &= (source != target) | (n_a != 0) | (n_b != 0) | (n_c != 0)
     kept = keep.nonzero().squeeze(1)
     offsets = torch.stack([n.index_select(0, kept) for n in (n_a, n_b, n_c)], dim=-1)
-    vec = torch.stack([v.index_select(0, kept) for v in vec], dim=-1)
-    return source.index_select(0, kept), target.index_select(0, kept), offsets, vec
+    vectors = torch.stack([v.index_select(0, kept) for v in vec], dim=-1)
+    return source.index_select(0, kept), target.index_select(0, kept), offsets, vectors

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from pymatgen.core import Structure
@@ -64,5 +65,5 @@ class ArrayCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
         with replacing(path) as handle:
-            np.savez(handle, **dict(arrays))
+            np.savez(handle, **cast(dict[str, Any], dict(arrays)))  # names only: no allow_pickle among them
         return path

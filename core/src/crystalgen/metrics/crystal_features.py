@@ -42,7 +42,7 @@ def compact(structure: Structure) -> CompactCrystal:
 
 def rebuild(crystal: CompactCrystal) -> Structure:
     lattice, numbers, frac = crystal
-    return Structure(Lattice(lattice), [int(z) for z in numbers], frac)
+    return Structure(Lattice(lattice), [Element.from_Z(int(z)) for z in numbers], frac)
 
 
 def _features(crystal: CompactCrystal, request: FeatureRequest) -> dict:

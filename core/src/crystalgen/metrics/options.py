@@ -81,6 +81,7 @@ class EvaluationOptions:
             return cls()
         if isinstance(options, cls):
             return options
+        assert isinstance(options, Mapping)
         known = {f.name for f in fields(cls)}
         unknown = set(options) - known
         if unknown:

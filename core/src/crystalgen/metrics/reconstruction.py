@@ -31,21 +31,22 @@ def reconstruction(
     oxidation_states: str = DEFAULT_OXIDATION_STATES,
     workers: int | None = None,
     progress: bool = True,
-) -> dict[str, float | int]:
+) -> dict[str, float | int | str]:
     """match_rate (fraction), rms_dist (mean over matches; NaN without any) and the counts behind them."""
     if len(pred) != len(true):
         raise ValueError(f"reconstruction needs paired lists: {len(pred)} predictions for {len(true)} true crystals")
-    valid = [i for i, s in enumerate(pred) if s is not None and sample_validity(s, None, oxidation_states).reason is None]
+    present = {i: s for i, s in enumerate(pred) if s is not None}
+    valid = [i for i, s in present.items() if sample_validity(s, None, oxidation_states).reason is None]
     budget = memory_budget()
     reasons = [""] * len(pred)
     for i in valid:
-        cost = STRUCTURE_MATCHER.estimate(len(pred[i]), len(true[i]))
+        cost = STRUCTURE_MATCHER.estimate(len(present[i]), len(true[i]))
         if cost > budget:
-            reasons[i] = over_budget_reason(STRUCTURE_MATCHER.what, cost, budget, structure=pred[i])
+            reasons[i] = over_budget_reason(STRUCTURE_MATCHER.what, cost, budget, structure=present[i])
     compared = [i for i in valid if not reasons[i]]
     rms = map_chunks(
         partial(rms_chunk, tolerances=MATCHER_TOLERANCES),
-        [(compact(pred[i]), compact(true[i])) for i in compared],
+        [(compact(present[i]), compact(true[i])) for i in compared],
         workers=workers,
         desc="StructureMatcher",
         progress=progress,

@@ -323,7 +323,7 @@ def evaluate(
     progress: bool = True,
     options: EvaluationOptions | Mapping | None = None,
     sample_ids: Sequence[str] | None = None,
-    annotations: Mapping[str, float | int | str] | None = None,
+    annotations: Mapping[str, object] | None = None,
 ) -> Result:
     """All requested metrics of generated ``samples`` against ``reference`` (flat dict; see docs/metrics.md).
 

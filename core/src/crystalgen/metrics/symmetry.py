@@ -36,12 +36,12 @@ def spacegroup_number(structure: Structure, symprec: float = SYMPREC, angle_tole
 
 def spacegroup_histogram(numbers: Sequence[int], paper_protocol: bool = False) -> np.ndarray:
     """Counts per space group: 230 bins, or SymmCD's 229 (``np.histogram(bins=range(1, 231))``)."""
-    numbers = np.asarray([int(n) for n in numbers], dtype=np.int64)
+    values = np.asarray([int(n) for n in numbers], dtype=np.int64)
     if paper_protocol:
-        return np.histogram(numbers, bins=range(1, 231))[0].astype(np.float64)
-    if numbers.size and (numbers.min() < 1 or numbers.max() > 230):
+        return np.histogram(values, bins=range(1, 231))[0].astype(np.float64)
+    if values.size and (values.min() < 1 or values.max() > 230):
         raise ValueError("space-group numbers must lie in 1..230")
-    return np.bincount(numbers, minlength=231)[1:].astype(np.float64)
+    return np.bincount(values, minlength=231)[1:].astype(np.float64)
 
 
 def spacegroup_distance(generated: Sequence[int], reference: Sequence[int], paper_protocol: bool = False) -> float:

@@ -121,7 +121,7 @@ def sample_validity(
     composition, problem = _composition(structure)
     if problem is None and not composition:
         problem = "no_atoms"
-    comp_valid = bool(composition) and composition_valid(composition, oxidation_states)
+    comp_valid = composition is not None and bool(composition) and composition_valid(composition, oxidation_states)
     if problem is None:
         problem = structure_problem(structure)
     struct_valid = problem is None

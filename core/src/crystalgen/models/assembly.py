@@ -84,6 +84,32 @@ class Part:
     def build(self) -> Any:
         return self.cls(**self.args)
 
+    @property
+    def missing(self) -> list[str]:
+        """Constructor parameters without a default that neither the options nor the model's context give."""
+        params = inspect.signature(cast(Any, self.cls).__init__).parameters
+        return [n for n, p in params.items() if n != "self" and n not in self.args and p.default is inspect.Parameter.empty
+                and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+
+
+@dataclass(frozen=True)
+class Fit:
+    """An installed part that fits a slot, and what it must be given to fit: ``required`` options it has no default
+    for, ``settings`` (option -> value) that differ from its defaults (a process's ``prediction``). Both empty: it
+    fits when only its name is given."""
+
+    name: str
+    required: tuple[str, ...] = ()
+    settings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def as_is(self) -> bool:
+        return not self.required and not self.settings
+
+    def __str__(self) -> str:
+        notes = ([f"needs {', '.join(self.required)}"] if self.required else []) + [f"{k}={v}" for k, v in self.settings]
+        return f"{self.name} ({'; '.join(notes)})" if notes else self.name
+
 
 # -- declaring ---------------------------------------------------------------------------------------------
 def process_kind(cls: type) -> Kind:
@@ -168,7 +194,9 @@ def process_problems(variable: str, want: Variable, spec: ProcessSpec, denoiser:
         out.append(f"needs {names(spec.needs - spec.reads - want.args)}, which the model does not pass for {variable}")
     if want.predictions is not None and spec.prediction not in want.predictions and not (
             any_prediction and spec.predictions & want.predictions):
-        out.append(f"takes a {spec.prediction!r} prediction, the model handles {variable} as {names(want.predictions)}")
+        usable = spec.predictions & want.predictions
+        out.append(f"takes a {spec.prediction!r} prediction, the model handles {variable} as {names(want.predictions)}"
+                   + (f" (set prediction to one of {names(usable)})" if usable else ""))
     if denoiser is not None and variable in denoiser.predicts:
         offered = denoiser.predicts[variable]
         usable = spec.predictions if any_prediction else frozenset({spec.prediction})
@@ -256,20 +284,38 @@ class Assembly:
         encoder = others.get("encoder")
         return transform_problems(spec, self.spec.fields | (encoder.spec.reads if encoder is not None else frozenset()))
 
-    def replacements(self, slot: str) -> list[str]:
-        """Installed parts (the configured one included) that would fit ``slot`` with their default options."""
+    def fits(self, slot: str) -> list[Fit]:
+        """Installed parts (the configured one included) that would fit ``slot``, each with the options it must be
+        given: those it has no default for, and the prediction a process must be set to when its default does not
+        fit. Why: listing a part that fails once named (structrepdiff_ead needs its ``ead`` settings) misleads."""
         st = slot_type(slot)
-        fits = []
+        found = []
         for name, cls in self.host.registry(st.kind).items():
             if not (isinstance(cls, type) and issubclass(cls, st.base)):
                 continue
-            try:
-                candidate = resolve(slot, name, {}, self.context.get(slot, {}), self.host)
+            try:  # the configured part with its configured options, any other with its defaults
+                configured = self.parts.get(slot)
+                candidate = configured if configured is not None and configured.name == name else \
+                    resolve(slot, name, {}, self.context.get(slot, {}), self.host)
             except (PartConfigError, TypeError, ValueError):
                 continue
-            if not self.problems(slot, candidate, any_prediction=True):
-                fits.append(name)
-        return fits
+            if self.problems(slot, candidate, any_prediction=True):
+                continue
+            settings: tuple[tuple[str, str], ...] = ()
+            if self.problems(slot, candidate):  # a process whose default prediction is not the one wanted
+                settings = next(((("prediction", p),) for p in sorted(candidate.spec.predictions)
+                                 if not self.problems(slot, self._with(candidate, prediction=p))), ())
+                if not settings:
+                    continue
+            found.append(Fit(name, tuple(candidate.missing), settings))
+        return found
+
+    def _with(self, part: Part, **options: Any) -> Part:
+        return resolve(part.slot, part.name, options, self.context.get(part.slot, {}), self.host)
+
+    def replacements(self, slot: str) -> list[str]:
+        """Installed parts (the configured one included) that fit ``slot`` when only their name is given."""
+        return [f.name for f in self.fits(slot) if f.as_is]
 
     def check(self) -> None:
         """Raise IncompatiblePartsError naming every slot that does not fit and the installed parts that would."""
@@ -279,7 +325,7 @@ class Assembly:
         for slot, part in self.parts.items():
             found = self.problems(slot, part, misfits=misfits)
             if found:
-                fits = [n for n in self.replacements(slot) if n != part.name]
+                fits = [str(f) for f in self.fits(slot) if f.name != part.name]
                 lines.append(f"model.{slot} {part.name!r} {'; '.join(found)}; installed parts that fit model.{slot}: "
                              f"{', '.join(fits) or 'none'}")
         if lines:
@@ -318,7 +364,10 @@ def assemble(model_cls: type[GenerativeModel], cfg: DictConfig, host: PluginHost
     parts = {}
     for slot, section in part_sections(model_cls, cfg).items():
         name, options = read_section(slot, section)
-        parts[slot] = resolve(slot, name, options, context.get(slot, {}), host)
+        part = parts[slot] = resolve(slot, name, options, context.get(slot, {}), host)
+        if part.missing:
+            raise PartConfigError(f"model.{slot}: {part.cls.__name__} ({name}) needs the option(s) "
+                                  f"{', '.join(part.missing)}, which have no default; give them under model.{slot}")
     assembly = Assembly(model_cls.name, model_cls.spec, parts, context, host)
     if check:
         assembly.check()

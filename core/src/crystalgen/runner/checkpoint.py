@@ -31,7 +31,7 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -117,11 +117,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
                     expected_model: str | None = None) -> dict[str, Any]:
     """The payload of checkpoint ``path`` after its digest is verified; CheckpointError (one line naming the file
     and the cause: missing, truncated, corrupt, foreign code, other model, newer format) when it cannot be used."""
+    from crystalgen.data.user_files import CHECKPOINT_MAX_FILE_MB, RefusedFileError, read_bytes
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "does not exist" if not path.exists() else "not a regular file")
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(path, "does not exist")
     try:
-        blob = path.read_bytes()
+        blob = read_bytes(path, CHECKPOINT_MAX_FILE_MB)  # a regular file within the limit, opened without blocking
+    except RefusedFileError as exc:
+        raise CheckpointError(path, exc.cause) from None
+    except FileNotFoundError:
+        raise CheckpointError(path, "does not exist (a symbolic link whose target is missing)") from None
     except OSError as exc:
         raise CheckpointError(path, f"cannot be read ({exc.strerror or exc})") from None
     if blob[:len(MAGIC)] == MAGIC[:len(blob)]:  # the header, or the start of one (an empty file included)
@@ -149,7 +155,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
 def rng_state() -> dict[str, Any]:
     """States of python's, numpy's and torch's (CPU and CUDA) global generators."""
     py_version, py_internal, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = cast(tuple[Any, ...], np.random.get_state())
     return {
         "python": torch.tensor(py_internal, dtype=torch.int64),
         "python_version": py_version,

@@ -39,19 +39,43 @@ class ConfigError(ValueError):
     """A configuration value or key that the runner cannot use; the message names its source and key path."""
 
 
+def as_dict(node: Any, resolve: bool = True) -> dict[str, Any]:
+    """A config mapping (or a plain mapping, or None) as a plain dict, for code that reads it as keyword options;
+    anything else is refused, so that a list where a mapping belongs is not read as one."""
+    if node is None:
+        return {}
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=resolve)
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"expected a mapping of options, got {node!r}")
+    return {str(k): v for k, v in node.items()}
+
+
 def runner_defaults() -> DictConfig:
     """The documented defaults (``crystalgen/configs/runner.yaml``)."""
-    text = resources.files("crystalgen").joinpath("configs", "runner.yaml").read_text()
-    return OmegaConf.create(text)
+    text = resources.files("crystalgen").joinpath("configs").joinpath("runner.yaml").read_text()
+    cfg = OmegaConf.create(text)
+    assert isinstance(cfg, DictConfig)
+    return cfg
 
 
-def load_yaml(path: str | Path) -> DictConfig:
-    """A YAML mapping from ``path``, with an error naming the file when it is missing or malformed."""
+def load_yaml(path: str | Path, user_file: bool = True) -> DictConfig:
+    """A YAML mapping from ``path``, with an error naming the file when it is missing or malformed. A user's file
+    (``--config``) is read through crystalgen.data.user_files: a regular file within the size limit, never a FIFO
+    or /dev/zero; a preset shipped in a plugin (``user_file=False``) is not held to the user's limit."""
+    from crystalgen.data.user_files import CONFIG_MAX_FILE_MB, RefusedFileError, read_text
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
     try:
-        cfg = OmegaConf.load(path)
+        text = read_text(path, CONFIG_MAX_FILE_MB) if user_file else path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except RefusedFileError as exc:
+        raise ConfigError(f"config file {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        cfg = OmegaConf.create(text)
     except Exception as exc:  # yaml's and OmegaConf's parse errors share no base class
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(cfg, DictConfig):
@@ -73,12 +97,14 @@ def parse_overrides(overrides: Sequence[str]) -> DictConfig:
 def merge(base: DictConfig, layer: DictConfig, source: str) -> DictConfig:
     """``layer`` over ``base`` after checking that every key of ``layer`` exists in ``base`` (part sections: see
     :data:`PART`)."""
-    layer_items = OmegaConf.to_container(layer, resolve=False)
-    check_keys(OmegaConf.to_container(base, resolve=False), layer_items, source)
+    layer_items = as_dict(layer, resolve=False)
+    check_keys(as_dict(base, resolve=False), layer_items, source)
     base = base.copy()
     for path in replaced_parts(base, layer_items):
         OmegaConf.update(base, path, {}, merge=False)
-    return OmegaConf.merge(base, layer)
+    merged = OmegaConf.merge(base, layer)
+    assert isinstance(merged, DictConfig)
+    return merged
 
 
 def replaced_parts(base: DictConfig, layer: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -154,7 +180,7 @@ def compose(presets: Mapping[str, Path], preset: str, *, model_name: str,
     if preset not in presets:
         raise ConfigError(f"model {model_name!r} has no preset {preset!r}; presets: {', '.join(sorted(presets)) or 'none'}")
     cfg = runner_defaults()
-    cfg = merge(cfg, load_yaml(presets[preset]), f"preset {preset!r} of model {model_name!r} ({presets[preset]})")
+    cfg = merge(cfg, load_yaml(presets[preset], user_file=False), f"preset {preset!r} of model {model_name!r} ({presets[preset]})")
     cfg.preset = preset
     return apply_user_layers(cfg, user_files, overrides)
 

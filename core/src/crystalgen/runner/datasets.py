@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from torch_geometric.data import Data
 
 from crystalgen.encoders.base import StructureTransform
+from crystalgen.runner.size_limit import SplitSizes, cap_atoms, largest_crystal
 
 log = logging.getLogger("crystalgen.data")
 
@@ -18,11 +19,13 @@ Refuse = Callable[[Sequence[Data]], list[tuple[int, str]]]
 
 
 def prepared_split(data_cfg: DictConfig, split: str, transform: StructureTransform, *,
-                   max_rows: int | None = None, show_progress: bool = True, refuse: Refuse | None = None) -> list[Data]:
+                   max_rows: int | None = None, show_progress: bool = True, refuse: Refuse | None = None,
+                   max_atoms: int | None = None, sizes: SplitSizes | None = None) -> list[Data]:
     """Load ``split`` of ``data_cfg.dataset``, keep its first ``max_rows`` records, and preprocess them
-    (through the on-disk cache). Items that ``refuse`` names join the skipped records, with their reason (not
-    cached: they depend on settings such as the memory budget). Skipped records are summarised in the log, never
-    fatal unless ``strict``."""
+    (through the on-disk cache). Records with more than ``max_atoms`` atoms are skipped as ``too many atoms`` before
+    preprocessing; items that ``refuse`` names join the skipped records, with their reason (not cached: they depend
+    on settings such as the memory budget). Skipped records are summarised in the log, never fatal unless
+    ``strict``. ``sizes`` receives the count left out above ``max_atoms`` and the largest crystal kept."""
     from crystalgen.data.preprocess import prepare_split
     from crystalgen.data.records import DataError, Skipped
     from crystalgen.data.registry import get_dataset
@@ -30,6 +33,9 @@ def prepared_split(data_cfg: DictConfig, split: str, transform: StructureTransfo
     loaded = get_dataset(data_cfg.dataset).load(split, strict=data_cfg.strict, max_rows=max_rows,
                                                 workers=data_cfg.workers, cache_dir=data_cfg.cache_dir,
                                                 progress=show_progress)
+    excluded = cap_atoms(loaded, max_atoms)
+    if excluded and data_cfg.strict:
+        raise DataError(loaded.skipped[-excluded])
     log.info("%s", loaded.summary())
     prepared = prepare_split(loaded, transform, cache_dir=data_cfg.cache_dir, workers=data_cfg.workers,
                              strict=data_cfg.strict, progress=show_progress)
@@ -43,6 +49,8 @@ def prepared_split(data_cfg: DictConfig, split: str, transform: StructureTransfo
         prepared.items = [item for k, item in enumerate(prepared.items) if k not in refused]
         prepared.record_index = [i for k, i in enumerate(prepared.record_index) if k not in refused]
     log.info("%s", prepared.summary())
+    if sizes is not None:
+        sizes.excluded, sizes.largest = excluded, largest_crystal(loaded, prepared.record_index)
     return prepared.items
 
 

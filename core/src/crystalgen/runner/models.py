@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from crystalgen import plugins
 from crystalgen.models.base import GenerativeModel
 from crystalgen.runner.checkpoint import CheckpointError, load_checkpoint
-from crystalgen.runner.config import ConfigError, from_yaml, merge, parse_overrides
+from crystalgen.runner.config import ConfigError, as_dict, from_yaml, merge, parse_overrides
 from crystalgen.samplers.base import Sampler
 
 
@@ -43,13 +43,15 @@ def saved_config(payload: Mapping[str, Any], source: str) -> DictConfig:
 
 
 def load_trained(path: str | Path, device: torch.device | str = "cpu", averaged: bool = True,
-                 model_overrides: Sequence[str] = (), expected_model: str | None = None) -> TrainedModel:
+                 model_overrides: Sequence[str] = (), expected_model: str | None = None,
+                 check: Callable[[DictConfig], None] | None = None) -> TrainedModel:
     """Rebuild the model of checkpoint ``path`` (the averaged EMA weights when present and ``averaged``).
 
     ``model_overrides`` (``["decoder.trials=6"]``) amend the checkpoint's ``model`` configuration (upgraded to
     today's shape first, :func:`saved_config`) before the model is built: settings that leave the weights as they are, such as a decoder's search budget, can then be
     chosen per run. A key the configuration lacks is refused; one that changes the architecture fails to load.
-    ``expected_model`` refuses a checkpoint of another model before anything is built.
+    ``expected_model`` refuses a checkpoint of another model before anything is built; ``check`` (e.g. a request
+    above the trained size limit, runner.size_limit) receives the saved configuration before the model is built.
     """
     path = Path(path)
     payload = load_checkpoint(path, expected_model=expected_model)
@@ -57,6 +59,8 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu", averaged:
     cfg = saved_config(payload, str(path))
     if model_overrides:
         cfg.model = merge(cfg.model, parse_overrides(model_overrides), f"--model-option for checkpoint {path}")
+    if check is not None:
+        check(cfg)
     model = model_class(name).from_config(cfg.model)
     try:
         model.load_state_dict(payload["model"])
@@ -78,7 +82,7 @@ def build_sampler(model: GenerativeModel, name: str | None, steps: int | None,
     registry = plugins.default_host().registry("sampler")
     cls = registry.get(name)
     cls.check(model.processes, available=dict(registry.items()))
-    options = dict(OmegaConf.to_container(options, resolve=True) if isinstance(options, DictConfig) else (options or {}))
+    options = as_dict(options)
     try:
         return cls(steps=steps, **options)
     except TypeError as exc:
@@ -112,9 +116,7 @@ def checkpoint_sampler(trained: TrainedModel, name: str | None = None, steps: in
     saved_name = checkpoint_sampler_name(trained)
     chosen = checkpoint_sampler_name(trained, name)
     if chosen == saved_name:
-        saved_options = saved.get("options") or {}
-        if isinstance(saved_options, DictConfig):
-            saved_options = OmegaConf.to_container(saved_options, resolve=True)
+        saved_options = as_dict(saved.get("options"))
         steps = steps if steps is not None else saved.get("steps")
         options = {**saved_options, **(options or {})}
     return build_sampler(trained.model, chosen, steps, options)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch_geometric.data import Data
 
 from crystalgen.models.base import GenerativeModel
@@ -23,7 +23,7 @@ from crystalgen.runner.budget import admitted, refusals
 from crystalgen.runner.checkpoint import load_checkpoint
 from crystalgen.runner.conditions import ConditionSpec
 from crystalgen.runner.conditions import describe as describe_conditions
-from crystalgen.runner.config import to_yaml
+from crystalgen.runner.config import as_dict, to_yaml
 from crystalgen.runner.datasets import parse_split, prepared_split, provenance, reference_statistics, split_structures
 from crystalgen.runner.distributed import Environment, seed_everything, select_device, setup, teardown
 from crystalgen.runner.errors import NoCrystalsGeneratedError
@@ -43,6 +43,7 @@ from crystalgen.runner.run_state import evaluate_argv, record_stage
 from crystalgen.runner.run_state import reference as reference_of
 from crystalgen.runner.sample_dir import JSONL, write_sample_dir
 from crystalgen.runner.sampling import generate
+from crystalgen.runner.size_limit import SplitSizes, check_condition_sizes, record_limit
 from crystalgen.runner.training import Checkpoints, Progress, Trainer
 
 log = logging.getLogger("crystalgen.run")
@@ -65,20 +66,26 @@ def apply_memory_budget(cfg: DictConfig) -> None:
 def prepare_training_data(model_name: str, cfg: DictConfig, env: Environment, show_progress: bool = True,
                           model: GenerativeModel | None = None) -> tuple[list[Data], list[Data]]:
     """Training and validation crystals, preprocessed with the model's transform. Under DDP rank 0 fills the
-    cache first and the other ranks read it. With ``model``, crystals whose training step alone would exceed the
-    memory budget (its ``memory_cost``) are left out, each with its reason among the skipped rows."""
+    cache first and the other ranks read it. Crystals above ``data.max_atoms`` are left out as ``too many atoms``,
+    and ``cfg.data.size_limit`` records the largest training crystal kept (runner.size_limit). With ``model``,
+    crystals whose training step alone would exceed the memory budget (its ``memory_cost``) are left out, each with
+    its reason among the skipped rows."""
     transform = model_class(model_name).transform(cfg.model)
     data = cfg.data
     refuse = functools.partial(refusals, model, budget=memory_budget()) if model is not None else None
     items: tuple[list[Data], list[Data]] = ([], [])
+    sizes = {"train": SplitSizes(), "val": SplitSizes()}
     for turn in (True, False):  # rank 0's turn, then everyone else's
         if env.is_main == turn:
             train = prepared_split(data, data.train_split, transform, max_rows=data.max_train_rows,
-                                   show_progress=show_progress and env.is_main, refuse=refuse)
+                                   show_progress=show_progress and env.is_main, refuse=refuse,
+                                   max_atoms=data.max_atoms, sizes=sizes["train"])
             val = prepared_split(data, data.val_split, transform, max_rows=data.max_val_rows,
-                                 show_progress=show_progress and env.is_main, refuse=refuse) if data.val_split else []
+                                 show_progress=show_progress and env.is_main, refuse=refuse, max_atoms=data.max_atoms,
+                                 sizes=sizes["val"]) if data.val_split else []
             items = (train, val)
         env.barrier()
+    record_limit(cfg, sizes["train"].largest, {split: s.excluded for split, s in sizes.items()})
     return items
 
 
@@ -110,6 +117,8 @@ def train(model_name: str, cfg: DictConfig, run: RunDir, *, resume: str | Path |
             init_weights(model, cfg, run, env)
         if data is None:
             train_items, val_items = prepare_training_data(model_name, cfg, env, show_progress, model)
+            if env.is_main:
+                run.config.write_text(to_yaml(cfg))  # with data.size_limit
         else:
             train_items, val_items = (admitted(model, items, memory_budget(), what)
                                       for items, what in zip(data, ("training", "validation"), strict=True))
@@ -180,7 +189,8 @@ def sample(checkpoint: str | Path, out: str | Path, *, num_samples: int | None, 
     here. sampling.json records it."""
     record = dict(resources) if resources is not None else apply_process_resources()
     trained = load_trained(checkpoint, select_device(device), averaged=averaged, model_overrides=model_overrides,
-                           expected_model=expected_model or None)
+                           expected_model=expected_model or None,
+                           check=lambda cfg: check_condition_sizes(cfg, conditions, str(checkpoint)))
     spec = conditions or ConditionSpec()
     spec.check(trained.name, trained.model.conditions)
     sampler_options, model_options = split_options(trained.model, checkpoint_sampler_name(trained, sampler), options)
@@ -241,7 +251,7 @@ def evaluate(samples: str | Path, out: str | Path, cfg: DictConfig, show_progres
     name, split = parse_split(reference_of(cfg))
     reference, notes = split_structures(name, split, workers=e.workers, progress=show_progress)
     annotations = provenance("reference", reference_of(cfg), notes) | flat_record(record)
-    train, train_notes = None, []
+    train, train_notes = None, list[str]()
     if e.train_split:
         train, train_notes = split_structures(cfg.data.dataset, e.train_split, workers=e.workers, progress=show_progress)
         annotations |= provenance("train", f"{cfg.data.dataset}:{e.train_split}", train_notes)
@@ -250,7 +260,7 @@ def evaluate(samples: str | Path, out: str | Path, cfg: DictConfig, show_progres
     log.info("evaluating %d samples against %s (%d crystals)", len(structures), reference_of(cfg), len(reference))
     return evaluate_metrics(structures, reference, train=train, metrics=list(e.metrics) if e.metrics else None,
                             reference_name=name, failures=failures, out_dir=out, workers=e.workers,
-                            progress=show_progress, options=OmegaConf.to_container(e.options) or None, sample_ids=ids,
+                            progress=show_progress, options=as_dict(e.options) or None, sample_ids=ids,
                             annotations=annotations)
 
 
@@ -264,16 +274,19 @@ def best_checkpoint(run: RunDir, which: str) -> Path:
 
 
 def run_pipeline(model_name: str, cfg: DictConfig, run: RunDir, *, show_progress: bool = True,
-                 resources: Mapping[str, Any] | None = None) -> Path:
+                 resources: Mapping[str, Any] | None = None, rerun: bool = False) -> Path:
     """train -> sample -> evaluate -> report in ``run``; returns the report's path. ``resources``: what the calling
     verb applied; None applies ``cfg.threads`` here, once for every stage.
 
     A failed sampling or evaluation does not stop the run from writing its report, which says so at the top with
     the reason and the command that completes the run (crystalgen.runner.run_state). Evaluation runs as a child
-    command, so that even its kill (out of memory) leaves the report to be written.
+    command, so that even its kill (out of memory) leaves the report to be written. With ``rerun`` (the run
+    directory holds an earlier, stopped run of the same configuration) each stage picks up where that run stopped:
+    training resumes from checkpoints/last.ckpt unless it had ended by its own rule, and sampling and evaluation
+    are skipped when they are complete and nothing before them ran again (runner.run_state.finished_stages).
     """
     from crystalgen.runner.report import write_report
-    from crystalgen.runner.stage_process import run_child
+    from crystalgen.runner.run_state import finished_stages
 
     s = cfg.sample
     conditions = ConditionSpec.from_config(s.get("condition"))
@@ -281,34 +294,68 @@ def run_pipeline(model_name: str, cfg: DictConfig, run: RunDir, *, show_progress
     conditions.check(model_name, accepted)  # before any training or data read
     record = dict(resources) if resources is not None else apply_process_resources(cfg.get("threads"))
     started = time.perf_counter()
-    progress = train(model_name, cfg, run, show_progress=show_progress, resources=record)
+    done = finished_stages(run) if rerun else set()
+    last = run.checkpoints / "last.ckpt"
+    if "training" in done:
+        stop_reason = load_checkpoint(last)["progress"]["stop_reason"]
+        log.info("training: complete in the earlier run of %s (%s); not repeated", run.path, stop_reason)
+    else:
+        resume = last if rerun and last.is_file() else None
+        if resume is not None:
+            log.info("training: resuming the earlier run of %s from %s", run.path, resume)
+        stop_reason = train(model_name, cfg, run, resume=resume, show_progress=show_progress,
+                            resources=record).stop_reason
+        done = set()  # a new checkpoint: the samples and metrics of the earlier run are stale
+    if "sampling" in done:
+        log.info("sampling: complete in the earlier run (%s); not repeated", run.samples)
+        _evaluate_stage(run, cfg, show_progress, done)
+        sampled = True
+    else:
+        sampled = _sample_and_evaluate(model_name, cfg, run, show_progress, record, conditions)
+    if sampled and conditions.scores_csp(accepted) and "csp" not in done:
+        _score_csp(run, cfg, show_progress)
+    report = write_report(run.path, _reference_statistics(reference_of(cfg)))
+    log.info("run finished in %.1f s (%s); report: %s", time.perf_counter() - started, stop_reason, report)
+    return report
+
+
+def _sample_and_evaluate(model_name: str, cfg: DictConfig, run: RunDir, show_progress: bool,
+                         record: Mapping[str, Any], conditions: ConditionSpec) -> bool:
+    """Sampling, then (when it completed) the evaluation; returns whether sampling completed."""
+    s = cfg.sample
     record_stage(run, "sampling", "running", model=model_name)
     try:
         sample(best_checkpoint(run, s.checkpoint), run.samples,
                num_samples=None if conditions.decides_count() else s.num_samples, sampler=s.sampler,
                steps=s.steps, batch_size=s.batch_size, seed=s.seed,
-               options=OmegaConf.to_container(s.options) if s.options is not None else {}, conditions=conditions,
-               device=cfg.trainer.device, precision=cfg.trainer.precision, show_progress=show_progress,
-               resources=record)
+               options=as_dict(s.options), conditions=conditions, device=cfg.trainer.device,
+               precision=cfg.trainer.precision, show_progress=show_progress, resources=record)
     except Exception as exc:  # noqa: BLE001 - the report must still say what happened
         log.error("sampling failed: %s: %s", type(exc).__name__, exc)
         record_stage(run, "sampling", "failed", f"{type(exc).__name__}: {exc}")
+        return False
+    record_stage(run, "sampling", "complete")
+    _evaluate_stage(run, cfg, show_progress, set())
+    return True
+
+
+def _evaluate_stage(run: RunDir, cfg: DictConfig, show_progress: bool, done: set[str]) -> None:
+    """The evaluation in a child process (so that its kill, e.g. out of memory, leaves the report to be written),
+    unless ``done`` says the earlier run of the directory completed it."""
+    from crystalgen.runner.stage_process import run_child
+
+    if "evaluation" in done:
+        log.info("evaluation: complete in the earlier run (%s); not repeated", run.metrics)
+        return
+    record_stage(run, "evaluation", "running")
+    argv = evaluate_argv(run, cfg) + ([] if show_progress else ["--no-progress"])
+    log.info("evaluating in a child process: crystalgen %s", " ".join(argv))
+    child = run_child(argv)
+    if child.ok:
+        record_stage(run, "evaluation", "complete")
     else:
-        record_stage(run, "sampling", "complete")
-        record_stage(run, "evaluation", "running")
-        argv = evaluate_argv(run, cfg) + ([] if show_progress else ["--no-progress"])
-        log.info("evaluating in a child process: crystalgen %s", " ".join(argv))
-        child = run_child(argv)
-        if child.ok:
-            record_stage(run, "evaluation", "complete")
-        else:
-            log.error("evaluation failed: %s", child.reason)
-            record_stage(run, "evaluation", "failed", child.reason)
-        if conditions.scores_csp(accepted):
-            _score_csp(run, cfg, show_progress)
-    report = write_report(run.path, _reference_statistics(reference_of(cfg)))
-    log.info("run finished in %.1f s (%s); report: %s", time.perf_counter() - started, progress.stop_reason, report)
-    return report
+        log.error("evaluation failed: %s", child.reason)
+        record_stage(run, "evaluation", "failed", child.reason)
 
 
 def _score_csp(run: RunDir, cfg: DictConfig, show_progress: bool) -> None:

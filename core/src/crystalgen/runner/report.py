@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ def _pyplot():
     return plt
 
 
-def write_report(run_path: str | Path, reference: dict[str, Sequence[float]] | None = None) -> Path:
+def write_report(run_path: str | Path, reference: Mapping[str, Sequence[float]] | None = None) -> Path:
     """Write ``report.md`` (+ PNGs) into the run directory and return its path.
 
     ``reference`` optionally maps ``"num_atoms"`` / ``"density"`` to values of the reference set, drawn
@@ -90,6 +90,7 @@ def _training_section(run: RunDir) -> list[str]:
             out.append(f"- Best monitored loss: {p['best_loss']:.5g}")
         except CheckpointError as exc:
             out.append(f"- Last checkpoint unreadable: {exc}")
+    out += _size_limit_line(run)
     series = read_metric_log(run.train_log)
     plots = (("training_loss.png", "training loss", {"per step": "train/loss", "epoch mean": "train/epoch_loss"}),
              ("validation_loss.png", "validation loss", {"per validation": "val/loss"}))
@@ -98,6 +99,19 @@ def _training_section(run: RunDir) -> list[str]:
         if present:
             out += _curve(run, name, label, present)
     return out + [""]
+
+
+def _size_limit_line(run: RunDir) -> list[str]:
+    """The size limit training recorded in config.yaml (runner.size_limit), with the crystals it left out."""
+    if not run.config.is_file():
+        return []
+    limit = (from_yaml(run.config.read_text(), str(run.config)).data.get("size_limit") or {})
+    if not limit.get("max_atoms"):
+        return []
+    excluded = limit.get("excluded") or {}
+    left_out = ", ".join(f"{n} {split}" for split, n in excluded.items() if n) or "none"
+    return [f"- Crystal size: up to {limit['max_atoms']} atoms (the largest training crystal kept; cap "
+            f"data.max_atoms={limit.get('cap')}); crystals left out above the cap: {left_out}"]
 
 
 def _curve(run: RunDir, name: str, label: str, curves: dict[str, list[tuple[int, int, float]]]) -> list[str]:
@@ -117,7 +131,7 @@ def _curve(run: RunDir, name: str, label: str, curves: dict[str, list[tuple[int,
     return [f"\n![{label}]({name})", f"\nFinal {label} ({last_legend}): {points[-1][2]:.5g} (step {points[-1][0]})"]
 
 
-def _sampling_section(run: RunDir, reference: dict[str, Sequence[float]]) -> list[str]:
+def _sampling_section(run: RunDir, reference: Mapping[str, Sequence[float]]) -> list[str]:
     summary_path = run.samples / SUMMARY
     if not summary_path.is_file():
         return []

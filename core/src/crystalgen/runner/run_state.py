@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from crystalgen.runner.config import as_dict
 from crystalgen.runner.run_dir import RunDir
 from crystalgen.runner.sample_dir import SUMMARY
 
@@ -79,7 +80,7 @@ def sample_argv(run: RunDir, model: str, cfg: DictConfig) -> list[str]:
         argv += ["--sampler", s.sampler]
     if s.steps:
         argv += ["--steps", str(s.steps)]
-    for key, value in (OmegaConf.to_container(s.options) or {}).items():
+    for key, value in as_dict(s.options).items():
         argv += ["--option", f"{key}={_option_value(value)}"]
     return argv + condition_argv(s.get("condition"))
 
@@ -113,7 +114,7 @@ def csp_argv(run: RunDir, cfg: DictConfig) -> list[str]:
         argv += ["--threads", str(cfg.threads)]
     if cfg.get("memory_gb") is not None:
         argv += ["--memory-gb", str(cfg.memory_gb)]
-    oxidation = (OmegaConf.to_container(cfg.evaluate.options) or {}).get("oxidation_states")
+    oxidation = as_dict(cfg.evaluate.options).get("oxidation_states")
     if oxidation:
         argv += ["--oxidation-states", str(oxidation)]
     return argv + ["--out", str(run.metrics / CSP_DIR)]
@@ -133,7 +134,7 @@ def evaluate_argv(run: RunDir, cfg: DictConfig) -> list[str]:
         argv += ["--threads", str(cfg.threads)]
     if cfg.get("memory_gb") is not None:
         argv += ["--memory-gb", str(cfg.memory_gb)]
-    options = OmegaConf.to_container(e.options) or {}
+    options = as_dict(e.options)
     for key in ("oxidation_states", "n_property_samples", "seed", "symprec"):
         if key in options:
             argv += [f"--{key.replace('_', '-')}", str(options[key])]
@@ -213,6 +214,24 @@ def run_states(run_path: str | Path) -> list[StageState]:
     commands.insert(0, shell(["crystalgen", *sample_argv(run, model, cfg)]))
     return [StageState("sampling", sampling, sampling_reason, " && ".join(commands)),
             StageState("evaluation", evaluation, evaluation_reason)]
+
+
+def finished_stages(run: RunDir) -> set[str]:
+    """The stages of ``run`` that an earlier ``crystalgen run`` finished, as a rerun may skip them: ``training``
+    when checkpoints/last.ckpt was written when training ended by its own rule (epochs, time budget, early
+    stopping; not a signal or an error), ``sampling`` and ``evaluation`` when their files say complete (read as
+    :func:`run_states` does)."""
+    from crystalgen.runner.checkpoint import CheckpointError, load_checkpoint
+
+    done = set()
+    try:
+        if load_checkpoint(run.checkpoints / "last.ckpt")["progress"].get("stop_reason"):
+            done.add("training")
+    except CheckpointError:
+        return done
+    states = {s.stage: s for s in run_states(run.path)}
+    done |= {stage for stage, state in states.items() if state.complete}
+    return done
 
 
 def _model_of(run: RunDir) -> str | None:

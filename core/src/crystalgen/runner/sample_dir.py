@@ -97,6 +97,7 @@ def write_sample_dir(out: str | Path, decoded: Sequence[Decoded], meta: Mapping[
                                    "formula": None, "num_atoms": None, "volume": None, "density": None}
             if item.ok:
                 s = item.structure
+                assert s is not None  # an ok item holds its crystal
                 text, omitted = readable_cif(s)
                 if text is not None:
                     row["cif"] = f"{CIF_DIR}/{index:06d}.cif"

@@ -10,6 +10,7 @@ to name the reason of a failure.
 from __future__ import annotations
 
 import codecs
+import io
 import os
 import signal
 import subprocess
@@ -38,7 +39,7 @@ def run_child(argv: list[str]) -> ChildResult:
     proc = subprocess.Popen(child_command(argv), stderr=subprocess.PIPE, env=dict(os.environ))
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     tail = ""
-    assert proc.stderr is not None
+    assert isinstance(proc.stderr, io.BufferedReader)  # PIPE without text mode
     while chunk := proc.stderr.read1(4096):
         text = decoder.decode(chunk)
         sys.stderr.write(text)

@@ -21,14 +21,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils.data import DataLoader, DistributedSampler
 from torch_geometric.data import Data
 from tqdm.auto import tqdm
@@ -80,7 +80,7 @@ def epoch_batches(num_items: int, batch_size: int, epoch: int, seed: int, rank: 
     """Batches (item indices) of process ``rank`` in ``epoch``: a permutation seeded by (seed, epoch), split across
     ranks by DistributedSampler, so that the ranks' batch i together equal batch i of one process with
     ``world_size * batch_size`` items (DistributedSampler pads the permutation to a multiple of world_size)."""
-    sampler = DistributedSampler(range(num_items), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+    sampler: DistributedSampler[int] = DistributedSampler(cast(Any, range(num_items)), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
                                  drop_last=False)
     sampler.set_epoch(epoch)
     order = list(sampler)
@@ -90,7 +90,7 @@ def epoch_batches(num_items: int, batch_size: int, epoch: int, seed: int, rank: 
 class _LossModule(nn.Module):
     """``forward`` = ``training_loss`` so that DDP (which hooks ``forward``) and torch.compile can wrap it."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:  # a GenerativeModel, or any module with training_loss (tests)
         super().__init__()
         self.model = model
 
@@ -134,7 +134,7 @@ class Trainer:
     def __init__(self, model: nn.Module, cfg: DictConfig, env: Environment, checkpoints: Checkpoints | None,
                  metric_log: MetricLog | None = None, model_name: str = "", show_progress: bool = True,
                  budget: int | None = None) -> None:
-        self.model = model.to(env.device)
+        self.model: Any = model.to(env.device)  # a GenerativeModel, or any module with training_loss (tests)
         self.cfg = cfg
         self.tcfg = cfg.trainer
         self.env = env
@@ -147,14 +147,14 @@ class Trainer:
         self.total_epochs = sum(s.epochs for s in self.plan) if self.plan else self.tcfg.max_epochs
         self.loss_key = "loss"  # the key of training_loss's output minimised (the stage's)
         self.optimizer = build_optimizer(self.model.parameters(), self.tcfg)  # models with stages: one per stage
-        self.scheduler = None  # built in fit(), when the number of steps is known
+        self.scheduler: LRScheduler | ReduceLROnPlateau | None = None  # built in fit(), when the number of steps is known
         self._optimizer_state: dict[str, Any] | None = None  # with stages: loaded when the resumed stage begins
         self.ema = ExponentialMovingAverage(self.model, self.tcfg.ema_decay) if self.tcfg.ema_decay > 0 else None
         self.progress = Progress()
         self.budget = memory_budget() if budget is None else budget
         self._scheduler_state: dict[str, Any] | None = None
-        self._eager_step: nn.Module | None = None  # the (DDP-wrapped) loss module, alive only during fit()
-        self.step_module: nn.Module | None = None  # the same, compiled when trainer.compile is on
+        self._eager_step: Any = None  # the (DDP-wrapped) loss module, alive only during fit()
+        self.step_module: Any = None  # the same, compiled when trainer.compile is on (a callable, not a Module)
 
     def _wrap_for_training(self) -> None:
         step_module: nn.Module = _LossModule(self.model)
@@ -185,7 +185,7 @@ class Trainer:
     def _loader(self, items: Sequence[Data], batches: list[list[int]]) -> DataLoader:
         # An own generator: creating the iterator would otherwise draw its worker seed from the global RNG, and a
         # run resumed mid-epoch creates one iterator more than an uninterrupted run.
-        return DataLoader(items, batch_sampler=batches, collate_fn=collate, num_workers=self.cfg.data.loader_workers,
+        return DataLoader(cast(Any, items), batch_sampler=batches, collate_fn=collate, num_workers=self.cfg.data.loader_workers,
                           generator=torch.Generator())
 
     # -- state --------------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ class Trainer:
     def _fit(self, train: Sequence[Data], val: Sequence[Data], steps_per_epoch: int) -> Progress:
         tcfg, p = self.tcfg, self.progress
         started = time.perf_counter() - p.train_seconds
-        p.finished = False
+        p.finished, p.stop_reason = False, ""  # a checkpoint written before the end says "not stopped by a rule"
         outcome = self._train_until(train, val, steps_per_epoch, started, 0, tcfg.max_epochs, self._budget())
         if outcome == "time":
             self._out_of_time(val)
@@ -281,7 +281,7 @@ class Trainer:
         its share of the time budget is spent; the whole budget spent stops training (resume continues the stage)."""
         p, budget = self.progress, self._budget()
         started = time.perf_counter() - p.train_seconds
-        p.finished = False
+        p.finished, p.stop_reason = False, ""
         while p.stage < len(self.plan):
             planned = self.plan[p.stage]
             self._begin_stage(planned, steps_per_epoch, allowed)
@@ -436,7 +436,8 @@ class Trainer:
         for k, batch in enumerate(micro):
             weight = batch.num_graphs / total if len(micro) > 1 else None
             last = k == len(micro) - 1
-            with self._eager_step.no_sync() if self.env.distributed and not last else contextlib.nullcontext():
+            eager = self._eager_step
+            with eager.no_sync() if isinstance(eager, DistributedDataParallel) and not last else contextlib.nullcontext():
                 batch_parts = self._backward(batch, weight)
             for key, value in batch_parts.items():
                 parts[key] = value if weight is None else parts.get(key, 0) + value * weight

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pymatgen.core import Structure
@@ -83,7 +84,7 @@ def analyse(structure: Structure, symprec: float = 0.1, angle_tolerance: float =
 def _analyse_spglib(structure: Structure, symprec: float, angle_tolerance: float) -> AsymmetricUnit:
     import spglib
 
-    cell = (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
+    cell: Any = (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
     with _quiet_stderr():  # spglib prints C-level diagnostics for near-degenerate cells
         dataset = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=angle_tolerance)
         if dataset is None:

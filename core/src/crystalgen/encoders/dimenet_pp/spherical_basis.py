@@ -60,6 +60,10 @@ class SphericalBasis(nn.Module):
     ``envelope`` is the radial envelope module applied to d / cutoff.
     """
 
+    zeros: Tensor  # buffers, registered in __init__
+    norm: Tensor
+    prefactor: Tensor
+
     def __init__(self, num_spherical: int, num_radial: int, cutoff: float, envelope: nn.Module) -> None:
         super().__init__()
         self.num_spherical, self.num_radial, self.cutoff = num_spherical, num_radial, cutoff

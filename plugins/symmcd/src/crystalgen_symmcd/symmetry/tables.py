@@ -152,7 +152,7 @@ def hall_number(number: int) -> int:
     ours = _operation_keys(ops.rotations, ops.translations)
     for hall in _halls_of(number):
         db = spglib.get_symmetry_from_database(hall)
-        if _operation_keys(db["rotations"], db["translations"]) == ours:
+        if db is not None and _operation_keys(db["rotations"], db["translations"]) == ours:
             return hall
     raise RuntimeError(f"no spglib Hall setting of space group {number} matches pyxtal's operations")
 
@@ -167,7 +167,9 @@ def _hall_table() -> dict[int, list[int]]:
 
     table: dict[int, list[int]] = {}
     for hall in range(1, 531):
-        table.setdefault(spglib.get_spacegroup_type(hall).number, []).append(hall)
+        sg = spglib.get_spacegroup_type(hall)
+        assert sg is not None  # every Hall number 1..530 is in spglib's table
+        table.setdefault(sg.number, []).append(hall)
     return table
 
 

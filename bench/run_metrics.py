@@ -1,0 +1,158 @@
+"""Metrics of `crystalgen run MODEL` (default `small` preset, embedded data) from two versions of the code, run
+by run in alternation, so that a model rebuilt from named parts can be compared with the code before.
+
+Why: issue #17 asks that the plugins built from named parts give metrics within noise of the code before. Each
+source tree (``--side LABEL=REF``; REF a commit, unpacked with git archive, or ``.`` for this checkout) is put first on
+PYTHONPATH and the run goes through ``python -m crystalgen``, so both sides use the same interpreter and packages.
+Runs are one at a time, niced, with ``--threads 1`` and an empty preprocessing and metrics cache each, alternating
+sides per model so that a drift in the machine's load hits both alike. The presets stop training on a time budget,
+so the number of training steps each run reached is recorded beside its metrics.
+
+    OMP_NUM_THREADS=1 python bench/run_metrics.py --side before=58fe074 --side after=. \\
+        --models cdvae symmcd structrepdiff --work /tmp/run_metrics --out bench/results/run_metrics_parts.json
+
+Writes the commands, commits, load averages, versions and, per run, the exit code, wall and CPU time, training
+steps, and the headline metrics of metrics/metrics.json.
+
+``--existing LABEL=RUN_DIR`` (repeatable, instead of --side) records run directories made earlier by ``crystalgen
+run``, as they are: model, preset, threads and load average at the start (resources.json), training steps and
+metrics; ``--note`` says where they came from (which code, which command), which the folders do not record.
+
+    python bench/run_metrics.py --existing before=/tmp/mainjob/runs/symmcd-embedded-20261206-235252 \
+        --note "..." --out bench/results/run_metrics_existing.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tarfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("core/src", "plugins/symmcd/src", "plugins/cdvae/src", "plugins/structrepdiff/src")
+METRICS = ("n_samples", "struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "wdist_density",
+           "wdist_num_elems", "wdist_prop", "d_sg", "templates_unique", "templates_in_train_pct", "struct_div",
+           "comp_div")
+
+
+def source_tree(ref: str, work: Path) -> tuple[Path, str]:
+    """(root of the source tree, commit): this checkout for ``.``, else ``ref`` unpacked from git."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD" if ref == "." else ref], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    if ref == ".":
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return ROOT, commit + ("-dirty" if dirty else "")
+    target = work / f"src-{commit[:10]}"
+    if not target.is_dir():
+        archive = work / f"{commit[:10]}.tar"
+        subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), commit, "core", "plugins"], check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    return target, commit
+
+
+def training_steps(run_dir: Path) -> int | None:
+    """The last global step of train_log.csv (the presets stop on a time budget, so this varies with load)."""
+    log = run_dir / "train_log.csv"
+    if not log.is_file():
+        return None
+    with log.open() as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if (row.get("step") or "").isdigit()]
+    return max(steps) if steps else None
+
+
+def one_run(model: str, label: str, tree: Path, work: Path) -> dict[str, object]:
+    run_dir, cache = work / f"{label}-{model}", work / f"cache-{label}-{model}"
+    command = ["nice", "-n", "10", sys.executable, "-m", "crystalgen", "run", model, "--run-dir", str(run_dir),
+               "--threads", "1", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(tree / s) for s in SOURCES), CRYSTALGEN_CACHE=str(cache),
+               OMP_NUM_THREADS="1")
+    load_before = os.getloadavg()
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    with open(work / f"{label}-{model}.log", "w") as log:
+        code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    metrics_file = run_dir / "metrics" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    return {"model": model, "side": label, "command": " ".join(command), "exit_code": code, "wall_s": round(wall, 1),
+            "cpu_s": round(usage.ru_utime - usage_before.ru_utime + usage.ru_stime - usage_before.ru_stime, 1),
+            "training_steps": training_steps(run_dir), "load_average_before": load_before,
+            "load_average_at_end": os.getloadavg(),
+            "metrics": {k: metrics[k] for k in METRICS if k in metrics}, "metrics_status": metrics.get("status")}
+
+
+def existing_run(label: str, run_dir: Path) -> dict[str, object]:
+    """What an earlier run directory holds, for comparison with new runs."""
+    metrics_file = run_dir / "metrics" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    resources = json.loads((run_dir / "resources.json").read_text()) if (run_dir / "resources.json").is_file() else []
+    config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    preset = next((line.split(":", 1)[1].strip() for line in config.splitlines() if line.startswith("preset:")), None)
+    sampling = run_dir / "samples" / "sampling.json"
+    model = json.loads(sampling.read_text()).get("model") if sampling.is_file() else None
+    return {"side": label, "run_dir": str(run_dir), "model": model, "preset": preset,
+            "started": resources[0].get("at") if resources else None,
+            "threads": resources[0].get("threads") if resources else None,
+            "training_steps": training_steps(run_dir), "metrics": {k: metrics[k] for k in METRICS if k in metrics},
+            "metrics_status": metrics.get("status")}
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "pymatgen", "smact", "matminer", "chgnet"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[dist] = version(dist)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--side", action="append", default=[], help="LABEL=REF (a commit, or . for this checkout)")
+    parser.add_argument("--existing", action="append", default=[], help="LABEL=RUN_DIR of an earlier crystalgen run")
+    parser.add_argument("--note", default="", help="with --existing: where the run directories came from")
+    parser.add_argument("--models", nargs="+", default=["cdvae", "symmcd", "structrepdiff"])
+    parser.add_argument("--work", type=Path, help="folder for the source trees, run folders and logs (with --side)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if args.existing:
+        runs = [existing_run(label, Path(path)) for label, _, path in (e.partition("=") for e in args.existing)]
+        args.out.write_text(json.dumps({"script": "bench/run_metrics.py " + " ".join(sys.argv[1:]), "note": args.note,
+                                        "runs": runs}, indent=1) + "\n")
+        return
+    if not args.side or args.work is None:
+        parser.error("give --side LABEL=REF (twice, to compare) and --work, or --existing LABEL=RUN_DIR")
+    args.work.mkdir(parents=True, exist_ok=True)
+    sides = {}
+    for item in args.side:
+        label, _, ref = item.partition("=")
+        sides[label] = source_tree(ref or ".", args.work)
+    runs = []
+    for model in args.models:
+        for label, (tree, _) in sides.items():
+            runs.append(one_run(model, label, tree, args.work))
+            print(json.dumps(runs[-1]), flush=True)
+            args.out.write_text(json.dumps(result(args, sides, runs), indent=1) + "\n")  # partial results survive
+
+
+def result(args: argparse.Namespace, sides: dict[str, tuple[Path, str]], runs: list[dict]) -> dict[str, object]:
+    return {"script": "bench/run_metrics.py " + " ".join(sys.argv[1:]),
+            "commits": {label: commit for label, (_, commit) in sides.items()}, "host": platform.node(),
+            "cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": versions(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": runs}
+
+
+if __name__ == "__main__":
+    main()
