@@ -2,10 +2,13 @@
 
 `bench/run_resources.py` measures wall time and memory of whole commands; the run directories those commands leave
 hold the rest (the automatic thread choice in resources.json, training steps in train_log.csv, sampling time in
-samples/sampling.json, validities in metrics/metrics.json). This script reads them so that the docs can cite a file:
+samples/sampling.json, the generation metrics in metrics/metrics.json, the CSP scores of a run conditioned on a
+split's compositions in metrics/csp/metrics.json, the run's duration in run.log). This script reads them so that the
+docs can cite a file; ``--wall`` adds a whole command's wall time measured outside (e.g. by /usr/bin/time):
 
     python bench/run_summary.py --run quiet-symmcd=/tmp/bench/q-symmcd --run loaded-auto=/tmp/bench/l-new \\
         --out bench/results/run_summary_symmcd.json
+    python bench/run_summary.py --run small=/tmp/gd/run --wall small=422.8 --out bench/results/gemsdiff_run_small_csp.json
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -49,15 +53,28 @@ def summarise(run_dir: Path) -> dict[str, object]:
     metrics = run_dir / "metrics" / "metrics.json"
     if metrics.exists():
         data = json.loads(metrics.read_text())
-        found["metrics"] = {k: data.get(k) for k in ("n_samples", "struct_valid", "comp_valid", "valid")}
+        found["metrics"] = {k: data.get(k) for k in ("n_samples", "struct_valid", "comp_valid", "valid", "cov_recall",
+                                                      "cov_precision", "wdist_density", "wdist_prop")}
     else:
         missing.append("metrics/metrics.json")
+    csp = run_dir / "metrics" / "csp" / "metrics.json"
+    if csp.exists():  # only runs conditioned on a split's compositions have it, so its absence is not missing
+        data = json.loads(csp.read_text())
+        found["csp"] = {k: v for k, v in data.items() if k in ("csp_n", "csp_candidates")
+                        or k.startswith(("match_rate@", "rms_dist@", "csp_n_matched@"))}
+    finished = re.findall(r"run finished in ([\d.]+) s", (run_dir / "run.log").read_text()) if (run_dir / "run.log").exists() else []
+    if finished:
+        found["run_seconds"] = float(finished[-1])
+    else:
+        missing.append("run.log (a 'run finished' line)")
     return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", action="append", required=True, metavar="LABEL=DIR", help="a run directory")
+    parser.add_argument("--wall", action="append", default=[], metavar="LABEL=SECONDS",
+                        help="wall time of a run's whole command, measured outside it")
     parser.add_argument("--out", required=True, help="JSON results file")
     args = parser.parse_args()
     runs = {}
@@ -66,6 +83,11 @@ def main() -> None:
         if not sep or not Path(path).is_dir():
             raise SystemExit(f"--run {item!r}: expected LABEL=DIR with an existing run directory")
         runs[label] = summarise(Path(path))
+    for item in args.wall:
+        label, sep, seconds = item.partition("=")
+        if not sep or label not in runs:
+            raise SystemExit(f"--wall {item!r}: expected LABEL=SECONDS with the LABEL of a --run")
+        runs[label]["command_wall_seconds"] = float(seconds)
     Path(args.out).write_text(json.dumps({**provenance(), "runs": runs}, indent=2) + "\n")
     print(json.dumps(runs, indent=2))
 

@@ -208,14 +208,24 @@ class GemsDiff(GenerativeModel):
         return (a_s.sqrt() * (1 - alpha) / (1 - a_t)) * v0 + (alpha.sqrt() * (1 - a_s) / (1 - a_t)) * v_t
 
     # -- sampling -----------------------------------------------------------------------------------
+    def check_request(self, request: SampleRequest) -> None:
+        """Also refuse compositions beyond the element classes or max_atoms: the runner checks the whole request
+        before its first batch, so a bad composition anywhere in a list stops sampling before it starts."""
+        super().check_request(request)
+        self._cell_numbers(request)
+
+    def _cell_numbers(self, request: SampleRequest) -> dict[str, list[int]]:
+        """Atomic numbers of each distinct requested composition, by formula (empty without compositions)."""
+        unique = {c.formula: c for c in request.composition or []}
+        return {f: cell_atomic_numbers(c, self.max_atoms, self.num_elements) for f, c in unique.items()}
+
     def prepare_sampling(self, request: SampleRequest) -> Condition:
         """Each crystal's composition: the requested formula(s), else a training crystal's drawn at random."""
         self.check_request(request)
         device = self.params_mean.device
         n = request.num_samples
         if request.composition is not None:  # one pymatgen Composition per crystal (crystalgen.SampleRequest)
-            unique = {c.formula: c for c in request.composition}
-            numbers = {f: cell_atomic_numbers(c, self.max_atoms, self.num_elements) for f, c in unique.items()}
+            numbers = self._cell_numbers(request)
             compositions = [numbers[c.formula] for c in request.composition]
         else:
             if self.train_counts.numel() == 0:
