@@ -50,6 +50,11 @@ def summarise(run_dir: Path) -> dict[str, object]:
             k: timings.get(k) for k in ("total_seconds", "sampler_seconds", "decode_seconds")}
     else:
         missing.append("samples/sampling.json")
+    run_log = run_dir / "run.log"
+    if run_log.exists():
+        found["log"] = log_figures(run_log.read_text())
+    else:
+        missing.append("run.log")
     metrics = run_dir / "metrics" / "metrics.json"
     if metrics.exists():
         data = json.loads(metrics.read_text())
@@ -67,6 +72,25 @@ def summarise(run_dir: Path) -> dict[str, object]:
         found["run_seconds"] = float(finished[-1])
     else:
         missing.append("run.log (a 'run finished' line)")
+    return found
+
+
+#: run.log lines of `crystalgen run` -> the figures they carry (the last match counts)
+LOG_FIGURES = {
+    "train_steps": (re.compile(r"training stopped after (\d+) steps"), int),
+    "train_seconds": (re.compile(r"training stopped after \d+ steps .*, ([\d.]+) s$", re.M), float),
+    "run_seconds": (re.compile(r"run finished in ([\d.]+) s"), float),
+}
+
+
+def log_figures(text: str) -> dict[str, float]:
+    """Training steps and seconds and the whole run's seconds from a run.log; evaluation (and the rest: loading,
+    report) is what remains of ``run_seconds`` after training and sampling."""
+    found: dict[str, float] = {}
+    for key, (pattern, kind) in LOG_FIGURES.items():
+        matches = pattern.findall(text)
+        if matches:
+            found[key] = kind(matches[-1])
     return found
 
 
