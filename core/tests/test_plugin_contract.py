@@ -64,13 +64,13 @@ def test_a_plugin_built_for_another_core_is_not_imported_and_says_why(site):
     root, imported = site
     install_plugin(root, "oldstyle", "crystalgen-core[metrics]<0.2,>=0.1")
     install_plugin(root, "current", "crystalgen-core[metrics]<0.3,>=0.2")
-    host = plugins.build_host(core_version="0.2.0")
+    host = plugins.build_host(core_version="0.2.1")
 
     assert imported == ["current_plugin"]
     assert "current_sampler" in host.registry("sampler")
     (old,) = [u for u in host.unloaded if u.plugin == "oldstyle"]
     assert (old.distribution, old.version, old.status) == ("crystalgen-oldstyle", "1.0", "incompatible")
-    assert "built for crystalgen-core<0.2,>=0.1" in old.reason and "crystalgen-core 0.2.0 is installed" in old.reason
+    assert "built for crystalgen-core<0.2,>=0.1" in old.reason and "crystalgen-core 0.2.1 is installed" in old.reason
     assert any(p.startswith("plugin 'oldstyle' (crystalgen-oldstyle 1.0) is incompatible") for p in host.problems())
 
     with pytest.raises(UnknownComponentError) as info:
@@ -89,7 +89,7 @@ def test_the_installed_core_version_decides(site):
 def test_a_plugin_without_a_range_is_loaded_with_a_warning(site, requirement):
     root, imported = site
     install_plugin(root, "unranged", requirement)
-    host = plugins.build_host(core_version="0.2.0")
+    host = plugins.build_host(core_version="0.2.1")
     assert imported == ["unranged_plugin"] and not host.unloaded
     assert ("plugin 'unranged' (crystalgen-unranged) declares no version range on crystalgen-core: it may be built "
             "for another plugin contract") in host.problems()
