@@ -340,39 +340,37 @@ def _sample_and_evaluate(model_name: str, cfg: DictConfig, run: RunDir, show_pro
 
 
 def _evaluate_stage(run: RunDir, cfg: DictConfig, show_progress: bool, done: set[str]) -> None:
-    """The evaluation in a child process (so that its kill, e.g. out of memory, leaves the report to be written),
-    unless ``done`` says the earlier run of the directory completed it."""
-    from crystalgen.runner.stage_process import run_child
-
+    """The evaluation in a child process, unless ``done`` says the earlier run of the directory completed it."""
     if "evaluation" in done:
         log.info("evaluation: complete in the earlier run (%s); not repeated", run.metrics)
         return
-    record_stage(run, "evaluation", "running")
-    argv = evaluate_argv(run, cfg) + ([] if show_progress else ["--no-progress"])
-    log.info("evaluating in a child process: crystalgen %s", " ".join(argv))
-    child = run_child(argv)
-    if child.ok:
-        record_stage(run, "evaluation", "complete")
-    else:
-        log.error("evaluation failed: %s", child.reason)
-        record_stage(run, "evaluation", "failed", child.reason)
+    _child_stage(run, "evaluation", evaluate_argv(run, cfg), show_progress, doing="evaluating")
 
 
 def _score_csp(run: RunDir, cfg: DictConfig, show_progress: bool) -> None:
     """Score the samples as structure predictions of the crystals of ``sample.condition.from`` (task ``csp``'s
-    evaluation), in a child command like the evaluation, into metrics/csp/; a failure is noted, not raised."""
+    evaluation), in a child command like the evaluation, into metrics/csp/."""
     from crystalgen.runner.run_state import csp_argv
+
+    _child_stage(run, "csp", csp_argv(run, cfg), show_progress, doing="scoring crystal structure prediction",
+                 name="CSP scoring")
+
+
+def _child_stage(run: RunDir, stage: str, argv: list[str], show_progress: bool, *, doing: str,
+                 name: str | None = None) -> None:
+    """``crystalgen ARGV`` as the run's ``stage`` in a child process, so that even its kill (out of memory) leaves
+    the report to be written; a failure is recorded for the report, not raised."""
     from crystalgen.runner.stage_process import run_child
 
-    record_stage(run, "csp", "running")
-    argv = csp_argv(run, cfg) + ([] if show_progress else ["--no-progress"])
-    log.info("scoring crystal structure prediction in a child process: crystalgen %s", " ".join(argv))
+    record_stage(run, stage, "running")
+    argv = argv + ([] if show_progress else ["--no-progress"])
+    log.info("%s in a child process: crystalgen %s", doing, " ".join(argv))
     child = run_child(argv)
     if child.ok:
-        record_stage(run, "csp", "complete")
+        record_stage(run, stage, "complete")
     else:
-        log.error("CSP scoring failed: %s", child.reason)
-        record_stage(run, "csp", "failed", child.reason)
+        log.error("%s failed: %s", name or stage, child.reason)
+        record_stage(run, stage, "failed", child.reason)
 
 
 def _reference_statistics(spec: str) -> dict[str, list[float]] | None:
