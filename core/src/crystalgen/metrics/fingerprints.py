@@ -11,6 +11,7 @@ The featurisers are built once per process (building them imports matminer: ~2 s
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
@@ -51,6 +52,14 @@ def structure_fingerprint(structure: Structure) -> np.ndarray:
         warnings.simplefilter("ignore", UserWarning)  # "no oxidation states" / radius notices, once per site
         sites = [featuriser.featurize(structure, i) for i in range(len(structure))]
     return np.asarray(sites, dtype=np.float64).mean(axis=0)
+
+
+def site_fingerprints(structure: Structure, sites: Sequence[int]) -> np.ndarray:
+    """matminer's CrystalNN 'ops' fingerprints of some sites, shape (len(sites), 61): the reference for the fast path."""
+    featuriser = _crystalnn()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return np.asarray([featuriser.featurize(structure, i) for i in sites], dtype=np.float64).reshape(-1, STRUCTURE_FP_DIM)
 
 
 def composition_fingerprint(composition: Composition) -> np.ndarray:
