@@ -22,7 +22,7 @@ from functools import cache
 import numpy as np
 
 from crystalgen.metrics.crystalnn.order_parameters import order_parameters
-from crystalgen.metrics.crystalnn.voronoi import SEARCH_CUTOFF, neighbour_shells, site_faces
+from crystalgen.metrics.crystalnn.voronoi import SEARCH_CUTOFF, crystal_faces
 from crystalgen.metrics.crystalnn.weights import DISTANCE_CUTOFFS, X_DIFF_WEIGHT, coordination_shells, tie_groups
 
 CompactCrystal = tuple[np.ndarray, np.ndarray, np.ndarray]  # lattice rows (3, 3) A, atomic numbers (N,), frac (N, 3)
@@ -63,23 +63,24 @@ def preset_layout() -> Layout:
 def _site_shells(crystal: CompactCrystal) -> list[list[tuple] | None]:
     """Per site: its shells as (cn, P(cn), unit vectors, distances, unit vectors reordered), or None to defer."""
     lattice, numbers, frac = crystal
-    vectors, indices = neighbour_shells(lattice, frac)
+    faces = crystal_faces(lattice, frac)
+    distance_all = np.linalg.norm(faces.vector, axis=1)
+    unit_all = faces.vector / distance_all[:, None]
+    bounds = np.searchsorted(faces.site, np.arange(len(numbers) + 1))
     sites: list[list[tuple] | None] = []
     for i in range(len(numbers)):
-        real = np.isfinite(vectors[i, :, 0])
-        faces = site_faces(vectors[i][real], indices[i][real])
+        part = slice(bounds[i], bounds[i + 1])
         shells = None
-        if faces is not None:
-            distance = np.linalg.norm(faces.vector, axis=1)
-            shells = coordination_shells(faces.solid_angle, faces.area, distance, int(numbers[i]),
-                                         numbers[faces.neighbour])
+        if faces.exact[i]:
+            shells = coordination_shells(faces.solid_angle[part], faces.area[part], distance_all[part],
+                                         int(numbers[i]), numbers[faces.neighbour[part]])
         if shells is None:
             sites.append(None)
             continue
         counts, probabilities, order, sorted_weight = shells
         # The same neighbours with each group of equal weights reversed: pymatgen's order among them is arbitrary.
         reordered = order[np.lexsort((-np.arange(len(order)), tie_groups(sorted_weight)))]
-        unit = faces.vector / distance[:, None]
+        unit, distance = unit_all[part], distance_all[part]
         sites.append([(cn, p, unit[order[:cn]], distance[order[:cn]], unit[reordered[:cn]])
                       for cn, p in zip(counts, probabilities, strict=True)])
     return sites

@@ -24,63 +24,73 @@ _BOUNDED = 1e-10  # facet offsets closer to 0 mean the origin is on the hull: an
 
 
 @dataclass(frozen=True)
-class SiteFaces:
-    """The Voronoi faces of one site: per face the neighbour's index in the crystal, vector (A), solid angle, area."""
+class Faces:
+    """The Voronoi faces of every site of a crystal, grouped by site (``site`` is non-decreasing)."""
 
-    neighbour: np.ndarray  # (F,) int, site index in the crystal
+    site: np.ndarray  # (F,) int, the site whose cell has the face
+    neighbour: np.ndarray  # (F,) int, site index of the neighbour across the face
     vector: np.ndarray  # (F, 3) A, neighbour position minus site position
     solid_angle: np.ndarray  # (F,) sr
     area: np.ndarray  # (F,) A^2
+    exact: np.ndarray  # (N,) bool per site; False: this shortcut cannot promise pymatgen's cell (no faces given)
 
 
-def neighbour_shells(lattice: np.ndarray, frac: np.ndarray, cutoff: float = SEARCH_CUTOFF) -> tuple[np.ndarray, np.ndarray]:
-    """All periodic images within ``cutoff`` (A) of every site: (vectors (N, M, 3) A, neighbour index (N, M)).
+def neighbour_shells(lattice: np.ndarray, frac: np.ndarray, cutoff: float = SEARCH_CUTOFF):
+    """All periodic images within ``cutoff`` (A) of every site, the site itself excluded, grouped by site.
 
-    Positions are Cartesian ``frac @ lattice`` (rows of ``lattice`` are the cell vectors); padded entries have an
-    infinite length. The site itself (vector 0) is excluded.
+    Returns (site (M,), neighbour index (M,), vector (M, 3) A = neighbour minus site, Cartesian ``frac @ lattice``,
+    rows of ``lattice`` being the cell vectors).
     """
-    n_sites = len(frac)
     wrapped = frac - np.floor(frac)
     reciprocal = np.linalg.inv(lattice).T  # rows: reciprocal vectors without 2 pi
     reach = np.ceil(cutoff * np.linalg.norm(reciprocal, axis=1)).astype(int) + 1
     grid = np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij"), axis=-1).reshape(-1, 3)
-    shifts = grid @ lattice  # (I, 3)
     cart = wrapped @ lattice
     delta = cart[None, :, :] - cart[:, None, :]  # (N, N, 3): site j minus site i in the home cell
-    vectors = delta[:, :, None, :] + shifts[None, None, :, :]  # (N, N, I, 3)
-    lengths = np.linalg.norm(vectors, axis=-1)
-    within = (lengths <= cutoff) & (lengths > 0)
-    counts = within.reshape(n_sites, -1).sum(axis=1)
-    width = int(counts.max()) if n_sites else 0
-    out_vec = np.full((n_sites, width, 3), np.inf)
-    out_idx = np.zeros((n_sites, width), dtype=np.int64)
-    index = np.broadcast_to(np.arange(n_sites)[None, :, None], lengths.shape)
-    for i in range(n_sites):
-        keep = within[i]
-        out_vec[i, : counts[i]] = vectors[i][keep]
-        out_idx[i, : counts[i]] = index[i][keep]
-    return out_vec, out_idx
+    vectors = delta[:, :, None, :] + (grid @ lattice)[None, None, :, :]  # (N, N, I, 3)
+    lengths_sq = np.einsum("abix,abix->abi", vectors, vectors)
+    site, neighbour, image = np.nonzero((lengths_sq <= cutoff * cutoff) & (lengths_sq > 0))
+    return site, neighbour, vectors[site, neighbour, image]
 
 
-def site_faces(vectors: np.ndarray, neighbours: np.ndarray) -> SiteFaces | None:
-    """Voronoi faces of the origin among ``vectors`` (M, 3) A; None where pymatgen's path must decide (see module)."""
-    lengths_sq = np.einsum("ij,ij->i", vectors, vectors)
-    if len(vectors) < 4 or lengths_sq.min() < _COINCIDENT**2:
+def _cell(points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(hull triangles (T, 3) into ``points``, cell vertices (T, 3) A) of the origin's cell, or None (see module)."""
+    lengths_sq = np.einsum("ij,ij->i", points, points)
+    if len(points) < 4 or lengths_sq.min() < _COINCIDENT**2:
         return None
-    dual = 2.0 * vectors / lengths_sq[:, None]
     try:
-        hull = ConvexHull(dual)
+        hull = ConvexHull(2.0 * points / lengths_sq[:, None])
     except QhullError:
         return None
     normals, offsets = hull.equations[:, :3], hull.equations[:, 3]
     if offsets.max() > -_BOUNDED:
         return None
-    cell_vertices = normals / -offsets[:, None]  # (T, 3) A, one per (triangulated) hull facet
-    # Incidence: each hull triangle gives its cell vertex to the faces of its three dual points.
-    face_of = hull.simplices.reshape(-1)
+    return hull.simplices, normals / -offsets[:, None]
+
+
+def crystal_faces(lattice: np.ndarray, frac: np.ndarray, cutoff: float = SEARCH_CUTOFF) -> Faces:
+    """The Voronoi faces of every site (one qhull call per site, the geometry for all faces at once)."""
+    site, neighbour, vectors = neighbour_shells(lattice, frac, cutoff)
+    n_sites = len(frac)
+    starts = np.searchsorted(site, np.arange(n_sites + 1))
+    exact = np.ones(n_sites, dtype=bool)
+    triangles, vertices = [], []
+    for i in range(n_sites):
+        cell = _cell(vectors[starts[i]:starts[i + 1]])
+        if cell is None:
+            exact[i] = False
+            continue
+        triangles.append(cell[0] + starts[i])  # indices into the crystal's point list
+        vertices.append(cell[1])
+    if not triangles:
+        empty = np.zeros(0)
+        return Faces(empty.astype(int), empty.astype(int), np.zeros((0, 3)), empty, empty, exact)
+    cell_vertices = np.concatenate(vertices)  # (T, 3) A, relative to the triangle's site
+    # Incidence: each hull triangle gives its cell vertex to the faces of its three points.
+    point_of = np.concatenate(triangles).reshape(-1)
     vertex_of = np.repeat(np.arange(len(cell_vertices)), 3)
-    faces, face_slot = np.unique(face_of, return_inverse=True)
-    axis = vectors[faces] / np.sqrt(lengths_sq[faces])[:, None]
+    faces, slot = np.unique(point_of, return_inverse=True)  # faces sorted by point, hence by site
+    axis = vectors[faces] / np.linalg.norm(vectors[faces], axis=1, keepdims=True)
     # An in-plane frame per face, to order its vertices by angle (the polygon is convex).
     helper = np.where(np.abs(axis[:, :1]) < 0.9, np.array([[1.0, 0.0, 0.0]]), np.array([[0.0, 1.0, 0.0]]))
     e1 = np.cross(axis, helper)
@@ -89,27 +99,24 @@ def site_faces(vectors: np.ndarray, neighbours: np.ndarray) -> SiteFaces | None:
     points = cell_vertices[vertex_of]
     # Angles around the mean of the face's vertices, which is inside the face (the foot of the perpendicular from
     # the site, p / 2, need not be: a small face can lie beside it).
-    centre = np.stack([np.bincount(face_slot, points[:, d]) for d in range(3)], axis=1) / np.bincount(face_slot)[:, None]
-    relative = points - centre[face_slot]
-    angle = np.arctan2(np.einsum("ij,ij->i", relative, e2[face_slot]), np.einsum("ij,ij->i", relative, e1[face_slot]))
-    order = np.lexsort((angle, face_slot))
-    slot, points = face_slot[order], points[order]
-    starts = np.searchsorted(slot, np.arange(len(faces)))
+    centre = np.stack([np.bincount(slot, points[:, d]) for d in range(3)], axis=1) / np.bincount(slot)[:, None]
+    relative = points - centre[slot]
+    angle = np.arctan2(np.einsum("ij,ij->i", relative, e2[slot]), np.einsum("ij,ij->i", relative, e1[slot]))
+    order = np.lexsort((angle, slot))
+    slot, points = slot[order], points[order]
+    first = np.searchsorted(slot, np.arange(len(faces)))
     # Fan triangles (v0, v_t, v_t+1) of every face, as pymatgen's solid_angle and vol_tetra build them.
-    a = points[starts[slot]]
-    b = points
+    a, b = points[first[slot]], points
     c = np.empty_like(points)
     c[:-1] = points[1:]
     fan = np.ones(len(points), dtype=bool)
-    ends = np.append(starts[1:], len(points)) - 1
-    fan[ends] = False
-    fan[starts] = False
+    fan[np.append(first[1:], len(points)) - 1] = False
+    fan[first] = False
     c[~fan] = b[~fan]  # no triangle: zero contribution below
     triple = np.abs(np.einsum("ij,ij->i", a, np.cross(b, c)))
     na, nb, nc = (np.linalg.norm(x, axis=1) for x in (a, b, c))
-    denominator = na * nb * nc + nc * np.einsum("ij,ij->i", a, b) + nb * np.einsum("ij,ij->i", a, c) + na * np.einsum("ij,ij->i", b, c)
-    triangle_angle = np.where(fan, 2.0 * np.arctan2(triple, denominator), 0.0)
-    triangle_area = np.where(fan, 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1), 0.0)
-    solid_angle = np.add.reduceat(triangle_angle, starts)
-    area = np.add.reduceat(triangle_area, starts)
-    return SiteFaces(neighbours[faces], vectors[faces], solid_angle, area)
+    denominator = (na * nb * nc + nc * np.einsum("ij,ij->i", a, b) + nb * np.einsum("ij,ij->i", a, c)
+                   + na * np.einsum("ij,ij->i", b, c))
+    solid_angle = np.add.reduceat(np.where(fan, 2.0 * np.arctan2(triple, denominator), 0.0), first)
+    area = np.add.reduceat(np.where(fan, 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1), 0.0), first)
+    return Faces(site[faces], neighbour[faces], vectors[faces], solid_angle, area, exact)
