@@ -271,12 +271,14 @@ def run_pipeline(model_name: str, cfg: DictConfig, run: RunDir, *, show_progress
         record_stage(run, "evaluation", "running")
         argv = evaluate_argv(run, cfg) + ([] if show_progress else ["--no-progress"])
         log.info("evaluating in a child process: crystalgen %s", " ".join(argv))
+        evaluation_started = time.perf_counter()
         child = run_child(argv)
+        seconds = time.perf_counter() - evaluation_started
         if child.ok:
-            record_stage(run, "evaluation", "complete")
+            record_stage(run, "evaluation", "complete", seconds=seconds)
         else:
             log.error("evaluation failed: %s", child.reason)
-            record_stage(run, "evaluation", "failed", child.reason)
+            record_stage(run, "evaluation", "failed", child.reason, seconds=seconds)
     report = write_report(run.path, _reference_statistics(reference_of(cfg)))
     log.info("run finished in %.1f s (%s); report: %s", time.perf_counter() - started, progress.stop_reason, report)
     return report
