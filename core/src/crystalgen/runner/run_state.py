@@ -97,7 +97,7 @@ def evaluate_argv(run: RunDir, cfg: DictConfig) -> list[str]:
     if cfg.get("memory_gb") is not None:
         argv += ["--memory-gb", str(cfg.memory_gb)]
     options = OmegaConf.to_container(e.options) or {}
-    for key in ("oxidation_states", "n_property_samples", "seed", "symprec"):
+    for key in ("oxidation_states", "n_property_samples", "seed", "symprec", "fingerprint_backend"):
         if key in options:
             argv += [f"--{key.replace('_', '-')}", str(options[key])]
     if "cov_cutoffs" in options:
