@@ -83,12 +83,20 @@ def crystalgen(generated, reference, workers: int, cache_dir: Path) -> tuple[dic
     return {k: out.get(k) for k in COMPARED if k in out}, time.perf_counter() - t
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (worker pools are closed when a side returns)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def timed(label: str, fn, *args) -> dict:
-    before = os.getloadavg()
+    """Wall and CPU seconds of one side, with the load average around it (CPU time is what a busy machine
+    changes least: on an idle 2-core machine the wall time would be about CPU / min(2, workers))."""
+    before, cpu = os.getloadavg(), _cpu_seconds()
     values, seconds = fn(*args)
-    after = os.getloadavg()
-    print(f"{label}: {seconds:.1f} s (load {before[0]:.1f} -> {after[0]:.1f})", flush=True)
-    return {"seconds": seconds, "load_before": before, "load_after": after, "values": values}
+    cpu, after = _cpu_seconds() - cpu, os.getloadavg()
+    print(f"{label}: {seconds:.1f} s wall, {cpu:.1f} s CPU (load {before[0]:.1f} -> {after[0]:.1f})", flush=True)
+    return {"seconds": seconds, "cpu_seconds": cpu, "load_before": before, "load_after": after, "values": values}
 
 
 def max_difference(a: dict, b: dict) -> float:
@@ -137,6 +145,7 @@ def main() -> None:
         ours = result["crystalgen_cold"]
         result["speedup_vs_serial"] = result["cdvae_serial"]["seconds"] / ours["seconds"]
         result["speedup_vs_p_map"] = result["cdvae_p_map"]["seconds"] / ours["seconds"]
+        result["cpu_ratio_serial_to_crystalgen"] = result["cdvae_serial"]["cpu_seconds"] / ours["cpu_seconds"]
         result["max_abs_difference"] = {
             "serial_vs_crystalgen": max_difference(result["cdvae_serial"]["values"], ours["values"]),
             "p_map_vs_crystalgen": max_difference(result["cdvae_p_map"]["values"], ours["values"]),
