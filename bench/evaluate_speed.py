@@ -13,6 +13,9 @@ processes) with an empty reference cache (cold: every fingerprint computed). The
 times in this one process, each measured with the load average before and after (the machine may be shared:
 the ratios hold within a round). The metric values of the three must agree.
 
+First, with ``--n-fingerprints N``, the structure fingerprint alone on N generated crystals in this process
+(matminer's site loop vs the fast backend, alternating, CPU and wall time): the stage that dominates.
+
 Then (``--n-warm``, default 10,000) crystalgen alone on that many generated crystals with the reference cache
 filled by the cold runs (warm), the time a user sees on the second evaluation against the same split.
 
@@ -99,6 +102,50 @@ def timed(label: str, fn, *args) -> dict:
     return {"seconds": seconds, "cpu_seconds": cpu, "load_before": before, "load_after": after, "values": values}
 
 
+def fingerprints_part(structures, rounds: int) -> dict:
+    """The structure fingerprint alone, in this process: matminer's site loop vs the fast backend, alternating."""
+    from crystalgen.metrics.crystal_features import compact, rebuild
+    from crystalgen.metrics.crystalnn.fingerprint import crystalnn_fingerprints, preset_layout
+    from crystalgen.metrics.fingerprints import site_fingerprints, structure_fingerprint
+
+    crystals = [compact(s) for s in structures]
+    deferred = []
+
+    def fallback(crystal, sites):
+        deferred.append(len(sites))
+        return site_fingerprints(rebuild(crystal), sites)
+
+    def matminer():
+        out = []
+        for s in structures:
+            try:
+                out.append(structure_fingerprint(s))
+            except Exception:  # noqa: BLE001 - as the suite
+                out.append(None)
+        return out, None
+
+    preset_layout(), structure_fingerprint(structures[0])  # featurisers built outside the timings
+    report = {"n_crystals": len(structures), "n_sites": sum(len(s) for s in structures), "rounds": []}
+    for _ in range(rounds):
+        deferred.clear()
+        slow = timed("matminer CrystalNNFingerprint, site loop", lambda: _wall(matminer))
+        fast = timed("crystalgen fast backend", lambda: _wall(lambda: (crystalnn_fingerprints(crystals, fallback), None)))
+        worst = max(float(abs(a - b).max()) for a, b in zip(slow.pop("values"), fast.pop("values"), strict=True)
+                    if a is not None and b is not None)
+        report["rounds"].append({"matminer": slow, "fast": fast, "max_abs_difference": worst,
+                                 "deferred_sites": sum(deferred), "speedup_wall": slow["seconds"] / fast["seconds"],
+                                 "speedup_cpu": slow["cpu_seconds"] / fast["cpu_seconds"]})
+        print(f"  fingerprints: {report['rounds'][-1]['speedup_cpu']:.1f}x by CPU, max |difference| {worst:.1e}, "
+              f"{sum(deferred)} of {report['n_sites']} sites deferred to matminer", flush=True)
+    return report
+
+
+def _wall(fn) -> tuple:
+    t = time.perf_counter()
+    values, _ = fn()
+    return values, time.perf_counter() - t
+
+
 def max_difference(a: dict, b: dict) -> float:
     keys = [k for k in a if k in b and a[k] is not None and b[k] is not None]
     return max(abs(float(a[k]) - float(b[k])) for k in keys)
@@ -119,6 +166,9 @@ def main() -> None:
     parser.add_argument("--n-warm", type=int, default=10_000, help="generated crystals for the warm run (0: skip)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="alternations of the three (0: warm run only)")
+    parser.add_argument("--n-fingerprints", type=int, default=0,
+                        help="first time the structure fingerprint alone on this many generated crystals, in process")
+    parser.add_argument("--fingerprints-only", action="store_true", help="stop after that part")
     parser.add_argument("--out", required=True, help="JSON file for the results (bench/results/...)")
     args = parser.parse_args()
 
@@ -132,6 +182,12 @@ def main() -> None:
         "versions": {p: version(p) for p in ("matminer", "pymatgen", "numpy", "scipy", "smact")},
         "load_average_at_start": os.getloadavg(), "rounds": [],
     }
+    if args.n_fingerprints:
+        report["fingerprints"] = fingerprints_part(compare_set[: args.n_fingerprints], max(args.rounds, 1))
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        if args.fingerprints_only:
+            print(f"results written to {args.out}")
+            return
     caches = Path(tempfile.mkdtemp(prefix="crystalgen-evaluate-speed-"))
     for r in range(args.rounds):
         print(f"round {r + 1}/{args.rounds}: {len(compare_set)} generated vs {len(reference)} reference", flush=True)
