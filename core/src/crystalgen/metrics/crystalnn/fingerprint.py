@@ -136,9 +136,9 @@ def crystalnn_fingerprints(crystals: Sequence[CompactCrystal], fallback: SiteFal
     for c, crystal in enumerate(crystals):
         rows = table[first_row[c]:first_row[c + 1]]
         if c in deferred:
-            sites = sorted(set(deferred[c]))
+            deferred_sites = sorted(set(deferred[c]))
             try:
-                rows[sites] = fallback(crystal, sites)
+                rows[deferred_sites] = fallback(crystal, deferred_sites)
             except Exception:  # noqa: BLE001 - matminer's failure on a crystal makes it unfingerprintable
                 results.append(None)
                 continue

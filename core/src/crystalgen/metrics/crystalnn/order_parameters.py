@@ -19,7 +19,7 @@ maps None to 0).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,7 +196,7 @@ def _legendre(l_degree: int, x: np.ndarray) -> np.ndarray:
 
 
 def order_parameters(
-    unit: np.ndarray, distance: np.ndarray, motifs: list[tuple[str, Mapping | None]], reordered: np.ndarray | None = None
+    unit: np.ndarray, distance: np.ndarray, motifs: Sequence[tuple[str, Mapping | None]], reordered: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Order parameters (B, len(motifs)) of B sets of n neighbours (unit vectors (B, n, 3), distances (B, n) A),
     and (B,) True for the sets where they may differ from pymatgen's.
