@@ -196,13 +196,15 @@ def _legendre(l_degree: int, x: np.ndarray) -> np.ndarray:
 
 
 def order_parameters(
-    unit: np.ndarray, distance: np.ndarray, motifs: Sequence[tuple[str, Mapping | None]], reordered: np.ndarray | None = None
+    unit: np.ndarray, distance: np.ndarray, motifs: Sequence[tuple[str, Mapping | None]],
+    reorderings: Sequence[np.ndarray] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Order parameters (B, len(motifs)) of B sets of n neighbours (unit vectors (B, n, 3), distances (B, n) A),
     and (B,) True for the sets where they may differ from pymatgen's.
 
-    Unsure: an angle on a threshold (``ambiguous``), or, with ``reordered`` (the same neighbours with the ones of
-    equal weight in another order, whose order pymatgen leaves to rounding), an order-dependent motif that changes.
+    Unsure: an angle on a threshold (``ambiguous``), or an order-dependent motif whose value changes in one of
+    ``reorderings`` ((B, n, 3) each: the same neighbours, those of equal weight shuffled; pymatgen orders them by
+    qhull's ridge order and its own last bits).
     """
     b, n, _ = unit.shape
     out = np.zeros((b, len(motifs)))
@@ -220,6 +222,7 @@ def order_parameters(
             out[:, i] = _motif(geometry, kind, params or {})
             if kind in THRESHOLDED:
                 unsure |= ambiguous(geometry, kind, params or {})
-            if kind in ORDER_DEPENDENT and reordered is not None:
-                unsure |= np.abs(_motif(Geometry(reordered), kind, params or {}) - out[:, i]) > AGREEMENT
+            if kind in ORDER_DEPENDENT:
+                for other in reorderings:
+                    unsure |= np.abs(_motif(Geometry(other), kind, params or {}) - out[:, i]) > AGREEMENT
     return out, unsure
