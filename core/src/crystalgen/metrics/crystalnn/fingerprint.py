@@ -26,8 +26,7 @@ from crystalgen.metrics.crystalnn.voronoi import SEARCH_CUTOFF, crystal_faces
 from crystalgen.metrics.crystalnn.weights import DISTANCE_CUTOFFS, X_DIFF_WEIGHT, coordination_shells, tie_groups
 
 CompactCrystal = tuple[np.ndarray, np.ndarray, np.ndarray]  # lattice rows (3, 3) A, atomic numbers (N,), frac (N, 3)
-_SHELLS_PER_CALL = 256
-_REORDERINGS = 4  # shuffles of equal-weight neighbours tried on order-dependent motifs  # neighbour sets per order-parameter call: bounds the (B, n, n, n, 3) arrays to ~10 MB
+_SHELLS_PER_CALL = 256  # neighbour sets per order-parameter call: bounds the (B, n, n, n, 3) arrays to ~10 MB
 
 
 @dataclass(frozen=True)
@@ -62,14 +61,13 @@ def preset_layout() -> Layout:
 
 
 def _site_shells(crystal: CompactCrystal) -> list[list[tuple] | None]:
-    """Per site: its shells as (cn, P(cn), unit vectors, distances, shuffled unit vectors), or None to defer."""
+    """Per site: its shells as (cn, P(cn), unit vectors, distances, any two of equal weight), or None to defer."""
     lattice, numbers, frac = crystal
     faces = crystal_faces(lattice, frac)
     distance_all = np.linalg.norm(faces.vector, axis=1)
     unit_all = faces.vector / distance_all[:, None]
     bounds = np.searchsorted(faces.site, np.arange(len(numbers) + 1))
     sites: list[list[tuple] | None] = []
-    rng = np.random.default_rng(0)
     for i in range(len(numbers)):
         part = slice(bounds[i], bounds[i + 1])
         shells = None
@@ -80,12 +78,10 @@ def _site_shells(crystal: CompactCrystal) -> list[list[tuple] | None]:
             sites.append(None)
             continue
         counts, probabilities, order, sorted_weight = shells
-        # Neighbours of equal weight: pymatgen's order among them is arbitrary, so an order-dependent motif is
-        # also evaluated with them shuffled (seeded: the result does not depend on the run).
+        # Neighbours of equal weight within a shell: pymatgen's order among them is arbitrary (order_parameters).
         groups = tie_groups(sorted_weight)
-        shuffles = [order[np.lexsort((rng.random(len(order)), groups))] for _ in range(_REORDERINGS)]
         unit, distance = unit_all[part], distance_all[part]
-        sites.append([(cn, p, unit[order[:cn]], distance[order[:cn]], [unit[o[:cn]] for o in shuffles])
+        sites.append([(cn, p, unit[order[:cn]], distance[order[:cn]], bool(len(np.unique(groups[:cn])) < cn))
                       for cn, p in zip(counts, probabilities, strict=True)])
     return sites
 
@@ -102,7 +98,7 @@ def crystalnn_fingerprints(crystals: Sequence[CompactCrystal], fallback: SiteFal
     layout = preset_layout()
     table_rows: list[np.ndarray] = []
     deferred: dict[int, list[int]] = defaultdict(list)  # crystal -> its sites for the fallback
-    pending: dict[int, list[tuple]] = defaultdict(list)  # cn -> (row, P, unit, distance, shuffles)
+    pending: dict[int, list[tuple]] = defaultdict(list)  # cn -> (row, P, unit, distance, tied)
     first_row: list[int] = []
     for c, crystal in enumerate(crystals):
         first_row.append(len(table_rows))
@@ -116,11 +112,11 @@ def crystalnn_fingerprints(crystals: Sequence[CompactCrystal], fallback: SiteFal
             row = np.zeros(layout.width)
             if shells is None:
                 deferred[c].append(i)
-            for cn, p, unit, distance, shuffled in shells or []:
+            for cn, p, unit, distance, tied in shells or []:
                 if cn in layout.offset:
                     row[layout.offset[cn]] = p
                     if layout.motifs[cn] and p != 0:
-                        pending[cn].append((len(table_rows), p, unit, distance, shuffled))
+                        pending[cn].append((len(table_rows), p, unit, distance, tied))
             table_rows.append(row)
     first_row.append(len(table_rows))
     table = np.array(table_rows).reshape(-1, layout.width)
@@ -130,8 +126,7 @@ def crystalnn_fingerprints(crystals: Sequence[CompactCrystal], fallback: SiteFal
         for start in range(0, len(shells), _SHELLS_PER_CALL):
             part = shells[start:start + _SHELLS_PER_CALL]
             values, unsure = order_parameters(np.stack([s[2] for s in part]), np.stack([s[3] for s in part]),
-                                              layout.motifs[cn],
-                                              [np.stack([s[4][k] for s in part]) for k in range(_REORDERINGS)])
+                                              layout.motifs[cn], np.array([s[4] for s in part]))
             rows = np.array([s[0] for s in part])
             table[rows[:, None], columns[None, :]] = values * np.array([s[1] for s in part])[:, None]
             for row in rows[unsure]:
