@@ -77,7 +77,7 @@ def test_fast_equals_matminer_on_symmetric_crystals(embedded_pairs):
     fast = crystalnn_fingerprints([compact(s) for s in structures], fallback)
     _assert_same(fast, _reference(structures), structures)
     n_sites = sum(len(s) for s in structures)
-    assert fallback.sites < 0.5 * n_sites  # most sites are settled here, even on exact prototypes
+    assert fallback.sites < 0.2 * n_sites  # deferral is the exception, even on exact prototypes
 
 
 def test_fast_equals_matminer_on_perturbed_crystals(embedded_pairs):
