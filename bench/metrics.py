@@ -30,6 +30,7 @@ Usage (2-core CPU, no GPU):
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -165,23 +166,39 @@ def old_pauling_test(ox, enegs) -> bool:
     return True
 
 
-def serial_metrics(generated, reference, struct_cutoff, comp_cutoff, n_samples, seed, predictor):
-    import warnings
-
+@functools.cache
+def cdvae_featurisers():
+    """Built once per process, as CDVAE's module-level ``CrystalNNFP`` and ``CompFP``."""
     from matminer.featurizers.composition.composite import ElementProperty
     from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
+
+    return CrystalNNFingerprint.from_preset("ops"), ElementProperty.from_preset("magpie")
+
+
+def serial_crystals(structures):
+    """CDVAE's ``[Crystal(x) for x in ...]``, in this process."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    featurisers = cdvae_featurisers()
+    return [SerialCrystal(s, featurisers) for s in structures]
+
+
+def serial_metrics(generated, reference, struct_cutoff, comp_cutoff, n_samples, seed, predictor, build=serial_crystals):
+    """CDVAE's generation metrics; ``build`` turns structures into SerialCrystal objects (serial, or p_map-like)."""
+    import warnings
+
     from scipy.spatial.distance import cdist, pdist
     from scipy.stats import wasserstein_distance
 
     from crystalgen.metrics.cdvae_constants import MAGPIE_MEANS, MAGPIE_STDS
 
     warnings.filterwarnings("ignore")
-    featurisers = (CrystalNNFingerprint.from_preset("ops"), ElementProperty.from_preset("magpie"))
     scale = lambda x: np.nan_to_num((np.array(x, dtype=float) - MAGPIE_MEANS) / MAGPIE_STDS, nan=0.0)  # noqa: E731
     timings = {}
     t = time.perf_counter()
-    crys = [SerialCrystal(s, featurisers) for s in generated]
-    gt = [SerialCrystal(s, featurisers) for s in reference]
+    crys = build(generated)
+    gt = build(reference)
     timings["crystals_and_fingerprints"] = time.perf_counter() - t
     t = time.perf_counter()
     valid_idx = [i for i, c in enumerate(crys) if c.valid]

@@ -191,3 +191,13 @@ def test_a_training_only_directory_is_not_incomplete(complete_run, tmp_path):
 ])
 def test_failure_reason_of_a_child(code, tail, reason):
     assert failure_reason(code, tail) == reason
+
+
+def test_the_report_gives_the_evaluation_stage_wall_time(complete_run, tmp_path):
+    """`crystalgen run` times its evaluation child; the report shows it (issue 23: evaluation speed inside run)."""
+    run = copy_of(complete_run, tmp_path)
+    stages = json.loads((run / "stages.json").read_text())
+    assert stages["evaluation"]["status"] == "complete" and stages["evaluation"]["seconds"] > 0
+    record_stage(RunDir(run), "evaluation", "complete", seconds=12.34)
+    assert main(["report", str(run)]) == 0
+    assert "- Evaluation stage: 12.3 s wall (complete)" in (run / "report.md").read_text()

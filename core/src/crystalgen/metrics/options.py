@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 
 from crystalgen.metrics.composition_validity import DEFAULT_OXIDATION_STATES, check_oxidation_state_set
 from crystalgen.metrics.coverage import COV_CUTOFF_SETS
+from crystalgen.metrics.fingerprints import DEFAULT_FINGERPRINT_BACKEND, check_fingerprint_backend
 from crystalgen.metrics.statistics import N_PROPERTY_SAMPLES
 from crystalgen.metrics.symmetry import SYMPREC
 
@@ -65,9 +66,11 @@ class EvaluationOptions:
     paper_protocol: bool = False  # d_sg exactly as SymmCD's script (229 bins, reference at symprec 0.01, subset)
     sun_options: dict = field(default_factory=dict)  # passed to crystalgen.metrics.sun.sun_metrics
     predictor_options: dict = field(default_factory=dict)  # passed to properties.get_predictor
+    fingerprint_backend: str = DEFAULT_FINGERPRINT_BACKEND  # CrystalNN fingerprint: 'fast' or 'matminer' (reference)
 
     def __post_init__(self) -> None:
         check_oxidation_state_set(self.oxidation_states)
+        check_fingerprint_backend(self.fingerprint_backend)
         if isinstance(self.cov_cutoffs, Sequence) and not isinstance(self.cov_cutoffs, str):
             self.cov_cutoffs = tuple(float(x) for x in self.cov_cutoffs)  # type: ignore[assignment]
             if len(self.cov_cutoffs) != 2:

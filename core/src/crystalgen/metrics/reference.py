@@ -15,7 +15,12 @@ from pymatgen.core import Structure
 
 from crystalgen.metrics.cache import ArrayCache, structures_digest
 from crystalgen.metrics.crystal_features import FeatureRequest, compact, compute_chunk
-from crystalgen.metrics.fingerprints import COMPOSITION_FP_DIM, STRUCTURE_FP_DIM, featuriser_version
+from crystalgen.metrics.fingerprints import (
+    COMPOSITION_FP_DIM,
+    DEFAULT_FINGERPRINT_BACKEND,
+    STRUCTURE_FP_DIM,
+    featuriser_version,
+)
 from crystalgen.metrics.parallel import WorkerPool, map_chunks
 
 
@@ -31,7 +36,10 @@ def compute_features(
     """Slow per-crystal features of ``structures`` (one request for all, or one each) in worker processes."""
     if isinstance(requests, FeatureRequest):
         requests = [requests] * len(structures)
-    slow = any(r.fingerprints or r.template_symprec is not None for r in requests)
+    # Slow per-crystal work goes out in small chunks (even load, live progress); the fast fingerprint batches the
+    # order parameters of a chunk's sites, so it wants larger ones.
+    slow = any((r.fingerprints and r.fingerprint_backend == "matminer") or r.template_symprec is not None
+               for r in requests)
     return map_chunks(
         compute_chunk,
         [(compact(s), r) for s, r in zip(structures, requests, strict=True)],
@@ -73,6 +81,8 @@ class ReferenceSet:
         self.pool = pool  # evaluate() lends its pool here for the duration of a call
         self.progress = progress
         self.cache = cache if cache is not None else ArrayCache()
+        self.fingerprint_backend = DEFAULT_FINGERPRINT_BACKEND  # evaluate() sets the one of its options
+        self._fingerprints: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.structures)
@@ -99,16 +109,23 @@ class ReferenceSet:
             self.structures, request, workers=self.workers, pool=self.pool, progress=self.progress, desc=desc
         )
 
-    @cached_property
+    @property
     def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
-        """(CrystalNN structure fps, raw Magpie composition fps), NaN rows where CrystalNN failed."""
+        """(CrystalNN structure fps, raw Magpie composition fps), NaN rows where CrystalNN failed.
 
-        def compute():
-            struct, comp = stack_fingerprints(self._features(FeatureRequest(fingerprints=True), f"{self.name} fingerprints"))
-            return {"struct": struct, "comp": comp}
+        Computed with ``self.fingerprint_backend``, cached on disk per backend and in memory per backend.
+        """
+        backend = self.fingerprint_backend
+        if backend not in self._fingerprints:
 
-        arrays = self._cached("fingerprints", {"featuriser": featuriser_version()}, compute)
-        return arrays["struct"], arrays["comp"]
+            def compute():
+                request = FeatureRequest(fingerprints=True, fingerprint_backend=backend)
+                struct, comp = stack_fingerprints(self._features(request, f"{self.name} fingerprints"))
+                return {"struct": struct, "comp": comp}
+
+            arrays = self._cached("fingerprints", {"featuriser": featuriser_version(backend)}, compute)
+            self._fingerprints[backend] = (arrays["struct"], arrays["comp"])
+        return self._fingerprints[backend]
 
     def spacegroups(self, symprec: float) -> np.ndarray:
         def compute():

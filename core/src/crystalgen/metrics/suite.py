@@ -122,6 +122,7 @@ class _Evaluation:
         for i, check in enumerate(self.checks):
             request = FeatureRequest(
                 fingerprints=fingerprints and check.reason in _BUILDABLE,
+                fingerprint_backend=self.opts.fingerprint_backend,
                 spacegroup_symprec=self.opts.symprec if spacegroups and check.struct_valid else None,
                 template_symprec=self.opts.symprec if templates and check.struct_valid else None,
             )
@@ -356,6 +357,9 @@ def evaluate(
     lent = [s for s in (reference_set, train_set) if s is not None and s.pool is None]
     for s in lent:
         s.pool = run.pool
+    for s in (reference_set, train_set):
+        if s is not None:
+            s.fingerprint_backend = opts.fingerprint_backend
     finished = False
     try:
         _run_stages(run, wanted, property_predictor, reference_properties)

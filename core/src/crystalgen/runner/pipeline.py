@@ -365,12 +365,14 @@ def _child_stage(run: RunDir, stage: str, argv: list[str], show_progress: bool, 
     record_stage(run, stage, "running")
     argv = argv + ([] if show_progress else ["--no-progress"])
     log.info("%s in a child process: crystalgen %s", doing, " ".join(argv))
+    started = time.perf_counter()
     child = run_child(argv)
+    seconds = time.perf_counter() - started  # the stage's wall time, in stages.json and the report
     if child.ok:
-        record_stage(run, stage, "complete")
+        record_stage(run, stage, "complete", seconds=seconds)
     else:
         log.error("%s failed: %s", name or stage, child.reason)
-        record_stage(run, stage, "failed", child.reason)
+        record_stage(run, stage, "failed", child.reason, seconds=seconds)
 
 
 def _reference_statistics(spec: str) -> dict[str, list[float]] | None:

@@ -54,7 +54,8 @@ def write_report(run_path: str | Path, reference: Mapping[str, Sequence[float]] 
         note = cfg.get("preset_note") or ""
         lines.append(f"- Preset note: {note if note else '(none)'}")
         lines.append("- Configuration: [config.yaml](config.yaml)")
-        lines.append(f"- Threads: {_threads_line(run)}\n")
+        lines.append(f"- Threads: {_threads_line(run)}")
+        lines.append(f"- Evaluation stage: {_evaluation_time(run)}\n")
     lines += _training_section(run)
     lines += _sampling_section(run, reference or {})
     lines += _metrics_section(run)
@@ -248,6 +249,16 @@ def _threads_line(run: RunDir) -> str:
         parts.append(("evaluation", {"threads": flat.get("threads"), "source": flat.get("threads_source")}))
     shown = [f"{stage} {t['threads']} ({t.get('source')})" for stage, t in parts if t.get("threads")]
     return ", ".join(shown) or "not recorded"
+
+
+def _evaluation_time(run: RunDir) -> str:
+    """Wall time of the evaluation stage of ``crystalgen run`` (stages.json), or why there is none."""
+    from crystalgen.runner.run_state import read_stages
+
+    stage = read_stages(run).get("evaluation")
+    if not isinstance(stage, dict) or stage.get("seconds") is None:
+        return "not recorded (evaluated outside `crystalgen run`)"
+    return f"{stage['seconds']:.1f} s wall ({stage.get('status')})"
 
 
 def _metrics_section(run: RunDir) -> list[str]:

@@ -41,11 +41,14 @@ class StageState:
         return self.status == "complete"
 
 
-def record_stage(run: RunDir, stage: str, status: str, reason: str = "", **extra: Any) -> None:
-    """Note in stages.json that ``stage`` is ``running``, ``complete`` or ``failed`` (with the reason)."""
+def record_stage(run: RunDir, stage: str, status: str, reason: str = "", seconds: float | None = None,
+                 **extra: Any) -> None:
+    """Note in stages.json that ``stage`` is ``running``, ``complete`` or ``failed`` (with the reason, and the wall
+    time it took when given)."""
     data = read_stages(run)
     data.update(extra)
-    data[stage] = {"status": status, **({"reason": reason} if reason else {})}
+    data[stage] = {"status": status, **({"reason": reason} if reason else {}),
+                   **({"seconds": round(seconds, 1)} if seconds is not None else {})}
     run.stages.write_text(json.dumps(data, indent=1) + "\n")
 
 
@@ -135,7 +138,7 @@ def evaluate_argv(run: RunDir, cfg: DictConfig) -> list[str]:
     if cfg.get("memory_gb") is not None:
         argv += ["--memory-gb", str(cfg.memory_gb)]
     options = as_dict(e.options)
-    for key in ("oxidation_states", "n_property_samples", "seed", "symprec"):
+    for key in ("oxidation_states", "n_property_samples", "seed", "symprec", "fingerprint_backend"):
         if key in options:
             argv += [f"--{key.replace('_', '-')}", str(options[key])]
     if "cov_cutoffs" in options:
