@@ -122,6 +122,8 @@ def test_busy_cores_sees_a_busy_process(tmp_path):
 
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two CPUs")
+    if os.nice(0) > 0:  # the spinner would inherit the niceness, and busy_cores leaves niced work out by design
+        pytest.skip("the test process is niced")
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         import time
