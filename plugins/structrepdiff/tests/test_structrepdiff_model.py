@@ -70,7 +70,7 @@ def test_the_presets_name_every_part_and_the_model_builds_them():
      "ve_gaussian, vp_gaussian"),
     ("decoder", "cell", "reads atom_types, frac_coords, lattice, num_atoms, which the model does not produce",
      "structrepdiff_reconstruction"),
-    ("transform", "full_cell", "writes no representation", "structrepdiff_ead"),
+    ("transform", "full_cell", "writes no representation", "structrepdiff_ead (needs ead)"),
 ])
 def test_a_part_that_cannot_fit_is_refused_naming_those_that_do(slot, name, problem, fits):
     cfg = tiny_model_config()

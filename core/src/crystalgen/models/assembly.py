@@ -364,11 +364,12 @@ def assemble(model_cls: type[GenerativeModel], cfg: DictConfig, host: PluginHost
     parts = {}
     for slot, section in part_sections(model_cls, cfg).items():
         name, options = read_section(slot, section)
-        part = parts[slot] = resolve(slot, name, options, context.get(slot, {}), host)
-        if part.missing:
-            raise PartConfigError(f"model.{slot}: {part.cls.__name__} ({name}) needs the option(s) "
-                                  f"{', '.join(part.missing)}, which have no default; give them under model.{slot}")
+        parts[slot] = resolve(slot, name, options, context.get(slot, {}), host)
     assembly = Assembly(model_cls.name, model_cls.spec, parts, context, host)
-    if check:
+    if check:  # a misfit first: a part swapped for one that cannot fit may leave another without its options
         assembly.check()
+    for slot, part in parts.items():
+        if part.missing:
+            raise PartConfigError(f"model.{slot}: {part.cls.__name__} ({part.name}) needs the option(s) "
+                                  f"{', '.join(part.missing)}, which have no default; give them under model.{slot}")
     return assembly

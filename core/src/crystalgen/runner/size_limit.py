@@ -95,13 +95,14 @@ def check_condition_sizes(cfg: DictConfig, conditions: ConditionSpec | None, sou
 
     advice = (f"above the {limit} atoms of the largest crystal the model of {source} was trained on "
               f"(data.size_limit); ask for at most {limit} atoms, or train with a larger data.max_atoms")
-    for formula in listed(conditions.composition):
+    for formula in listed(conditions.composition):  # as written, or already parsed into a Composition
         try:
-            atoms = Composition(str(formula)).num_atoms
+            composition = formula if isinstance(formula, Composition) else Composition(str(formula))
         except (ValueError, KeyError) as exc:
             raise SizeLimitError(f"--composition {formula!r}: not a chemical formula ({exc})") from None
-        if atoms > limit:
-            raise SizeLimitError(f"--composition {formula}: {atoms:g} atoms per cell, {advice}")
+        if composition.num_atoms > limit:
+            shown = formula if isinstance(formula, str) else composition.formula.replace(" ", "")
+            raise SizeLimitError(f"--composition {shown}: {composition.num_atoms:g} atoms per cell, {advice}")
     for count in listed(conditions.num_atoms):
         if int(count) > limit:
             raise SizeLimitError(f"--num-atoms {count}: {advice}")
