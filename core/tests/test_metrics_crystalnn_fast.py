@@ -152,3 +152,19 @@ def test_fast_equals_matminer_on_every_test_crystal(split, tmp_path):
     worst = np.abs(fast_struct[ok] - ref_struct[ok]).max(axis=1)
     assert worst.max() <= TOLERANCE, f"{split}: crystal {int(np.argmax(worst))} differs by {worst.max():.2e}"
     np.testing.assert_array_equal(fast_comp[ok], ref_comp[ok])
+
+
+def test_the_neighbour_search_in_blocks_finds_the_same_shells(monkeypatch):
+    """The search runs over blocks of sites to bound its memory (a 2,048-atom cell would need ~12 GB at once); the
+    neighbours, their order and their vectors must not depend on the block size."""
+    from crystalgen.metrics.crystalnn import voronoi
+
+    crystal = _perturbed(_embedded(8))[7]
+    crystal.make_supercell([2, 2, 1])
+    lattice, frac = crystal.lattice.matrix, crystal.frac_coords
+    whole = voronoi.neighbour_shells(lattice, frac)
+    monkeypatch.setattr(voronoi, "_BLOCK_BYTES", 1)  # one site per block
+    blocked = voronoi.neighbour_shells(lattice, frac)
+    assert len(whole[0]) > 10 * len(frac)
+    for a, b in zip(whole, blocked, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -21,6 +21,7 @@ from scipy.spatial import ConvexHull, QhullError
 SEARCH_CUTOFF = 7.0  # A, CrystalNN's default search_cutoff, which matminer's preset keeps
 _COINCIDENT = 1e-6  # A: closer neighbours make qhull's and pymatgen's handling of the duplicate unpredictable
 _BOUNDED = 1e-10  # facet offsets closer to 0 mean the origin is on the hull: an (almost) unbounded cell
+_BLOCK_BYTES = 64 * 2**20  # working memory of one block of the neighbour search
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,20 @@ def neighbour_shells(lattice: np.ndarray, frac: np.ndarray, cutoff: float = SEAR
     reach = np.ceil(cutoff * np.linalg.norm(reciprocal, axis=1)).astype(int) + 1
     grid = np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij"), axis=-1).reshape(-1, 3)
     cart = wrapped @ lattice
-    delta = cart[None, :, :] - cart[:, None, :]  # (N, N, 3): site j minus site i in the home cell
-    vectors = delta[:, :, None, :] + (grid @ lattice)[None, None, :, :]  # (N, N, I, 3)
-    lengths_sq = np.einsum("abix,abix->abi", vectors, vectors)
-    site, neighbour, image = np.nonzero((lengths_sq <= cutoff * cutoff) & (lengths_sq > 0))
-    return site, neighbour, vectors[site, neighbour, image]
+    images = grid @ lattice  # (I, 3)
+    # Blocks of sites, so that the (block, N, I, 3) candidate array stays within _BLOCK_BYTES whatever the cell size
+    # (a 2,048-atom cell would otherwise need ~12 GB at once); np.nonzero's row order makes the result the same.
+    rows = max(1, _BLOCK_BYTES // max(1, len(cart) * len(images) * 4 * 8))
+    found = []
+    for start in range(0, len(cart), rows):
+        delta = cart[None, :, :] - cart[start:start + rows, None, :]  # (b, N, 3): site j minus site i, home cell
+        vectors = delta[:, :, None, :] + images[None, None, :, :]  # (b, N, I, 3)
+        lengths_sq = np.einsum("abix,abix->abi", vectors, vectors)
+        site, neighbour, image = np.nonzero((lengths_sq <= cutoff * cutoff) & (lengths_sq > 0))
+        found.append((site + start, neighbour, vectors[site, neighbour, image]))
+    if not found:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros((0, 3))
+    return tuple(np.concatenate(parts) for parts in zip(*found))
 
 
 def _cell(points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
