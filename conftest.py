@@ -36,3 +36,16 @@ def thread_setting_restored(monkeypatch):
     from crystalgen.resources import THREADS_ENV
 
     monkeypatch.setenv(THREADS_ENV, "1")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test, restored after: small tensors, and one order of float reductions, so that
+    bit-exact comparisons (resume, fine-tuning, stages) hold. Modules use it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

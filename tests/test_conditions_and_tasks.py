@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from crystalgen import Decoded, Scoring, Task, TaskJob, hookimpl
 from crystalgen.cli.main import main
@@ -23,12 +22,7 @@ FROM_TEST = ["sample.condition.from=embedded:test", "sample.condition.take=[comp
              "sample.condition.max_crystals=6", "sample.condition.per_condition=3"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

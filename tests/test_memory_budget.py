@@ -30,12 +30,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results" / "model_mem
 MIB = 2**20
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one order of float reductions
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

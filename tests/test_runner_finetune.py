@@ -27,12 +27,7 @@ BASE = ["trainer.max_epochs=2", "data.batch_size=6", "trainer.log_every=1", "mod
 STATISTICS = ("lattice_mean", "lattice_std", "num_atoms_probs", "processes.atom_types.marginal")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config(*overrides: str):

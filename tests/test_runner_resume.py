@@ -48,12 +48,7 @@ def reference_state(toy_data, tmp_path_factory):
     return final_state(run)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors; also keeps the float reductions in one order
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def final_state(run: RunDir) -> dict[str, torch.Tensor]:

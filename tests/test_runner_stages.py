@@ -30,12 +30,7 @@ BASE = ["trainer.max_epochs=3", "data.batch_size=6", "trainer.log_every=1", "mod
 STATEFUL = ["trainer.scheduler.name=cosine", "trainer.ema_decay=0.9", "trainer.grad_clip=1.0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config(*overrides: str):

@@ -37,12 +37,7 @@ CRYSTAL = torch.repeat_interleave(torch.arange(2), COUNTS)
 SPACES = {"frac_coords": "torus", "lattice": "real", "atom_types": "classes"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def denoiser_inputs() -> tuple[dict[str, Tensor], Tensor, Condition]:
