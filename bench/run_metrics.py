@@ -11,6 +11,10 @@ so the number of training steps each run reached is recorded beside its metrics.
     OMP_NUM_THREADS=1 python bench/run_metrics.py --side before=58fe074 --side after=. \\
         --models cdvae symmcd structrepdiff --work /tmp/run_metrics --out bench/results/run_metrics_parts.json
 
+``--set KEY=VALUE`` (repeatable) passes a config override to every run. With ``--set trainer.max_minutes=null --set
+trainer.max_epochs=N`` both sides train the same steps whatever the machine's load, so their metrics can be compared
+on a shared machine (the steps reached under a time budget are not).
+
 Writes the commands, commits, load averages, versions and, per run, the exit code, wall and CPU time, training
 steps, and the headline metrics of metrics/metrics.json.
 
@@ -72,10 +76,10 @@ def training_steps(run_dir: Path) -> int | None:
     return max(steps) if steps else None
 
 
-def one_run(model: str, label: str, tree: Path, work: Path) -> dict[str, object]:
+def one_run(model: str, label: str, tree: Path, work: Path, overrides: list[str]) -> dict[str, object]:
     run_dir, cache = work / f"{label}-{model}", work / f"cache-{label}-{model}"
     command = ["nice", "-n", "10", sys.executable, "-m", "crystalgen", "run", model, "--run-dir", str(run_dir),
-               "--threads", "1", "--no-progress"]
+               "--threads", "1", "--no-progress", *overrides]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(tree / s) for s in SOURCES), CRYSTALGEN_CACHE=str(cache),
                OMP_NUM_THREADS="1")
     load_before = os.getloadavg()
@@ -124,6 +128,9 @@ def main() -> None:
     parser.add_argument("--existing", action="append", default=[], help="LABEL=RUN_DIR of an earlier crystalgen run")
     parser.add_argument("--note", default="", help="with --existing: where the run directories came from")
     parser.add_argument("--models", nargs="+", default=["cdvae", "symmcd", "structrepdiff"])
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override given to every run, e.g. trainer.max_minutes=null with a fixed "
+                             "trainer.max_epochs, so that both sides train the same number of steps whatever the load")
     parser.add_argument("--work", type=Path, help="folder for the source trees, run folders and logs (with --side)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -142,7 +149,7 @@ def main() -> None:
     runs = []
     for model in args.models:
         for label, (tree, _) in sides.items():
-            runs.append(one_run(model, label, tree, args.work))
+            runs.append(one_run(model, label, tree, args.work, args.overrides))
             print(json.dumps(runs[-1]), flush=True)
             args.out.write_text(json.dumps(result(args, sides, runs), indent=1) + "\n")  # partial results survive
 
@@ -150,7 +157,7 @@ def main() -> None:
 def result(args: argparse.Namespace, sides: dict[str, tuple[Path, str]], runs: list[dict]) -> dict[str, object]:
     return {"script": "bench/run_metrics.py " + " ".join(sys.argv[1:]),
             "commits": {label: commit for label, (_, commit) in sides.items()}, "host": platform.node(),
-            "cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": versions(),
+            "cpus": os.cpu_count(), "overrides": args.overrides, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": versions(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": runs}
 
 
