@@ -88,6 +88,17 @@ def test_loss_decreases_on_a_small_set(crystals, target):
         assert torch.equal(model.score.output_scale, torch.ones_like(model.score.output_scale))
 
 
+def test_every_parameter_receives_a_gradient(crystals):
+    """DistributedDataParallel refuses a model with parameters that the loss never reaches (the score network once
+    carried SphereNet's unused node output blocks, and `torchrun ... train symat` failed on its first step)."""
+    torch.manual_seed(0)
+    model = SyMat.from_config(tiny_config().model)
+    data = data_of(crystals)
+    model.fit_statistics(data)
+    model.training_loss(collate(data))["loss"].backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
+
+
 @pytest.fixture(scope="module")
 def trained(crystals) -> SyMat:
     torch.manual_seed(0)

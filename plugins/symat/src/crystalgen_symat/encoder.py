@@ -58,5 +58,6 @@ class SphereNetEncoder(Encoder):
         vec = edge_vectors(batch.frac_coords.to(dtype), batch.lattice.to(dtype), batch.num_atoms, graph.edge_index,
                            graph.cell_offsets)
         per_atom, _, _ = self.network(batch.atom_types, graph.edge_index, graph.cell_offsets, vec)
+        assert per_atom is not None  # built with out_channels
         pooled = scatter(per_atom, batch.batch, dim=0, dim_size=batch.num_graphs, reduce=self.readout)
         return self.fc_mu(pooled), self.fc_var(pooled)

@@ -75,7 +75,7 @@ class DistanceScoreDenoiser(Denoiser):
         self.cutoff = float(cutoff)
         self.max_neighbors = None if max_neighbors is None else int(max_neighbors)
         hidden = int(network.get("hidden_channels", 128))
-        self.network = SphereNet(out_channels=1, cutoff=cutoff, num_elements=num_elements, **network)
+        self.network = SphereNet(out_channels=None, cutoff=cutoff, num_elements=num_elements, **network)
         self.level = nn.Embedding(num_steps + 1, hidden) if level_embedding else None
         self.lin_rbf = nn.Linear(int(network.get("num_radial", 6)), hidden, bias=False)
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))

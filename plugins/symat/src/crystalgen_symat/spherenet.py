@@ -139,6 +139,9 @@ class SphereNet(nn.Module):
     """Atoms and a periodic multigraph -> per-atom outputs (N, out_channels) and final edge embeddings (E, hidden).
 
     Args:
+        out_channels: width of the per-atom outputs; None builds no node output blocks (a user of the edge
+            embeddings only, such as the distance score, would otherwise hold parameters that never receive a
+            gradient, which DistributedDataParallel refuses).
         basis: ``distance``, ``angle`` or ``torsion`` (module docstring).
         hidden_channels, num_layers, int_emb_size, basis_emb_size: widths (paper: hidden 128, 4 layers; official
             int_emb 64, basis_emb 8).
@@ -147,7 +150,7 @@ class SphereNet(nn.Module):
         num_elements: rows of the atom-type embedding (atomic numbers 1..num_elements).
     """
 
-    def __init__(self, out_channels: int, basis: str = "torsion", hidden_channels: int = 128, num_layers: int = 4,
+    def __init__(self, out_channels: int | None, basis: str = "torsion", hidden_channels: int = 128, num_layers: int = 4,
                  int_emb_size: int = 64, basis_emb_size: int = 8, num_radial: int = 6, num_spherical: int = 7,
                  cutoff: float = 5.0, envelope_exponent: int = 5, num_elements: int = 100) -> None:
         super().__init__()
@@ -163,10 +166,11 @@ class SphereNet(nn.Module):
         self.init_edge = nn.Linear(3 * hidden_channels, hidden_channels)
         self.interactions = nn.ModuleList(Interaction(hidden_channels, int_emb_size, basis_emb_size, num_radial, angle_dim, torsion_dim)
                                           for _ in range(num_layers))
-        self.outputs = nn.ModuleList(NodeOutput(hidden_channels, num_radial, out_channels) for _ in range(num_layers + 1))
+        self.outputs = nn.ModuleList(NodeOutput(hidden_channels, num_radial, out_channels) for _ in range(num_layers + 1)) \
+            if out_channels is not None else None
 
-    def forward(self, atom_types: Tensor, edge_index: Tensor, cell_offsets: Tensor, edge_vec: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(per-atom outputs (N, out), edge embeddings (E, hidden), radial basis (E, num_radial)).
+    def forward(self, atom_types: Tensor, edge_index: Tensor, cell_offsets: Tensor, edge_vec: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+        """(per-atom outputs (N, out) or None without node outputs, edge embeddings (E, hidden), radial basis (E, num_radial)).
 
         edge_index (2, E) source j / target i, cell_offsets (E, 3), edge_vec (E, 3) Angstrom centre -> neighbour
         (the conventions of ``crystalgen.radius_graph_pbc``)."""
@@ -188,6 +192,10 @@ class SphereNet(nn.Module):
                 torsion_basis = (angle_basis.unsqueeze(-1) * dihedral.unsqueeze(-2)).flatten(1)
         h = self.embedding(atom_types)
         e = act(self.init_edge(torch.cat([h[target], h[source], act(self.lin_rbf0(rbf))], dim=-1)))
+        if self.outputs is None:
+            for interaction in self.interactions:
+                e = interaction(e, rbf, angle_basis, torsion_basis, idx_kj, idx_ji)
+            return None, e, rbf
         per_atom = self.outputs[0](e, rbf, target, num_nodes)
         for interaction, output in zip(self.interactions, self.outputs[1:], strict=True):
             e = interaction(e, rbf, angle_basis, torsion_basis, idx_kj, idx_ji)
