@@ -123,6 +123,29 @@ def test_overlapping_atoms_are_left_to_matminer():
         np.testing.assert_allclose(fast, reference, atol=TOLERANCE)
 
 
+@pytest.mark.parametrize("name", ["two atoms on one spot", "a duplicate in rock salt", "a duplicate, rattled"])
+def test_atoms_on_exactly_the_same_spot_give_matminers_values(name):
+    # Generated crystals put atoms on one spot (SymmCD's projection onto a Wyckoff position merges them): 20 of 100
+    # samples of a short `crystalgen run symmcd` differed from matminer by up to 0.27 when the zero-length vector was
+    # dropped as if it were the site itself, and matminer's failures on such crystals came out as fingerprints.
+    if name == "two atoms on one spot":
+        s = Structure(Lattice.cubic(4.942), ["Eu", "Pb"], [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]])
+    else:
+        salt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        s = salt.copy()
+        s.append("Cl", salt[0].frac_coords)
+        if name == "a duplicate, rattled":
+            s = _perturbed([s], seed=3)[0]
+            s.replace(len(s) - 1, "Cl", s[0].frac_coords)
+    fallback = CountingFallback()
+    fast = crystalnn_fingerprints([compact(s)], fallback)[0]
+    reference = _reference([s])[0]
+    assert fallback.sites == len(s)  # the whole crystal goes to the reference implementation
+    assert (fast is None) == (reference is None)
+    if fast is not None:
+        np.testing.assert_allclose(fast, reference, atol=TOLERANCE)
+
+
 def test_backend_option_is_checked():
     assert EvaluationOptions().fingerprint_backend == "fast"
     assert EvaluationOptions(fingerprint_backend="matminer").fingerprint_backend == "matminer"

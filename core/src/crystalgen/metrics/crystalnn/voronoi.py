@@ -51,12 +51,16 @@ def neighbour_shells(lattice: np.ndarray, frac: np.ndarray, cutoff: float = SEAR
     # Blocks of sites, so that the (block, N, I, 3) candidate array stays within _BLOCK_BYTES whatever the cell size
     # (a 2,048-atom cell would otherwise need ~12 GB at once); np.nonzero's row order makes the result the same.
     rows = max(1, _BLOCK_BYTES // max(1, len(cart) * len(images) * 4 * 8))
+    home = ~grid.any(axis=1)  # (I,) the zero image
     found = []
     for start in range(0, len(cart), rows):
         delta = cart[None, :, :] - cart[start:start + rows, None, :]  # (b, N, 3): site j minus site i, home cell
         vectors = delta[:, :, None, :] + images[None, None, :, :]  # (b, N, I, 3)
         lengths_sq = np.einsum("abix,abix->abi", vectors, vectors)
-        site, neighbour, image = np.nonzero((lengths_sq <= cutoff * cutoff) & (lengths_sq > 0))
+        # Only the site itself in the home cell is left out: another atom on the same spot stays, at distance 0,
+        # so that the caller sees the coincidence (dropping every zero-length vector hid it).
+        itself = (np.arange(start, start + len(delta))[:, None] == np.arange(len(cart))[None, :])[:, :, None] & home
+        site, neighbour, image = np.nonzero((lengths_sq <= cutoff * cutoff) & ~itself)
         found.append((site + start, neighbour, vectors[site, neighbour, image]))
     if not found:
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros((0, 3))
@@ -84,6 +88,12 @@ def crystal_faces(lattice: np.ndarray, frac: np.ndarray, cutoff: float = SEARCH_
     n_sites = len(frac)
     starts = np.searchsorted(site, np.arange(n_sites + 1))
     exact = np.ones(n_sites, dtype=bool)
+    if len(vectors) and np.einsum("ij,ij->i", vectors, vectors).min() < _COINCIDENT**2:
+        # Two atoms on (almost) the same spot: pymatgen tessellates the whole cloud with the duplicate in it, which
+        # changes the cells of the sites around it too, so no site of this crystal is promised.
+        exact[:] = False
+        empty = np.zeros(0)
+        return Faces(empty.astype(int), empty.astype(int), np.zeros((0, 3)), empty, empty, exact)
     triangles, vertices = [], []
     for i in range(n_sites):
         cell = _cell(vectors[starts[i]:starts[i + 1]])
