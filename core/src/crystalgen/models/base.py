@@ -22,12 +22,13 @@ from torch_geometric.data import Batch, Data
 
 from crystalgen.encoders.base import StructureTransform
 from crystalgen.models.stages import Stage
+from crystalgen.processes.base import NoiseProcess
 from crystalgen.specs import ModelSpec
 from crystalgen.state import Condition, SampleRequest
 
 if TYPE_CHECKING:
     from crystalgen.models.assembly import Assembly
-    from crystalgen.samplers.base import Sampler
+    from crystalgen.samplers.base import Sampler, SamplingModel
 
 KIB, MIB = 2**10, 2**20
 #: The base class's memory estimate, for a model that says nothing: message passing on the fully connected graph of
@@ -144,6 +145,15 @@ class GenerativeModel(nn.Module, ABC):
             raise TypeError(f"{type(self).__name__} needs a {kind.__name__} for the variable {variable!r}; the configured "
                             f"process is a {type(process).__name__} (choose another in model.processes.{variable})")
         return process
+
+    def as_sampling_model(self) -> SamplingModel:
+        """This model as a sampler sees it (``Sampler.run(model.as_sampling_model(), ...)``). torch types the
+        ``processes`` ModuleDict as holding plain modules; each entry is checked to be a NoiseProcess here, which is
+        what makes the model a SamplingModel."""
+        wrong = {var: type(p).__name__ for var, p in self.processes.items() if not isinstance(p, NoiseProcess)}
+        if wrong:
+            raise TypeError(f"{type(self).__name__}.processes holds modules that are not noise processes: {wrong}")
+        return cast("SamplingModel", self)
 
     def fit_statistics(self, train: Sequence[Data]) -> None:
         """Learn data-derived quantities (marginals, p(G), scalers) from the preprocessed training set.
