@@ -14,7 +14,7 @@ import torch
 
 from crystalgen.cli.main import main
 from crystalgen.models.assembly import IncompatiblePartsError, PartConfigError
-from crystalgen.processes import VEGaussian, VPGaussian, WrappedNormal
+from crystalgen.processes import ContinuousProcess, D3PMMarginal, VEGaussian, VPGaussian, WrappedNormal
 from crystalgen.runner.config import ConfigError, compose
 from crystalgen.runner.models import load_trained, model_class
 
@@ -181,6 +181,18 @@ def test_a_third_party_denoiser_serves_an_existing_model_by_config_alone(tmp_pat
 
 
 # -- crystalgen list -------------------------------------------------------------------------------------------
+def test_a_model_reads_a_process_as_the_kind_it_calls_and_refuses_another_naming_both():
+    cls, cfg = toy_config()
+    model = cls.from_config(cfg.model)
+    assert isinstance(model.process_as("atom_types", D3PMMarginal), D3PMMarginal)
+    with pytest.raises(TypeError, match=r"ContinuousProcess for the variable 'atom_types'.* a D3PMMarginal"):
+        model.process_as("atom_types", ContinuousProcess)
+    assert model.as_sampling_model() is model
+    model.processes["lattice"] = torch.nn.Identity()
+    with pytest.raises(TypeError, match=r"not noise processes: \{'lattice': 'Identity'\}"):
+        model.as_sampling_model()
+
+
 def test_list_shows_each_models_parts_and_what_could_replace_them(capsys):
     from crystalgen.cli.list_plugins import inventory
 

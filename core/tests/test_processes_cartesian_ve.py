@@ -123,3 +123,25 @@ def test_coordinate_calls_need_the_lattice(bad):
     del kwargs[bad]
     with pytest.raises(TypeError, match=bad):
         CartesianVE(50).add_noise(torch.rand(2, 3), torch.tensor([3, 3]), **kwargs)
+
+
+@pytest.mark.parametrize("bad", ["lattice", "num_atoms"])
+def test_every_coordinate_call_that_moves_atoms_names_the_missing_argument(bad):
+    kwargs = {"lattice": LATTICE.float(), "num_atoms": torch.tensor([2])}
+    del kwargs[bad]
+    process, x = CartesianVE(50), torch.rand(2, 3)
+    with pytest.raises(TypeError, match=f"missing {bad}"):
+        process.conditional_score(x, x, 3, **kwargs)
+    with pytest.raises(TypeError, match=f"missing {bad}"):
+        process.reverse_step(x, 3, 2, torch.zeros(2, 3), **kwargs)
+
+
+@pytest.mark.parametrize("bad", ["composition", "num_atoms"])
+def test_type_noise_and_the_prior_name_the_missing_argument(bad):
+    kwargs = {"composition": torch.tensor([[0.5, 0.5, 0.0]]), "num_atoms": torch.tensor([2])}
+    del kwargs[bad]
+    process = CompositionMixing(50, num_classes=3)
+    with pytest.raises(TypeError, match=f"missing {bad}"):
+        process.add_noise(torch.tensor([1, 2]), torch.tensor([3, 3]), **kwargs)
+    with pytest.raises(TypeError, match=f"missing {bad}"):
+        process.sample_prior((2,), **kwargs)

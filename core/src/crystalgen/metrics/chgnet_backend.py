@@ -148,13 +148,14 @@ class CHGNetEnergyPredictor(PropertyPredictor):
         self.model_name = model_name
         self.description = f"CHGNet {model_name} energy per atom (MP2020-compatible total energy, unrelaxed)"
         self.cache_identity = f"chgnet/{model_name}/{PIPELINE_VERSION}/energy"
-        self._options = {"batch_size": batch_size, "device": device, "progress": progress}
+        self.batch_size, self.device, self.progress = batch_size, device, progress
 
     def predict(self, structures: Sequence[Structure]) -> np.ndarray:
         return self.predict_with_reasons(structures)[0]
 
     def predict_with_reasons(self, structures: Sequence[Structure]) -> tuple[np.ndarray, list[str]]:
-        out = chgnet_predict(structures, model_name=self.model_name, **self._options)
+        out = chgnet_predict(structures, model_name=self.model_name, batch_size=self.batch_size, device=self.device,
+                             progress=self.progress)
         return out["energy"], out["refused"].tolist()
 
 
@@ -176,6 +177,7 @@ def _relax_one(job: tuple[Structure, float, int, bool, str]) -> Relaxation:
     import multiprocessing
 
     from chgnet.model import StructOptimizer
+    from chgnet.model.dynamics import TrajectoryObserver
 
     if multiprocessing.parent_process() is not None:
         torch.set_num_threads(1)  # one worker per core: intra-op threads would oversubscribe
@@ -187,8 +189,11 @@ def _relax_one(job: tuple[Structure, float, int, bool, str]) -> Relaxation:
                 structure, fmax=fmax, steps=max_steps, relax_cell=relax_cell, verbose=False
             )
         # CHGNet's observer records the start, every step, and once more after the run.
-        steps = max(0, len(result["trajectory"].energies) - 2)
-        final = result["final_structure"]
+        trajectory, final = result["trajectory"], result["final_structure"]
+        if not isinstance(trajectory, TrajectoryObserver) or not isinstance(final, Structure):  # typed as either
+            return Relaxation(None, -1, False, f"CHGNet returned {type(trajectory).__name__}, {type(final).__name__} "
+                                               "for the trajectory and the final structure")
+        steps = max(0, len(trajectory.energies) - 2)
         if not np.isfinite(final.lattice.matrix).all() or not np.isfinite(final.frac_coords).all():
             return Relaxation(None, -1, False, "relaxation produced non-finite coordinates")
         return Relaxation(final, steps, steps < max_steps)

@@ -76,7 +76,8 @@ def _pauling_passes(ox: np.ndarray, enegs: list[float | None]) -> np.ndarray:
     for i, j in itertools.combinations(range(ox.shape[1]), 2):
         cation_anion = (ox[:, i] > 0) & (ox[:, j] < 0)
         anion_cation = (ox[:, i] < 0) & (ox[:, j] > 0)
-        if enegs[i] is None or enegs[j] is None:
+        eneg_i, eneg_j = enegs[i], enegs[j]
+        if eneg_i is None or eneg_j is None:
             # smact 2.2.1: an opposite-sign pair compares None with a number (TypeError, which CDVAE reads as "OK");
             # any other pair reaches its `eneg is None` branch and fails. Either way this pair decides.
             opposite = cation_anion | anion_cation
@@ -84,7 +85,7 @@ def _pauling_passes(ox: np.ndarray, enegs: list[float | None]) -> np.ndarray:
             passes[undecided & ~opposite] = False
             break
         else:
-            decided = undecided & ((cation_anion & (enegs[i] >= enegs[j])) | (anion_cation & (enegs[i] <= enegs[j])))
+            decided = undecided & ((cation_anion & (eneg_i >= eneg_j)) | (anion_cation & (eneg_i <= eneg_j)))
             passes[decided] = False
         undecided &= ~decided
         if not undecided.any():
@@ -118,8 +119,9 @@ def _charge_balanced_by_threshold(states: list[tuple[int, ...]], counts: np.ndar
 
 
 def _charge_balanced(states: list[tuple[int, ...]], counts: np.ndarray, enegs: list[float | None]) -> bool:
-    if all(e is not None for e in enegs):
-        return _charge_balanced_by_threshold(states, counts, enegs)  # type: ignore[arg-type]
+    known = [e for e in enegs if e is not None]
+    if len(known) == len(enegs):
+        return _charge_balanced_by_threshold(states, counts, known)
     return _charge_balanced_by_enumeration(states, counts, enegs)
 
 
@@ -146,8 +148,9 @@ def _valid_reduced(formula: tuple[tuple[str, int], ...], oxidation_states: str) 
         return True
     if all(s in _metals() for s in symbols):
         return True
-    data = [_element_data(s, oxidation_states) for s in symbols]
-    if any(d is None for d in data):
+    looked_up = [_element_data(s, oxidation_states) for s in symbols]
+    data = [d for d in looked_up if d is not None]
+    if len(data) < len(looked_up):
         return False
     return _charge_balanced([d[0] for d in data], np.array([n for _, n in formula], dtype=np.int64), [d[1] for d in data])
 

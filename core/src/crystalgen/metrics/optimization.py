@@ -20,9 +20,9 @@ from crystalgen.metrics.validity import sample_validity
 
 def success_rates(best: Sequence[float], percentiles: Sequence[float]) -> dict[str, float]:
     """SR5/SR10/SR15 from each start's best property (inf or NaN = no valid decode)."""
-    best = np.asarray(best, dtype=np.float64)
-    best = np.where(np.isnan(best), np.inf, best)
-    return {f"SR{k}": float((best <= p).mean()) for k, p in zip((5, 10, 15), percentiles, strict=True)}
+    values = np.asarray(best, dtype=np.float64)
+    values = np.where(np.isnan(values), np.inf, values)
+    return {f"SR{k}": float((values <= p).mean()) for k, p in zip((5, 10, 15), percentiles, strict=True)}
 
 
 def optimization_success(
@@ -56,7 +56,7 @@ def optimization_success(
         if name is None:
             raise ValueError(f"no property predictor for dataset {dataset!r}; pass property_predictor or properties")
         predictor = get_predictor(name, **(predictor_options or {}))
-        flat = [s for row, ok in zip(decoded, valid) for s, v in zip(row, ok) if v]
+        flat = [s for row, ok in zip(decoded, valid) for s, v in zip(row, ok) if v and s is not None]  # valid: not None
         predictions = iter(np.asarray(predictor.predict(flat), dtype=np.float64).reshape(-1)) if flat else iter(())
         properties = [[next(predictions) if v else np.nan for v in ok] for ok in valid]
         result["SR_property_predictor"] = predictor.name

@@ -108,17 +108,20 @@ def _read_text(path: Path) -> tuple[str | None, str | None]:
     return (text, None) if text.strip() else (None, f"empty_file: {path} is empty")
 
 
-def _extxyz_frame_texts(root: Path) -> list[str | None]:
-    """The frame texts of a sample directory's samples.extxyz (one per decoded crystal, in order)."""
+def _extxyz_frame_texts(root: Path) -> list[str]:
+    """The readable frame texts of a sample directory's samples.extxyz (one per decoded crystal, in order)."""
     text, _ = _read_text(root / "samples.extxyz")
-    return [frame for _, frame, _ in _extxyz_frames(text or "")]
+    frames, _ = _extxyz_frames(text or "")
+    return frames
 
 
 def _read_sample_dir(root: Path, workers, progress):
     """A sample directory: each decoded crystal from its CIF, or from samples.extxyz when its CIF was omitted
     because it would not read back (cif_omitted, runner.sample_dir)."""
     index_file = root / "samples.jsonl"
-    texts, failures, ids = [], [], []
+    texts: list[str | None] = []
+    failures: list[str | None] = []
+    ids: list[str] = []
     from_extxyz: dict[int, int] = {}  # entry position -> frame position
     decoded = 0
     for line_no, line in enumerate(user_files.read_text(index_file).splitlines(), start=1):
@@ -185,30 +188,30 @@ def _read_cif_file(path: Path, workers, progress):
     return structures, failures, [f"{path.stem}:{i}" for i in range(len(blocks))]
 
 
-def _extxyz_frames(text: str) -> list[tuple[int, str | None, str | None]]:
-    """(first line number, frame text or None, failure or None) for each frame of an extended-XYZ file."""
+def _extxyz_frames(text: str) -> tuple[list[str], str | None]:
+    """The frame texts of an extended-XYZ file, and the failure that stopped reading (None: read to the end)."""
     lines = text.splitlines()
-    frames, i = [], 0
+    frames: list[str] = []
+    i = 0
     while i < len(lines):
         if not lines[i].strip():
             i += 1
             continue
         try:
             n = int(lines[i].split()[0])
-        except ValueError:
-            frames.append((i + 1, None, f"unreadable: line {i + 1}: expected the number of atoms, got {lines[i][:40]!r}"))
-            break  # without a count, frame boundaries are lost
+        except ValueError:  # without a count, frame boundaries are lost
+            return frames, f"unreadable: line {i + 1}: expected the number of atoms, got {lines[i][:40]!r}"
         if i + 2 + n > len(lines):
-            frames.append((i + 1, None, f"unreadable: line {i + 1}: frame of {n} atoms is truncated"))
-            break
-        frames.append((i + 1, "\n".join(lines[i:i + 2 + n]) + "\n", None))
+            return frames, f"unreadable: line {i + 1}: frame of {n} atoms is truncated"
+        frames.append("\n".join(lines[i:i + 2 + n]) + "\n")
         i += 2 + n
-    return frames
+    return frames, None
 
 
 def _parse_extxyz_frame(text: str) -> ParsedEntry:
     from io import StringIO
 
+    from ase import Atoms
     from ase.io import read
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -216,6 +219,8 @@ def _parse_extxyz_frame(text: str) -> ParsedEntry:
         atoms = read(StringIO(text), format="extxyz")
     except Exception as exc:  # noqa: BLE001
         return f"unreadable: extxyz frame: {exc}"
+    if not isinstance(atoms, Atoms):  # ASE returns a list for a slice index; one frame is read here
+        return f"unreadable: extxyz frame read as {len(atoms)} structures"
     if not atoms.cell.any():
         return "unreadable: extxyz frame has no Lattice="
     if len(atoms) == 0:
@@ -227,13 +232,12 @@ def _read_extxyz(path: Path):
     text, failure = _read_text(path)
     if text is None:
         return [None], [failure], [path.stem]
-    entries: list[ParsedEntry] = []
-    ids: list[str] = []
-    for frame_index, (_, frame, frame_failure) in enumerate(_extxyz_frames(text)):
-        entries.append(frame_failure if frame is None else _parse_extxyz_frame(frame))
-        ids.append(str(frame_index))
+    frames, stopped = _extxyz_frames(text)
+    entries: list[ParsedEntry] = [_parse_extxyz_frame(frame) for frame in frames]
+    if stopped is not None:
+        entries.append(stopped)
     structures, failures = _to_results(entries)
-    return structures, failures, ids
+    return structures, failures, [str(i) for i in range(len(entries))]
 
 
 def _read_csv(path: Path, workers, progress):

@@ -16,21 +16,19 @@ from scipy.stats import wasserstein_distance
 N_PROPERTY_SAMPLES = 1000
 
 
-def draw_subset(indices: Sequence[int], n: int = N_PROPERTY_SAMPLES, seed: int = 0) -> np.ndarray:
+def draw_subset(indices: Sequence[int] | np.ndarray, n: int = N_PROPERTY_SAMPLES, seed: int = 0) -> np.ndarray:
     """``min(n, len(indices))`` of ``indices`` drawn without replacement (seeded); all of them when there are fewer."""
-    indices = np.asarray(indices, dtype=np.int64)
-    if len(indices) <= n:
-        return indices
+    pool = np.asarray(indices, dtype=np.int64)
+    if len(pool) <= n:
+        return pool
     rng = np.random.default_rng(seed)
-    return indices[rng.choice(len(indices), n, replace=False)]
+    return pool[rng.choice(len(pool), n, replace=False)]
 
 
-def wasserstein(generated: Sequence[float], reference: Sequence[float]) -> float:
+def wasserstein(generated: Sequence[float] | np.ndarray, reference: Sequence[float] | np.ndarray) -> float:
     """W1 distance between the two empirical distributions (NaN values dropped); NaN when a side is empty."""
-    generated = np.asarray(generated, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    generated = generated[np.isfinite(generated)]
-    reference = reference[np.isfinite(reference)]
-    if generated.size == 0 or reference.size == 0:
+    u, v = np.asarray(generated, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    u, v = u[np.isfinite(u)], v[np.isfinite(v)]
+    if u.size == 0 or v.size == 0:
         return float("nan")
-    return float(wasserstein_distance(generated, reference))
+    return float(wasserstein_distance(u, v))

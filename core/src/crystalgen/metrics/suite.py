@@ -44,7 +44,12 @@ from crystalgen.metrics.validity import REASONS, sample_validity
 
 log = logging.getLogger(__name__)
 
+#: One metric's entries of metrics.json.
 Result = dict[str, float | int | str]
+#: Everything metrics.json records: the metrics' entries and the caller's annotations, as given.
+Record = dict[str, object]
+#: Positions of samples: a list, a range or an index array.
+Indices = Sequence[int] | np.ndarray
 # Reasons under which a sample's structure can still be built (CDVAE fingerprints those too).
 _BUILDABLE = {None, "overlapping_atoms", "not_charge_balanced"}
 
@@ -91,7 +96,7 @@ class _Evaluation:
         self.pool = WorkerPool(workers)
         self.progress = progress
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.result: Result = {}
+        self.result: Record = {}
         self.features: list[dict] = [{} for _ in self.samples]
         self.refused: list[dict[str, str]] = [{} for _ in self.samples]  # metric -> why it skipped the sample
 
@@ -101,9 +106,10 @@ class _Evaluation:
 
     def _is_the_reference(self) -> bool:
         """True when the samples are the reference split itself (ground-truth runs): reuse its cached features."""
-        if len(self.samples) != len(self.reference) or any(s is None for s in self.samples):
+        present = [s for s in self.samples if s is not None]
+        if len(present) != len(self.samples) or len(present) != len(self.reference):
             return False
-        return structures_digest(self.samples) == self.reference.digest
+        return structures_digest(present) == self.reference.digest
 
     def compute_features(self, wanted: Sequence[str]) -> None:
         fingerprints = "coverage" in wanted or "diversity" in wanted
@@ -118,19 +124,22 @@ class _Evaluation:
                 elif check.reason in _BUILDABLE:
                     self.features[i].update(struct_fp=None, comp_fp=None)
             fingerprints = False  # taken from the reference cache
-        todo, requests = [], []
-        for i, check in enumerate(self.checks):
+        todo: list[int] = []
+        todo_structures: list[Structure] = []
+        requests: list[FeatureRequest] = []
+        for i, (sample, check) in enumerate(zip(self.samples, self.checks)):
             request = FeatureRequest(
                 fingerprints=fingerprints and check.reason in _BUILDABLE,
                 fingerprint_backend=self.opts.fingerprint_backend,
                 spacegroup_symprec=self.opts.symprec if spacegroups and check.struct_valid else None,
                 template_symprec=self.opts.symprec if templates and check.struct_valid else None,
             )
-            if request != FeatureRequest():
+            if request != FeatureRequest() and sample is not None:  # a request implies a structure (buildable)
                 todo.append(i)
+                todo_structures.append(sample)
                 requests.append(request)
         computed = compute_features(
-            [self.samples[i] for i in todo], requests, pool=self.pool, progress=self.progress, desc="generated crystals"
+            todo_structures, requests, pool=self.pool, progress=self.progress, desc="generated crystals"
         )
         for i, features in zip(todo, computed):
             self.features[i].update(features)
@@ -162,7 +171,7 @@ class _Evaluation:
         self.subset = draw_subset(np.flatnonzero(self.valid), self.opts.n_property_samples, self.opts.seed)
 
     # -- stage 4 ---------------------------------------------------------------------------------------------
-    def _generated_fingerprints(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    def _generated_fingerprints(self, indices: Indices) -> tuple[np.ndarray, np.ndarray]:
         struct, comp = stack_fingerprints([self.features[i] for i in indices])
         ok = np.isfinite(struct).all(axis=1)
         return struct[ok], standardise_composition_fingerprints(comp[ok])
@@ -172,8 +181,8 @@ class _Evaluation:
         ref_struct, ref_comp = self.reference.fingerprints
         ok = np.isfinite(ref_struct).all(axis=1)
         gen_struct, gen_comp = self._generated_fingerprints(range(len(self.samples)))
-        out = coverage(gen_struct, gen_comp, ref_struct[ok], standardise_composition_fingerprints(ref_comp[ok]),
-                       struct_cut, comp_cut, n_generated=len(self.samples))
+        out: Result = dict(coverage(gen_struct, gen_comp, ref_struct[ok], standardise_composition_fingerprints(ref_comp[ok]),
+                                    struct_cut, comp_cut, n_generated=len(self.samples)))
         cutoff_set = self.opts.cov_cutoffs if isinstance(self.opts.cov_cutoffs, str) else "custom"
         out.update({"cov_n": len(self.samples), "cov_n_fingerprints": len(gen_struct), "cov_reference_n": int(ok.sum()),
                     "cov_struct_cutoff": struct_cut, "cov_comp_cutoff": comp_cut, "cov_cutoff_set": cutoff_set})
@@ -230,7 +239,7 @@ class _Evaluation:
         if self.train is None:
             raise _Unavailable("Wyckoff templates need the training split (train= / --train NAME:train)")
         generated = [self.features[i].get("template") for i, c in enumerate(self.checks) if c.struct_valid]
-        out = template_statistics(generated, self.train.templates(self.opts.symprec))
+        out: Result = dict(template_statistics(generated, self.train.templates(self.opts.symprec)))
         out["templates_train_n"] = len(self.train)
         return out
 
@@ -264,7 +273,7 @@ class _Evaluation:
         return out
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
-    def _note_refusals(self, metric: str, indices: Sequence[int], reasons: Sequence[str]) -> None:
+    def _note_refusals(self, metric: str, indices: Indices, reasons: Sequence[str]) -> None:
         """Keep, per sample, why ``metric`` skipped it for the memory budget (per_sample.csv's ``refused``); no
         reasons at all means an implementation that refuses nothing."""
         for i, reason in zip(indices, reasons or [""] * len(indices), strict=True):
@@ -297,12 +306,14 @@ class _Evaluation:
 
     def _detail(self, i: int) -> str:
         """The reader's failure string, else what the validity checks found (never empty for an invalid sample)."""
-        if self.failures[i]:
-            return self.failures[i]
+        failure, reason = self.failures[i], self.reasons[i]
+        if failure:
+            return failure
         try:
-            return invalidity_detail(self.samples[i], self.reasons[i], self.opts.oxidation_states)
+            return invalidity_detail(self.samples[i], reason, self.opts.oxidation_states)
         except Exception as exc:  # noqa: BLE001 - a detail must not cost the results
-            return f"{REASONS.get(self.reasons[i], self.reasons[i])} (detail unavailable: {type(exc).__name__})"
+            label = reason if reason is None else REASONS.get(reason, reason)
+            return f"{label} (detail unavailable: {type(exc).__name__})"
 
     @property
     def _subset_set(self) -> set[int]:
@@ -325,7 +336,7 @@ def evaluate(
     options: EvaluationOptions | Mapping | None = None,
     sample_ids: Sequence[str] | None = None,
     annotations: Mapping[str, object] | None = None,
-) -> Result:
+) -> Record:
     """All requested metrics of generated ``samples`` against ``reference`` (flat dict; see docs/metrics.md).
 
     samples: generated crystals (Angstrom lattices, fractional coordinates); None = a failed decode, whose reason
@@ -357,9 +368,9 @@ def evaluate(
     lent = [s for s in (reference_set, train_set) if s is not None and s.pool is None]
     for s in lent:
         s.pool = run.pool
-    for s in (reference_set, train_set):
-        if s is not None:
-            s.fingerprint_backend = opts.fingerprint_backend
+    for split in (reference_set, train_set):
+        if split is not None:
+            split.fingerprint_backend = opts.fingerprint_backend
     finished = False
     try:
         _run_stages(run, wanted, property_predictor, reference_properties)

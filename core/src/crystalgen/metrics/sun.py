@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +82,7 @@ class EnergyHull:
         self._memo[memo_key] = value
         return value
 
-    def e_above_hull(self, compositions: Sequence[Composition], energies_per_atom: Sequence[float]) -> np.ndarray:
+    def e_above_hull(self, compositions: Sequence[Composition], energies_per_atom: Iterable[float]) -> np.ndarray:
         """E - E_hull(composition) in eV/atom per crystal (negative below the hull, NaN where undefined)."""
         return np.array([e - self.hull_energy_per_atom(c) if np.isfinite(e) else np.nan for c, e in zip(compositions, energies_per_atom, strict=True)])
 
@@ -223,10 +223,10 @@ def assess_sun(
         relaxations = relax_structures(structures, fmax=fmax, max_steps=max_steps, workers=workers, progress=progress)
         steps = np.array([r.steps for r in relaxations])
         converged = np.array([r.converged for r in relaxations])
-        refused = [old or (r.error if r.refused else "") for old, r in zip(refused, relaxations, strict=True)]
-        ok = [i for i, r in enumerate(relaxations) if r.structure is not None]
+        refused = [old or ((r.error or "") if r.refused else "") for old, r in zip(refused, relaxations, strict=True)]
+        relaxed = [(i, r.structure) for i, r in enumerate(relaxations) if r.structure is not None]
         relaxed_energy = np.full(len(structures), np.nan)
-        relaxed_energy[ok] = chgnet_predict([relaxations[i].structure for i in ok], progress=progress)["energy"]
+        relaxed_energy[[i for i, _ in relaxed]] = chgnet_predict([s for _, s in relaxed], progress=progress)["energy"]
         # A failed relaxation keeps its initial geometry for uniqueness/novelty but has no relaxed energy.
         final = [r.structure if r.structure is not None else s for r, s in zip(relaxations, structures, strict=True)]
         e_hull = hull.e_above_hull(_compositions(final), relaxed_energy)

@@ -34,7 +34,7 @@ def spacegroup_number(structure: Structure, symprec: float = SYMPREC, angle_tole
     return int(number) if number else 1
 
 
-def spacegroup_histogram(numbers: Sequence[int], paper_protocol: bool = False) -> np.ndarray:
+def spacegroup_histogram(numbers: Sequence[int] | np.ndarray, paper_protocol: bool = False) -> np.ndarray:
     """Counts per space group: 230 bins, or SymmCD's 229 (``np.histogram(bins=range(1, 231))``)."""
     values = np.asarray([int(n) for n in numbers], dtype=np.int64)
     if paper_protocol:
@@ -44,7 +44,8 @@ def spacegroup_histogram(numbers: Sequence[int], paper_protocol: bool = False) -
     return np.bincount(values, minlength=231)[1:].astype(np.float64)
 
 
-def spacegroup_distance(generated: Sequence[int], reference: Sequence[int], paper_protocol: bool = False) -> float:
+def spacegroup_distance(generated: Sequence[int] | np.ndarray, reference: Sequence[int] | np.ndarray,
+                        paper_protocol: bool = False) -> float:
     """d_sg: Jensen-Shannon distance (natural log) between the two space-group histograms."""
     if len(generated) == 0 or len(reference) == 0:
         return float("nan")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import torch
 from omegaconf import DictConfig
@@ -22,12 +22,13 @@ from torch_geometric.data import Batch, Data
 
 from crystalgen.encoders.base import StructureTransform
 from crystalgen.models.stages import Stage
+from crystalgen.processes.base import NoiseProcess
 from crystalgen.specs import ModelSpec
 from crystalgen.state import Condition, SampleRequest
 
 if TYPE_CHECKING:
     from crystalgen.models.assembly import Assembly
-    from crystalgen.samplers.base import Sampler
+    from crystalgen.samplers.base import Sampler, SamplingModel
 
 KIB, MIB = 2**10, 2**20
 #: The base class's memory estimate, for a model that says nothing: message passing on the fully connected graph of
@@ -36,6 +37,8 @@ KIB, MIB = 2**10, 2**20
 #: graph networks, so that an unknown model errs towards smaller batches, never towards the OOM killer.
 DEFAULT_TRAINING_BYTES = (1 * MIB, 256 * KIB)  # (per node, per ordered node pair)
 DEFAULT_SAMPLING_BYTES = (256 * KIB, 64 * KIB)
+
+P = TypeVar("P")
 
 
 class UnsupportedRequestError(ValueError):
@@ -132,6 +135,25 @@ class GenerativeModel(nn.Module, ABC):
         """The preprocessing (Structure -> Data) this model trains on, ``model.transform``; cached by the dataset
         layer. Assembling checks every part first, so a misfit is refused before any data is read."""
         return cast(StructureTransform, cls.assemble(cfg).build("transform"))
+
+    def process_as(self, variable: str, kind: type[P]) -> P:
+        """The process of ``variable`` as ``kind`` (a process class or a runtime-checkable capability), whose methods
+        the model's own code calls: ``processes`` holds them as plain modules, and a configured process of another
+        kind is refused here with both names rather than failing later on a missing method."""
+        process = self.processes[variable]
+        if not isinstance(process, kind):
+            raise TypeError(f"{type(self).__name__} needs a {kind.__name__} for the variable {variable!r}; the configured "
+                            f"process is a {type(process).__name__} (choose another in model.processes.{variable})")
+        return process
+
+    def as_sampling_model(self) -> SamplingModel:
+        """This model as a sampler sees it (``Sampler.run(model.as_sampling_model(), ...)``). torch types the
+        ``processes`` ModuleDict as holding plain modules; each entry is checked to be a NoiseProcess here, which is
+        what makes the model a SamplingModel."""
+        wrong = {var: type(p).__name__ for var, p in self.processes.items() if not isinstance(p, NoiseProcess)}
+        if wrong:
+            raise TypeError(f"{type(self).__name__}.processes holds modules that are not noise processes: {wrong}")
+        return cast("SamplingModel", self)
 
     def fit_statistics(self, train: Sequence[Data]) -> None:
         """Learn data-derived quantities (marginals, p(G), scalers) from the preprocessed training set.

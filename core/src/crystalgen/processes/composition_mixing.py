@@ -8,6 +8,7 @@ probabilities over the classes and ``num_atoms`` (B,) as keyword arguments (``Co
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,39 +53,51 @@ class CompositionMixing(NoiseProcess):
         self.register_buffer("sigmas", geometric_sigmas(num_steps, sigma_min, sigma_max))
 
     def sample_prior(self, shape: tuple[int, ...], *, device: torch.device | str = "cpu",
-                     generator: torch.Generator | None = None, composition: Tensor, num_atoms: Tensor,
-                     **kwargs) -> Tensor:
+                     generator: torch.Generator | None = None, composition: Tensor | None = None,
+                     num_atoms: Tensor | None = None, **kwargs: Any) -> Tensor:
         """Types drawn from the composition (Algorithm 1, line 4; CDVAE's ``sample_composition``)."""
+        composition, num_atoms = _composition_args(composition, num_atoms)
         types = composition_types(composition, num_atoms, generator)
         if types.shape != tuple(shape):
             raise ValueError(f"composition and num_atoms give {tuple(types.shape)} types, the state expects {tuple(shape)}")
         return types.to(device)
 
-    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, composition: Tensor,
-                  num_atoms: Tensor, **kwargs) -> TypeNoised:
+    def add_noise(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None,
+                  composition: Tensor | None = None, num_atoms: Tensor | None = None, **kwargs: Any) -> TypeNoised:
+        composition, num_atoms = _composition_args(composition, num_atoms)
         sigma = level(self.sigmas, t, x0.float())
         rows = composition.to(sigma.dtype)[crystal_index(num_atoms.to(x0.device), x0.shape[0])]
         probs = F.one_hot(x0 - 1, self.num_classes).to(sigma.dtype) + sigma.unsqueeze(-1) * rows
         x_t = torch.multinomial(probs, 1, generator=generator).squeeze(-1) + 1  # multinomial normalises: / (1 + sigma)
         return TypeNoised(x_t, x0, sigma)
 
-    def loss(self, prediction: Tensor, noised: Noised, **kwargs) -> Tensor:
+    def loss(self, prediction: Tensor, noised: Noised, **kwargs: Any) -> Tensor:
         """Cross-entropy of the true type under the predicted logits, divided by sigma_A (eq. 2)."""
         if not isinstance(noised, TypeNoised):
             raise TypeError("CompositionMixing.loss needs the TypeNoised returned by its add_noise")
         return F.cross_entropy(prediction, noised.target - 1, reduction="none") / noised.sigma
 
     def reverse_step(self, x_t: Tensor, t: int, s: int, prediction: Tensor, *, generator: torch.Generator | None = None,
-                     **kwargs) -> Tensor:
+                     **kwargs: Any) -> Tensor:
         self.check_levels(t, s)
         return prediction.argmax(dim=-1) + 1
 
     def corrector_step(self, x: Tensor, t: int, prediction: Tensor, *, generator: torch.Generator | None = None,
-                       **kwargs) -> Tensor:
+                       **kwargs: Any) -> Tensor:
         return prediction.argmax(dim=-1) + 1
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, sigma_1={float(self.sigmas[1]):g}, sigma_T={float(self.sigmas[-1]):g}, classes={self.num_classes}"
+
+
+def _composition_args(composition: Tensor | None, num_atoms: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The call's ``composition`` and ``num_atoms``: optional in the signatures (the base contract takes any keyword
+    arguments), required by the prior and the training corruption."""
+    if composition is None or num_atoms is None:
+        missing = [name for name, value in (("composition", composition), ("num_atoms", num_atoms)) if value is None]
+        raise TypeError(f"CompositionMixing needs the keyword arguments composition= (B, K) and num_atoms= (B,); "
+                        f"missing {', '.join(missing)} (pass them in Condition.process_args while sampling)")
+    return composition, num_atoms
 
 
 def composition_types(composition: Tensor, num_atoms: Tensor, generator: torch.Generator | None = None) -> Tensor:

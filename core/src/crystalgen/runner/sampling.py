@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch_geometric.data import Data
@@ -16,7 +16,7 @@ from crystalgen.resources import memory_budget, pack_by_cost
 from crystalgen.runner.budget import refusals, sampling_batch_size
 from crystalgen.runner.conditions import Conditions
 from crystalgen.runner.distributed import autocast
-from crystalgen.samplers.base import Sampler, SamplingModel
+from crystalgen.samplers.base import Sampler
 
 log = logging.getLogger("crystalgen.sample")
 
@@ -73,7 +73,7 @@ def generate(model: GenerativeModel, sampler: Sampler, num_samples: int, batch_s
                 condition = model.prepare_sampling(request)
                 timings["prepare"] += time.perf_counter() - tick
                 tick = time.perf_counter()
-                state = sampler.run(cast(SamplingModel, model), condition, generator=generator, progress=_step_reporter(bar))
+                state = sampler.run(model.as_sampling_model(), condition, generator=generator, progress=_step_reporter(bar))
                 timings["sampler"] += time.perf_counter() - tick
         except (RuntimeError, ValueError, FloatingPointError) as exc:  # e.g. NaN probabilities in a categorical step
             log.warning("sampling crystals %d-%d failed (%s: %s); continuing with the next batch",

@@ -104,6 +104,12 @@ class AggregatePredictors(nn.Module):
             raise ValueError("this model has no property head (train it with model.property set)")
         return self.fc_property(z).squeeze(-1)
 
+    def standardise_property(self, values: Tensor) -> Tensor:
+        """Property values (B,) in the data's units, standardised as the head predicts them (its training target)."""
+        if self.property_scaler is None:
+            raise ValueError("this model has no property head (train it with model.property set)")
+        return self.property_scaler.transform(values.reshape(-1, 1)).squeeze(-1)
+
     def property_value(self, z: Tensor) -> Tensor:
         """The property in the data's units (B,)."""
         assert self.property_scaler is not None

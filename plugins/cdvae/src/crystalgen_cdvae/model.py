@@ -31,6 +31,7 @@ from crystalgen import (
     Decoded,
     GenerativeModel,
     ModelSpec,
+    NoiseProcess,
     Sampler,
     SampleRequest,
     UnsupportedRequestError,
@@ -69,6 +70,8 @@ class CDVAE(GenerativeModel):
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
         c = OmegaConf.to_container(cfg, resolve=True)
+        if not isinstance(c, dict):  # a DictConfig section resolves to a dict
+            raise TypeError(f"the CDVAE model section must be a mapping, got {type(c).__name__}")
         max_atoms, latent_dim, property = c["max_atoms"], c["latent_dim"], c["property"]
         loss_weights, validation_loss, heads = c["loss_weights"], c["validation_loss"], c["heads"]
         if validation_loss not in ("decoder", "total"):
@@ -96,7 +99,8 @@ class CDVAE(GenerativeModel):
         self.fit_batch_size = int(c["fit_batch_size"])
         if self.scale_factors == "paper":
             denoiser = c["denoiser"]
-            differing = {k: (denoiser.get(k), v) for k, v in PAPER_DECODER.items() if denoiser.get(k) != v}
+            differing: dict[str, tuple[Any, Any]] = {k: (denoiser.get(k), v) for k, v in PAPER_DECODER.items()
+                                                     if denoiser.get(k) != v}
             if denoiser["name"] != "gemnet_t" or differing:
                 raise ValueError(f"model.scale_factors=paper holds only for the paper's decoder (gemnet_t); these settings "
                                  f"differ (yours, paper's): {differing or {'name': (denoiser['name'], 'gemnet_t')}}. "
@@ -193,13 +197,14 @@ class CDVAE(GenerativeModel):
             lengths, angles = self.heads.lattice_params(lattice_pred.detach(), num_atoms)
             predicted, plausible, _ = predicted_cells(lengths, angles, num_atoms)
             lattice_in = torch.where(plausible[:, None, None], predicted.to(true_lattice.dtype), true_lattice)
-        levels = self.processes["frac_coords"].num_steps
+        coord_process = self.process_as("frac_coords", NoiseProcess)
+        type_process = self.process_as("atom_types", NoiseProcess)
+        levels = coord_process.num_steps
         t_coord = torch.randint(1, levels + 1, (batch.num_graphs,), device=num_atoms.device)
         t_type = torch.randint(1, levels + 1, (batch.num_graphs,), device=num_atoms.device) if self.independent_levels else t_coord
-        coords = self.processes["frac_coords"].add_noise(batch.frac_coords.float(), t_coord[crystal], lattice=lattice_in,
-                                                         num_atoms=num_atoms)
-        types = self.processes["atom_types"].add_noise(batch.atom_types, t_type[crystal], num_atoms=num_atoms,
-                                                       composition=torch.softmax(composition_logits.detach(), dim=-1))
+        coords = coord_process.add_noise(batch.frac_coords.float(), t_coord[crystal], lattice=lattice_in, num_atoms=num_atoms)
+        types = type_process.add_noise(batch.atom_types, t_type[crystal], num_atoms=num_atoms,
+                                       composition=torch.softmax(composition_logits.detach(), dim=-1))
         condition = Condition(batch.num_graphs, {}, num_atoms.device, data={"z": z, "num_atoms": num_atoms, "lattice": lattice_in})
         inputs = ({"frac_coords": coords.x_t, "atom_types": types.x_t}, t_coord, condition)
         return inputs, {"mu": mu, "logvar": logvar, "z": z, "lattice_pred": lattice_pred,
@@ -218,14 +223,17 @@ class CDVAE(GenerativeModel):
             "lattice": F.mse_loss(aux["lattice_pred"], self.heads.lattice_scaler.transform(true_params).float()),
             "composition": _crystal_mean(F.cross_entropy(aux["composition_logits"][crystal], batch.atom_types - 1,
                                                          reduction="none"), crystal, batch.num_graphs),
-            "coord": _crystal_mean(self.processes["frac_coords"].loss(coord_out, aux["coords"]), crystal, batch.num_graphs),
-            "type": _crystal_mean(self.processes["atom_types"].loss(type_logits, aux["types"]), crystal, batch.num_graphs),
+            "coord": _crystal_mean(self.process_as("frac_coords", NoiseProcess).loss(coord_out, aux["coords"]), crystal,
+                                   batch.num_graphs),
+            "type": _crystal_mean(self.process_as("atom_types", NoiseProcess).loss(type_logits, aux["types"]), crystal,
+                                  batch.num_graphs),
             "kl": torch.mean(-0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=-1)),
         }
         if self.property is not None:
-            target = self.heads.property_scaler.transform(batch[PROPERTY_PREFIX + self.property].reshape(-1, 1)).squeeze(-1)
+            target = self.heads.standardise_property(batch[PROPERTY_PREFIX + self.property])
             parts["property"] = F.mse_loss(self.heads.standardised_property(z), target.float())
-        total = sum(self.loss_weights[k] * v for k, v in parts.items())
+        weighted = [self.loss_weights[k] * v for k, v in parts.items()]
+        total = sum(weighted[1:], weighted[0])
         if self.training or self.validation_loss == "total":
             parts["loss"] = total
         else:  # the official validation loss, which drives the LR schedule and model selection
@@ -294,7 +302,7 @@ class CDVAE(GenerativeModel):
         with torch.no_grad():
             mu, logvar = self.encoder(batch)
             condition = self.condition_from_latent(reparameterize(mu, logvar, generator))
-        return self.decode(sampler.run(self, condition, generator=generator), condition)
+        return self.decode(sampler.run(self.as_sampling_model(), condition, generator=generator), condition)
 
     def optimize(self, batch: Batch, sampler: Sampler, *, direction: str = "min", steps: int | None = None,
                  generator: torch.Generator | None = None) -> list[Decoded]:
@@ -329,7 +337,7 @@ class CDVAE(GenerativeModel):
             condition = self.condition_from_latent(code)
             with torch.no_grad():
                 predicted = self.heads.property_value(code).tolist()
-            decoded = self.decode(sampler.run(self, condition, generator=generator), condition)
+            decoded = self.decode(sampler.run(self.as_sampling_model(), condition, generator=generator), condition)
             for item, value in zip(decoded, predicted, strict=True):
                 item.info.update(opt_step=step, predicted_property=value, direction=direction)
             per_snapshot.append(decoded)

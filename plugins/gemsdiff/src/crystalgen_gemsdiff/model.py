@@ -15,7 +15,7 @@ where the paper and its code differ.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -189,7 +189,7 @@ class GemsDiff(GenerativeModel):
         return out
 
     def process(self, variable: str) -> ContinuousProcess:
-        return cast(ContinuousProcess, self.processes[variable])
+        return self.process_as(variable, ContinuousProcess)
 
     def _norm(self, difference: Tensor) -> Tensor:
         return difference.abs() if self.loss_norm == "l1" else difference.square()

@@ -108,11 +108,11 @@ def decode_representations(raw: Tensor, layout: RepresentationLayout, reconstruc
     ``info`` of each crystal carries the final (relative) reconstruction loss and the Adam steps spent on it.
     """
     requests = [over_pair_cap(read_cell(row.cpu(), layout, max_atoms), reconstructor) for row in raw]
-    readable = [i for i, r in enumerate(requests) if isinstance(r, CellRequest)]
+    readable = [(i, r) for i, r in enumerate(requests) if isinstance(r, CellRequest)]
     out: list[Decoded] = [Decoded(None, r) if isinstance(r, str) else Decoded(None, "not reconstructed") for r in requests]
     if not readable:
         return out
-    cells = [requests[i] for i in readable]
+    cells = [cell for _, cell in readable]
     device = reconstructor.weights.device
     result = reconstructor(
         torch.stack([c.target for c in cells]).to(device),
@@ -121,8 +121,7 @@ def decode_representations(raw: Tensor, layout: RepresentationLayout, reconstruc
         torch.stack([c.lattice for c in cells]).to(device),
         generator=generator,
     )
-    for k, i in enumerate(readable):
-        cell = cells[k]
+    for k, (i, cell) in enumerate(readable):
         loss = float(result.loss[k])
         frac = torch.linalg.solve(cell.lattice.T, result.positions[k].T).T  # x = f @ L  =>  L^T f^T = x^T
         info = {"reconstruction_loss": loss if math.isfinite(loss) else None, "reconstruction_steps": int(result.steps[k])}

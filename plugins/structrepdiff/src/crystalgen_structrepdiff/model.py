@@ -20,7 +20,16 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from crystalgen import Condition, Decoded, GenerativeModel, ModelSpec, SampleRequest, Variable
+from crystalgen import (
+    Condition,
+    ContinuousProcess,
+    Decoded,
+    GenerativeModel,
+    ModelSpec,
+    NoiseProcess,
+    SampleRequest,
+    Variable,
+)
 from crystalgen_structrepdiff import config_upgrade, memory
 from crystalgen_structrepdiff.representation import SCALINGS, VARIABLE, RepresentationLayout, RepresentationScaler
 from crystalgen_structrepdiff.transform import RepresentationTransform, descriptor_options, ead_parameters
@@ -116,10 +125,11 @@ class StructRepDiff(GenerativeModel):
     def training_loss(self, batch: Batch) -> dict[str, Tensor]:
         """Algorithm 3: ||eps - eps_theta(sqrt(abar_t) R_0 + sqrt(1 - abar_t) eps, t)||^2, t ~ U{1..T}."""
         x0 = self.scaler.normalise(batch.representation).float()
-        t = torch.randint(1, self.processes[VARIABLE].num_steps + 1, (x0.shape[0],), device=x0.device)
-        noised = self.processes[VARIABLE].add_noise(x0, t)
+        process = self.process_as(VARIABLE, NoiseProcess)
+        t = torch.randint(1, process.num_steps + 1, (x0.shape[0],), device=x0.device)
+        noised = process.add_noise(x0, t)
         prediction = self.denoiser({VARIABLE: noised.x_t}, t, Condition(x0.shape[0], {}, x0.device))[VARIABLE]
-        loss = self.processes[VARIABLE].loss(prediction, noised).mean()
+        loss = process.loss(prediction, noised).mean()
         return {"loss": loss}
 
     # -- sampling ---------------------------------------------------------------------------------
@@ -136,7 +146,7 @@ class StructRepDiff(GenerativeModel):
         x = state[VARIABLE]
         eps = self.denoiser(state, t, condition)[VARIABLE]
         if self.clip_x0:
-            eps = self.processes[VARIABLE].clip_x0(eps, x, t, self.scaler.low.to(x), self.scaler.high.to(x)).to(x.dtype)
+            eps = self.process_as(VARIABLE, ContinuousProcess).clip_x0(eps, x, t, self.scaler.low.to(x), self.scaler.high.to(x)).to(x.dtype)
         return {VARIABLE: eps}
 
     def decode(self, state: dict[str, Tensor], condition: Condition, *, generator: torch.Generator | None = None) -> list[Decoded]:

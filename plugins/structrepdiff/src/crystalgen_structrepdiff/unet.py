@@ -149,7 +149,8 @@ class UNet1D(Denoiser):
         first = h
         time = self.time(t)
         skips = []
-        for block1, block2, attn, downsample in self.down:
+        for stage in self.down:  # each stage a ModuleList (its keys 0..3 are the checkpoints' names)
+            block1, block2, attn, downsample = stage.children()
             h = block1(h, time)
             skips.append(h)
             h = attn(block2(h, time))
@@ -157,7 +158,8 @@ class UNet1D(Denoiser):
             h = downsample(h)
         block1, attn, block2 = self.mid
         h = block2(attn(block1(h, time)), time)
-        for block1, block2, attn, upsample in self.up:
+        for stage in self.up:
+            block1, block2, attn, upsample = stage.children()
             h = block1(torch.cat([h, skips.pop()], dim=1), time)
             h = attn(block2(torch.cat([h, skips.pop()], dim=1), time))
             h = upsample(h)

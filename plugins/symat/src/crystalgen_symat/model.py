@@ -35,7 +35,6 @@ from crystalgen import (
     ModelSpec,
     Sampler,
     SampleRequest,
-    SamplingModel,
     UnsupportedRequestError,
     Variable,
     reparameterize,
@@ -109,7 +108,7 @@ class SyMat(GenerativeModel):
     @property
     def coordinates(self) -> ContinuousProcess:
         """The process of ``frac_coords`` (the core's ``cartesian_ve`` in the presets)."""
-        return cast(ContinuousProcess, self.processes["frac_coords"])
+        return self.process_as("frac_coords", ContinuousProcess)
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -274,7 +273,7 @@ class SyMat(GenerativeModel):
         with torch.no_grad():
             mu, _ = self.encoder(batch)
         condition = self.condition_from_latent(mu)
-        return self.decode(sampler.run(cast(SamplingModel, self), condition, generator=generator), condition)
+        return self.decode(sampler.run(self.as_sampling_model(), condition, generator=generator), condition)
 
     def optimize(self, batch: Batch, sampler: Sampler, *, direction: str = "min", steps: int | None = None,
                  generator: torch.Generator | None = None) -> list[Decoded]:
@@ -302,7 +301,7 @@ class SyMat(GenerativeModel):
         with torch.no_grad():
             predicted = (self.fc_property(z).squeeze(-1).double() * self.property_std + self.property_mean).tolist()
         condition = self.condition_from_latent(z)
-        decoded = self.decode(sampler.run(cast(SamplingModel, self), condition, generator=generator), condition)
+        decoded = self.decode(sampler.run(self.as_sampling_model(), condition, generator=generator), condition)
         for item, value in zip(decoded, predicted, strict=True):
             item.info.update(opt_step=steps, predicted_property=value, direction=direction)
         return decoded

@@ -25,9 +25,12 @@ from torch_geometric.data import Batch, Data
 from crystalgen import (
     Condition,
     Constraint,
+    ContinuousProcess,
+    D3PMMarginal,
     Decoded,
     GenerativeModel,
     ModelSpec,
+    NoiseProcess,
     SampleRequest,
     UnsupportedRequestError,
     Variable,
@@ -121,7 +124,7 @@ class SymmCD(GenerativeModel):
         stats = count(train, self.max_representatives)
         self.spacegroup_probs.copy_(stats.spacegroup_probs())
         self.representatives_probs.copy_(stats.representatives_probs())
-        self.processes["atom_types"].set_marginal(stats.atom_type_marginal())
+        self.process_as("atom_types", D3PMMarginal).set_marginal(stats.atom_type_marginal())
         self.site_symmetry_marginals.copy_(stats.site_symmetry_marginals())
         k = torch.cat([item.lattice_k for item in train]).double()
         lo, hi = k.min(0).values, k.max(0).values
@@ -160,11 +163,12 @@ class SymmCD(GenerativeModel):
         mask, fill = space_group_k_masks(spacegroup, torch.float32)
         site_marginal = self.site_symmetry_marginals[spacegroup[crystal]]
 
-        k = self.processes["lattice_k"].add_noise(batch.lattice_k.float(), t)
+        proc = {var: self.process_as(var, NoiseProcess) for var in VARIABLES}
+        k = proc["lattice_k"].add_noise(batch.lattice_k.float(), t)
         k_t = torch.where(mask, k.x_t, fill)
-        x = self.processes["frac_coords"].add_noise(torch.remainder(batch.frac_coords.float(), 1.0), t[crystal])
-        a = self.processes["atom_types"].add_noise(batch.atom_types - 1, t[crystal])
-        s = self.processes["site_symmetry"].add_noise(batch.site_symmetry, t[crystal], marginal=site_marginal)
+        x = proc["frac_coords"].add_noise(torch.remainder(batch.frac_coords.float(), 1.0), t[crystal])
+        a = proc["atom_types"].add_noise(batch.atom_types - 1, t[crystal])
+        s = proc["site_symmetry"].add_noise(batch.site_symmetry, t[crystal], marginal=site_marginal)
 
         noisy = {"lattice_k": k_t, "frac_coords": x.x_t, "atom_types": a.x_t, "site_symmetry": s.x_t}
         data = {"spacegroup": spacegroup, "crystal": crystal, "encoding": self.encode_spacegroups(spacegroup)}
@@ -172,9 +176,9 @@ class SymmCD(GenerativeModel):
         losses = {
             # paper App. D: || m * eps - eps_hat ||^2, so the network learns to output 0 on fixed entries
             "lattice_k": ((pred["lattice_k"] - mask * k.target) ** 2).mean(),
-            "frac_coords": self.processes["frac_coords"].loss(pred["frac_coords"], x).mean(),
-            "atom_types": self.processes["atom_types"].loss(pred["atom_types"], a).mean(),
-            "site_symmetry": self.processes["site_symmetry"].loss(pred["site_symmetry"], s).mean(),
+            "frac_coords": proc["frac_coords"].loss(pred["frac_coords"], x).mean(),
+            "atom_types": proc["atom_types"].loss(pred["atom_types"], a).mean(),
+            "site_symmetry": proc["site_symmetry"].loss(pred["site_symmetry"], s).mean(),
         }
         losses["loss"] = sum(self.loss_weights[var] * losses[var] for var in VARIABLES)
         return losses
@@ -245,7 +249,7 @@ class SymmCD(GenerativeModel):
         keeps every sampler finite. Sampling only: training regresses eps directly.
         """
         k64, eps64 = k_t.double(), eps.double()
-        a, s = self.processes["lattice_k"].marginal(t, k64)
+        a, s = self.process_as("lattice_k", ContinuousProcess).marginal(t, k64)
         x0 = (k64 - s * eps64) / a
         clipped = torch.maximum(torch.minimum(x0, self.lattice_k_range[1]), self.lattice_k_range[0])
         return torch.where(clipped == x0, eps64, (k64 - a * clipped) / s).to(eps.dtype)

@@ -42,9 +42,9 @@ def round_trip(structure: Structure, transform: AsymmetricUnitTransform | None =
         return RoundTrip("skipped", str(exc))
     g, m = int(data.spacegroup), int(data.atom_types.shape[0])
     decoded = decode_crystal(g, data.lattice_k[0], data.frac_coords, data.atom_types, data.site_symmetry)
-    if not decoded.ok:
-        return RoundTrip("decode_failed", decoded.reason or "", g, m)
     rebuilt = decoded.structure
+    if rebuilt is None:
+        return RoundTrip("decode_failed", decoded.reason or "", g, m)
     if StructureMatcher().fit(structure, rebuilt):
         return RoundTrip("match", "", g, m, len(rebuilt))
     if StructureMatcher(attempt_supercell=True).fit(structure, rebuilt):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,17 @@ from crystalgen.denoisers.gemnet_t.blocks import (
 )
 from crystalgen.denoisers.gemnet_t.graph import InteractionGraph
 from crystalgen.denoisers.gemnet_t.layers import Dense, ScaleFactor
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def _entries(modules: nn.ModuleList, kind: type[M]) -> list[M]:
+    """The entries of ``modules`` as ``kind`` (a ModuleList types them as plain modules)."""
+    entries = list(modules)
+    wrong = [type(m).__name__ for m in entries if not isinstance(m, kind)]
+    if wrong:
+        raise TypeError(f"GemNetT expected only {kind.__name__} entries, found {wrong}")
+    return [m for m in entries if isinstance(m, kind)]
 
 
 @dataclass(frozen=True)
@@ -114,8 +125,9 @@ class GemNetT(nn.Module):
 
     def scale_factors(self) -> list[ScaleFactor]:
         """All scale factors in the order the forward pass meets them (the order they must be fitted in)."""
-        ordered = [self.outputs[0].scale_rbf]
-        for block, output in zip(self.interactions, self.outputs[1:], strict=True):
+        blocks, outputs = _entries(self.interactions, InteractionBlock), _entries(self.outputs, DirectForceOutput)
+        ordered = [outputs[0].scale_rbf]
+        for block, output in zip(blocks, outputs[1:], strict=True):
             ordered += [block.triplet.scale_rbf, block.triplet.scale_cbf_sum, block.atom_update.scale_sum, output.scale_rbf]
         return ordered
 

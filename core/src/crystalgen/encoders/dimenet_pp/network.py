@@ -58,9 +58,11 @@ class OutputPPBlock(nn.Module):
     def reset_parameters(self) -> None:
         glorot_orthogonal(self.lin_rbf.weight, scale=2.0)
         glorot_orthogonal(self.lin_up.weight, scale=2.0)
-        for lin in self.lins:
-            glorot_orthogonal(lin.weight, scale=2.0)
-            lin.bias.data.zero_()
+        for name, param in self.lins.named_parameters():  # each Linear's weight, then its bias
+            if name.endswith("weight"):
+                glorot_orthogonal(param, scale=2.0)
+            else:
+                param.data.zero_()
         self.lin.weight.data.zero_()
 
     def forward(self, x: Tensor, rbf: Tensor, target: Tensor, num_nodes: int) -> Tensor:

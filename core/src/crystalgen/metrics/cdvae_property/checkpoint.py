@@ -85,6 +85,8 @@ def _resolved_sections(hparams: dict[str, Any], where: Path) -> tuple[dict[str, 
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception as exc:
         raise ValueError(f"{where}: cannot resolve model.encoder / data fields: {exc}") from exc
+    if not isinstance(resolved, dict):  # a DictConfig resolves to a dict
+        raise ValueError(f"{where}: model.encoder / data fields resolved to {type(resolved).__name__}, not a mapping")
     return resolved["data"], resolved["encoder"]
 
 

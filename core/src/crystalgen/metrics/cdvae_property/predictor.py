@@ -63,8 +63,10 @@ class CDVAEPropertyPredictor(PropertyPredictor):
         self.model.load_state_dict(self.checkpoint.encoder_state, strict=True, assign=True)
         self.model.eval().to(self.device)
 
+    # a cached_property can be assigned like the base class's attribute (a non-data descriptor); mypy takes it for a
+    # read-only property
     @functools.cached_property
-    def cache_identity(self) -> str:
+    def cache_identity(self) -> str:  # type: ignore[override]
         digest = hashlib.sha256()
         for key in ("checkpoint", "prop_scaler"):
             digest.update(Path(self.checkpoint.files[key]).read_bytes())

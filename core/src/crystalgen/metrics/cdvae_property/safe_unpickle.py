@@ -43,6 +43,11 @@ class Inert:
 
     module: str = ""
     qualname: str = ""
+    # per instance, set by __new__ and the unpickler (declared for type checkers; no class attribute)
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    state: Any
+    items: list[Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Inert:
         obj = object.__new__(cls)
