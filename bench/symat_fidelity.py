@@ -52,6 +52,19 @@ def versions() -> dict[str, str]:
     return out
 
 
+def training_summary(log: Path) -> dict[str, object]:
+    """Steps, epochs and seconds of the training, from its log's 'training stopped after N steps (...), S s' line and
+    the last 'epoch E/...' line, so that the figures can be quoted as numbers."""
+    summary: dict[str, object] = {"log_tail": log.read_text().splitlines()[-6:]}
+    for line in log.read_text().splitlines():
+        if line.startswith("epoch ") and "/" in line:
+            summary["epochs"] = int(line.split()[1].split("/")[0])
+        elif line.startswith("training stopped after "):
+            summary["steps"] = int(line.split()[3])
+            summary["seconds"] = float(line.rsplit(",", 1)[1].split()[0])
+    return summary
+
+
 def run(command: list[str], log: Path) -> float:
     started = time.perf_counter()
     with log.open("w") as f:
@@ -80,7 +93,7 @@ def main() -> None:
                                  text=True).stdout.strip(),
         "host": platform.node(), "cpus": os.cpu_count(), "versions": versions(), "checkpoint": str(args.ckpt),
         "train_command": args.train_command,
-        "train_log_tail": args.train_log.read_text().splitlines()[-6:] if args.train_log else None,
+        "train": training_summary(args.train_log) if args.train_log else None,
         "load_average_at_start": os.getloadavg(), "arms": {}}
     started = time.perf_counter()
     sampling = {}
