@@ -10,7 +10,7 @@ grid) and KL(uniform || WN) per coordinate (the prior-mismatch term a sampler st
 Part ``train``: one small-preset GemsDiff per beta_end trained on the first ``--train-rows`` MP-20 training crystals
 for a FIXED number of epochs (no time budget: the load does not decide the result), one thread, niced; then
 ``--num`` MP-20 test compositions (the same for every model, ``--seed``) sampled with the ancestral sampler from
-each run's last (EMA) checkpoint, and scored against the whole test split. CPU time of each training and sampling is
+each run's last (EMA) checkpoint. Run the script niced: the training subprocess inherits its priority, and scored against the whole test split. CPU time of each training and sampling is
 recorded (children's CPU time for the training subprocess).
 
 Usage (2-core CPU, one thread per process):
@@ -87,7 +87,7 @@ def children_cpu() -> float:
 
 
 def train(beta_end: float, run_dir: Path, args: argparse.Namespace) -> dict[str, object]:
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "crystalgen", "train", "gemsdiff", "--data", "mp_20",
+    cmd = [sys.executable, "-m", "crystalgen", "train", "gemsdiff", "--data", "mp_20",
            "--threads", "1", "--no-progress", "--run-dir", str(run_dir), "--seed", str(args.seed),
            "trainer.max_minutes=null", f"trainer.max_epochs={args.epochs}", f"data.max_train_rows={args.train_rows}",
            f"data.max_val_rows={args.val_rows}", f"trainer.val_every={args.epochs}",
