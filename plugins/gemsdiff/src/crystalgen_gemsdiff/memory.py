@@ -15,6 +15,8 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 FLOAT_COPIES = {True: 17.5, False: 4.0}
+#: Floats per crystal besides its atoms: the per-crystal embedding, the lattice action and its 3x3 maps.
+CRYSTAL_FLOATS = 4096
 
 
 def degree(k: int) -> int:
@@ -39,4 +41,4 @@ def atom_floats(d: DictConfig) -> int:
 
 def memory_cost(d: DictConfig, num_nodes: Tensor, training: bool) -> Tensor:
     """Bytes per crystal of ``num_nodes`` atoms, for the denoiser config ``d`` (model.denoiser)."""
-    return FLOAT_COPIES[training] * atom_floats(d) * num_nodes.double()
+    return FLOAT_COPIES[training] * (atom_floats(d) * num_nodes.double() + CRYSTAL_FLOATS)
