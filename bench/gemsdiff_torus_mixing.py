@@ -13,6 +13,12 @@ for a FIXED number of epochs (no time budget: the load does not decide the resul
 each run's last (EMA) checkpoint. Run the script niced: the training subprocess inherits its priority, and scored against the whole test split. CPU time of each training and sampling is
 recorded (children's CPU time for the training subprocess).
 
+Part ``gap`` (after ``train``, on its checkpoints in ``--work-dir``; merged into an existing ``--out``): the mismatch
+at the level sampling starts from, measured on the model. For ``--gap-crystals`` MP-20 validation crystals at t = T,
+the position loss (eq. 20, mean squared fractional displacement error per atom) of each model when x_T is drawn as in
+training (WN(x_0, sigma_T^2)) and when it is drawn uniformly (what sampling feeds it; the target is then the lift of
+x_0 nearest x_T), beside the loss of predicting no move.
+
 Usage (2-core CPU, one thread per process):
     OMP_NUM_THREADS=1 nice -n 10 python bench/gemsdiff_torus_mixing.py --part analytic,train \
         --out bench/results/gemsdiff_torus_mixing.json
@@ -118,6 +124,37 @@ def sample(ckpt: Path, formulas: list[str], reference: list, reference_name: str
             "metrics": {k: v for k, v in scores.items() if isinstance(v, (int, float))}}
 
 
+def level_t_gap(ckpt: Path, structures: list, seed: int) -> dict[str, float]:
+    """Position loss at t = T with x_T from the forward process and from the uniform prior (see the docstring)."""
+    from crystalgen import collate
+    from crystalgen.runner.models import load_trained
+    from crystalgen_gemsdiff.lattice_coords import lattice_to_coords
+
+    trained = load_trained(ckpt, "cpu")
+    model = trained.model
+    model.eval()
+    transform = type(model).transform(trained.config.model)
+    batch = collate([transform(s) for s in structures])
+    crystal, n = batch.batch, batch.num_graphs
+    t = torch.full((n,), model.num_steps, dtype=torch.long)
+    torch.manual_seed(seed)
+    x0 = torch.remainder(batch.frac_coords.float(), 1.0)
+    process = model.process("frac_coords")
+    lattice = model.process("lattice").add_noise(lattice_to_coords(batch.lattice.double()).float(), t).x_t
+    lattice[:, :3] = 0.0  # no rotation noise, as in training
+    condition = model._condition(batch.atom_types, batch.num_atoms)
+    forward = process.add_noise(x0, t[crystal])
+    uniform = torch.rand_like(x0)
+    rows = {}
+    for name, x_t, target in (("forward", forward.x_t, forward.target),
+                              ("uniform", uniform, uniform + torch.remainder(x0 - uniform + 0.5, 1.0) - 0.5)):
+        with torch.no_grad():
+            predicted = model.denoise({"frac_coords": x_t, "lattice": lattice}, t, condition)["frac_coords"]
+        rows[f"loss_{name}"] = float((predicted - target).square().sum(-1).mean())
+        rows[f"loss_{name}_no_move"] = float((x_t - target).square().sum(-1).mean())
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", default="analytic,train", help="comma-separated: analytic, train")
@@ -131,12 +168,15 @@ def main() -> None:
     parser.add_argument("--metrics", default="validity,wdist_density,wdist_num_elems")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", help="run directories (default: a temporary directory)")
+    parser.add_argument("--gap-crystals", type=int, default=256, help="validation crystals of part gap")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     parts = args.part.split(",")
     beta_ends = [float(b) for b in args.beta_ends.split(",")]
     report: dict[str, object] = {**provenance(), "beta_start": args.beta_start, "num_steps": args.num_steps}
+    if parts == ["gap"] and args.out and Path(args.out).exists():  # added to the file of the earlier parts
+        report = {**json.loads(Path(args.out).read_text()), "gap_provenance": provenance()}
 
     def write() -> None:
         report["load_average_at_end"] = load_average()
@@ -168,6 +208,17 @@ def main() -> None:
             runs[key] = row
             print(json.dumps({key: row}), flush=True)
             write()
+    if "gap" in parts:
+        from crystalgen.runner.datasets import split_structures
+
+        work = Path(args.work_dir) if args.work_dir else None
+        if work is None:
+            raise SystemExit("part gap reads the checkpoints of part train: give --work-dir")
+        structures = split_structures("mp_20", "val", workers=1, progress=False)[0][: args.gap_crystals]
+        report["gap"] = {"crystals": len(structures), "level": args.num_steps, "runs": {
+            f"{b:g}": level_t_gap(work / f"beta_end_{b:g}" / "checkpoints" / "last.ckpt", structures, args.seed)
+            for b in beta_ends}}
+        print(json.dumps(report["gap"], indent=1), flush=True)
     write()
 
 
