@@ -17,6 +17,7 @@ and the case reports the peak RSS above the RSS before it: the working bytes ``m
     python bench/model_memory.py --out bench/results/model_memory_small.json
     python bench/model_memory.py --models symmcd --modes training
     python bench/model_memory.py --models symat --out bench/results/model_memory_symat_small.json
+    python bench/model_memory.py --models gemsdiff --out bench/results/model_memory_gemsdiff_small.json
     python bench/model_memory.py --calibrate bench/results/model_memory_small.json
 
 ``largest_ratios`` (also printed) is what each plugin's memory.py constants are rounded up from: per model and mode,
@@ -40,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: (nodes, batch) measured per model and mode: sizes up to the small presets' limits (SymmCD 64 representatives,
-#: CDVAE 20 atoms), batches up to the presets' 32-64, each case a few seconds on one thread.
+#: CDVAE, SyMat and GemsDiff 20 atoms), batches up to the presets' 32-64, each case a few seconds on one thread.
 GRID = {
     ("symmcd", "training"): [(4, 1), (4, 32), (16, 8), (16, 32), (32, 8), (64, 1), (64, 4)],
     ("symmcd", "sampling"): [(4, 1), (4, 32), (16, 32), (64, 4)],
@@ -48,6 +49,8 @@ GRID = {
     ("cdvae", "sampling"): [(4, 1), (4, 32), (12, 32), (20, 32)],
     ("symat", "training"): [(4, 1), (4, 32), (12, 8), (12, 32), (20, 8), (20, 32)],
     ("symat", "sampling"): [(4, 1), (4, 32), (12, 32), (20, 32)],
+    ("gemsdiff", "training"): [(4, 1), (4, 32), (12, 8), (12, 32), (20, 8), (20, 32)],
+    ("gemsdiff", "sampling"): [(4, 1), (4, 32), (12, 32), (20, 32)],
     ("structrepdiff", "training"): [(8, 1), (8, 64), (8, 256)],
     ("structrepdiff", "sampling"): [(4, 1), (8, 32), (20, 32)],
     ("structrepdiff", "pairs"): [(20, 4), (20, 16)],
@@ -192,6 +195,10 @@ def counted(name: str, mode: str, nodes: int, preset: str) -> float:
         from crystalgen_symat import memory
 
         return (memory.network_floats(cfg.encoder) + memory.network_floats(cfg.denoiser)) * nodes + memory.CRYSTAL_FLOATS
+    if name == "gemsdiff":
+        from crystalgen_gemsdiff import memory
+
+        return memory.atom_floats(cfg.denoiser) * nodes + memory.CRYSTAL_FLOATS
     from crystalgen_structrepdiff import memory
     from crystalgen_structrepdiff.model import StructRepDiff
 
@@ -218,7 +225,8 @@ def versions() -> dict:
 
     import torch
 
-    names = ["crystalgen-core", "crystalgen-symmcd", "crystalgen-cdvae", "crystalgen-structrepdiff", "crystalgen-symat", "torch_geometric"]
+    names = ["crystalgen-core", "crystalgen-symmcd", "crystalgen-cdvae", "crystalgen-structrepdiff", "crystalgen-symat", "crystalgen-gemsdiff",
+             "torch_geometric"]
     found = {}
     for n in names:
         try:

@@ -66,6 +66,12 @@ def lookup(data: object, path: str, where: str, full: str = "") -> float | list[
     values of an object)."""
     full = full or path
     head, _, rest = path.partition(".")
+    if isinstance(data, dict) and head not in data:  # a key with dots in it (``0.002``): the longest that is one
+        segments = path.split(".")
+        for n in range(len(segments), 1, -1):
+            if ".".join(segments[:n]) in data:
+                head, rest = ".".join(segments[:n]), ".".join(segments[n:])
+                break
     if head == "*":
         if not isinstance(data, (list, dict)):
             raise AssertionError(f"{where}: '*' applied to {type(data).__name__}, not a list or object")
@@ -210,3 +216,9 @@ def test_checker_catches_a_wrong_number_a_missing_file_and_missing_text(tmp_path
     assert "no 'a.c'" in problems(good.replace("{a.b.1}", "{a.c}"))[0]
     assert problems(good.replace("[[1,176]] s\" = {a.b.0} * 100; {a.b.1}", "[[1,176]] s\" = {a.b.0} * 100; max({a.b.*})")) == []
     assert "needs one of" in problems(good.replace("{n} / 11249", "{a.b.*} / 11249"))[0]
+
+
+def test_a_key_with_dots_is_found_as_it_is_written() -> None:
+    data = {"runs": {"0.002": {"valid": 0.98}, "0.006": {"valid": 1.0}}}
+    assert lookup(data, "runs.0.002.valid", "test") == 0.98
+    assert lookup(data, "runs.0.006.valid", "test") == 1.0

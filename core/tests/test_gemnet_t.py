@@ -84,6 +84,28 @@ def test_fitted_network_preserves_activation_scale():
     assert fitted == {f.name: float(f.scale) for f in net.scale_factors()}
 
 
+def test_a_network_without_targets_builds_no_output_blocks_and_computes_the_same_messages():
+    """num_targets 0 (a caller that reads only h and the messages): no output blocks, whose parameters no loss would
+    reach; the atom embeddings and messages equal those of the same weights with outputs."""
+    frac, lattice, num_atoms = batch(1)
+    graph = interaction_graph(frac.float(), lattice.float(), num_atoms, cutoff=6.0, max_neighbors=8)
+    sizes = {"emb_atom": 16, "emb_edge": 16, "emb_trip": 8, "emb_bilinear": 8, "num_radial": 16, "num_blocks": 2}
+    torch.manual_seed(0)
+    full = GemNetT(**sizes)
+    bare = GemNetT(**sizes, num_targets=0)
+    assert len(bare.outputs) == 0 and bare.mlp_rbf_out is None
+    missing, unexpected = bare.load_state_dict(full.state_dict(), strict=False)
+    assert missing == [] and unexpected and all(k.startswith(("outputs.", "mlp_rbf_out.")) for k in unexpected)
+    h = torch.randn(9, 16)
+    a, b = full.run(h, graph), bare.run(h, graph)
+    assert b.vectors.shape == (9, 0, 3)
+    torch.testing.assert_close(a.h, b.h)
+    for x, y in zip(a.messages, b.messages, strict=True):
+        torch.testing.assert_close(x, y)
+    b.h.sum().add(b.messages[-1].sum()).backward()
+    assert [name for name, p in bare.named_parameters() if p.grad is None] == []
+
+
 def skewed_batch(seed: int = 1):
     """Cells with nearly parallel vectors (a diffusion model's noisy cells): the direct image search needs many images."""
     g = torch.Generator().manual_seed(seed)

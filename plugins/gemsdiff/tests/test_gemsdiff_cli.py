@@ -99,3 +99,16 @@ def test_compositions_beyond_the_model_are_refused_before_sampling(checkpoint, t
                  "Li2MnO3", formula, "--batch-size", "1", *FAST]) == 2
     assert reason in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("overrides, split", [([], "mp_20:test"), (["data.dataset=perov_5"], "perov_5:test")])
+def test_the_paper_preset_samples_the_compositions_of_the_datasets_test_split(overrides, split):
+    """As the paper (section 5): one crystal per test composition, which also makes the run score CSP."""
+    from crystalgen.runner.conditions import ConditionSpec
+    from crystalgen.runner.config import compose
+    from crystalgen_gemsdiff.model import GemsDiff
+
+    cfg = compose(GemsDiff.presets(), "paper", model_name="gemsdiff", overrides=overrides)
+    spec = ConditionSpec.from_config(cfg.sample.condition)
+    assert (spec.source, spec.take, spec.max_crystals, spec.per_condition) == (split, ("composition",), None, 1)
+    assert spec.decides_count() and spec.scores_csp(GemsDiff.conditions)

@@ -3,7 +3,7 @@ eqs. 7-11, appendix A).
 
     z_emb  = e(Z) + sinusoid(t)                             eq. 8 (``step_embedding``)
     h_enc  = GNN_enc(rho_t, x_t, z_emb)                     eq. 9b, k-nearest-neighbour graph on the noisy crystal
-    z_enc  = Linear(h_enc || mean_crystal(Linear(h_enc)))   per-atom features plus a per-crystal embedding
+    z_enc  = Linear(h_enc || readout(messages_enc))         per-atom features plus a per-crystal embedding
     (y_rho, y_x) = GNN_dec(I, x_t, z_enc)                   eq. 11: decoded on the identity cell (``decode_from``)
 
 y_x: each atom's displacement, sum over its edges of a learned invariant weight times the edge direction (GemNet's
@@ -57,6 +57,23 @@ class LatticeHead(nn.Module):
         return self.mlp(self.edge_ba(edge)[id3_ba] + self.edge_ca(edge)[id3_ca] + self.angle(sph))
 
 
+class CrystalReadout(nn.Module):
+    """The encoder's per-crystal embedding, read from its edge messages of every block as the energy head of
+    GemsDiff's code reads them: per block, the mean of the messages into each atom weighted by a learned map of their
+    radial basis; summed over blocks, mapped to ``features`` and averaged over the crystal's atoms. Reading every
+    block's messages also gives every encoder parameter a gradient (DistributedDataParallel needs that)."""
+
+    def __init__(self, emb_edge: int, num_radial: int, num_messages: int, features: int) -> None:
+        super().__init__()
+        self.radial = nn.ModuleList(nn.Linear(num_radial, emb_edge, bias=False) for _ in range(num_messages))
+        self.out = nn.Sequential(nn.Linear(emb_edge, features), nn.SiLU(), nn.Linear(features, features))
+
+    def forward(self, messages: list[Tensor], rbf: Tensor, target: Tensor, crystal: Tensor, num_crystals: int) -> Tensor:
+        per_atom = sum(scatter(m * radial(rbf), target, dim=0, dim_size=crystal.shape[0], reduce="mean")
+                       for m, radial in zip(messages, self.radial, strict=True))
+        return scatter(self.out(per_atom), crystal, dim=0, dim_size=num_crystals, reduce="mean")  # type: ignore[arg-type]
+
+
 class GemsNetDenoiser(Denoiser):
     """Noisy ``frac_coords`` (N, 3) and ``lattice`` (B, 9) gl(3) coordinates, with the conditions ``atom_types``
     (N,) atomic numbers, ``num_atoms`` (B,) and ``crystal`` (N,) -> ``frac_coords`` (N, 3) the clean coordinates as
@@ -99,8 +116,9 @@ class GemsNetDenoiser(Denoiser):
         self.atom_embedding = nn.Embedding(num_elements, hidden)
         nn.init.uniform_(self.atom_embedding.weight, -math.sqrt(3), math.sqrt(3))  # unit variance, as GemNet's
         if self.use_encoder:
-            self.encoder = GemNetT(emb_atom=hidden, emb_edge=hidden, cutoff=cutoff, num_targets=1, **gemnet)
-            self.crystal_features = nn.Linear(hidden, features)
+            self.encoder = GemNetT(emb_atom=hidden, emb_edge=hidden, cutoff=cutoff, num_targets=0, **gemnet)
+            self.crystal_readout = CrystalReadout(hidden, self.encoder.radial_basis.offsets.numel(),
+                                                  len(self.encoder.interactions) + 1, features)
             self.decoder_input = nn.Linear(hidden + features, hidden)
         self.decoder = GemNetT(emb_atom=hidden, emb_edge=hidden, cutoff=decoder_cutoff, num_targets=1, **gemnet)
         num_radial, num_spherical = self.decoder.radial_basis.offsets.numel(), self.decoder.num_spherical
@@ -131,9 +149,9 @@ class GemsNetDenoiser(Denoiser):
             h = h + sinusoidal_embedding(t[crystal], h.shape[-1], self.step_period).to(h.dtype)
         if self.use_encoder:
             graph = interaction_graph(x_t, lattice_t, num_atoms, None, self.knn)
-            h_enc = self.encoder.run(h, graph).h
-            per_crystal = scatter(self.crystal_features(h_enc), crystal, dim=0, dim_size=num_crystals, reduce="mean")
-            h = self.decoder_input(torch.cat([h_enc, per_crystal[crystal]], dim=-1))
+            encoded = self.encoder.run(h, graph)
+            per_crystal = self.crystal_readout(encoded.messages, encoded.rbf, graph.edge_index[1], crystal, num_crystals)
+            h = self.decoder_input(torch.cat([encoded.h, per_crystal[crystal]], dim=-1))
         if self.decode_from == "identity":
             cell = torch.eye(3, dtype=x_t.dtype, device=x_t.device).expand(num_crystals, 3, 3)
         else:

@@ -6,6 +6,10 @@ the lengths and angles of L, and log P is symmetric, so its coordinates in the p
 part (x_0..x_2). GemsDiff's code instead zeroes those three coordinates of log L, which for a non-symmetric L changes
 the cell's shape; the polar form makes zero rotation exact. The core's basis (``crystalgen.gl3_basis``) is the
 paper's, pi_8 = lambda I with lambda = 0.25 / sqrt(3).
+
+Ablation (d) of Table 4 diffuses the 9 entries of the polar form P itself instead (``model.lattice_space: matrix``);
+``matrix_to_coords`` and ``coords_to_matrix`` carry such a cell to and from the coordinates the denoiser reads and
+predicts.
 """
 
 from __future__ import annotations
@@ -19,17 +23,19 @@ from crystalgen import algebra_to_gl3_coords, gl3_coords_to_algebra
 ROTATION = slice(0, 3)
 
 
-def spd_log(lattice: Tensor) -> Tensor:
-    """log P = log(L L^T) / 2 (..., 3, 3) for lattices (..., 3, 3), by the eigendecomposition of the metric."""
+def spd_log(lattice: Tensor, min_singular: float = 0.0) -> Tensor:
+    """log P = log(L L^T) / 2 (..., 3, 3) for lattices (..., 3, 3), by the eigendecomposition of the metric. The
+    singular values of L (square roots of the metric's eigenvalues) are first raised to ``min_singular`` (Angstrom)."""
     metric = lattice @ lattice.transpose(-1, -2)
     values, vectors = torch.linalg.eigh(metric)
-    return (vectors * (0.5 * values.clamp(min=1e-30).log()).unsqueeze(-2)) @ vectors.transpose(-1, -2)
+    floor = max(min_singular**2, 1e-30)
+    return (vectors * (0.5 * values.clamp(min=floor).log()).unsqueeze(-2)) @ vectors.transpose(-1, -2)
 
 
-def lattice_to_coords(lattice: Tensor) -> Tensor:
+def lattice_to_coords(lattice: Tensor, min_singular: float = 0.0) -> Tensor:
     """gl(3) coordinates (..., 9) of the polar form of lattices (..., 3, 3); x_0..x_2 are zero (up to rounding,
-    which is removed)."""
-    coords = algebra_to_gl3_coords(spd_log(lattice))
+    which is removed). ``min_singular``: see :func:`spd_log`."""
+    coords = algebra_to_gl3_coords(spd_log(lattice, min_singular))
     coords[..., ROTATION] = 0.0
     return coords
 
@@ -37,3 +43,22 @@ def lattice_to_coords(lattice: Tensor) -> Tensor:
 def coords_to_lattice(coords: Tensor) -> Tensor:
     """exp(pi x) (..., 3, 3), differentiable: rows are lattice vectors in Angstrom."""
     return torch.linalg.matrix_exp(gl3_coords_to_algebra(coords))
+
+
+#: smallest singular value (Angstrom) of the cell the encoder sees when the lattice is diffused as a matrix
+#: (ablation (d)): noisy matrices can be singular or left-handed, and a cell of zero volume has no neighbour images
+#: the kNN search could list. 0.1 A is far below any real cell's (MP-20: 2 A and more) and keeps the image search of a
+#: 20-atom cell to a few hundred images.
+MIN_SINGULAR = 0.1
+
+
+def matrix_to_coords(entries: Tensor) -> Tensor:
+    """gl(3) coordinates (..., 9) of a cell given by its 9 row-major matrix entries (..., 9), for the denoiser: the
+    polar form (L L^T)^(1/2), which has the lengths and angles of L and is right-handed also when L is a reflection,
+    with singular values raised to MIN_SINGULAR."""
+    return lattice_to_coords(entries.reshape(*entries.shape[:-1], 3, 3).double(), MIN_SINGULAR).to(entries.dtype)
+
+
+def coords_to_matrix(coords: Tensor) -> Tensor:
+    """The 9 row-major entries (..., 9) of exp(pi x), differentiable."""
+    return coords_to_lattice(coords).flatten(-2)

@@ -5,7 +5,9 @@ Variables and the parts the presets name (any registered part that fits can repl
     frac_coords  (N, 3)  wrapped_normal, sigma_t = sqrt(1 - abar_t) of linear betas 1e-6 -> 2e-3 (eq. 16),
                          prediction x0 = the lift of the clean coordinates nearest x_t (shortest path, eq. 20)
     lattice      (B, 9)  vp_gaussian, linear betas 1e-5 -> 1e-1, on the gl(3) coordinates of the cell's polar form
-                         (lattice_coords.py; the three rotation coordinates are held at zero), prediction x0
+                         (lattice_coords.py; the three rotation coordinates are held at zero), prediction x0;
+                         with ``lattice_space: matrix`` (ablation (d) of Table 4) on the polar form's 9 matrix entries
+                         in Angstrom, all of them noised
 The atom types are the condition: each crystal's composition, given (``--composition``) or drawn from the training
 set. Losses: the squared shortest-path displacement (eq. 20) and the squared error of the standardised lattice
 parameters (a, b, c, alpha, beta, gamma) of the predicted clean cell (eq. 15); docs/gemsdiff.md gives every choice
@@ -37,11 +39,18 @@ from crystalgen import (
     lattice_matrix_to_params,
 )
 from crystalgen_gemsdiff import config_upgrade, memory
-from crystalgen_gemsdiff.lattice_coords import ROTATION, coords_to_lattice, lattice_to_coords
+from crystalgen_gemsdiff.lattice_coords import (
+    ROTATION,
+    coords_to_lattice,
+    coords_to_matrix,
+    lattice_to_coords,
+    matrix_to_coords,
+)
 
 CELL = frozenset({"lattice", "frac_coords", "atom_types", "num_atoms"})
 LOSS_NORMS = ("l2", "l1")
 LATTICE_TARGETS = ("clean", "posterior_mean")
+LATTICE_SPACES = ("lie_algebra", "matrix")
 
 
 def cell_atomic_numbers(composition: Composition, max_atoms: int, num_elements: int) -> list[int]:
@@ -88,11 +97,14 @@ class GemsDiff(GenerativeModel):
         self.lattice_target = str(cfg.lattice_target)
         self.shortest_path = bool(cfg.shortest_path)
         self.volume_prior = bool(cfg.volume_prior)
+        self.lattice_space = str(cfg.lattice_space)
         if self.volume_prior and cfg.denoiser.get("decode_from", "identity") != "identity":
             raise ValueError("model.volume_prior offsets the cell decoded from the identity; with "
                              "model.denoiser.decode_from=noisy set model.volume_prior=false")
         if self.loss_norm not in LOSS_NORMS:
             raise ValueError(f"model.loss_norm must be one of {LOSS_NORMS}, got {self.loss_norm!r}")
+        if self.lattice_space not in LATTICE_SPACES:
+            raise ValueError(f"model.lattice_space must be one of {LATTICE_SPACES}, got {self.lattice_space!r}")
         if self.lattice_target not in LATTICE_TARGETS:
             raise ValueError(f"model.lattice_target must be one of {LATTICE_TARGETS}, got {self.lattice_target!r}")
         self.denoiser_cfg = cfg.denoiser
@@ -153,13 +165,16 @@ class GemsDiff(GenerativeModel):
     def _condition(self, atom_types: Tensor, num_atoms: Tensor) -> Condition:
         crystal = torch.repeat_interleave(torch.arange(len(num_atoms), device=num_atoms.device), num_atoms,
                                           output_size=int(atom_types.shape[0]))
-        free = torch.ones(9, dtype=torch.bool, device=num_atoms.device)
-        free[ROTATION] = False
+        constraints: dict[str, Constraint] = {}
+        if self.lattice_space == "lie_algebra":  # the rotation coordinates stay zero; a matrix has no such part
+            free = torch.ones(9, dtype=torch.bool, device=num_atoms.device)
+            free[ROTATION] = False
+            constraints["lattice"] = Constraint(free, torch.zeros(9, device=num_atoms.device))
         return Condition(
             num_crystals=len(num_atoms),
             shapes={"frac_coords": (int(atom_types.shape[0]), 3), "lattice": (len(num_atoms), 9)},
             device=num_atoms.device,
-            constraints={"lattice": Constraint(free, torch.zeros(9, device=num_atoms.device))},
+            constraints=constraints,
             data={"crystal": crystal, "num_atoms": num_atoms, "atom_types": atom_types},
         )
 
@@ -169,17 +184,21 @@ class GemsDiff(GenerativeModel):
         t = torch.randint(1, self.num_steps + 1, (num_crystals,), device=crystal.device)
         x0 = torch.remainder(batch.frac_coords.float(), 1.0)
         lattice0 = batch.lattice.double()
-        v0 = lattice_to_coords(lattice0).float()
+        v0 = lattice_to_coords(lattice0)
+        if self.lattice_space == "matrix":  # (d): the polar form's entries, every one noised
+            v0 = coords_to_lattice(v0).flatten(-2)
+        v0 = v0.float()
         frac = self.process("frac_coords").add_noise(x0, t[crystal])
         lat = self.process("lattice").add_noise(v0, t)
-        lat.x_t[:, ROTATION] = 0.0  # no rotation noise (the clean rotation part is zero already)
+        if self.lattice_space == "lie_algebra":
+            lat.x_t[:, ROTATION] = 0.0  # no rotation noise (the clean rotation part is zero already)
         condition = self._condition(batch.atom_types, batch.num_atoms)
         prediction = self.denoise({"frac_coords": frac.x_t, "lattice": lat.x_t}, t, condition)
 
         target = frac.target if self.shortest_path else x0  # (e): the wrapped clean value, no shortest path
         position = self._norm(prediction["frac_coords"] - target).mean(-1)
-        lattice_pred = coords_to_lattice(prediction["lattice"].double())
-        lattice_goal = lattice0 if self.lattice_target == "clean" else coords_to_lattice(self._posterior_mean(v0, lat.x_t, t).double())
+        lattice_pred = self._cell(prediction["lattice"].double())
+        lattice_goal = lattice0 if self.lattice_target == "clean" else self._cell(self._posterior_mean(v0, lat.x_t, t).double())
         lattice = self._norm(self._standard_params(lattice_pred) - self._standard_params(lattice_goal)).mean(-1)
         per_crystal_position = torch.zeros(num_crystals, dtype=position.dtype, device=position.device)
         per_crystal_position.index_add_(0, crystal, position)
@@ -194,13 +213,20 @@ class GemsDiff(GenerativeModel):
     def _norm(self, difference: Tensor) -> Tensor:
         return difference.abs() if self.loss_norm == "l1" else difference.square()
 
+    def _cell(self, lattice: Tensor) -> Tensor:
+        """Cell matrices (B, 3, 3) of the lattice variable (B, 9): exp(pi x), or the matrix entries themselves."""
+        if self.lattice_space == "matrix":
+            return lattice.reshape(-1, 3, 3)
+        return coords_to_lattice(lattice)
+
     def _standard_params(self, lattice: Tensor) -> Tensor:
         lengths, angles = lattice_matrix_to_params(lattice, strict=False)[:2]
         return (torch.cat([lengths, angles], dim=-1) - self.params_mean.to(lattice.dtype)) / self.params_std.to(lattice.dtype)
 
     def _posterior_mean(self, v0: Tensor, v_t: Tensor, t: Tensor) -> Tensor:
         """mu_t(x_t, x_0) of the lattice process (eq. 6), the literal target of eq. 15: the x0 prediction that
-        reproduces it is (mu - c_t x_t) / c_0; here simply the lattice exp(pi mu)."""
+        reproduces it is (mu - c_t x_t) / c_0; here simply the lattice exp(pi mu) (a matrix mu itself under
+        ablation (d), appendix F)."""
         proc = self.process("lattice")
         abar = proc.alphas.square().to(v0.dtype)
         a_t, a_s = abar[t].unsqueeze(-1), abar[t - 1].unsqueeze(-1)
@@ -242,19 +268,26 @@ class GemsDiff(GenerativeModel):
     def denoise(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
         """The denoiser's predictions; with ``volume_prior`` the decoded cell is exp(Y + c I), c = (log N +
         mean log(V / N)) / 3: the network learns the cell relative to a cube of the training set's volume per atom
-        rather than relative to the 1 A^3 unit cube (a fixed offset on the volume coordinate x_8 = c / lambda)."""
+        rather than relative to the 1 A^3 unit cube (a fixed offset on the volume coordinate x_8 = c / lambda).
+        Under ablation (d) (``lattice_space: matrix``) the noisy matrix reaches the denoiser as the gl(3) coordinates
+        of its polar form (lattice_coords.matrix_to_coords: singular or left-handed noisy matrices become a cell the
+        kNN search can take) and the predicted clean cell leaves as its matrix entries."""
+        if self.lattice_space == "matrix":
+            state = {**state, "lattice": matrix_to_coords(state["lattice"])}
         prediction = self.denoiser(state, t, condition)
         if self.volume_prior:
             num_atoms = condition.data["num_atoms"].to(prediction["lattice"].dtype)
             offset = (num_atoms.log() + self.log_volume_per_atom) / (3 * GL3_LAMBDA)
             volume = prediction["lattice"][:, 8:] + offset.unsqueeze(-1)
             prediction = {**prediction, "lattice": torch.cat([prediction["lattice"][:, :8], volume], dim=-1)}
+        if self.lattice_space == "matrix":
+            prediction = {**prediction, "lattice": coords_to_matrix(prediction["lattice"])}
         return prediction
 
     def decode(self, state: dict[str, Tensor], condition: Condition) -> list[Decoded]:
         coords = state["lattice"].double()
         finite = torch.isfinite(coords).all(-1, keepdim=True)
-        lattice = coords_to_lattice(torch.where(finite, coords, torch.zeros_like(coords)))
+        lattice = self._cell(torch.where(finite, coords, torch.zeros_like(coords)))
         lattice = torch.where(finite.unsqueeze(-1) & torch.isfinite(lattice), lattice, torch.full_like(lattice, torch.nan))
         cell = {"lattice": lattice, "frac_coords": state["frac_coords"], "atom_types": condition.data["atom_types"],
                 "num_atoms": condition.data["num_atoms"]}

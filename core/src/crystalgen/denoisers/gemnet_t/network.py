@@ -65,7 +65,7 @@ class GemNetT(nn.Module):
         num_before_skip, num_after_skip, num_concat, num_atom: residual layers in each stage [1, 2, 1, 3].
         cutoff: radius in Angstrom at which the envelope reaches zero [7.0 in CDVAE].
         envelope_exponent: polynomial envelope exponent [5].
-        num_targets: vectors per atom [1].
+        num_targets: vectors per atom [1]; 0 builds no output blocks (a caller that reads only h or the messages).
     """
 
     def __init__(self, emb_atom: int = 128, emb_edge: int = 128, emb_trip: int = 64, emb_bilinear: int = 64,
@@ -82,7 +82,9 @@ class GemNetT(nn.Module):
         self.mlp_rbf3 = Dense(num_radial, emb_rbf)
         self.mlp_cbf3 = CircularBasisProjection(num_spherical, num_radial, emb_cbf)
         self.mlp_rbf_h = Dense(num_radial, emb_rbf)
-        self.mlp_rbf_out = Dense(num_radial, emb_rbf)
+        # num_targets 0: no direct-force output blocks, for a caller that reads only h or the messages (GemsDiff's
+        # encoder); blocks whose output no loss reaches would stop DistributedDataParallel at its first step
+        self.mlp_rbf_out = Dense(num_radial, emb_rbf) if num_targets else None
         self.edge_embedding = EdgeEmbedding(emb_atom, num_radial, emb_edge)
         self.interactions = nn.ModuleList(
             InteractionBlock(emb_atom, emb_edge, emb_trip, emb_rbf, emb_cbf, emb_bilinear, num_before_skip,
@@ -91,7 +93,7 @@ class GemNetT(nn.Module):
         )
         self.outputs = nn.ModuleList(
             DirectForceOutput(emb_edge, emb_rbf, num_atom, num_targets, index=i)
-            for i in range(num_blocks + 1)
+            for i in range(num_blocks + 1 if num_targets else 0)
         )
 
     def forward(self, h: Tensor, graph: InteractionGraph) -> tuple[Tensor, Tensor]:
@@ -110,26 +112,30 @@ class GemNetT(nn.Module):
         rbf = self.radial_basis(distance)
         sph = zonal_spherical_harmonics(cos_cab, self.num_spherical)
         cbf3 = self.mlp_cbf3(rbf, sph, graph.id3_ca, graph.id3_ragged)
-        rbf3, rbf_h, rbf_out = self.mlp_rbf3(rbf), self.mlp_rbf_h(rbf), self.mlp_rbf_out(rbf)
+        rbf3, rbf_h = self.mlp_rbf3(rbf), self.mlp_rbf_h(rbf)
 
         m = self.edge_embedding(h, rbf, graph.edge_index)
-        per_edge = self.outputs[0](m, rbf_out)
         messages = [m]
-        for block, output in zip(self.interactions, self.outputs[1:], strict=True):
+        for block in self.interactions:
             h, m = block(h, m, rbf3, cbf3, rbf_h, graph.edge_index, graph.id_swap, graph.id3_ba, graph.id3_ca, graph.id3_ragged)
-            per_edge = per_edge + output(m, rbf_out)
             messages.append(m)
-        vectors = scatter(per_edge.unsqueeze(-1) * toward_target.unsqueeze(1), graph.edge_index[1], dim=0,
+        if self.mlp_rbf_out is None:
+            return GemNetTOutput(h, h.new_zeros(h.shape[0], 0, 3), messages, rbf, sph)
+        rbf_out = self.mlp_rbf_out(rbf)
+        per_edge = sum(output(message, rbf_out) for output, message in zip(self.outputs, messages, strict=True))
+        vectors = scatter(per_edge.unsqueeze(-1) * toward_target.unsqueeze(1), graph.edge_index[1], dim=0,  # type: ignore[union-attr]
                           dim_size=h.shape[0], reduce="sum")
         return GemNetTOutput(h, vectors, messages, rbf, sph)
 
     def scale_factors(self) -> list[ScaleFactor]:
         """All scale factors in the order the forward pass meets them (the order they must be fitted in)."""
-        blocks, outputs = _entries(self.interactions, InteractionBlock), _entries(self.outputs, DirectForceOutput)
-        ordered = [outputs[0].scale_rbf]
+        blocks = _entries(self.interactions, InteractionBlock)
+        outputs: list[ScaleFactor | None] = [o.scale_rbf for o in _entries(self.outputs, DirectForceOutput)]
+        outputs = outputs or [None] * (len(blocks) + 1)  # built without output blocks (num_targets=0)
+        ordered = [outputs[0]]
         for block, output in zip(blocks, outputs[1:], strict=True):
-            ordered += [block.triplet.scale_rbf, block.triplet.scale_cbf_sum, block.atom_update.scale_sum, output.scale_rbf]
-        return ordered
+            ordered += [block.triplet.scale_rbf, block.triplet.scale_cbf_sum, block.atom_update.scale_sum, output]
+        return [factor for factor in ordered if factor is not None]
 
     def set_scale_factors(self, values: Mapping[str, float]) -> None:
         """Set factors by name (e.g. the values OCP/CDVAE fitted, ``"TripInteraction_1_had_rbf"``); a name that
