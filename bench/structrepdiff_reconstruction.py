@@ -49,6 +49,9 @@ from crystalgen_structrepdiff.ead import ANGULAR
 from crystalgen_structrepdiff.model import StructRepDiff
 from crystalgen_structrepdiff.reconstruction import LOSS_WEIGHTINGS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import provenance  # noqa: E402
+
 #: Keys of the model's ``reconstruction`` block that the command line can override.
 INT_SETTINGS = ("trials", "hops", "iterations", "check_every", "max_pairs", "relocate_atoms")
 FLOAT_SETTINGS = ("lr", "lr_final", "hop_step", "relocate_closer_than", "loss_threshold", "d_min_penalty", "skin", "std_floor", "d_min_weight")
@@ -173,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
         "seconds_wall_total": wall, "seconds_cpu_total": cpu,
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "device": args.device, "malloc_tuned": malloc_tuned, "load_average_before": load_before, "load_average_after": os.getloadavg()},
-        "command": " ".join(["python", *sys.argv]),
+        "command": " ".join(["python", *sys.argv]), "provenance": provenance(),
         "retry_of": str(args.retry) if args.retry else None,
         "per_crystal": per_crystal,
     })
