@@ -205,6 +205,7 @@ def merge(shards: list[dict]) -> dict:
                    "seconds_wall_total": sum(s["seconds_wall_total"] for s in shards),
                    "seconds_cpu_total": sum(s["seconds_cpu_total"] for s in shards),
                    "machine": [s["machine"] for s in shards], "command": [s["command"] for s in shards],
+                   "provenance": [s.get("provenance") for s in shards],
                    "per_crystal": [c for s in shards for c in s["per_crystal"]]})
 
 
