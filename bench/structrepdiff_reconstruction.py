@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> dict:
     return scored({
         "dataset": args.dataset, "seed": args.seed, "preset": args.preset, "shards": [args.shard],
         "reconstruction": dict(vars(model.decoder.settings)), "loss_weighting": model.decoder.loss_weighting,
-        "std_floor": model.std_floor, "d_min_weight": model.d_min_weight,
+        "std_floor": model.decoder.std_floor, "d_min_weight": model.decoder.d_min_weight,
         "ead": model.encoder.ead, "batch_crystals": args.batch_crystals,
         "seconds_wall_total": wall, "seconds_cpu_total": cpu,
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
