@@ -17,6 +17,8 @@ Usage (2-core CPU, no GPU):
         python bench/property_models.py mae --dataset perov_5 [--n 200] [--ablation]
     CRYSTALGEN_DATA=DATA python bench/property_models.py chgnet --dataset mp_20 --n 500 --relax 20
     CRYSTALGEN_DATA=DATA python bench/property_models.py sun --dataset mp_20 --n 100
+
+``--out FILE`` also writes the results, with the command, commit, machine, versions and load (bench/provenance.py).
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import provenance  # noqa: E402
 
 COLUMNS = {"perov_5": "heat_ref", "carbon_24": "energy_per_atom", "mp_20": "formation_energy_per_atom"}
 
@@ -144,7 +151,9 @@ def main() -> None:
     parser.add_argument("--relax", type=int, default=0, help="number of crystals to relax (chgnet part)")
     parser.add_argument("--max-steps", type=int, default=500)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads in the main process")
+    parser.add_argument("--out", type=Path, help="also write the results (with command, commit, versions, load) here")
     args = parser.parse_args()
+    start = provenance()
     warnings.simplefilter("ignore")
     if args.threads:
         import torch
@@ -154,7 +163,10 @@ def main() -> None:
     result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU"
     result["torch_threads"] = args.threads or "default"
     result["load_average_at_end"] = os.getloadavg()[0]
+    result["provenance"] = start
     print(json.dumps(result, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

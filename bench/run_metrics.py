@@ -18,6 +18,14 @@ on a shared machine (the steps reached under a time budget are not).
 Writes the commands, commits, load averages, versions and, per run, the exit code, wall and CPU time, training
 steps, and the headline metrics of metrics/metrics.json.
 
+``--side-set LABEL:KEY=VALUE`` (repeatable) gives an override to one side only, so two sides on the same code can
+compare a setting; ``--seeds S ...`` repeats every model and side with ``trainer.seed=S``, sides alternating within
+each seed, so that a difference can be set against seed noise:
+
+    OMP_NUM_THREADS=1 python bench/run_metrics.py --side raw=. --side ema=. --side-set ema:trainer.ema_decay=0.999 \
+        --models structrepdiff --seeds 1 2 --jobs 2 --set trainer.max_minutes=null --set trainer.max_epochs=40 \
+        --work /tmp/ema_small --out bench/results/structrepdiff_ema_small.json
+
 ``--existing LABEL=RUN_DIR`` (repeatable, instead of --side) records run directories made earlier by ``crystalgen
 run``, as they are: model, preset, threads and load average at the start (resources.json), training steps and
 metrics; ``--note`` says where they came from (which code, which command), which the folders do not record.
@@ -31,14 +39,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import itertools
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -76,23 +86,30 @@ def training_steps(run_dir: Path) -> int | None:
     return max(steps) if steps else None
 
 
-def one_run(model: str, label: str, tree: Path, work: Path, overrides: list[str]) -> dict[str, object]:
-    run_dir, cache = work / f"{label}-{model}", work / f"cache-{label}-{model}"
+def one_run(model: str, label: str, tree: Path, work: Path, overrides: list[str],
+            seed: int | None = None) -> dict[str, object]:
+    name = f"{label}-{model}" + ("" if seed is None else f"-seed{seed}")
+    overrides = [*overrides, *([] if seed is None else [f"trainer.seed={seed}"])]
+    run_dir, cache = work / name, work / f"cache-{name}"
     command = ["nice", "-n", "10", sys.executable, "-m", "crystalgen", "run", model, "--run-dir", str(run_dir),
                "--threads", "1", "--no-progress", *overrides]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(tree / s) for s in SOURCES), CRYSTALGEN_CACHE=str(cache),
                OMP_NUM_THREADS="1")
     load_before = os.getloadavg()
-    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    with open(work / f"{label}-{model}.log", "w") as log:
-        code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    with open(work / f"{name}.log", "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # wait4: this run's own CPU time (its evaluation child included), exact even with --jobs runs side by side
+        _, status, usage = os.wait4(process.pid, 0)
+        code = process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     metrics_file = run_dir / "metrics" / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    return {"model": model, "side": label, "command": " ".join(command), "exit_code": code, "wall_s": round(wall, 1),
-            "cpu_s": round(usage.ru_utime - usage_before.ru_utime + usage.ru_stime - usage_before.ru_stime, 1),
+    sampling = run_dir / "samples" / "sampling.json"
+    ema_weights = json.loads(sampling.read_text()).get("ema_weights") if sampling.is_file() else None
+    return {"model": model, "side": label, "seed": seed, "overrides": overrides, "sampled_with_ema_weights": ema_weights,
+            "command": " ".join(command), "exit_code": code, "wall_s": round(wall, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "training_steps": training_steps(run_dir), "load_average_before": load_before,
             "load_average_at_end": os.getloadavg(),
             "metrics": {k: metrics[k] for k in METRICS if k in metrics}, "metrics_status": metrics.get("status")}
@@ -131,6 +148,13 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override given to every run, e.g. trainer.max_minutes=null with a fixed "
                              "trainer.max_epochs, so that both sides train the same number of steps whatever the load")
+    parser.add_argument("--side-set", dest="side_overrides", action="append", default=[], metavar="LABEL:KEY=VALUE",
+                        help="config override given to the runs of one side only")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs side by side (each niced, one thread); with a fixed max_epochs the metrics do not "
+                             "depend on it, only wall times do")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[None],
+                        help="repeat each model and side with trainer.seed=S (default: the preset's seed)")
     parser.add_argument("--work", type=Path, help="folder for the source trees, run folders and logs (with --side)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -146,18 +170,33 @@ def main() -> None:
     for item in args.side:
         label, _, ref = item.partition("=")
         sides[label] = source_tree(ref or ".", args.work)
-    runs = []
-    for model in args.models:
-        for label, (tree, _) in sides.items():
-            runs.append(one_run(model, label, tree, args.work, args.overrides))
-            print(json.dumps(runs[-1]), flush=True)
+    side_overrides: dict[str, list[str]] = {label: [] for label in sides}
+    for item in args.side_overrides:
+        label, _, override = item.partition(":")
+        if label not in sides or "=" not in override:
+            parser.error(f"--side-set {item!r}: give LABEL:KEY=VALUE with LABEL one of {sorted(sides)}")
+        side_overrides[label].append(override)
+    plan = [(model, label, tree, seed) for model in args.models
+            for seed, (label, (tree, _)) in itertools.product(args.seeds, sides.items())]
+    runs: list[dict] = []
+    lock = threading.Lock()
+
+    def run_one(model: str, label: str, tree: Path, seed: int | None) -> None:
+        run = one_run(model, label, tree, args.work, [*args.overrides, *side_overrides[label]], seed)
+        with lock:
+            runs.append(run)
+            print(json.dumps(run), flush=True)
             args.out.write_text(json.dumps(result(args, sides, runs), indent=1) + "\n")  # partial results survive
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for future in [pool.submit(run_one, *item) for item in plan]:
+            future.result()
 
 
 def result(args: argparse.Namespace, sides: dict[str, tuple[Path, str]], runs: list[dict]) -> dict[str, object]:
     return {"script": "bench/run_metrics.py " + " ".join(sys.argv[1:]),
             "commits": {label: commit for label, (_, commit) in sides.items()}, "host": platform.node(),
-            "cpus": os.cpu_count(), "overrides": args.overrides, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": versions(),
+            "cpus": os.cpu_count(), "overrides": args.overrides, "side_overrides": args.side_overrides, "jobs": args.jobs, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": versions(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": runs}
 
 

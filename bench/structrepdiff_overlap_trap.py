@@ -5,12 +5,18 @@ prints the relative L1 loss against the crystal's true R_str (the reconstruction
 with the gradient on the moved atom along that direction. A positive slope for small r means gradient descent pulls
 the two atoms together.
 
-    CRYSTALGEN_DATA=DATA python bench/structrepdiff_overlap_trap.py --dataset mp_20 --id mp-1226030
+    CRYSTALGEN_DATA=DATA python bench/structrepdiff_overlap_trap.py --dataset mp_20 --id mp-1226030 \
+        --out bench/results/structrepdiff_overlap_trap_mp-1226030.json
+
+``--out`` writes the table with the command, commit, versions and load (bench/provenance.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
@@ -19,6 +25,9 @@ from crystalgen.testing import benchmark_structures
 from crystalgen_structrepdiff.descriptor import StructureDescriptor
 from crystalgen_structrepdiff.model import StructRepDiff
 from crystalgen_structrepdiff.transform import ead_parameters
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import provenance  # noqa: E402
 
 SEPARATIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5)
 
@@ -29,11 +38,13 @@ def main() -> None:
     p.add_argument("--id", required=True, help="material_id of a test crystal")
     p.add_argument("--atoms", default="0,1", help="I,J: atom J is moved next to atom I")
     p.add_argument("--preset", default="paper", help="whose EAD parameters")
+    p.add_argument("--out", type=Path, help="also write the table as JSON here")
     args = p.parse_args()
+    start = provenance()
     torch.set_num_threads(1)
     structure = dict(benchmark_structures(args.dataset, "test"))[args.id]
     i, j = (int(k) for k in args.atoms.split(","))
-    ead = OmegaConf.load(StructRepDiff.presets()[args.preset]).model.ead
+    ead = OmegaConf.load(StructRepDiff.presets()[args.preset]).model.transform.ead
     descriptor = StructureDescriptor(ead_parameters(ead), "table", dtype=torch.float64)
     positions = torch.tensor(structure.cart_coords)
     numbers = torch.tensor(structure.atomic_numbers)
@@ -46,6 +57,7 @@ def main() -> None:
     print(f"{args.id} {structure.composition.reduced_formula}: atom {j} ({structure[j].specie}) moved to r from atom "
           f"{i} ({structure[i].specie}); true d_min {float(target[-1]):.2f} A")
     print("   r (A)   loss     d loss / d r")
+    rows = []
     for r in SEPARATIONS:
         moved = positions.clone()
         moved[j] = positions[i] + r * direction
@@ -54,6 +66,13 @@ def main() -> None:
         loss = (R - target).abs().mean() / scale
         (grad,) = torch.autograd.grad(loss, moved)
         print(f"  {r:5.2f}   {loss.item():.4f}   {(grad[j] @ direction).item():+.4f}")
+        rows.append({"r": r, "loss": loss.item(), "slope": (grad[j] @ direction).item()})
+    if args.out:
+        args.out.write_text(json.dumps({
+            "id": args.id, "dataset": args.dataset, "formula": structure.composition.reduced_formula, "preset": args.preset,
+            "moved_atom": {"index": j, "element": str(structure[j].specie)},
+            "fixed_atom": {"index": i, "element": str(structure[i].specie)},
+            "true_d_min": float(target[-1]), "rows": rows, "provenance": start}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

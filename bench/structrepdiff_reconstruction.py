@@ -49,6 +49,9 @@ from crystalgen_structrepdiff.ead import ANGULAR
 from crystalgen_structrepdiff.model import StructRepDiff
 from crystalgen_structrepdiff.reconstruction import LOSS_WEIGHTINGS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import provenance  # noqa: E402
+
 #: Keys of the model's ``reconstruction`` block that the command line can override.
 INT_SETTINGS = ("trials", "hops", "iterations", "check_every", "max_pairs", "relocate_atoms")
 FLOAT_SETTINGS = ("lr", "lr_final", "hop_step", "relocate_closer_than", "loss_threshold", "d_min_penalty", "skin", "std_floor", "d_min_weight")
@@ -168,12 +171,12 @@ def run(args: argparse.Namespace) -> dict:
     return scored({
         "dataset": args.dataset, "seed": args.seed, "preset": args.preset, "shards": [args.shard],
         "reconstruction": dict(vars(model.decoder.settings)), "loss_weighting": model.decoder.loss_weighting,
-        "std_floor": model.std_floor, "d_min_weight": model.d_min_weight,
+        "std_floor": model.decoder.std_floor, "d_min_weight": model.decoder.d_min_weight,
         "ead": model.encoder.ead, "batch_crystals": args.batch_crystals,
         "seconds_wall_total": wall, "seconds_cpu_total": cpu,
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "device": args.device, "malloc_tuned": malloc_tuned, "load_average_before": load_before, "load_average_after": os.getloadavg()},
-        "command": " ".join(["python", *sys.argv]),
+        "command": " ".join(["python", *sys.argv]), "provenance": provenance(),
         "retry_of": str(args.retry) if args.retry else None,
         "per_crystal": per_crystal,
     })
@@ -202,6 +205,7 @@ def merge(shards: list[dict]) -> dict:
                    "seconds_wall_total": sum(s["seconds_wall_total"] for s in shards),
                    "seconds_cpu_total": sum(s["seconds_cpu_total"] for s in shards),
                    "machine": [s["machine"] for s in shards], "command": [s["command"] for s in shards],
+                   "provenance": [s.get("provenance") for s in shards],
                    "per_crystal": [c for s in shards for c in s["per_crystal"]]})
 
 
