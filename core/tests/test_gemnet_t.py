@@ -135,3 +135,24 @@ def test_step_embedding_is_off_by_default_and_conditions_on_t_when_on():
             early = net({"frac_coords": frac.float(), "atom_types": types}, torch.tensor([1, 1, 1]), condition)
             late = net({"frac_coords": frac.float(), "atom_types": types}, torch.tensor([90, 90, 90]), condition)
         assert torch.equal(early["frac_coords"], late["frac_coords"]) != step_embedding
+
+
+def test_without_readout_the_atom_embeddings_are_the_same_and_every_parameter_gets_a_gradient():
+    """GemsNet's encoder reads only the final atom embeddings: built without readout it holds no output blocks (whose
+    weights would get no gradient, which DistributedDataParallel refuses) and loads a checkpoint that has them."""
+    frac, lattice, num_atoms = batch(1)
+    graph = interaction_graph(frac.float(), lattice.float(), num_atoms, cutoff=6.0, max_neighbors=8)
+    torch.manual_seed(0)
+    full = GemNetT(emb_atom=16, emb_edge=16, emb_trip=8, emb_bilinear=8, num_radial=16, num_blocks=2)
+    embeddings_only = GemNetT(emb_atom=16, emb_edge=16, emb_trip=8, emb_bilinear=8, num_radial=16, num_blocks=2,
+                              readout=False)
+    kept = set(embeddings_only.state_dict())
+    assert not any(k.startswith(("outputs.", "mlp_rbf_out.", "interactions.1.concat.")) for k in kept)
+    assert "interactions.0.concat.dense.linear.weight" in kept  # the first block's refreshed messages feed the second
+    embeddings_only.load_state_dict(full.state_dict())  # a checkpoint saved with the readout loads
+    h = torch.randn(9, 16)
+    out = embeddings_only.run(h, graph)
+    assert out.vectors is None and torch.allclose(out.h, full.run(h, graph).h, atol=1e-6)
+    out.h.square().sum().backward()
+    assert [n for n, p in embeddings_only.named_parameters() if p.grad is None] == []
+    assert len(embeddings_only.scale_factors()) == 3 * 2

@@ -99,7 +99,8 @@ class GemsNetDenoiser(Denoiser):
         self.atom_embedding = nn.Embedding(num_elements, hidden)
         nn.init.uniform_(self.atom_embedding.weight, -math.sqrt(3), math.sqrt(3))  # unit variance, as GemNet's
         if self.use_encoder:
-            self.encoder = GemNetT(emb_atom=hidden, emb_edge=hidden, cutoff=cutoff, num_targets=1, **gemnet)
+            # only its atom embeddings are read: built without the readout, whose weights would get no gradient
+            self.encoder = GemNetT(emb_atom=hidden, emb_edge=hidden, cutoff=cutoff, readout=False, **gemnet)
             self.crystal_features = nn.Linear(hidden, features)
             self.decoder_input = nn.Linear(hidden + features, hidden)
         self.decoder = GemNetT(emb_atom=hidden, emb_edge=hidden, cutoff=decoder_cutoff, num_targets=1, **gemnet)
@@ -142,6 +143,7 @@ class GemsNetDenoiser(Denoiser):
         out = self.decoder.run(h, graph)
         action = self.lattice_action(out, graph.edge_vec, graph.id3_ba, graph.id3_ca, graph.edge_index[1], crystal,
                                      num_crystals)
+        assert out.vectors is not None  # the decoder is built with its readout
         return action, out.vectors.squeeze(1)
 
     def lattice_action(self, out: GemNetTOutput, edge_vec: Tensor, id3_ba: Tensor, id3_ca: Tensor, target: Tensor,

@@ -109,18 +109,22 @@ class AtomUpdate(nn.Module):
 
 class InteractionBlock(nn.Module):
     """One GemNet-T interaction block (triplets only): messages from triplets, residual layers, atom update,
-    then messages refreshed from the updated atoms. ``index`` (1-based) names its scale factors."""
+    then messages refreshed from the updated atoms. ``index`` (1-based) names its scale factors;
+    ``refresh_messages=False`` leaves out the refresh (a last block whose messages nothing reads)."""
 
     def __init__(self, emb_atom: int, emb_edge: int, emb_trip: int, emb_rbf: int, emb_cbf: int, emb_bilinear: int,
-                 num_before_skip: int, num_after_skip: int, num_concat: int, num_atom: int, index: int) -> None:
+                 num_before_skip: int, num_after_skip: int, num_concat: int, num_atom: int, index: int,
+                 refresh_messages: bool = True) -> None:
         super().__init__()
+        self.refresh_messages = refresh_messages
         self.dense_ca = Dense(emb_edge, emb_edge, activation=True)
         self.triplet = TripletInteraction(emb_edge, emb_trip, emb_bilinear, emb_rbf, emb_cbf, f"TripInteraction_{index}")
         self.before_skip = nn.Sequential(*(ResidualLayer(emb_edge) for _ in range(num_before_skip)))
         self.after_skip = nn.Sequential(*(ResidualLayer(emb_edge) for _ in range(num_after_skip)))
         self.atom_update = AtomUpdate(emb_atom, emb_edge, emb_rbf, num_atom, f"AtomUpdate_{index}")
-        self.concat = EdgeEmbedding(emb_atom, emb_edge, emb_edge)
-        self.after_concat = nn.Sequential(*(ResidualLayer(emb_edge) for _ in range(num_concat)))
+        if refresh_messages:
+            self.concat = EdgeEmbedding(emb_atom, emb_edge, emb_edge)
+            self.after_concat = nn.Sequential(*(ResidualLayer(emb_edge) for _ in range(num_concat)))
 
     def forward(self, h: Tensor, m: Tensor, rbf3: Tensor, cbf3: tuple[Tensor, Tensor], rbf_h: Tensor,
                 edge_index: Tensor, id_swap: Tensor, id3_ba: Tensor, id3_ca: Tensor, id3_ragged: Tensor) -> tuple[Tensor, Tensor]:
@@ -128,7 +132,8 @@ class InteractionBlock(nn.Module):
         m = (m + self.before_skip(x)) * INV_SQRT_2
         m = self.after_skip(m)
         h = (h + self.atom_update(h, m, rbf_h, edge_index[1])) * INV_SQRT_2
-        m = (m + self.after_concat(self.concat(h, m, edge_index))) * INV_SQRT_2
+        if self.refresh_messages:
+            m = (m + self.after_concat(self.concat(h, m, edge_index))) * INV_SQRT_2
         return h, m
 
 

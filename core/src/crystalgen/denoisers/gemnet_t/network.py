@@ -31,14 +31,15 @@ from crystalgen.denoisers.gemnet_t.layers import Dense, ScaleFactor
 class GemNetTOutput:
     """What one pass computes, for callers that build their own heads on the messages (GemsNet's lattice head).
 
-    h (N, emb_atom) final atom embeddings; vectors (N, num_targets, 3) the direct vector output; messages: the
-    edge messages m (E, emb_edge) that each of the num_blocks + 1 output blocks read, in order; rbf (E, num_radial)
+    h (N, emb_atom) final atom embeddings; vectors (N, num_targets, 3) the direct vector output (None for a network
+    built without readout); messages: the edge messages m (E, emb_edge) that each of the num_blocks + 1 output blocks
+    read, in order (without readout, the last block's are not refreshed); rbf (E, num_radial)
     the enveloped radial basis of each edge; angle_basis (T, num_spherical) the zonal harmonics of each triplet's
     angle (triplets of ``graph.id3_ba``, ``graph.id3_ca``).
     """
 
     h: Tensor
-    vectors: Tensor
+    vectors: Tensor | None
     messages: list[Tensor]
     rbf: Tensor
     angle_basis: Tensor
@@ -55,40 +56,50 @@ class GemNetT(nn.Module):
         cutoff: radius in Angstrom at which the envelope reaches zero [7.0 in CDVAE].
         envelope_exponent: polynomial envelope exponent [5].
         num_targets: vectors per atom [1].
+        readout: False builds no output blocks, for a caller that reads only the final atom embeddings ``h`` (GemsNet's
+            encoder): the output blocks, their radial projection and the last block's message refresh would hold
+            parameters that never receive a gradient, which DistributedDataParallel refuses.
     """
 
     def __init__(self, emb_atom: int = 128, emb_edge: int = 128, emb_trip: int = 64, emb_bilinear: int = 64,
                  emb_rbf: int = 16, emb_cbf: int = 16, num_spherical: int = 7, num_radial: int = 128, num_blocks: int = 3,
                  num_before_skip: int = 1, num_after_skip: int = 2, num_concat: int = 1, num_atom: int = 3,
-                 cutoff: float = 7.0, envelope_exponent: int = 5, num_targets: int = 1) -> None:
+                 cutoff: float = 7.0, envelope_exponent: int = 5, num_targets: int = 1, readout: bool = True) -> None:
         super().__init__()
         if num_blocks < 1:
             raise ValueError(f"GemNetT needs num_blocks >= 1, got {num_blocks}")
         self.emb_atom = emb_atom
+        self.readout = readout
         self.num_spherical = num_spherical
         self.radial_basis = GaussianRadialBasis(num_radial, cutoff, envelope_exponent)
         # down-projections of the bases shared by all blocks (GemNet appendix)
         self.mlp_rbf3 = Dense(num_radial, emb_rbf)
         self.mlp_cbf3 = CircularBasisProjection(num_spherical, num_radial, emb_cbf)
         self.mlp_rbf_h = Dense(num_radial, emb_rbf)
-        self.mlp_rbf_out = Dense(num_radial, emb_rbf)
         self.edge_embedding = EdgeEmbedding(emb_atom, num_radial, emb_edge)
         self.interactions = nn.ModuleList(
             InteractionBlock(emb_atom, emb_edge, emb_trip, emb_rbf, emb_cbf, emb_bilinear, num_before_skip,
-                             num_after_skip, num_concat, num_atom, index=i + 1)
+                             num_after_skip, num_concat, num_atom, index=i + 1,
+                             refresh_messages=readout or i < num_blocks - 1)
             for i in range(num_blocks)
         )
-        self.outputs = nn.ModuleList(
-            DirectForceOutput(emb_edge, emb_rbf, num_atom, num_targets, index=i)
-            for i in range(num_blocks + 1)
-        )
+        if readout:
+            self.mlp_rbf_out = Dense(num_radial, emb_rbf)
+            self.outputs = nn.ModuleList(
+                DirectForceOutput(emb_edge, emb_rbf, num_atom, num_targets, index=i)
+                for i in range(num_blocks + 1)
+            )
+        else:
+            self.register_load_state_dict_pre_hook(self._drop_readout)
 
     def forward(self, h: Tensor, graph: InteractionGraph) -> tuple[Tensor, Tensor]:
         """h (N, emb_atom) initial atom embeddings -> (final embeddings (N, emb_atom), vectors (N, num_targets, 3)).
 
-        The vectors are in the units of the per-edge outputs (dimensionless); callers scale them.
+        The vectors are in the units of the per-edge outputs (dimensionless); callers scale them. Needs readout.
         """
         out = self.run(h, graph)
+        if out.vectors is None:
+            raise RuntimeError("GemNetT.forward returns vectors: build the network with readout=True, or call run()")
         return out.h, out.vectors
 
     def run(self, h: Tensor, graph: InteractionGraph) -> GemNetTOutput:
@@ -99,9 +110,17 @@ class GemNetT(nn.Module):
         rbf = self.radial_basis(distance)
         sph = zonal_spherical_harmonics(cos_cab, self.num_spherical)
         cbf3 = self.mlp_cbf3(rbf, sph, graph.id3_ca, graph.id3_ragged)
-        rbf3, rbf_h, rbf_out = self.mlp_rbf3(rbf), self.mlp_rbf_h(rbf), self.mlp_rbf_out(rbf)
+        rbf3, rbf_h = self.mlp_rbf3(rbf), self.mlp_rbf_h(rbf)
 
         m = self.edge_embedding(h, rbf, graph.edge_index)
+        if not self.readout:
+            messages = [m]
+            for block in self.interactions:
+                h, m = block(h, m, rbf3, cbf3, rbf_h, graph.edge_index, graph.id_swap, graph.id3_ba, graph.id3_ca,
+                             graph.id3_ragged)
+                messages.append(m)
+            return GemNetTOutput(h, None, messages, rbf, sph)
+        rbf_out = self.mlp_rbf_out(rbf)
         per_edge = self.outputs[0](m, rbf_out)
         messages = [m]
         for block, output in zip(self.interactions, self.outputs[1:], strict=True):
@@ -114,10 +133,21 @@ class GemNetT(nn.Module):
 
     def scale_factors(self) -> list[ScaleFactor]:
         """All scale factors in the order the forward pass meets them (the order they must be fitted in)."""
+        if not self.readout:
+            return [f for block in self.interactions
+                    for f in (block.triplet.scale_rbf, block.triplet.scale_cbf_sum, block.atom_update.scale_sum)]
         ordered = [self.outputs[0].scale_rbf]
         for block, output in zip(self.interactions, self.outputs[1:], strict=True):
             ordered += [block.triplet.scale_rbf, block.triplet.scale_cbf_sum, block.atom_update.scale_sum, output.scale_rbf]
         return ordered
+
+    def _drop_readout(self, module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Before loading into a network without readout, drop the readout's tensors: a checkpoint saved when such
+        networks still built it (GemsDiff before crystalgen-core 0.2.2) then loads as before."""
+        last = f"{prefix}interactions.{len(self.interactions) - 1}."
+        unbuilt = (f"{prefix}outputs.", f"{prefix}mlp_rbf_out.", f"{last}concat.", f"{last}after_concat.")
+        for key in [k for k in state_dict if k.startswith(unbuilt)]:
+            del state_dict[key]
 
     def set_scale_factors(self, values: Mapping[str, float]) -> None:
         """Set factors by name (e.g. the values OCP/CDVAE fitted, ``"TripInteraction_1_had_rbf"``); a name that
