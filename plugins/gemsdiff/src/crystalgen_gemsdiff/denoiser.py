@@ -103,7 +103,8 @@ class GemsNetDenoiser(Denoiser):
             self.encoder = GemNetT(emb_atom=hidden, emb_edge=hidden, cutoff=cutoff, readout=False, **gemnet)
             self.crystal_features = nn.Linear(hidden, features)
             self.decoder_input = nn.Linear(hidden + features, hidden)
-        self.decoder = GemNetT(emb_atom=hidden, emb_edge=hidden, cutoff=decoder_cutoff, num_targets=1, **gemnet)
+        self.decoder = GemNetT(emb_atom=hidden, emb_edge=hidden, cutoff=decoder_cutoff, num_targets=1, readout=True,
+                               **gemnet)
         num_radial, num_spherical = self.decoder.radial_basis.offsets.numel(), self.decoder.num_spherical
         self.lattice_heads = nn.ModuleList(LatticeHead(hidden, num_radial, num_spherical, lattice_hidden)
                                            for _ in range(len(self.decoder.outputs)))

@@ -70,7 +70,8 @@ class GemNetTDenoiser(Denoiser):
         self.atom_embedding = nn.Embedding(num_elements, hidden_dim)
         nn.init.uniform_(self.atom_embedding.weight, -math.sqrt(3), math.sqrt(3))  # unit variance, as GemNet's
         self.atom_latent = nn.Linear(hidden_dim + self.latent_dim, hidden_dim)
-        self.gemnet = GemNetT(emb_atom=hidden_dim, emb_edge=hidden_dim, cutoff=cutoff, num_targets=1, **gemnet)
+        self.gemnet = GemNetT(emb_atom=hidden_dim, emb_edge=hidden_dim, cutoff=cutoff, num_targets=1, readout=True,
+                              **gemnet)
         self.fc_atom = nn.Linear(hidden_dim, num_elements)
 
     def forward(self, state: dict[str, Tensor], t: Tensor, condition: Condition) -> dict[str, Tensor]:
