@@ -72,10 +72,8 @@ class TaskJob:
             from crystalgen.runner.datasets import parse_split
 
             name, split = parse_split(self.source)
-            data = self.config.data
-            self._loaded = get_dataset(name).load(split, strict=data.strict, max_rows=self.num_crystals,
-                                                  workers=data.workers, cache_dir=data.cache_dir,
-                                                  progress=self.show_progress)
+            self._loaded = get_dataset(name).load(split, max_rows=self.num_crystals, progress=self.show_progress,
+                                                  **self._reading())
             log.info("%s", self._loaded.summary())
         return self._loaded
 
@@ -86,15 +84,20 @@ class TaskJob:
         if self._prepared is None:
             from crystalgen.data.preprocess import prepare_split
 
-            data = self.config.data
             prepared = prepare_split(self.inputs(), type(self.model).transform(self.config.model),
-                                     cache_dir=data.cache_dir, workers=data.workers, strict=data.strict,
-                                     progress=self.show_progress)
+                                     progress=self.show_progress, **self._reading())
             log.info("%s", prepared.summary())
             kept = dict(zip(prepared.record_index, prepared.items, strict=True))
             reasons = iter(skipped.reason for skipped in prepared.skipped)  # the refused records, in record order
             self._prepared = [kept[i] if i in kept else next(reasons) for i in range(len(self.inputs().records))]
         return self._prepared
+
+    def _reading(self) -> dict[str, Any]:
+        """How ``config.data`` says to read crystals (strict, workers, cache_dir); a configuration saved without
+        them (a checkpoint written by hand) reads as the dataset layer's defaults do."""
+        data = self.config.get("data") or {}
+        return {"strict": bool(data.get("strict", False)), "workers": data.get("workers"),
+                "cache_dir": data.get("cache_dir")}
 
     def prepared_inputs(self) -> list[Data]:
         """The preprocessed crystals of :meth:`prepared_by_input`, without those the transform refused (so
