@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,10 +51,39 @@ def cif_text(i: int) -> str:
 
 
 def start(args: list[str], tmp_path: Path) -> subprocess.Popen:
+    """The verb in a session of its own, so that :func:`session_members` finds every process it started."""
     env = {**os.environ, "CRYSTALGEN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.Popen([sys.executable, "-m", "crystalgen", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def session_members(session: int) -> set[int]:
+    """Live processes of ``session`` (the verb and everything it started, even those whose parent has exited)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[3]) == session:
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def verbs() -> Iterator[list[subprocess.Popen]]:
+    """Verbs started by a test; whatever is left of their sessions afterwards is killed, so that a failing test
+    leaves no process behind."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        for pid in session_members(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.communicate(timeout=10)
 
 
 def stop_when_workers_run(process: subprocess.Popen, signum: int, workers: int) -> tuple[set[int], str]:
@@ -74,35 +105,78 @@ def stop_when_workers_run(process: subprocess.Popen, signum: int, workers: int) 
     return seen, err
 
 
-def assert_all_ended(pids: set[int]) -> None:
+def assert_all_ended(process: subprocess.Popen, pids: set[int]) -> None:
+    """Every process seen below ``process``, and any other of its session (one started after the last look), has
+    ended."""
+    def left() -> set[int]:
+        return {p for p in pids if alive(p)} | session_members(process.pid)
+
     deadline = time.monotonic() + 15  # a forkserver notices its parent's exit on its own
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+    while left() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [p for p in pids if alive(p)], "worker processes outlived the stopped verb"
+    assert not left(), "worker processes outlived the stopped verb"
 
 
-def test_sigterm_ends_evaluate_and_its_workers(tmp_path):
+def test_sigterm_ends_evaluate_and_its_workers(tmp_path, verbs):
     folder = tmp_path / "samples"
     folder.mkdir()
     for i in range(3000):
         (folder / f"{i:05d}.cif").write_text(cif_text(i))
     process = start(["evaluate", str(folder), "--reference", str(folder), "--out", str(tmp_path / "metrics"),
                      "--metrics", "validity", "--workers", "2", "--no-progress"], tmp_path)
+    verbs.append(process)
     seen, err = stop_when_workers_run(process, signal.SIGTERM, workers=2)
     assert process.returncode == 143, err
     assert "crystalgen evaluate: stopped by SIGTERM; worker processes ended" in err
     assert "Traceback" not in err
-    assert_all_ended(seen)
+    assert_all_ended(process, seen)
 
 
-def test_sigint_ends_data_prepare_and_its_forked_workers(tmp_path):
+def test_sigint_ends_data_prepare_and_its_forked_workers(tmp_path, verbs):
     table = tmp_path / "crystals.csv"
     table.write_text("material_id,cif\n" + "".join(f'x{i},"{cif_text(i)}"\n' for i in range(4000)))
     process = start(["data", "prepare", str(table), "--transform", "full_cell", "--workers", "2"], tmp_path)
+    verbs.append(process)
     seen, err = stop_when_workers_run(process, signal.SIGINT, workers=2)
     assert process.returncode == 130, err
     assert "crystalgen data: stopped by SIGINT; worker processes ended" in err
-    assert_all_ended(seen)
+    assert_all_ended(process, seen)
+
+
+def _square(chunk: list[int]) -> list[int]:
+    return [x * x for x in chunk]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the data layer forks its workers on Linux only")
+def test_a_signal_that_arrives_while_a_worker_is_forked_still_ends_that_worker(monkeypatch):
+    """The race behind an orphaned `data prepare` worker: the stop handler ran after a worker's fork but before
+    multiprocessing registered it, so the worker was not ended and waited for ever on its task queue. Here the signal
+    arrives exactly there, every time."""
+    from multiprocessing import popen_fork
+
+    from crystalgen.cli.stopping import stop_cleanly
+    from crystalgen.data.parallel import ordered_map
+
+    main_pid, launch = os.getpid(), popen_fork.Popen._launch
+
+    def launch_then_signal(self, process_obj):
+        launch(self, process_obj)
+        if os.getpid() == main_pid:
+            os.kill(main_pid, signal.SIGINT)  # the child exists; Process.start has not yet registered it
+
+    monkeypatch.setattr(popen_fork.Popen, "_launch", launch_then_signal)
+    before = descendants(main_pid)
+    try:
+        with pytest.raises(KeyboardInterrupt), stop_cleanly():
+            ordered_map(_square, list(range(1000)), workers=2, desc="", progress=False)
+        deadline = time.monotonic() + 15
+        while descendants(main_pid) - before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not descendants(main_pid) - before, "a worker forked as the signal arrived outlived the stop"
+    finally:
+        for pid in descendants(main_pid) - before:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_an_unfinished_output_folder_is_marked_partial_and_a_finished_one_is_not(tmp_path):

@@ -126,6 +126,28 @@ def test_task_csp_writes_candidates_and_scores(csp_run, tmp_path, capsys):
     assert {k: rescored[k] for k in ("match_rate@1", "match_rate@2")} == {k: metrics[k] for k in ("match_rate@1", "match_rate@2")}
 
 
+def test_task_csp_reads_its_input_split_once(csp_run, tmp_path, monkeypatch):
+    """The conditions, the rows' input ids and the true structures of the scores come from one read of the split."""
+    from crystalgen.data.registry import EmbeddedDataset, get_dataset
+
+    reads: list[str] = []
+    load = EmbeddedDataset.load
+
+    def counting(self, split, **kwargs):
+        reads.append(split)
+        return load(self, split, **kwargs)
+
+    monkeypatch.setattr(EmbeddedDataset, "load", counting)
+    out = tmp_path / "csp"
+    assert main(["task", "csp", "toy_csp", "--ckpt", str(csp_run / "checkpoints" / "last.ckpt"), "--input",
+                 "embedded:test", "-n", "3", "-k", "1", "--out", str(out), "--workers", "0", "--no-progress",
+                 "--threads", "1"]) == 0
+    assert reads == ["test"]
+    ids = [r.id for r in load(get_dataset("embedded"), "test", max_rows=3).records]
+    assert [r["input_id"] for r in rows(out)] == ids
+    assert json.loads((out / "metrics" / "metrics.json").read_text())["csp_n"] == 3
+
+
 def test_a_model_that_cannot_take_a_composition_is_refused_naming_its_tasks(csp_run, tmp_path, capsys):
     assert main(["task", "csp", "toy", "--ckpt", str(csp_run / "checkpoints" / "last.ckpt"), "--input",
                  "embedded:test", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
@@ -151,10 +173,7 @@ class EchoTask(Task):
         return {"copies": args.copies}
 
     def produce(self, job: TaskJob) -> list[list[Decoded]]:
-        from crystalgen.runner.datasets import parse_split, split_structures
-
-        structures, _ = split_structures(*parse_split(job.source), progress=False)
-        return [[Decoded(s.copy()) for _ in range(job.options["copies"])] for s in structures[:job.num_crystals]]
+        return [[Decoded(r.structure.copy()) for _ in range(job.options["copies"])] for r in job.inputs().records]
 
     def evaluate(self, candidates, true, scoring: Scoring) -> dict:
         pairs = [(c, t) for group, t in zip(candidates, true) for c in group if group]

@@ -3,6 +3,7 @@ a message naming the part and the check, on a part that breaks it."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import types
 from typing import Any
@@ -23,6 +24,7 @@ from crystalgen.testing import (
     check_crystals,
     check_decoder,
     check_denoiser,
+    check_gradients_reach_parameters,
     check_model,
     check_plugin,
     check_process,
@@ -31,6 +33,7 @@ from crystalgen.testing import (
 )
 from crystalgen_toy_model.denoiser import ToyDenoiser
 from crystalgen_toy_model.model import ToyDiffusion
+from crystalgen_toy_model.staged import ToyStagedDiffusion
 
 COUNTS = torch.tensor([2, 3])
 CRYSTAL = torch.repeat_interleave(torch.arange(2), COUNTS)
@@ -325,6 +328,43 @@ class UnseededLoss(ToyDiffusion):
 def test_broken_models_fail(cls, match):
     with fails(match):
         check_model(cls, device="cpu")
+
+
+class CarriesAnUnusedHead(ToyDiffusion):
+    """A module built and never read, as SyMat's unused SphereNet output blocks once were."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.unused_head = torch.nn.Linear(4, 1)
+
+
+class StageLeavesOutWhatItTrains(ToyStagedDiffusion):
+    """Stage ``diffusion`` trains ``denoiser`` and ``extra``, but its loss never reads ``extra``."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.extra = torch.nn.Linear(2, 2)
+
+    def training_stages(self):
+        first, second = super().training_stages()
+        return first, dataclasses.replace(second, trainable=("denoiser", "extra"))
+
+
+def test_the_loss_reaches_every_parameter_of_the_test_models_stage_by_stage():
+    assert "denoiser.frac_head.weight" in check_gradients_reach_parameters("toy")
+    checked = check_gradients_reach_parameters("toy_staged")
+    # stage autoencoder checks only what it trains (its loss never reaches the denoiser), then stage diffusion
+    assert checked[0].startswith("autoencoder.") and any(n.startswith("denoiser.") for n in checked)
+
+
+@pytest.mark.parametrize("cls, match", [
+    (CarriesAnUnusedHead, r"gradients: expected the loss 'loss' to reach every trainable parameter; 2 of \d+ receive no "
+                          r"gradient: unused_head.bias, unused_head.weight. DistributedDataParallel refuses"),
+    (StageLeavesOutWhatItTrains, r"stage 'diffusion': gradients: .* receive no gradient: extra.bias, extra.weight"),
+], ids=["unused-module", "stage"])
+def test_a_parameter_the_loss_does_not_reach_is_named(cls, match):
+    with fails(match):
+        check_gradients_reach_parameters(cls)
 
 
 def plugin_module(**hooks: Any) -> types.ModuleType:

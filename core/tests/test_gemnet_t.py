@@ -157,3 +157,4 @@ def test_step_embedding_is_off_by_default_and_conditions_on_t_when_on():
             early = net({"frac_coords": frac.float(), "atom_types": types}, torch.tensor([1, 1, 1]), condition)
             late = net({"frac_coords": frac.float(), "atom_types": types}, torch.tensor([90, 90, 90]), condition)
         assert torch.equal(early["frac_coords"], late["frac_coords"]) != step_embedding
+

@@ -59,3 +59,32 @@ def test_imports_are_declared_requirements(distribution):
         if not dists & declared:
             missing[module] = sorted(dists)
     assert not missing, f"{distribution / 'pyproject.toml'}: imported but not required: {missing}"
+
+
+CORE_USERS = sorted(p.parent for pattern in ("plugins/*/pyproject.toml", "tests/fixtures/*/pyproject.toml",
+                                             "examples/*/pyproject.toml") for p in ROOT.glob(pattern))
+
+
+def core_range(distribution: Path):
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((distribution / "pyproject.toml").read_text())["project"]
+    (spec,) = [s for s in project["dependencies"] if requirement_name(s) == "crystalgen-core"]
+    return Requirement(spec).specifier
+
+
+def defined_functions(source_root: Path) -> set[str]:
+    return {node.name for path in source_root.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.FunctionDef)}
+
+
+@pytest.mark.parametrize("distribution", CORE_USERS, ids=lambda p: p.name)
+def test_each_range_admits_this_core_and_a_model_on_the_default_from_config_requires_0_2_2(distribution):
+    """Contract 2.2 (crystalgen-core 0.2.2) brought the default GenerativeModel.from_config: a model plugin that
+    no longer defines one must not install beside a 0.2.1 core, whose from_config is abstract."""
+    core_version = tomllib.loads((ROOT / "core" / "pyproject.toml").read_text())["project"]["version"]
+    specifier = core_range(distribution)
+    assert specifier.contains(core_version), f"{distribution.name}: {specifier} excludes crystalgen-core {core_version}"
+    functions = defined_functions(distribution / "src")
+    if "crystalgen_models" in functions and "from_config" not in functions:
+        assert not specifier.contains("0.2.1"), f"{distribution.name} relies on the default from_config: require >=0.2.2"

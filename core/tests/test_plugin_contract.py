@@ -85,6 +85,16 @@ def test_the_installed_core_version_decides(site):
     assert "future_sampler" in plugins.build_host(core_version="0.3.0").registry("sampler")
 
 
+def test_a_plugin_on_contract_2_2_is_refused_by_a_0_2_1_core(site):
+    """Our model plugins rely on 2.2's default from_config: under crystalgen-core 0.2.1 they are listed as
+    incompatible instead of failing to build their model."""
+    root, imported = site
+    install_plugin(root, "recent", "crystalgen-core[metrics]>=0.2.2,<0.3")
+    (old,) = plugins.build_host(core_version="0.2.1").unloaded
+    assert old.status == "incompatible" and "crystalgen-core 0.2.1 is installed" in old.reason and imported == []
+    assert "recent_sampler" in plugins.build_host(core_version="0.2.2").registry("sampler")
+
+
 @pytest.mark.parametrize("requirement", ["crystalgen-core", None])
 def test_a_plugin_without_a_range_is_loaded_with_a_warning(site, requirement):
     root, imported = site

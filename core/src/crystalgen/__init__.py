@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 #: The plugin contract this core implements (hooks, base classes, capability protocols, state types). 2.1 adds
 #: sampling conditions, the tasks hook, training stages, process steps reading other variables and gradients in
-#: denoise, and gives models one SampleRequest value per crystal (docs/plugins.md, "Contract versions").
-CONTRACT_VERSION = "2.1"
+#: denoise, and gives models one SampleRequest value per crystal; 2.2 a default GenerativeModel.from_config and a
+#: task job's inputs read once (docs/plugins.md, "Contract versions").
+CONTRACT_VERSION = "2.2"
 
 try:
     __version__ = version("crystalgen-core")

@@ -3,7 +3,8 @@
 * Exact denoisers for known targets (:mod:`crystalgen.samplers.analytic`): prove a sampler or a process against
   the truth, with no network.
 * Conformance checks (:mod:`crystalgen.conformance`): hold every part a plugin registers to its kind's contract,
-  e.g. ``check_plugin("crystalgen-my-model")`` in the plugin's own tests (docs/plugins.md, "Conformance").
+  e.g. ``check_plugin("crystalgen-my-model")`` in the plugin's own tests (docs/plugins.md, "Conformance"), and
+  ``check_gradients_reach_parameters("my_model")`` for a model that must train under DistributedDataParallel.
 * Benchmark data: tests over real data call these and skip cleanly when $CRYSTALGEN_DATA is unset or lacks the file.
 """
 
@@ -19,6 +20,7 @@ from crystalgen.conformance import (
     check_decoder,
     check_denoiser,
     check_encoder,
+    check_gradients_reach_parameters,
     check_model,
     check_plugin,
     check_process,
@@ -29,7 +31,8 @@ from crystalgen.samplers.analytic import AnalyticModel, Categorical, GaussianMix
 
 __all__ = ["AnalyticModel", "Categorical", "GaussianMixture", "Target", "WrappedNormalMixture", "benchmark_csv",
            "benchmark_data_root", "benchmark_structures", "check_crystals", "check_decoder", "check_denoiser",
-           "check_encoder", "check_model", "check_plugin", "check_process", "check_sampler", "check_transform"]
+           "check_encoder", "check_gradients_reach_parameters", "check_model", "check_plugin", "check_process",
+           "check_sampler", "check_transform"]
 
 
 def benchmark_data_root() -> Path | None:

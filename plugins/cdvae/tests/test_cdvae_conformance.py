@@ -3,9 +3,14 @@ on its small preset, and each of its parts on the inputs the model hands it."""
 
 from __future__ import annotations
 
-from crystalgen.testing import check_plugin
+from crystalgen.testing import check_gradients_reach_parameters, check_plugin
 
 
 def test_every_registered_part_passes_the_conformance_checks():
     checked = check_plugin("crystalgen-cdvae")
     assert ("model", "cdvae") in checked
+
+
+def test_one_training_loss_reaches_every_parameter():
+    """DistributedDataParallel (torchrun) refuses a model whose loss leaves a parameter without a gradient."""
+    assert check_gradients_reach_parameters("cdvae")

@@ -5,6 +5,8 @@ carry on, adopted by init, still using the cores; an output folder it was writin
 signals end every worker process this process started first (``multiprocessing.active_children``: forked and
 forkserver workers alike), then raise in the main thread, so ``finally`` blocks and :func:`partial_outputs` run and
 the verb exits with 128 + the signal number. A forked worker that inherited the handler dies of the signal instead.
+A signal that arrives while workers are being started waits until they all are (crystalgen.worker_start), so that
+none is left out of the ones ended.
 """
 
 from __future__ import annotations
@@ -42,9 +44,13 @@ def end_workers(grace: float = 5.0) -> None:
 
 def _handler(owner: int) -> Callable[[int, FrameType | None], None]:
     def stop(signum: int, frame: FrameType | None) -> None:
+        from crystalgen.worker_start import hold
+
         if os.getpid() != owner:  # a forked worker: die of the signal, as if no handler were installed
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
+            return
+        if hold(signum):  # a worker is being started: act once it is known (crystalgen.worker_start)
             return
         signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the cleanup below
         end_workers()

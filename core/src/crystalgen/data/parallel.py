@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from crystalgen.resources import one_thread_per_worker, usable_cores
+from crystalgen.worker_start import starting_workers
 
 #: Default ceiling on worker processes (beyond this, reading the results back dominates).
 MAX_DEFAULT_WORKERS = 8
@@ -120,10 +121,11 @@ def ordered_map(fn: Callable[[Sequence[Any]], list[Any]], items: Sequence[Any], 
         _inherited = items if forked else ()
         pool = ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=one_thread_per_worker)
         try:
-            futures = [
-                pool.submit(_pickled_range, fn, i, i + size) if forked else pool.submit(_pickled, fn, items[i:i + size])
-                for i in range(0, len(items), size)
-            ]
+            with starting_workers():  # the first submit starts the workers
+                futures = [
+                    pool.submit(_pickled_range, fn, i, i + size) if forked else pool.submit(_pickled, fn, items[i:i + size])
+                    for i in range(0, len(items), size)
+                ]
             for future in futures:
                 # Our own workers' output, unpickled by the process that started them (never bytes read from disk).
                 chunk_results = _from_wire(pickle.loads(future.result()))

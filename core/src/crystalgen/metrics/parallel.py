@@ -15,6 +15,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from typing import Any
 
 from crystalgen.resources import one_thread_per_worker, usable_cores
+from crystalgen.worker_start import starting_workers
 
 # Below this many items per worker, the seconds a worker needs to import pymatgen/matminer are not worth paying.
 MIN_ITEMS_PER_WORKER = 8
@@ -83,7 +84,8 @@ def map_chunks(
         else:
             if pool is None:
                 pool = own_pool = WorkerPool(n_workers)
-            futures = {pool.executor().submit(fn, chunk): i for i, chunk in enumerate(chunks)}
+            with starting_workers():  # submits start the workers
+                futures = {pool.executor().submit(fn, chunk): i for i, chunk in enumerate(chunks)}
             for future in as_completed(futures):
                 i = futures[future]
                 results[i] = future.result()

@@ -102,9 +102,11 @@ class GenerativeModel(nn.Module, ABC):
         return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
 
     @classmethod
-    @abstractmethod
     def from_config(cls, cfg: DictConfig) -> GenerativeModel:
-        """Build the model from the ``model`` section of a resolved config (its parts through :meth:`assemble`)."""
+        """Build the model from the ``model`` section of a resolved config. Default (contract 2.2): ``cls(cfg)``, for
+        the usual ``__init__(self, cfg)`` that builds the parts through :meth:`assemble`; override it when building
+        takes more than that section."""
+        return cls(cfg)
 
     @classmethod
     def upgrade_config(cls, cfg: DictConfig) -> DictConfig:

@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crystalgen.conditions import CONDITION_KINDS, ConditionError, describe_value, per_crystal
 from crystalgen.models.base import UnsupportedRequestError
 from crystalgen.state import SampleRequest
+
+if TYPE_CHECKING:
+    from crystalgen.data.records import LoadedSplit
 
 log = logging.getLogger("crystalgen.conditions")
 
@@ -123,14 +126,16 @@ class ConditionSpec:
                                           f"(it accepts: {offered})")
 
     def resolve(self, model_name: str, accepted: Iterable[str], num_samples: int | None, *,
-                show_progress: bool = False) -> Conditions:
-        """One value per crystal of each kind (reads ``source``); ``num_samples``: see the module docstring (may be
-        None when the conditions decide the count, and must agree with them when given)."""
+                show_progress: bool = False, loaded: LoadedSplit | None = None) -> Conditions:
+        """One value per crystal of each kind; ``num_samples``: see the module docstring (may be None when the
+        conditions decide the count, and must agree with them when given). Reads ``source`` unless its crystals are
+        given as ``loaded`` (a task's job reads them once, TaskJob.inputs)."""
         self.check(model_name, accepted)
         values: dict[str, list[Any]] = {}
         input_index = input_id = None
         if self.source is not None:
-            values, input_index, input_id = _from_split(self.source, self.taken(accepted), self.max_crystals, show_progress)
+            values, input_index, input_id = _from_split(self.source, self.taken(accepted), self.max_crystals,
+                                                         show_progress, loaded)
         explicit = self.explicit()
         count = max([_length(v) for v in explicit.values()] + [len(input_index or [])] + [1])
         listed = self.source is not None or count > 1
@@ -259,23 +264,25 @@ def _check_split(source: str) -> None:
         raise ConditionError(f"from: {source}: {exc}") from None
 
 
-def _from_split(source: str, kinds: Iterable[str], max_crystals: int | None,
-                show_progress: bool) -> tuple[dict[str, list[Any]], list[int], list[str]]:
-    """Each crystal's own conditions of kind ``kinds``, with its position and id in the split. A crystal whose space
-    group spglib cannot find is left out, with a warning."""
+def _from_split(source: str, kinds: Iterable[str], max_crystals: int | None, show_progress: bool,
+                loaded: LoadedSplit | None = None) -> tuple[dict[str, list[Any]], list[int], list[str]]:
+    """Each crystal's own conditions of kind ``kinds``, with its position and id in the split (read here unless
+    ``loaded`` holds its records). A crystal whose space group spglib cannot find is left out, with a warning."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     from crystalgen.data.registry import get_dataset
     from crystalgen.runner.datasets import parse_split
 
-    name, split = parse_split(source)
-    loaded = get_dataset(name).load(split, max_rows=max_crystals, progress=show_progress)
-    if not loaded.records:
+    if loaded is None:
+        name, split = parse_split(source)
+        loaded = get_dataset(name).load(split, max_rows=max_crystals, progress=show_progress)
+    records = loaded.records[:max_crystals]
+    if not records:
         raise ConditionError(f"from: {source}: the split has no readable crystal")
     kinds = tuple(kinds)
     values: dict[str, list[Any]] = {kind: [] for kind in kinds}
     index, ids = [], []
-    for i, record in enumerate(loaded.records):
+    for i, record in enumerate(records):
         s = record.structure
         found: dict[str, Any] = {"composition": s.composition, "num_atoms": len(s)}
         if "spacegroup" in kinds:

@@ -108,12 +108,14 @@ def run_task(name: str, request: TaskRequest) -> dict[str, Any]:
                   request.precision, request.show_progress, dict(request.options))
     started = time.perf_counter()
     per_input = task.produce(job)
+    records = job.inputs().records  # read once: the candidates, the rows' ids and the true structures agree
+    if len(per_input) > len(records):
+        raise RuntimeError(f"task {name!r} returned candidates for {len(per_input)} inputs, but {request.source} gave "
+                           f"{len(records)} crystals (Task.produce returns one entry per record of TaskJob.inputs())")
     decoded = [d for results in per_input for d in results]
     if not decoded:
         raise ValueError(f"{request.source}: task {name!r} produced nothing (no usable input crystal)")
-    inputs = [i for i, results in enumerate(per_input) for _ in results]
-    ids = _input_ids(request.source, len(per_input))
-    extra = [{"input_index": i, "input_id": ids[i] if i < len(ids) else None} for i in inputs]
+    extra = [{"input_index": i, "input_id": records[i].id} for i, results in enumerate(per_input) for _ in results]
     meta = {"model": trained.name, "task": name, "task_options": request.options,
             "model_overrides": list(request.model_overrides), "input": request.source,
             "checkpoint": str(Path(request.checkpoint).resolve()), "sampler": chosen.config(), "seed": request.seed,
@@ -123,38 +125,28 @@ def run_task(name: str, request: TaskRequest) -> dict[str, Any]:
     log.info("%s: %d of %d crystals decoded -> %s", name, counts["ok"], counts["requested"], request.out)
     if request.evaluate:
         counts["metrics"] = score_task(task, request.out, [[d.structure for d in group] for group in per_input],
-                                       request.source, request.scoring, options=request.options)
+                                       [r.structure for r in records], request.scoring, reference=request.source,
+                                       notes=list(job.inputs().notes), options=request.options)
     return counts
 
 
-def score_task(task: Task, out: str | Path, candidates: Sequence[Sequence[Any]], source: str, scoring: Scoring,
-               options: Mapping[str, Any] | None = None, metrics_dir: str | Path | None = None) -> dict[str, Any]:
-    """The task's evaluation of ``candidates`` (per input crystal of ``source``) into ``metrics_dir`` (default
-    ``out/metrics``): metrics.json and metrics.md."""
-    from crystalgen.data.registry import get_dataset
+def score_task(task: Task, out: str | Path, candidates: Sequence[Sequence[Any]], true: Sequence[Any],
+               scoring: Scoring, *, reference: str, notes: Sequence[str] = (), options: Mapping[str, Any] | None = None,
+               metrics_dir: str | Path | None = None) -> dict[str, Any]:
+    """The task's evaluation of ``candidates`` against the ``true`` structures of the same input crystals (those of
+    ``reference``, DATASET:SPLIT, with its provenance ``notes``) into ``metrics_dir`` (default ``out/metrics``):
+    metrics.json and metrics.md."""
     from crystalgen.metrics.report import write_outputs
     from crystalgen.runner.datasets import parse_split, provenance
 
-    dataset, split = parse_split(source)
-    loaded = get_dataset(dataset).load(split, max_rows=len(candidates), workers=scoring.workers,
-                                       progress=scoring.progress)
-    true, notes = [r.structure for r in loaded.records], list(loaded.notes)
     if len(candidates) > len(true):
-        raise ValueError(f"{source}: {len(candidates)} inputs, but the split has only {len(true)} crystals now")
+        raise ValueError(f"{reference}: {len(candidates)} inputs, but only {len(true)} true crystals")
+    dataset, _ = parse_split(reference)
     scoring = Scoring(**{**scoring.__dict__, "reference_name": scoring.reference_name or dataset,
                          "options": {**scoring.options, **(options or {})}})
     result = task.evaluate(candidates, true[:len(candidates)], scoring)
     result = {"task": task.name, "reference": scoring.reference_name, "reference_n": len(candidates),
-              **provenance("reference", source, notes), **result}
+              **provenance("reference", reference, list(notes)), **result}
     write_outputs(Path(metrics_dir) if metrics_dir is not None else Path(out) / METRICS_DIR, result, [],
                   reference_name=scoring.reference_name)
     return result
-
-
-def _input_ids(source: str, count: int) -> list[str | None]:
-    """The ids of the first ``count`` crystals of ``source`` (for samples.jsonl), read from the dataset's records."""
-    from crystalgen.data.registry import get_dataset
-    from crystalgen.runner.datasets import parse_split
-
-    name, split = parse_split(source)
-    return [r.id for r in get_dataset(name).load(split, max_rows=count, progress=False).records]

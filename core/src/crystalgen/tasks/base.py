@@ -11,6 +11,7 @@ a sample directory.
 from __future__ import annotations
 
 import argparse
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,13 +22,20 @@ if TYPE_CHECKING:
     from pymatgen.core import Structure
     from torch_geometric.data import Data
 
+    from crystalgen.data.records import LoadedSplit
     from crystalgen.models.base import Decoded, GenerativeModel
     from crystalgen.samplers.base import Sampler
+
+log = logging.getLogger("crystalgen.tasks")
 
 
 @dataclass
 class TaskJob:
     """What a task's :meth:`Task.produce` works with.
+
+    The input crystals are read once per job (:meth:`inputs`): the task's candidates, the ``input_id`` of every
+    written row and the true structures its evaluation compares with all come from those same records, so
+    ``produce`` returns one entry per record of :meth:`inputs`, in its order (fewer when the last ones gave none).
 
     Attributes:
         model: the trained model (on its device, in eval mode); ``model_name`` its registry name.
@@ -52,17 +60,49 @@ class TaskJob:
     precision: str = "fp32"
     show_progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    _loaded: LoadedSplit | None = field(default=None, init=False, repr=False, compare=False)
+    _prepared: list[Data | str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def inputs(self) -> LoadedSplit:
+        """The first ``num_crystals`` readable crystals of ``source``, in file order (``records[i].id``,
+        ``records[i].structure``; ``notes`` on provenance), read as ``config.data`` says on the first call and kept
+        for the rest of the job."""
+        if self._loaded is None:
+            from crystalgen.data.registry import get_dataset
+            from crystalgen.runner.datasets import parse_split
+
+            name, split = parse_split(self.source)
+            self._loaded = get_dataset(name).load(split, max_rows=self.num_crystals, progress=self.show_progress,
+                                                  **self._reading())
+            log.info("%s", self._loaded.summary())
+        return self._loaded
+
+    def prepared_by_input(self) -> list[Data | str]:
+        """Per record of :meth:`inputs`, the crystal preprocessed by the model's transform (through the dataset
+        cache), or the reason the transform refused it, for tasks that hand the inputs to the model (reconstruct,
+        optimize)."""
+        if self._prepared is None:
+            from crystalgen.data.preprocess import prepare_split
+
+            prepared = prepare_split(self.inputs(), type(self.model).transform(self.config.model),
+                                     progress=self.show_progress, **self._reading())
+            log.info("%s", prepared.summary())
+            kept = dict(zip(prepared.record_index, prepared.items, strict=True))
+            reasons = iter(skipped.reason for skipped in prepared.skipped)  # the refused records, in record order
+            self._prepared = [kept[i] if i in kept else next(reasons) for i in range(len(self.inputs().records))]
+        return self._prepared
+
+    def _reading(self) -> dict[str, Any]:
+        """How ``config.data`` says to read crystals (strict, workers, cache_dir); a configuration saved without
+        them (a checkpoint written by hand) reads as the dataset layer's defaults do."""
+        data = self.config.get("data") or {}
+        return {"strict": bool(data.get("strict", False)), "workers": data.get("workers"),
+                "cache_dir": data.get("cache_dir")}
 
     def prepared_inputs(self) -> list[Data]:
-        """The input crystals preprocessed by the model's transform (through the dataset cache), for tasks that hand
-        them to the model (reconstruct, optimize)."""
-        from crystalgen.runner.datasets import parse_split, prepared_split
-
-        name, split = parse_split(self.source)
-        data_cfg = self.config.data.copy()
-        data_cfg.dataset = name
-        return prepared_split(data_cfg, split, type(self.model).transform(self.config.model), max_rows=self.num_crystals,
-                              show_progress=self.show_progress)
+        """The preprocessed crystals of :meth:`prepared_by_input`, without those the transform refused (so
+        positions no longer match :meth:`inputs` when it refused any)."""
+        return [item for item in self.prepared_by_input() if not isinstance(item, str)]
 
 
 @dataclass

@@ -51,7 +51,8 @@ class CrystalStructurePrediction(Task):
 
         per = max(job.options.get("k") or DEFAULT_KS)
         spec = ConditionSpec(source=job.source, take=("composition",), max_crystals=job.num_crystals, per_condition=per)
-        conditions = spec.resolve(job.model_name, job.model.conditions, None, show_progress=job.show_progress)
+        conditions = spec.resolve(job.model_name, job.model.conditions, None, show_progress=job.show_progress,
+                                  loaded=job.inputs())
         generated = generate(job.model, job.sampler, conditions.count, job.batch_size, conditions=conditions,
                              seed=job.seed, precision=job.precision, show_progress=job.show_progress)
         inputs = max(conditions.input_index or [-1]) + 1

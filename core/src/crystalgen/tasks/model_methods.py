@@ -2,7 +2,8 @@
 StructRepDiff). The model must list the task in ``GenerativeModel.tasks`` and implement the method of that name.
 
 Crystals go in batches of at most ``batch_size`` whose estimated memory (GenerativeModel.memory_cost, from each
-input's size) fits the memory budget; a crystal that alone exceeds it gets a candidate with the reason instead.
+input's size) fits the memory budget; a crystal that alone exceeds it, or that the model's transform refuses, gets a
+candidate with the reason instead, so that every input keeps its place.
 """
 
 from __future__ import annotations
@@ -31,14 +32,18 @@ class ModelMethodTask(Task):
         from crystalgen.runner.budget import crystal_costs, refusals
         from crystalgen.runner.distributed import autocast
 
-        items = job.prepared_inputs()
+        by_input = job.prepared_by_input()
+        items = [item for item in by_input if not isinstance(item, str)]
+        position = [i for i, item in enumerate(by_input) if not isinstance(item, str)]  # of each item in by_input
         if not items:
             raise ValueError(f"{job.source}: no crystals to {self.name}")
         model, budget = job.model, memory_budget()
-        refused = dict(refusals(model, items, budget, training=False))
         batches, _ = pack_by_cost(crystal_costs(model, items, training=False),
                                   budget - model.memory_overhead(training=False), max_items=job.batch_size)
-        per_input = [[Decoded(None, refused[i])] if i in refused else [] for i in range(len(items))]
+        # a crystal the transform refused, or that alone exceeds the budget, gets a candidate with the reason
+        per_input = [[Decoded(None, item)] if isinstance(item, str) else [] for item in by_input]
+        for k, reason in refusals(model, items, budget, training=False):
+            per_input[position[k]] = [Decoded(None, reason)]
         device = next(model.parameters()).device
         method = getattr(model, self.name)
         for chosen in tqdm(batches, desc=self.name, disable=not job.show_progress, unit="batch"):
@@ -50,7 +55,7 @@ class ModelMethodTask(Task):
                 raise RuntimeError(f"model {job.model_name!r} returned {len(result)} crystals for {batch.num_graphs} inputs")
             k = len(result) // batch.num_graphs
             for j, i in enumerate(chosen):
-                per_input[i] = result[j * k:(j + 1) * k]
+                per_input[position[i]] = result[j * k:(j + 1) * k]
         return per_input
 
 

@@ -64,10 +64,6 @@ class MinimalDiffusion(GenerativeModel):
         self.register_buffer("num_atoms_probs", torch.zeros(self.max_atoms + 1))
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> MinimalDiffusion:
-        return cls(cfg)
-
-    @classmethod
     def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:
         """What the model sets for its parts: T everywhere, K for the denoiser and the types, max_atoms for the
         transform (a preset giving one of these as a part option is refused)."""

@@ -116,10 +116,6 @@ class CDVAE(GenerativeModel):
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> CDVAE:
-        return cls(cfg)
-
-    @classmethod
     def upgrade_config(cls, cfg: DictConfig) -> DictConfig:
         """A section saved by crystalgen-cdvae 0.1 (parts not yet named) in today's shape (config_upgrade.py)."""
         return config_upgrade.upgrade(cfg)

@@ -119,10 +119,6 @@ class GemsDiff(GenerativeModel):
         self.train_counts = torch.zeros(0, dtype=torch.int16)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> GemsDiff:
-        return cls(cfg)
-
-    @classmethod
     def upgrade_config(cls, cfg: DictConfig) -> DictConfig:
         return config_upgrade.upgrade(cfg)
 

@@ -72,10 +72,6 @@ class StructRepDiff(GenerativeModel):
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> StructRepDiff:
-        return cls(cfg)
-
-    @classmethod
     def upgrade_config(cls, cfg: DictConfig) -> DictConfig:
         """A section saved by crystalgen-structrepdiff 0.1 (parts not yet named) in today's shape
         (config_upgrade.py)."""

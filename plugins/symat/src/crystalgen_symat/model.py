@@ -112,10 +112,6 @@ class SyMat(GenerativeModel):
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> SyMat:
-        return cls(cfg)
-
-    @classmethod
     def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:
         """N_max for the transform, the size of (z^A, z^L) for the encoder, the element classes, and T."""
         steps = {"num_steps": int(cfg.num_levels)}

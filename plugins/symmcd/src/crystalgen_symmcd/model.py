@@ -100,10 +100,6 @@ class SymmCD(GenerativeModel):
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> SymmCD:
-        return cls(cfg)
-
-    @classmethod
     def upgrade_config(cls, cfg: DictConfig) -> DictConfig:
         """A section saved by crystalgen-symmcd 0.1 (parts not yet named) in today's shape (config_upgrade.py)."""
         return config_upgrade.upgrade(cfg)
