@@ -38,6 +38,8 @@ class TaskJob:
         generator: the seeded generator of this job; ``seed`` its seed.
         precision: fp32 | bf16 (autocast).
         options: the task's own options (:meth:`Task.options`).
+        record: what the task reports beside its candidates (e.g. how a property head was fitted); written to the
+            output's sampling.json under ``task_record``.
     """
 
     model: GenerativeModel
@@ -52,17 +54,19 @@ class TaskJob:
     precision: str = "fp32"
     show_progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
 
-    def prepared_inputs(self) -> list[Data]:
-        """The input crystals preprocessed by the model's transform (through the dataset cache), for tasks that hand
-        them to the model (reconstruct, optimize)."""
+    def prepared_inputs(self, source: str | None = None) -> list[Data]:
+        """The crystals of ``source`` (default: the input crystals, only the first ``num_crystals``; another split is
+        read whole) preprocessed by the model's transform (through the dataset cache), for tasks that hand them to
+        the model (reconstruct, optimize)."""
         from crystalgen.runner.datasets import parse_split, prepared_split
 
-        name, split = parse_split(self.source)
+        name, split = parse_split(source or self.source)
         data_cfg = self.config.data.copy()
         data_cfg.dataset = name
-        return prepared_split(data_cfg, split, type(self.model).transform(self.config.model), max_rows=self.num_crystals,
-                              show_progress=self.show_progress)
+        return prepared_split(data_cfg, split, type(self.model).transform(self.config.model),
+                              max_rows=None if source else self.num_crystals, show_progress=self.show_progress)
 
 
 @dataclass
