@@ -105,13 +105,14 @@ def run_protocol(args: argparse.Namespace, name: str) -> dict:
 
 
 def split_percentiles(dataset: str, prop: str) -> dict[str, list[float]]:
-    """5th/10th/15th percentiles of ``prop`` in each split that has it (the train split here may lack it)."""
+    """5th/10th/15th percentiles of ``prop`` in the val and test splits (the local Perov-5 train split has no
+    property column)."""
     import numpy as np
 
     from crystalgen.data.registry import get_dataset
 
     found = {}
-    for split in ("train", "val", "test"):
+    for split in ("val", "test"):
         values = [r.properties[prop] for r in get_dataset(dataset).load(split, progress=False).records if prop in r.properties]
         if values:
             found[split] = [float(v) for v in np.percentile(values, [5, 10, 15])]
@@ -140,8 +141,14 @@ def main() -> None:
     unknown = set(names) - set(PROTOCOLS)
     if unknown:
         parser.error(f"unknown protocols {sorted(unknown)}; known: {', '.join(PROTOCOLS)}")
+    from crystalgen.metrics.cdvae_constants import SR_PERCENTILES
+
+    dataset = args.input.split(":")[0]
     record = {**provenance(), "settings": {k: getattr(args, k) for k in ("ckpt", "input", "fit_head_on", "property", "n",
-                                                                         "opt_steps", "seed")}}
+                                                                         "opt_steps", "seed")},
+              "thresholds": {"values": list(SR_PERCENTILES[dataset]),
+                             "source": "CDVAE's published percentiles (crystalgen.metrics.cdvae_constants.SR_PERCENTILES)"},
+              "protocols": {}, "unfinished": names}
     Path(args.work).mkdir(parents=True, exist_ok=True)
     results, pending, running = {}, list(names), {}
     base = [sys.executable, __file__, *sys.argv[1:]]
@@ -150,6 +157,8 @@ def main() -> None:
             name = pending.pop(0)
             log = open(Path(args.work) / f"{name}.log", "w")  # noqa: SIM115 (closed when the process ends)
             running[name] = (subprocess.Popen([*base, "--one", name], stdout=subprocess.PIPE, stderr=log, text=True), log)
+        if "split_percentiles" not in record:  # while the first protocols run
+            record["split_percentiles"] = split_percentiles(dataset, args.property)
         time.sleep(5)
         for name, (proc, log) in list(running.items()):
             if proc.poll() is None:
@@ -161,17 +170,12 @@ def main() -> None:
                 raise SystemExit(f"protocol {name} failed (exit {proc.returncode}); see {Path(args.work) / name}.log")
             results[name] = json.loads(stdout.strip().splitlines()[-1])
             print(name, {k: results[name][k] for k in ("SR5", "SR10", "SR15", "valid_decodes", "cpu_s")}, flush=True)
-    dataset = args.input.split(":")[0]
-    from crystalgen.metrics.cdvae_constants import SR_PERCENTILES
-
-    record.update(thresholds={"values": list(SR_PERCENTILES[dataset]),
-                              "source": "CDVAE's published percentiles (crystalgen.metrics.cdvae_constants.SR_PERCENTILES)"},
-                  split_percentiles=split_percentiles(dataset, args.property),
-                  protocols={name: results[name] for name in names}, load_average_at_end=load_average())
-    text = json.dumps(record, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+            # written after every protocol, so that a run stopped early keeps what finished (``unfinished`` says what not)
+            record.update(protocols={n: results[n] for n in names if n in results},
+                          unfinished=[n for n in names if n not in results], load_average_at_end=load_average())
+            if args.out:
+                Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":
