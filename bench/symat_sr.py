@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ def run_protocol(args: argparse.Namespace, name: str) -> dict:
     from crystalgen.runner.tasks import TaskRequest, run_task
 
     torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # progress in WORK/NAME.log
     direction, per_level, every = PROTOCOLS[name]
     out = Path(args.work) / name
     options = {"direction": direction, "steps": args.opt_steps, "fit_head_on": args.fit_head_on, "property": args.property}
@@ -68,10 +70,12 @@ def run_protocol(args: argparse.Namespace, name: str) -> dict:
     cpu, wall = time.process_time(), time.perf_counter()
     run_task("optimize", request)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    logging.getLogger("symat_sr").info("%s: optimised in %.0f CPU s; scoring with the independent model", name, cpu)
     summary = json.loads((out / "sampling.json").read_text())
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     structures, failures, _ = read_samples(out, workers=1, progress=False)
 
+    scoring_cpu = time.process_time()
     dataset = args.input.split(":")[0]
     predictor = get_predictor(default_predictor_for(dataset), workers=1, progress=False)
     valid = [s is not None and sample_validity(s, f).reason is None for s, f in zip(structures, failures, strict=True)]
@@ -100,7 +104,8 @@ def run_protocol(args: argparse.Namespace, name: str) -> dict:
         "starts_true_property_mean": float(np.mean(truth)),
         "starts_success_rates": {f"SR{k}": float(np.mean(np.asarray(truth) <= p))
                                  for k, p in zip((5, 10, 15), SR_PERCENTILES[dataset], strict=True)},
-        "cpu_s": cpu, "wall_s": wall, "load_average_at_end": load_average(),
+        "cpu_s": cpu, "wall_s": wall, "scoring_cpu_s": time.process_time() - scoring_cpu,
+        "load_average_at_end": load_average(),
     }
 
 
