@@ -48,7 +48,6 @@ PROTOCOLS = {
 def run_protocol(args: argparse.Namespace, name: str) -> dict:
     """One protocol in this process: optimise, then score every decode with the independent model."""
     import numpy as np
-    import torch
 
     from crystalgen.data.registry import get_dataset
     from crystalgen.metrics import optimization_success
@@ -56,9 +55,9 @@ def run_protocol(args: argparse.Namespace, name: str) -> dict:
     from crystalgen.metrics.properties import default_predictor_for, get_predictor
     from crystalgen.metrics.samples import read_samples
     from crystalgen.metrics.validity import sample_validity
+    from crystalgen.resources import apply_process_resources
     from crystalgen.runner.tasks import TaskRequest, run_task
 
-    torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # progress in WORK/NAME.log
     direction, per_level, every = PROTOCOLS[name]
     out = Path(args.work) / name
@@ -66,7 +65,8 @@ def run_protocol(args: argparse.Namespace, name: str) -> dict:
     request = TaskRequest(args.ckpt, args.input, out, num_crystals=args.n, batch_size=args.n, sampler="langevin",
                           sampler_options={"n_steps_each": per_level, "step_lr": 1e-4}, options=options, seed=args.seed,
                           device="cpu", expected_model="symat", show_progress=False, evaluate=False,
-                          model_overrides=[f"optimization.decode_every={'null' if every is None else every}"])
+                          model_overrides=[f"optimization.decode_every={'null' if every is None else every}"],
+                          resources=apply_process_resources(1))  # one thread: two spin on a busy machine
     cpu, wall = time.process_time(), time.perf_counter()
     run_task("optimize", request)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
