@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import torch
-from crystalgen_toy_model.model import ToyDiffusion
 from pymatgen.core import Lattice, Structure
 
 from crystalgen import Decoded, UnsupportedRequestError, structure_to_data
 from crystalgen.runner.config import compose
 from crystalgen.tasks.base import TaskJob
 from crystalgen.tasks.model_methods import Optimize
+from crystalgen_toy_model.model import ToyDiffusion
 
 
 class LatentToy(ToyDiffusion):
