@@ -8,7 +8,7 @@ property optimisation) are declared in ``tasks`` and refused clearly when absent
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -74,7 +74,8 @@ class GenerativeModel(nn.Module, ABC):
             (``"composition"``, ``"spacegroup"``, ``"num_atoms"``); ``prepare_sampling`` receives one value per crystal
             of each (SampleRequest). Declaring ``"composition"`` makes the model run the ``csp`` task.
         tasks: the optional methods it implements beyond ``"generate"``: ``"reconstruct"``, ``"optimize"`` (the
-            registered tasks of those names call them; crystalgen.tasks).
+            registered tasks of those names call them; crystalgen.tasks), ``"fit_property_head"`` (``optimize
+            --fit-head-on`` calls it first).
         request_options: keys of ``SampleRequest.options`` the model reads (SymmCD: ``spacegroup_prior``); the
             runner routes ``sample --option KEY=VALUE`` here when the sampler takes no option ``KEY``.
         grad_in_denoise: True when :meth:`denoise` takes gradients (scores as autograd gradients of an energy or of
@@ -251,6 +252,16 @@ class GenerativeModel(nn.Module, ABC):
         (k points along each optimisation trajectory; the runner gives each its input's ``input_index``)."""
         self.require_task("optimize")
         raise NotImplementedError(f"model {self.name!r} lists 'optimize' in its tasks but does not implement it")
+
+    def fit_property_head(self, batches: Iterable[Batch], property: str, *,
+                          generator: torch.Generator | None = None) -> dict[str, Any]:
+        """Task ``"fit_property_head"``: fit a new head that predicts ``property`` (the batches' ``prop_<name>``
+        values, data units) from the model's latent code of each crystal, with every other weight frozen, so that
+        :meth:`optimize` follows it. For a model trained without a property head, or on a training split that lacks
+        the property (``crystalgen optimize --fit-head-on NAME:SPLIT --property NAME``). Returns a JSON summary of
+        the fit (sizes, held-out error), recorded with the output."""
+        self.require_task("fit_property_head")
+        raise NotImplementedError(f"model {self.name!r} lists 'fit_property_head' in its tasks but does not implement it")
 
     # -- helpers the runner uses --------------------------------------------------------------------
     def check_request(self, request: SampleRequest) -> None:

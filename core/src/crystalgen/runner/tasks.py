@@ -120,7 +120,7 @@ def run_task(name: str, request: TaskRequest) -> dict[str, Any]:
             "model_overrides": list(request.model_overrides), "input": request.source,
             "checkpoint": str(Path(request.checkpoint).resolve()), "sampler": chosen.config(), "seed": request.seed,
             **record, "batch_size": request.batch_size, "memory_budget_gb": round(memory_budget() / GB, 3),
-            "timings": {"total_seconds": time.perf_counter() - started}}
+            "timings": {"total_seconds": time.perf_counter() - started}, **({"task_record": job.record} if job.record else {})}
     counts = write_sample_dir(request.out, decoded, meta, extra_rows=extra)
     log.info("%s: %d of %d crystals decoded -> %s", name, counts["ok"], counts["requested"], request.out)
     if request.evaluate:

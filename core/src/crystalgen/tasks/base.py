@@ -46,6 +46,8 @@ class TaskJob:
         generator: the seeded generator of this job; ``seed`` its seed.
         precision: fp32 | bf16 (autocast).
         options: the task's own options (:meth:`Task.options`).
+        record: what the task reports beside its candidates (e.g. how a property head was fitted); written to the
+            output's sampling.json under ``task_record``.
     """
 
     model: GenerativeModel
@@ -60,6 +62,8 @@ class TaskJob:
     precision: str = "fp32"
     show_progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    #: what the task did besides producing crystals (e.g. a fitted property head), for sampling.json's task_record
+    record: dict[str, Any] = field(default_factory=dict)
     _loaded: LoadedSplit | None = field(default=None, init=False, repr=False, compare=False)
     _prepared: list[Data | str] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -103,6 +107,17 @@ class TaskJob:
         """The preprocessed crystals of :meth:`prepared_by_input`, without those the transform refused (so
         positions no longer match :meth:`inputs` when it refused any)."""
         return [item for item in self.prepared_by_input() if not isinstance(item, str)]
+
+    def prepared_split(self, source: str) -> list[Data]:
+        """Every crystal of another split ``source`` preprocessed by the model's transform (through the dataset
+        cache): crystals a task needs besides its inputs, such as those a property head is fitted on."""
+        from crystalgen.runner.datasets import parse_split, prepared_split
+
+        name, split = parse_split(source)
+        data_cfg = self.config.data.copy()
+        data_cfg.dataset = name
+        return prepared_split(data_cfg, split, type(self.model).transform(self.config.model), max_rows=None,
+                              show_progress=self.show_progress)
 
 
 @dataclass

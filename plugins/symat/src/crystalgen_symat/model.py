@@ -16,7 +16,8 @@ and the official code differ is listed in docs/symat.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import torch
@@ -39,7 +40,7 @@ from crystalgen import (
     Variable,
     reparameterize,
 )
-from crystalgen_symat import memory
+from crystalgen_symat import config_upgrade, memory
 from crystalgen_symat.heads import Composition, CompositionLatticeHeads, mlp
 from crystalgen_symat.heads import Decoded as DecodedVAE
 from crystalgen_symat.score import per_atom
@@ -60,7 +61,7 @@ class SyMat(GenerativeModel):
 
     name = "symat"
     default_sampler = "langevin"
-    tasks = frozenset({"generate", "reconstruct", "optimize"})
+    tasks = frozenset({"generate", "reconstruct", "optimize", "fit_property_head"})
     config_package = "crystalgen_symat.configs"
     distance_std: Tensor
     property_mean: Tensor
@@ -101,7 +102,8 @@ class SyMat(GenerativeModel):
         self.decoder = parts.build("decoder")
         steps = self.coordinates.num_steps
         self.register_buffer("distance_std", torch.ones(steps + 1, dtype=torch.float64))
-        self.fc_property = mlp(self.latent_dim + self.lattice_latent_dim, int(c["heads"]["hidden_dim"]), 1) if self.property else None
+        self.head_hidden = int(c["heads"]["hidden_dim"])
+        self.fc_property = mlp(self.latent_dim + self.lattice_latent_dim, self.head_hidden, 1) if self.property else None
         self.register_buffer("property_mean", torch.zeros((), dtype=torch.float64))
         self.register_buffer("property_std", torch.ones((), dtype=torch.float64))
 
@@ -111,6 +113,12 @@ class SyMat(GenerativeModel):
         return self.process_as("frac_coords", ContinuousProcess)
 
     # -- construction -------------------------------------------------------------------------------
+    @classmethod
+    def upgrade_config(cls, cfg: DictConfig) -> DictConfig:
+        """A section saved before ``optimization.decode_every`` and ``optimization.head_fit`` existed gets their
+        defaults (config_upgrade.py); one in today's shape comes back as it is."""
+        return config_upgrade.upgrade(cfg)
+
     @classmethod
     def part_context(cls, cfg: DictConfig) -> dict[str, dict[str, Any]]:
         """N_max for the transform, the size of (z^A, z^L) for the encoder, the element classes, and T."""
@@ -274,33 +282,105 @@ class SyMat(GenerativeModel):
     def optimize(self, batch: Batch, sampler: Sampler, *, direction: str = "min", steps: int | None = None,
                  generator: torch.Generator | None = None) -> list[Decoded]:
         """Property optimisation (section 4.3): gradient steps with Adam on z of the property head's prediction
-        (descent for ``"min"``), from each crystal's posterior mean; the final z is decoded (composition, lattice,
-        then sampled coordinates). One crystal per input, with ``info`` ``predicted_property`` in data units."""
+        (descent for ``"min"``), from each crystal's posterior mean. The final z is decoded (composition, lattice,
+        then sampled coordinates); with ``optimization.decode_every`` also the trajectory, after CDVAE's protocol
+        (after step 1, every ``decode_every`` steps, and the last), input-major. Each crystal's ``info`` has
+        ``opt_step`` and ``predicted_property`` (the head's value in data units)."""
         self.require_task("optimize")
         if self.fc_property is None:
-            raise UnsupportedRequestError("this SyMat checkpoint has no property head: train with model.property=<name> "
-                                          "(e.g. heat_all on perov_5) to optimise")
+            raise UnsupportedRequestError("this SyMat checkpoint has no property head: train with model.property=<name>, "
+                                          "or fit one on the frozen latents of a split that has the property "
+                                          "(crystalgen optimize symat ... --fit-head-on perov_5:val --property heat_ref)")
         if direction not in ("min", "max"):
             raise ValueError(f"direction must be 'min' or 'max', got {direction!r}")
+        head = self.fc_property
         steps = int(steps or self.optimization["steps"])
+        every = self.optimization.get("decode_every")
         sign = 1.0 if direction == "min" else -1.0
         with torch.no_grad():
             mu, _ = self.encoder(batch)
         z = mu.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=float(self.optimization["lr"]))
+        snapshots: list[tuple[int, Tensor]] = []
         with torch.enable_grad():
-            for _ in range(steps):
-                objective = sign * self.fc_property(z).sum()
+            for i in range(steps):
+                objective = sign * head(z).sum()
                 z.grad, = torch.autograd.grad(objective, [z])
                 optimizer.step()
-        z = z.detach()
+                if (every and i % int(every) == 0) or i == steps - 1:
+                    snapshots.append((i + 1, z.detach().clone()))
+        per_snapshot = []
+        for step, code in snapshots:
+            with torch.no_grad():
+                predicted = (head(code).squeeze(-1).double() * self.property_std + self.property_mean).tolist()
+            condition = self.condition_from_latent(code)
+            decoded = self.decode(sampler.run(self.as_sampling_model(), condition, generator=generator), condition)
+            for item, value in zip(decoded, predicted, strict=True):
+                item.info.update(opt_step=step, predicted_property=value, direction=direction)
+            per_snapshot.append(decoded)
+        return [per_snapshot[k][b] for b in range(batch.num_graphs) for k in range(len(snapshots))]
+
+    def fit_property_head(self, batches: Iterable[Batch], property: str, *,
+                          generator: torch.Generator | None = None) -> dict[str, Any]:
+        """A new property head (the joint head's MLP) fitted on the frozen encoder's latents of the given crystals,
+        for a model trained without one or on a training split that lacks the property: every other weight stays as
+        it was. As the joint head, it learns from z ~ q(z | M) (``optimization.head_fit``); the epoch with the
+        lowest error at the posterior means of a held-out part of the crystals is kept. Crystals whose value is not
+        finite are left out. Returns the fit's summary (sizes, held-out MAE in data units against predicting the
+        mean, R^2)."""
+        self.require_task("fit_property_head")
+        settings = self.optimization["head_fit"]
+        key = PROPERTY_PREFIX + property
+        mus, logvars, values = [], [], []
         with torch.no_grad():
-            predicted = (self.fc_property(z).squeeze(-1).double() * self.property_std + self.property_mean).tolist()
-        condition = self.condition_from_latent(z)
-        decoded = self.decode(sampler.run(self.as_sampling_model(), condition, generator=generator), condition)
-        for item, value in zip(decoded, predicted, strict=True):
-            item.info.update(opt_step=steps, predicted_property=value, direction=direction)
-        return decoded
+            for batch in batches:
+                if key not in batch:
+                    found = sorted(k[len(PROPERTY_PREFIX):] for k in batch.keys() if k.startswith(PROPERTY_PREFIX))  # noqa: SIM118
+                    raise ValueError(f"property {property!r}: the crystals to fit the head on have no such column; "
+                                     f"they have: {', '.join(found) or 'none'}")
+                mu, logvar = self.encoder(batch)
+                mus.append(mu)
+                logvars.append(logvar)
+                values.append(batch[key].reshape(-1).double())
+        mu, logvar, value = torch.cat(mus), torch.cat(logvars), torch.cat(values).to(mus[0].device)
+        finite = torch.isfinite(value)
+        mu, std_z, value = mu[finite], (0.5 * logvar[finite]).exp(), value[finite]
+        n = len(value)
+        n_held = int(round(float(settings["holdout"]) * n))
+        if n - n_held < 2 or n_held < 1:
+            raise ValueError(f"property {property!r}: {n} crystals with a finite value, too few to fit a head and "
+                             f"hold out {settings['holdout']:.0%} of them")
+        order = torch.randperm(n, generator=generator, device=mu.device)
+        held, used = order[:n_held], order[n_held:]
+        mean, std = value[used].mean(), value[used].std(unbiased=False) + 1e-8
+        target = ((value - mean) / std).to(mu.dtype)
+        head = mlp(self.latent_dim + self.lattice_latent_dim, self.head_hidden, 1).to(mu)
+        optimizer = torch.optim.Adam(head.parameters(), lr=float(settings["lr"]))
+        best: tuple[float, int, dict[str, Tensor]] = (math.inf, 0, {})
+        with torch.enable_grad():
+            for epoch in range(int(settings["epochs"])):
+                for chunk in used[torch.randperm(len(used), generator=generator, device=mu.device)].split(int(settings["batch_size"])):
+                    noise = torch.randn(mu[chunk].shape, generator=generator, device=mu.device, dtype=mu.dtype)
+                    loss = F.mse_loss(head(mu[chunk] + std_z[chunk] * noise).squeeze(-1), target[chunk])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                with torch.no_grad():
+                    error = float(F.mse_loss(head(mu[held]).squeeze(-1), target[held]))
+                if error < best[0]:
+                    best = (error, epoch + 1, {k: v.clone() for k, v in head.state_dict().items()})
+        head.load_state_dict(best[2])
+        self.fc_property, self.property = head, property
+        self.property_mean.copy_(mean)
+        self.property_std.copy_(std)
+        with torch.no_grad():
+            predicted = head(mu[held]).squeeze(-1).double() * std + mean
+        truth = value[held]
+        mae = float((predicted - truth).abs().mean())
+        r2 = 1.0 - float(((predicted - truth) ** 2).sum() / ((truth - truth.mean()) ** 2).sum().clamp_min(1e-30))
+        return {"n_fit": len(used), "n_held_out": n_held, "n_not_finite": int((~finite).sum()),
+                "epochs": int(settings["epochs"]), "best_epoch": best[1], "held_out_mae": mae,
+                "held_out_mae_of_the_mean": float((truth - mean).abs().mean()), "held_out_r2": r2}
 
 
 def _crystal_mean(values: Tensor, crystal: Tensor, num_crystals: int) -> Tensor:
