@@ -89,13 +89,46 @@ def test_fast_equals_matminer_on_perturbed_crystals(embedded_pairs):
     assert fallback.sites <= 0.05 * sum(len(s) for s in structures)
 
 
-def test_bcc_metal_defers_its_tied_neighbours_and_still_matches():
+def test_bcc_metal_with_tied_neighbours_matches():
     # bcc iron: 8 neighbours of equal weight at 109.47 / 70.53 / 180 degrees, 6 second neighbours at 90 degrees
     iron = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     fallback = CountingFallback()
     fast = crystalnn_fingerprints([compact(iron)], fallback)[0]
     np.testing.assert_allclose(fast, structure_fingerprint(iron), atol=TOLERANCE)
     assert fast[0] == 0.0 and fast.max() > 0
+
+
+def _bcc_value(unit: np.ndarray, ties: np.ndarray) -> tuple[float, bool]:
+    from crystalgen.metrics.crystalnn.fingerprint import preset_layout
+    from crystalgen.metrics.crystalnn.order_parameters import order_parameters
+
+    motifs = preset_layout().motifs[8]
+    column = [kind for kind, _ in motifs].index("bcc")
+    values, unsure = order_parameters(unit[None], np.ones((1, len(unit))), motifs, ties[None])
+    return float(values[0, column]), bool(unsure[0])
+
+
+def test_bcc_of_tied_neighbours_is_computed_only_when_no_order_can_change_it():
+    """Neighbours of equal weight may come in any order from pymatgen; the fast path keeps a bcc value only when
+    every order gives the same one (checked here over random orders), and defers the others."""
+    rng = np.random.default_rng(1)
+    cube = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=float) / np.sqrt(3)
+    rotation = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    irregular = rng.normal(size=(8, 3))
+    cases = {"cube": cube @ rotation.T, "irregular": irregular / np.linalg.norm(irregular, axis=1, keepdims=True)}
+    kept = {}
+    for name, unit in cases.items():
+        one_group = np.zeros(8, dtype=np.int64)
+        value, unsure = _bcc_value(unit, one_group)
+        others = [_bcc_value(unit[order], one_group)[0] for order in (rng.permutation(8) for _ in range(20))]
+        if not unsure:
+            assert max(abs(v - value) for v in others) < 1e-12, name
+        kept[name] = not unsure
+        if name == "irregular":
+            assert max(others) - min(others) > 1e-6  # the order matters here, so deferring was necessary
+        # with all weights distinct the order is the weight order: never deferred for ties
+        assert not _bcc_value(unit, np.arange(8))[1] or name == "cube"
+    assert kept == {"cube": True, "irregular": False}
 
 
 def test_rock_salt_is_octahedral_without_deferral():

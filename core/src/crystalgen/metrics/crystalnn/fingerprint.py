@@ -61,7 +61,7 @@ def preset_layout() -> Layout:
 
 
 def _site_shells(crystal: CompactCrystal) -> list[list[tuple] | None]:
-    """Per site: its shells as (cn, P(cn), unit vectors, distances, any two of equal weight), or None to defer."""
+    """Per site: its shells as (cn, P(cn), unit vectors, distances, tie group labels), or None to defer."""
     lattice, numbers, frac = crystal
     faces = crystal_faces(lattice, frac)
     distance_all = np.linalg.norm(faces.vector, axis=1)
@@ -81,7 +81,7 @@ def _site_shells(crystal: CompactCrystal) -> list[list[tuple] | None]:
         # Neighbours of equal weight within a shell: pymatgen's order among them is arbitrary (order_parameters).
         groups = tie_groups(sorted_weight)
         unit, distance = unit_all[part], distance_all[part]
-        sites.append([(cn, p, unit[order[:cn]], distance[order[:cn]], bool(len(np.unique(groups[:cn])) < cn))
+        sites.append([(cn, p, unit[order[:cn]], distance[order[:cn]], groups[:cn])
                       for cn, p in zip(counts, probabilities, strict=True)])
     return sites
 
@@ -98,7 +98,7 @@ def crystalnn_fingerprints(crystals: Sequence[CompactCrystal], fallback: SiteFal
     layout = preset_layout()
     table_rows: list[np.ndarray] = []
     deferred: dict[int, list[int]] = defaultdict(list)  # crystal -> its sites for the fallback
-    pending: dict[int, list[tuple]] = defaultdict(list)  # cn -> (row, P, unit, distance, tied)
+    pending: dict[int, list[tuple]] = defaultdict(list)  # cn -> (row, P, unit, distance, tie groups)
     first_row: list[int] = []
     for c, crystal in enumerate(crystals):
         first_row.append(len(table_rows))
@@ -112,11 +112,11 @@ def crystalnn_fingerprints(crystals: Sequence[CompactCrystal], fallback: SiteFal
             row = np.zeros(layout.width)
             if shells is None:
                 deferred[c].append(i)
-            for cn, p, unit, distance, tied in shells or []:
+            for cn, p, unit, distance, ties in shells or []:
                 if cn in layout.offset:
                     row[layout.offset[cn]] = p
                     if layout.motifs[cn] and p != 0:
-                        pending[cn].append((len(table_rows), p, unit, distance, tied))
+                        pending[cn].append((len(table_rows), p, unit, distance, ties))
             table_rows.append(row)
     first_row.append(len(table_rows))
     table = np.array(table_rows).reshape(-1, layout.width)
@@ -126,7 +126,7 @@ def crystalnn_fingerprints(crystals: Sequence[CompactCrystal], fallback: SiteFal
         for start in range(0, len(shells), _SHELLS_PER_CALL):
             part = shells[start:start + _SHELLS_PER_CALL]
             values, unsure = order_parameters(np.stack([s[2] for s in part]), np.stack([s[3] for s in part]),
-                                              layout.motifs[cn], np.array([s[4] for s in part]))
+                                              layout.motifs[cn], np.stack([s[4] for s in part]))
             rows = np.array([s[0] for s in part])
             table[rows[:, None], columns[None, :]] = values * np.array([s[1] for s in part])[:, None]
             for row in rows[unsure]:
