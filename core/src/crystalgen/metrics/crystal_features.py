@@ -52,12 +52,18 @@ def _matminer_sites(crystal: CompactCrystal, sites: list[int]) -> np.ndarray:
     return site_fingerprints(rebuild(crystal), sites)
 
 
+def _matminer_shells(crystal: CompactCrystal, requests: list) -> list[np.ndarray | None]:
+    from crystalgen.metrics.fingerprints import shell_order_parameters
+
+    return shell_order_parameters(rebuild(crystal), requests)
+
+
 def _fast_fingerprints(crystals: Sequence[CompactCrystal]) -> list[tuple[np.ndarray | None, np.ndarray]]:
     """(structure, raw composition) fingerprints of a batch, the fast way (crystalnn and magpie modules)."""
     from crystalgen.metrics.crystalnn.fingerprint import crystalnn_fingerprints
     from crystalgen.metrics.magpie import element_amounts, magpie_fingerprints
 
-    structure = crystalnn_fingerprints(crystals, _matminer_sites)
+    structure = crystalnn_fingerprints(crystals, _matminer_sites, _matminer_shells)
     composition = magpie_fingerprints([element_amounts(numbers) for _, numbers, _ in crystals])
     return list(zip(structure, composition, strict=True))
 

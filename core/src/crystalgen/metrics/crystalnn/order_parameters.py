@@ -220,7 +220,7 @@ def order_parameters(
     ties: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Order parameters (B, len(motifs)) of B sets of n neighbours (unit vectors (B, n, 3), distances (B, n) A),
-    and (B,) True for the sets where they may differ from pymatgen's.
+    and (B, len(motifs)) True where one may differ from pymatgen's.
 
     Unsure: an angle on a threshold (``ambiguous``), or an order-dependent motif whose value depends on the order of
     neighbours of equal weight (``ties``, (B, n) group labels, see ``order_sensitive``): pymatgen orders those by
@@ -229,7 +229,7 @@ def order_parameters(
     """
     b, n, _ = unit.shape
     out = np.zeros((b, len(motifs)))
-    unsure = np.zeros(b, dtype=bool)
+    unsure = np.zeros((b, len(motifs)), dtype=bool)
     geometry: Geometry | None = None
     for i, (kind, params) in enumerate(motifs):
         if kind == "sgl_bd":
@@ -242,7 +242,7 @@ def order_parameters(
             geometry = geometry or Geometry(unit)
             out[:, i] = _motif(geometry, kind, params or {})
             if kind in THRESHOLDED:
-                unsure |= ambiguous(geometry, kind, params or {})
+                unsure[:, i] |= ambiguous(geometry, kind, params or {})
             if kind in ORDER_DEPENDENT and ties is not None:
-                unsure |= order_sensitive(geometry, kind, params or {}, ties)
+                unsure[:, i] |= order_sensitive(geometry, kind, params or {}, ties)
     return out, unsure
