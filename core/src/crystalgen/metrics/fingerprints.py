@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import numpy as np
 from pymatgen.core import Composition, Structure
@@ -83,7 +84,7 @@ def shell_order_parameters(structure: Structure, requests: Sequence) -> list[np.
     crystalgen.metrics.crystalnn.fingerprint), computed exactly as ``CrystalNNFingerprint.featurize`` does, with
     pymatgen's neighbours in pymatgen's order; None for a request whose P(cn) is not the fast path's."""
     featuriser = _crystalnn()
-    shells: dict[int, object] = {}
+    shells: dict[int, Any] = {}  # site -> pymatgen's CrystalNN.NNData
     out: list[np.ndarray | None] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
