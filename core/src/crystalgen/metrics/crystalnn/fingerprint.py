@@ -9,7 +9,7 @@ A site whose shells this cannot reproduce exactly (voronoi.py, weights.py: a deg
 boundary) is computed by matminer instead; where only some order parameters are in doubt (order_parameters.py: an
 angle on a threshold, an order-dependent motif whose value depends on the order of neighbours of equal weight),
 the shell fallback asks matminer for those values alone. A crystal matminer fails on gives None, as before. On the
-first 500 MP-20 test crystals: 4 of 5,103 sites deferred whole, 113 single bcc values asked.
+first 500 MP-20 test crystals (development check): 4 of 5,103 sites deferred whole, 113 single bcc values asked.
 """
 
 from __future__ import annotations
