@@ -13,7 +13,7 @@ from pymatgen.core import Lattice, Structure
 
 from crystalgen.metrics.crystal_features import compact, rebuild
 from crystalgen.metrics.crystalnn.fingerprint import crystalnn_fingerprints
-from crystalgen.metrics.fingerprints import site_fingerprints, structure_fingerprint
+from crystalgen.metrics.fingerprints import shell_order_parameters, site_fingerprints, structure_fingerprint
 from crystalgen.metrics.options import EvaluationOptions
 
 TOLERANCE = 1e-6  # per component, the issue's bar (observed: ~1e-9)
@@ -37,14 +37,19 @@ def _perturbed(structures: list[Structure], seed: int = 0) -> list[Structure]:
 
 
 class CountingFallback:
-    """matminer for the deferred sites, counting them."""
+    """matminer for the deferred sites (call) and shells (``shells``), counting them."""
 
     def __init__(self) -> None:
         self.sites = 0
+        self.shells_asked = 0
 
     def __call__(self, crystal, sites):
         self.sites += len(sites)
         return site_fingerprints(rebuild(crystal), sites)
+
+    def shells(self, crystal, requests):
+        self.shells_asked += len(requests)
+        return shell_order_parameters(rebuild(crystal), requests)
 
 
 def _reference(structures: list[Structure]) -> list[np.ndarray | None]:
@@ -71,13 +76,32 @@ def embedded_pairs():
     return symmetric, _perturbed(symmetric)
 
 
-def test_fast_equals_matminer_on_symmetric_crystals(embedded_pairs):
+@pytest.fixture(scope="module")
+def symmetric_reference(embedded_pairs):
+    return _reference(embedded_pairs[0])
+
+
+def test_fast_equals_matminer_on_symmetric_crystals(embedded_pairs, symmetric_reference):
     structures = embedded_pairs[0]
     fallback = CountingFallback()
     fast = crystalnn_fingerprints([compact(s) for s in structures], fallback)
-    _assert_same(fast, _reference(structures), structures)
+    _assert_same(fast, symmetric_reference, structures)
     n_sites = sum(len(s) for s in structures)
     assert fallback.sites < 0.2 * n_sites  # deferral is the exception, even on exact prototypes
+
+
+def test_shell_fallback_asks_matminer_for_single_motifs_and_still_matches(embedded_pairs, symmetric_reference):
+    """With the shell fallback, a site whose only doubt is one motif of one shell is not recomputed whole: the Pm
+    sites of AcPm3 (I4/mmm, as mp-1183241) have 8 neighbours of equal weight whose order changes the bcc motif."""
+    acpm3 = Structure.from_spacegroup("I4/mmm", Lattice.tetragonal(5.28, 10.594), ["Ac", "Pm", "Pm"],
+                                      [[0, 0, 0], [0.5, 0, 0.75], [0.5, 0.5, 0]])
+    structures = [*embedded_pairs[0], acpm3]
+    whole_sites, by_shell = CountingFallback(), CountingFallback()
+    crystalnn_fingerprints([compact(s) for s in structures], whole_sites)
+    fast = crystalnn_fingerprints([compact(s) for s in structures], by_shell, by_shell.shells)
+    _assert_same(fast, [*symmetric_reference, structure_fingerprint(acpm3)], structures)
+    assert by_shell.shells_asked >= 4  # the four Pm sites of the conventional cell, one bcc value each
+    assert by_shell.sites + 4 <= whole_sites.sites
 
 
 def test_fast_equals_matminer_on_perturbed_crystals(embedded_pairs):
@@ -89,13 +113,47 @@ def test_fast_equals_matminer_on_perturbed_crystals(embedded_pairs):
     assert fallback.sites <= 0.05 * sum(len(s) for s in structures)
 
 
-def test_bcc_metal_defers_its_tied_neighbours_and_still_matches():
+def test_bcc_metal_with_tied_neighbours_matches():
     # bcc iron: 8 neighbours of equal weight at 109.47 / 70.53 / 180 degrees, 6 second neighbours at 90 degrees
     iron = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     fallback = CountingFallback()
     fast = crystalnn_fingerprints([compact(iron)], fallback)[0]
     np.testing.assert_allclose(fast, structure_fingerprint(iron), atol=TOLERANCE)
     assert fast[0] == 0.0 and fast.max() > 0
+
+
+def _bcc_value(unit: np.ndarray, ties: np.ndarray) -> tuple[float, bool]:
+    from crystalgen.metrics.crystalnn.fingerprint import preset_layout
+    from crystalgen.metrics.crystalnn.order_parameters import order_parameters
+
+    motifs = preset_layout().motifs[8]
+    column = [kind for kind, _ in motifs].index("bcc")
+    values, unsure = order_parameters(unit[None], np.ones((1, len(unit))), motifs, ties[None])
+    assert not unsure[0, np.arange(len(motifs)) != column].any()  # the other motifs do not depend on the order
+    return float(values[0, column]), bool(unsure[0, column])
+
+
+def test_bcc_of_tied_neighbours_is_computed_only_when_no_order_can_change_it():
+    """Neighbours of equal weight may come in any order from pymatgen; the fast path keeps a bcc value only when
+    every order gives the same one (checked here over random orders), and defers the others."""
+    rng = np.random.default_rng(1)
+    cube = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=float) / np.sqrt(3)
+    rotation = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    irregular = rng.normal(size=(8, 3))
+    cases = {"cube": cube @ rotation.T, "irregular": irregular / np.linalg.norm(irregular, axis=1, keepdims=True)}
+    kept = {}
+    for name, unit in cases.items():
+        one_group = np.zeros(8, dtype=np.int64)
+        value, unsure = _bcc_value(unit, one_group)
+        others = [_bcc_value(unit[order], one_group)[0] for order in (rng.permutation(8) for _ in range(20))]
+        if not unsure:
+            assert max(abs(v - value) for v in others) < 1e-12, name
+        kept[name] = not unsure
+        if name == "irregular":
+            assert max(others) - min(others) > 1e-6  # the order matters here, so deferring was necessary
+        # with all weights distinct the order is the weight order: never deferred for ties
+        assert not _bcc_value(unit, np.arange(8))[1] or name == "cube"
+    assert kept == {"cube": True, "irregular": False}
 
 
 def test_rock_salt_is_octahedral_without_deferral():

@@ -52,33 +52,49 @@ def _matminer_sites(crystal: CompactCrystal, sites: list[int]) -> np.ndarray:
     return site_fingerprints(rebuild(crystal), sites)
 
 
-def _fast_structure_fingerprints(crystals: Sequence[CompactCrystal]) -> list[np.ndarray | None]:
+def _matminer_shells(crystal: CompactCrystal, requests: list) -> list[np.ndarray | None]:
+    from crystalgen.metrics.fingerprints import shell_order_parameters
+
+    return shell_order_parameters(rebuild(crystal), requests)
+
+
+def _fast_fingerprints(crystals: Sequence[CompactCrystal]) -> list[tuple[np.ndarray | None, np.ndarray]]:
+    """(structure, raw composition) fingerprints of a batch, the fast way (crystalnn and magpie modules)."""
     from crystalgen.metrics.crystalnn.fingerprint import crystalnn_fingerprints
+    from crystalgen.metrics.magpie import element_amounts, magpie_fingerprints
 
-    return crystalnn_fingerprints(crystals, _matminer_sites)
+    structure = crystalnn_fingerprints(crystals, _matminer_sites, _matminer_shells)
+    composition = magpie_fingerprints([element_amounts(numbers) for _, numbers, _ in crystals])
+    return list(zip(structure, composition, strict=True))
 
 
-def _features(crystal: CompactCrystal, request: FeatureRequest, struct_fp: np.ndarray | None = None) -> dict:
-    """Features of one crystal; ``struct_fp`` is its structure fingerprint when already computed in a batch."""
+def _features(crystal: CompactCrystal, request: FeatureRequest,
+              fingerprints: tuple[np.ndarray | None, np.ndarray] | None = None) -> dict:
+    """Features of one crystal; ``fingerprints`` are its (structure, composition) fingerprints when already computed
+    in a batch (the fast backend)."""
     from crystalgen.metrics.fingerprints import composition_fingerprint, structure_fingerprint
     from crystalgen.metrics.symmetry import spacegroup_number
     from crystalgen.metrics.templates import wyckoff_template
 
-    structure = rebuild(crystal)
     out: dict = {}
     if request.fingerprints:
         try:
-            out["struct_fp"] = struct_fp if request.fingerprint_backend == "fast" else structure_fingerprint(structure)
+            if fingerprints is not None:
+                out["struct_fp"], out["comp_fp"] = fingerprints
+            else:
+                out["struct_fp"] = structure_fingerprint(rebuild(crystal))
+                counts = Counter(Element.from_Z(int(z)).symbol for z in crystal[1])
+                out["comp_fp"] = composition_fingerprint(Composition(counts))
             if out["struct_fp"] is None:
                 raise ValueError("no CrystalNN fingerprint")
-            counts = Counter(Element.from_Z(int(z)).symbol for z in crystal[1])
-            out["comp_fp"] = composition_fingerprint(Composition(counts))
         except Exception:  # noqa: BLE001 - CDVAE: a crystal whose fingerprint fails is invalid, not an error
             out["struct_fp"] = out["comp_fp"] = None
-    if request.spacegroup_symprec is not None:
-        out["spacegroup"] = spacegroup_number(structure, request.spacegroup_symprec)
-    if request.template_symprec is not None:
-        out["template"] = wyckoff_template(structure, request.template_symprec)
+    if request.spacegroup_symprec is not None or request.template_symprec is not None:
+        structure = rebuild(crystal)
+        if request.spacegroup_symprec is not None:
+            out["spacegroup"] = spacegroup_number(structure, request.spacegroup_symprec)
+        if request.template_symprec is not None:
+            out["template"] = wyckoff_template(structure, request.template_symprec)
     return out
 
 
@@ -87,7 +103,7 @@ def compute_chunk(items: Sequence[tuple[CompactCrystal, FeatureRequest]]) -> lis
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # spglib deprecations, CrystalNN/matminer notices: one per crystal
         fast = [i for i, (_, r) in enumerate(items) if r.fingerprints and r.fingerprint_backend == "fast"]
-        struct_fps: list[np.ndarray | None] = [None] * len(items)
-        for i, fp in zip(fast, _fast_structure_fingerprints([items[i][0] for i in fast]), strict=True):
-            struct_fps[i] = fp  # one batch: the order parameters of all its sites are computed together
-        return [_features(crystal, request, fp) for (crystal, request), fp in zip(items, struct_fps, strict=True)]
+        batch: list[tuple | None] = [None] * len(items)
+        for i, fps in zip(fast, _fast_fingerprints([items[i][0] for i in fast]), strict=True):
+            batch[i] = fps  # one batch: the order parameters of all its sites are computed together
+        return [_features(crystal, request, fps) for (crystal, request), fps in zip(items, batch, strict=True)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import numpy as np
 from pymatgen.core import Composition, Structure
@@ -72,6 +73,38 @@ def site_fingerprints(structure: Structure, sites: Sequence[int]) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return np.asarray([featuriser.featurize(structure, i) for i in sites], dtype=np.float64).reshape(-1, STRUCTURE_FP_DIM)
+
+
+#: A shell's P(cn) from the fast path and from pymatgen agree to ~1e-13; a larger gap means different shells.
+SHELL_AGREEMENT = 1e-9
+
+
+def shell_order_parameters(structure: Structure, requests: Sequence) -> list[np.ndarray | None]:
+    """matminer's values ``P(cn) x order parameter`` of some motifs of some shells (``ShellRequest`` of
+    crystalgen.metrics.crystalnn.fingerprint), computed exactly as ``CrystalNNFingerprint.featurize`` does, with
+    pymatgen's neighbours in pymatgen's order; None for a request whose P(cn) is not the fast path's."""
+    featuriser = _crystalnn()
+    shells: dict[int, Any] = {}  # site -> pymatgen's CrystalNN.NNData
+    out: list[np.ndarray | None] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for request in requests:
+            if request.site not in shells:
+                shells[request.site] = featuriser.cnn.get_nn_data(structure, request.site)
+            nndata = shells[request.site]
+            weight = nndata.cn_weights.get(request.cn, 0)
+            if abs(weight - request.probability) > SHELL_AGREEMENT:
+                out.append(None)
+                continue
+            neighbours = [d["site"] for d in nndata.cn_nninfo[request.cn]]
+            values = []
+            for k in request.motifs:
+                op = featuriser.ops[request.cn][k + 1]  # ops[cn][0] is "wt", then the motifs in the layout's order
+                value = op.get_order_parameters([structure[request.site], *neighbours], 0,
+                                                indices_neighs=list(range(1, len(neighbours) + 1)))[0]
+                values.append(weight * (value or 0))
+            out.append(np.asarray(values, dtype=np.float64))
+    return out
 
 
 def composition_fingerprint(composition: Composition) -> np.ndarray:

@@ -13,6 +13,7 @@ from importlib.metadata import version
 import numpy as np
 from pymatgen.core import Structure
 
+from crystalgen.metrics.bulk import densities, num_elements
 from crystalgen.metrics.cache import ArrayCache, structures_digest
 from crystalgen.metrics.crystal_features import FeatureRequest, compact, compute_chunk
 from crystalgen.metrics.fingerprints import (
@@ -161,8 +162,8 @@ class ReferenceSet:
     @cached_property
     def densities(self) -> np.ndarray:
         """Mass densities in g/cm^3 (cheap: not cached)."""
-        return np.array([s.density for s in self.structures], dtype=np.float64)
+        return densities(self.structures)
 
     @cached_property
     def num_elements(self) -> np.ndarray:
-        return np.array([len(s.composition.elements) for s in self.structures], dtype=np.float64)
+        return np.array([num_elements(s) for s in self.structures], dtype=np.float64)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 
+from crystalgen.metrics.bulk import density, num_elements
 from crystalgen.metrics.cache import structures_digest
 from crystalgen.metrics.coverage import cov_cutoffs, coverage, mean_pairwise_distance
 from crystalgen.metrics.crystal_features import FeatureRequest
@@ -194,11 +195,11 @@ class _Evaluation:
                 "div_n": len(struct)}
 
     def wdist_density(self) -> Result:
-        generated = [self.samples[i].density for i in self.subset]
+        generated = [density(self.samples[i]) for i in self.subset]
         return {"wdist_density": wasserstein(generated, self.reference.densities), "wdist_density_n": len(generated)}
 
     def wdist_num_elems(self) -> Result:
-        generated = [len(self.samples[i].composition.elements) for i in self.subset]
+        generated = [num_elements(self.samples[i]) for i in self.subset]
         return {"wdist_num_elems": wasserstein(generated, self.reference.num_elements),
                 "wdist_num_elems_n": len(generated)}
 

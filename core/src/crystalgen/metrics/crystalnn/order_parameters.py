@@ -91,8 +91,11 @@ class Terms:
         return self.pair_count + self.triple_count.sum(-1)
 
 
-def _terms(g: Geometry, kind: str, p: Mapping, shift: float = 0.0) -> Terms:
-    """pymatgen's contributions of one motif; ``shift`` (rad) moves every threshold an angle is compared with."""
+def _terms(g: Geometry, kind: str, p: Mapping, shift: float = 0.0, both_orders: bool = False) -> Terms:
+    """pymatgen's contributions of one motif; ``shift`` (rad) moves every threshold an angle is compared with.
+
+    ``both_orders``: for "bcc", the terms of every ordered pair (j, k), not only those of j before k.
+    """
     tk, tm, phi = g.thetak, g.thetam, g.phi
     tk4 = tk[..., None]
     am = g.angle_mask
@@ -141,7 +144,7 @@ def _terms(g: Geometry, kind: str, p: Mapping, shift: float = 0.0) -> Terms:
         return Terms(np.where(k_south, p["w_SPP"] * _gauss(p["IGW_SPP"] * (tk * _IPI - 1.0)), 0.0),
                      np.where(k_south, p["w_SPP"], 0.0), triple, (middle | low | high) * 1.0)
     if kind == "bcc":
-        upper = np.triu(np.ones((g.n, g.n), dtype=bool), 1)[None]  # pymatgen: j < k only
+        upper = (~np.eye(g.n, dtype=bool) if both_orders else np.triu(np.ones((g.n, g.n), dtype=bool), 1))[None]
         spp = p["min_SPP"] + shift
         k_south = upper & (tk >= spp)
         ring = am & (upper & (tk < spp))[..., None]
@@ -170,20 +173,37 @@ def _motif(g: Geometry, kind: str, p: Mapping) -> np.ndarray:
     return _reduce(g, kind, _terms(g, kind, p))
 
 
-def ambiguous(g: Geometry, kind: str, p: Mapping) -> np.ndarray:
+def ambiguous(g: Geometry, kind: str, p: Mapping, both_orders: bool = False) -> np.ndarray:
     """(B,) True where an angle sits on one of the motif's thresholds and the side it takes changes a term.
 
     There the last bits of the coordinates decide which side pymatgen takes (90-degree angles of a cubic crystal
     against the bcc motif's sign, for instance), so equality cannot be promised: the caller defers to pymatgen.
     Terms are compared one by one: two flips that cancel in one sum need not cancel in pymatgen's.
     """
-    below = _terms(g, kind, p, AMBIGUOUS_ANGLE)  # an angle within the margin counts as below its threshold
-    above = _terms(g, kind, p, -AMBIGUOUS_ANGLE)
+    below = _terms(g, kind, p, AMBIGUOUS_ANGLE, both_orders)  # an angle within the margin counts as below
+    above = _terms(g, kind, p, -AMBIGUOUS_ANGLE, both_orders)
     out = np.zeros(len(g.thetak), dtype=bool)
     for a, b in ((below.pair_num, above.pair_num), (below.pair_count, above.pair_count),
                  (below.triple_num, above.triple_num), (below.triple_count, above.triple_count)):
         out |= (np.abs(a - b) > AGREEMENT).reshape(len(out), -1).any(axis=1)
     return out
+
+
+def order_sensitive(g: Geometry, kind: str, p: Mapping, ties: np.ndarray) -> np.ndarray:
+    """(B,) True where the value of an order-dependent motif ("bcc") depends on the order of equal-weight neighbours.
+
+    ``ties`` (B, n): equal labels for neighbours whose order pymatgen decides by its last bits. Between groups the
+    order is the weight order; within a group pymatgen's pair (j, k) may be either way round. The sum over pairs
+    then takes the same value for every order exactly when each pair within a group contributes the same both ways
+    round (its terms with j as the pole equal those with k as the pole), and only then is it computed here. An
+    angle on a threshold in either orientation is left to pymatgen as well.
+    """
+    full = _terms(g, kind, p, both_orders=True)
+    contribution = np.where(g.pair, full.numerator(), 0.0)  # (B, j, k): ordered pair j, k with j first
+    same_group = (ties[:, :, None] == ties[:, None, :]) & g.pair
+    asymmetric = same_group & (np.abs(contribution - contribution.transpose(0, 2, 1)) > AGREEMENT)
+    tied = same_group.reshape(len(ties), -1).any(axis=1)
+    return tied & (asymmetric.reshape(len(ties), -1).any(axis=1) | ambiguous(g, kind, p, both_orders=True))
 
 
 def _legendre(l_degree: int, x: np.ndarray) -> np.ndarray:
@@ -197,18 +217,19 @@ def _legendre(l_degree: int, x: np.ndarray) -> np.ndarray:
 
 def order_parameters(
     unit: np.ndarray, distance: np.ndarray, motifs: Sequence[tuple[str, Mapping | None]],
-    tied: np.ndarray | None = None,
+    ties: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Order parameters (B, len(motifs)) of B sets of n neighbours (unit vectors (B, n, 3), distances (B, n) A),
-    and (B,) True for the sets where they may differ from pymatgen's.
+    and (B, len(motifs)) True where one may differ from pymatgen's.
 
-    Unsure: an angle on a threshold (``ambiguous``), or an order-dependent motif in a set with neighbours of equal
-    weight (``tied``, (B,) bool): pymatgen orders those by qhull's ridge order and its own last bits. (Shuffling
-    them and comparing is not enough: four shuffles missed the order pymatgen took on mp-976969.)
+    Unsure: an angle on a threshold (``ambiguous``), or an order-dependent motif whose value depends on the order of
+    neighbours of equal weight (``ties``, (B, n) group labels, see ``order_sensitive``): pymatgen orders those by
+    qhull's ridge order and its own last bits. (Shuffling them and comparing is not enough: four shuffles missed
+    the order pymatgen took on mp-976969; the pairwise test of ``order_sensitive`` covers every order.)
     """
     b, n, _ = unit.shape
     out = np.zeros((b, len(motifs)))
-    unsure = np.zeros(b, dtype=bool)
+    unsure = np.zeros((b, len(motifs)), dtype=bool)
     geometry: Geometry | None = None
     for i, (kind, params) in enumerate(motifs):
         if kind == "sgl_bd":
@@ -221,7 +242,7 @@ def order_parameters(
             geometry = geometry or Geometry(unit)
             out[:, i] = _motif(geometry, kind, params or {})
             if kind in THRESHOLDED:
-                unsure |= ambiguous(geometry, kind, params or {})
-            if kind in ORDER_DEPENDENT and tied is not None:
-                unsure |= tied
+                unsure[:, i] |= ambiguous(geometry, kind, params or {})
+            if kind in ORDER_DEPENDENT and ties is not None:
+                unsure[:, i] |= order_sensitive(geometry, kind, params or {}, ties)
     return out, unsure
