@@ -75,7 +75,9 @@ def test_a_plugin_built_for_another_core_is_not_imported_and_says_why(site):
 
     with pytest.raises(UnknownComponentError) as info:
         host.registry("sampler").get("oldstyle_sampler")
-    assert "Not loaded: plugin 'oldstyle' (crystalgen-oldstyle 1.0) is incompatible: built for" in str(info.value)
+    # (under a mocked 0.2.1 core our own installed plugins, which need 0.2.2, are listed there too)
+    assert "Not loaded: plugin '" in str(info.value)
+    assert "plugin 'oldstyle' (crystalgen-oldstyle 1.0) is incompatible: built for" in str(info.value)
 
 
 def test_the_installed_core_version_decides(site):
@@ -90,7 +92,7 @@ def test_a_plugin_on_contract_2_2_is_refused_by_a_0_2_1_core(site):
     incompatible instead of failing to build their model."""
     root, imported = site
     install_plugin(root, "recent", "crystalgen-core[metrics]>=0.2.2,<0.3")
-    (old,) = plugins.build_host(core_version="0.2.1").unloaded
+    (old,) = [u for u in plugins.build_host(core_version="0.2.1").unloaded if u.plugin == "recent"]
     assert old.status == "incompatible" and "crystalgen-core 0.2.1 is installed" in old.reason and imported == []
     assert "recent_sampler" in plugins.build_host(core_version="0.2.2").registry("sampler")
 
@@ -100,7 +102,7 @@ def test_a_plugin_without_a_range_is_loaded_with_a_warning(site, requirement):
     root, imported = site
     install_plugin(root, "unranged", requirement)
     host = plugins.build_host(core_version="0.2.1")
-    assert imported == ["unranged_plugin"] and not host.unloaded
+    assert imported == ["unranged_plugin"] and not [u for u in host.unloaded if u.plugin == "unranged"]
     assert ("plugin 'unranged' (crystalgen-unranged) declares no version range on crystalgen-core: it may be built "
             "for another plugin contract") in host.problems()
 
