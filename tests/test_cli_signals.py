@@ -21,9 +21,9 @@ from crystalgen.data.io import structure_to_cif
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table in /proc")
 
 
-def descendants(pid: int) -> set[int]:
-    """Live processes below ``pid`` (from /proc: parent ids), zombies left out."""
-    parents: dict[int, int] = {}
+def live_processes() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, session id) of every live process (from /proc), zombies left out."""
+    found: dict[int, tuple[int, int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -31,7 +31,13 @@ def descendants(pid: int) -> set[int]:
             except OSError:
                 continue
             if fields[0] != "Z":
-                parents[int(entry.name)] = int(fields[1])
+                found[int(entry.name)] = (int(fields[1]), int(fields[3]))
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    """Live processes below ``pid``."""
+    parents = {child: parent for child, (parent, _) in live_processes().items()}
     found, frontier = set(), {pid}
     while frontier:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
@@ -60,16 +66,7 @@ def start(args: list[str], tmp_path: Path) -> subprocess.Popen:
 
 def session_members(session: int) -> set[int]:
     """Live processes of ``session`` (the verb and everything it started, even those whose parent has exited)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z" and int(fields[3]) == session:
-                found.add(int(entry.name))
-    return found
+    return {pid for pid, (_, member_of) in live_processes().items() if member_of == session}
 
 
 @pytest.fixture
