@@ -16,18 +16,16 @@ sampling seconds and the metrics.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from provenance import PACKAGES, load_average, provenance, versions  # bench/ is the script's folder
+
+RECORDED = (*PACKAGES, "crystalgen-symat")
 ARMS = {"distance": "model.score_target=distance", "coordinate": "model.score_target=coordinate"}
 METRICS = ("n_samples", "struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "amsd_recall",
            "amsd_precision", "wdist_density", "wdist_num_elems", "wdist_prop", "cov_struct_cutoff", "cov_comp_cutoff")
@@ -56,14 +54,6 @@ def timed(command: list[str], log: Path) -> dict[str, object]:
     return {"command": " ".join(command), "seconds": round(time.perf_counter() - started, 1)}
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("crystalgen-core", "crystalgen-symat", "torch", "pymatgen", "matminer"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[dist] = version(dist)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="perov_5")
@@ -75,12 +65,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    result: dict[str, object] = {
-        "script": "bench/symat_ablation.py " + " ".join(sys.argv[1:]),
-        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
-        "host": platform.node(), "cpus": os.cpu_count(), "versions": versions(),
-        "load_average_at_start": os.getloadavg(), "arms": {}}
+    result: dict[str, object] = {**provenance(), "versions": versions(RECORDED), "arms": {}}
     # both arms train at once (one process each), so that they share whatever else the machine does
     training: dict[str, tuple[subprocess.Popen, float, list[str]]] = {}
     for arm, override in ARMS.items():
@@ -95,7 +80,7 @@ def main() -> None:
             raise SystemExit(f"training {arm} failed; see {args.work / f'{arm}-train.log'}")
         result["arms"][arm] = {"train": {"command": " ".join(command), "seconds": round(time.perf_counter() - started, 1),
                                          "last_logged": last_values(args.work / arm)}}
-    result["load_average_after_training"] = os.getloadavg()
+    result["load_average_after_training"] = load_average()
     for arm in ARMS:
         run_dir = args.work / arm
         samples = run_dir / "samples"
@@ -112,7 +97,7 @@ def main() -> None:
             metrics = json.loads((out / "metrics.json").read_text())
             entry[f"metrics_{cutoffs}_cutoffs"] = {k: metrics[k] for k in METRICS if k in metrics}
         args.out.write_text(json.dumps(result, indent=1) + "\n")  # partial results survive
-    result["load_average_at_end"] = os.getloadavg()
+    result["load_average_at_end"] = load_average()
     args.out.write_text(json.dumps(result, indent=1) + "\n")
 
 

@@ -17,17 +17,15 @@ with each cutoff set.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from provenance import PACKAGES, load_average, provenance, versions  # bench/ is the script's folder
+
+RECORDED = (*PACKAGES, "crystalgen-symat")
 METRICS = ("n_samples", "struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "amsd_recall",
            "amsd_precision", "amcd_recall", "amcd_precision", "wdist_density", "wdist_num_elems", "wdist_prop",
            "cov_struct_cutoff", "cov_comp_cutoff")
@@ -42,14 +40,6 @@ def parse_arm(text: str) -> tuple[str, int, list[str]]:
     name, _, rest = text.partition("=")
     count, _, options = rest.partition(":")
     return name, int(count), [o for o in options.split(",") if o]
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("crystalgen-core", "crystalgen-symat", "torch", "pymatgen", "matminer", "smact"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[dist] = version(dist)
-    return out
 
 
 def training_summary(log: Path) -> dict[str, object]:
@@ -88,13 +78,9 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     arms = [parse_arm(a) for a in args.arm]
     result: dict[str, object] = {
-        "script": "bench/symat_fidelity.py " + " ".join(sys.argv[1:]),
-        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
-        "host": platform.node(), "cpus": os.cpu_count(), "versions": versions(), "checkpoint": str(args.ckpt),
+        **provenance(), "versions": versions(RECORDED), "checkpoint": str(args.ckpt),
         "train_command": args.train_command,
-        "train": training_summary(args.train_log) if args.train_log else None,
-        "load_average_at_start": os.getloadavg(), "arms": {}}
+        "train": training_summary(args.train_log) if args.train_log else None, "arms": {}}
     started = time.perf_counter()
     sampling = {}
     for name, count, options in arms:
@@ -109,7 +95,7 @@ def main() -> None:
         info = json.loads((args.work / name / "sampling.json").read_text())
         result["arms"][name] = {"sample_command": " ".join(command), "sampling": info}
     result["sampling_wall_seconds"] = round(time.perf_counter() - started, 1)
-    result["load_average_after_sampling"] = os.getloadavg()
+    result["load_average_after_sampling"] = load_average()
     for name, _, _ in arms:
         for cutoffs in ("symat", "cdvae"):
             out = args.work / f"{name}-metrics-{cutoffs}"
@@ -121,7 +107,7 @@ def main() -> None:
             result["arms"][name][f"metrics_{cutoffs}_cutoffs"] = {k: metrics[k] for k in METRICS if k in metrics}
             result["arms"][name][f"evaluate_{cutoffs}"] = {"command": " ".join(command), "seconds": seconds}
             args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")  # partial results survive
-    result["load_average_at_end"] = os.getloadavg()
+    result["load_average_at_end"] = load_average()
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
 
 
