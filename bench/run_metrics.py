@@ -37,7 +37,6 @@ metrics; ``--note`` says where they came from (which code, which command), which
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import itertools
 import json
@@ -49,10 +48,12 @@ import tarfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from provenance import versions  # bench/ is the script's folder
+
 ROOT = Path(__file__).resolve().parents[1]
+RECORDED = ("torch", "pymatgen", "smact", "matminer", "chgnet")  # library versions in the results
 SOURCES = ("core/src", "plugins/symmcd/src", "plugins/cdvae/src", "plugins/structrepdiff/src")
 METRICS = ("n_samples", "struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "wdist_density",
            "wdist_num_elems", "wdist_prop", "d_sg", "templates_unique", "templates_in_train_pct", "struct_div",
@@ -131,14 +132,6 @@ def existing_run(label: str, run_dir: Path) -> dict[str, object]:
             "metrics_status": metrics.get("status")}
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("torch", "pymatgen", "smact", "matminer", "chgnet"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[dist] = version(dist)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--side", action="append", default=[], help="LABEL=REF (a commit, or . for this checkout)")
@@ -196,7 +189,7 @@ def main() -> None:
 def result(args: argparse.Namespace, sides: dict[str, tuple[Path, str]], runs: list[dict]) -> dict[str, object]:
     return {"script": "bench/run_metrics.py " + " ".join(sys.argv[1:]),
             "commits": {label: commit for label, (_, commit) in sides.items()}, "host": platform.node(),
-            "cpus": os.cpu_count(), "overrides": args.overrides, "side_overrides": args.side_overrides, "jobs": args.jobs, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": versions(),
+            "cpus": os.cpu_count(), "overrides": args.overrides, "side_overrides": args.side_overrides, "jobs": args.jobs, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": versions(RECORDED),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": runs}
 
 
