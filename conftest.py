@@ -49,3 +49,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def private_cache(tmp_path_factory, monkeypatch):
+    """The session's own preprocessing and metrics cache (shared by the module's tests, apart from the user's), and
+    torch's thread count put back afterwards: verbs run in-process set it. Modules use it with
+    ``pytestmark = pytest.mark.usefixtures("private_cache")``."""
+    import torch
+
+    monkeypatch.setenv("CRYSTALGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+

@@ -25,13 +25,7 @@ TINY = ["--no-progress", "model.num_steps=10", "trainer.max_epochs=2", "data.max
 SAMPLE_KEYS = {"index", "ok", "reason", "cif", "formula", "num_atoms"}
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("CRYSTALGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("private_cache", "one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +91,7 @@ def test_threads_option_is_applied_and_recorded_by_sample_and_evaluate(run_dir, 
     out = tmp_path / "s"
     assert main(["sample", "toy", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "-n", "2", "--out", str(out),
                  "--no-progress", "--threads", "2"]) == 0
-    assert torch.get_num_threads() == 2  # (the private_cache fixture puts one thread back)
+    assert torch.get_num_threads() == 2  # (the fixtures put the thread count back afterwards)
     threads = json.loads((out / "sampling.json").read_text())["threads"]
     assert (threads["threads"], threads["source"]) == (2, "option")
     monkeypatch.delenv(THREADS_ENV)  # set by `sample` for its workers, as it is for any process it starts

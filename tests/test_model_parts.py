@@ -26,13 +26,7 @@ TINY = ["--no-progress", "model.num_steps=10", "trainer.max_epochs=2", "data.max
         "evaluate.workers=1", "evaluate.train_split=null"]
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("CRYSTALGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("private_cache", "one_torch_thread")
 
 
 def toy_config(*overrides: str):

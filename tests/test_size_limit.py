@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from crystalgen.cli.main import main
 from crystalgen.data.registry import get_dataset
@@ -24,12 +23,7 @@ TINY = ["--no-progress", "--threads", "1", "model.num_steps=10", "trainer.max_ep
 CAP = 4
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("CRYSTALGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def atoms_of_first(split: str, rows: int) -> list[int]:
