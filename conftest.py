@@ -63,3 +63,19 @@ def private_cache(tmp_path_factory, monkeypatch):
     yield
     torch.set_num_threads(threads)
 
+
+@pytest.fixture
+def counted_reads(monkeypatch) -> list[str]:
+    """The splits read from the embedded dataset while the test runs (tasks must read their input split once)."""
+    from crystalgen.data.registry import EmbeddedDataset
+
+    reads: list[str] = []
+    load = EmbeddedDataset.load
+
+    def counting(self, split, **kwargs):
+        reads.append(split)
+        return load(self, split, **kwargs)
+
+    monkeypatch.setattr(EmbeddedDataset, "load", counting)
+    return reads
+

@@ -126,24 +126,16 @@ def test_task_csp_writes_candidates_and_scores(csp_run, tmp_path, capsys):
     assert {k: rescored[k] for k in ("match_rate@1", "match_rate@2")} == {k: metrics[k] for k in ("match_rate@1", "match_rate@2")}
 
 
-def test_task_csp_reads_its_input_split_once(csp_run, tmp_path, monkeypatch):
+def test_task_csp_reads_its_input_split_once(csp_run, tmp_path, counted_reads):
     """The conditions, the rows' input ids and the true structures of the scores come from one read of the split."""
-    from crystalgen.data.registry import EmbeddedDataset, get_dataset
+    from crystalgen.data.registry import get_dataset
 
-    reads: list[str] = []
-    load = EmbeddedDataset.load
-
-    def counting(self, split, **kwargs):
-        reads.append(split)
-        return load(self, split, **kwargs)
-
-    monkeypatch.setattr(EmbeddedDataset, "load", counting)
     out = tmp_path / "csp"
     assert main(["task", "csp", "toy_csp", "--ckpt", str(csp_run / "checkpoints" / "last.ckpt"), "--input",
                  "embedded:test", "-n", "3", "-k", "1", "--out", str(out), "--workers", "0", "--no-progress",
                  "--threads", "1"]) == 0
-    assert reads == ["test"]
-    ids = [r.id for r in load(get_dataset("embedded"), "test", max_rows=3).records]
+    assert counted_reads == ["test"]
+    ids = [r.id for r in get_dataset("embedded").load("test", max_rows=3).records]
     assert [r["input_id"] for r in rows(out)] == ids
     assert json.loads((out / "metrics" / "metrics.json").read_text())["csp_n"] == 3
 

@@ -9,7 +9,6 @@ import torch
 from omegaconf import OmegaConf
 
 from crystalgen import Decoded, TaskJob
-from crystalgen.data.registry import EmbeddedDataset
 from crystalgen.encoders.full_cell import FullCellTransform
 from crystalgen.tasks.model_methods import Reconstruct
 
@@ -36,20 +35,6 @@ class EchoSizes(torch.nn.Module):
 
     def reconstruct(self, batch, sampler, *, generator=None):
         return [Decoded(None, f"atoms {int(n)}") for n in batch.num_atoms]
-
-
-@pytest.fixture
-def counted_reads(monkeypatch) -> list[str]:
-    """The splits read from the embedded dataset while the test runs."""
-    reads: list[str] = []
-    load = EmbeddedDataset.load
-
-    def counting(self, split, **kwargs):
-        reads.append(split)
-        return load(self, split, **kwargs)
-
-    monkeypatch.setattr(EmbeddedDataset, "load", counting)
-    return reads
 
 
 def make_job(tmp_path, num_crystals: int) -> TaskJob:
