@@ -45,8 +45,9 @@ def parse_arm(text: str) -> tuple[str, int, list[str]]:
 def training_summary(log: Path) -> dict[str, object]:
     """Steps, epochs and seconds of the training, from its log's 'training stopped after N steps (...), S s' line and
     the last 'epoch E/...' line, so that the figures can be quoted as numbers."""
-    summary: dict[str, object] = {"log_tail": log.read_text().splitlines()[-6:]}
-    for line in log.read_text().splitlines():
+    lines = log.read_text().splitlines()
+    summary: dict[str, object] = {"log_tail": lines[-6:]}
+    for line in lines:
         if line.startswith("epoch ") and "/" in line:
             summary["epochs"] = int(line.split()[1].split("/")[0])
         elif line.startswith("training stopped after "):
