@@ -131,3 +131,17 @@ def test_a_saved_configuration_with_trainer_threads_reads_as_top_level_threads(o
     cfg = from_yaml(to_yaml(OmegaConf.create(saved)), "old.ckpt")
     assert cfg.threads == new and "threads" not in cfg.trainer
     assert apply_user_layers(cfg, overrides=["threads=4"]).threads == 4
+
+
+def test_benchmark_max_atoms_follows_the_dataset_and_is_saved_resolved(tmp_path):
+    """A preset's ``${benchmark_max_atoms:${data.dataset},N}`` gives the published cap of a benchmark (Carbon-24's
+    cells reach 24 atoms), N for other data, and the saved configuration holds the number, so that a checkpoint
+    loads without the data section."""
+    preset = tmp_path / "small.yaml"
+    preset.write_text("model:\n  max_atoms: ${benchmark_max_atoms:${data.dataset},12}\n")
+    presets = {"small": preset}
+    caps = {dataset: compose(presets, "small", model_name="m", overrides=[f"data.dataset={dataset}"]).model.max_atoms
+            for dataset in ("carbon_24", "perov_5", "mp_20", "embedded", str(tmp_path / "my_crystals"))}
+    assert caps == {"carbon_24": 24, "perov_5": 20, "mp_20": 20, "embedded": 12, str(tmp_path / "my_crystals"): 12}
+    saved = to_yaml(compose(presets, "small", model_name="m", overrides=["data.dataset=carbon_24"]))
+    assert "max_atoms: 24" in saved and "benchmark_max_atoms" not in saved

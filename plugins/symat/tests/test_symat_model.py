@@ -14,6 +14,7 @@ from symat_testdata import rattled, tiny_config
 
 from crystalgen import SampleRequest, collate, lattice_matrix_to_params, structure_to_data
 from crystalgen.plugins import get
+from crystalgen.runner.config import compose
 from crystalgen_symat.heads import Composition
 from crystalgen_symat.model import SyMat
 
@@ -226,3 +227,14 @@ def test_a_saved_section_without_the_new_optimisation_keys_gets_the_presets_valu
         old["optimization"] = {"steps": old["optimization"]["steps"], "lr": old["optimization"]["lr"]}
         upgraded = OmegaConf.to_container(SyMat.upgrade_config(OmegaConf.create(old)))
         assert upgraded == OmegaConf.to_container(section), preset
+
+
+def test_the_count_heads_fit_carbon_24s_largest_cells():
+    """On Carbon-24 (cells of 6 to 24 atoms) the presets size k and the per-element counts for 24 atoms, so the
+    22- and 24-atom cells are trained on and can be sampled; elsewhere the published 20."""
+    for dataset, classes in (("carbon_24", 24), ("mp_20", 20)):
+        for preset in ("small", "paper"):
+            cfg = compose(SyMat.presets(), preset, model_name="symat", overrides=[f"data.dataset={dataset}"])
+            model = SyMat.from_config(cfg.model)
+            assert model.max_atoms == classes
+            assert model.heads.fc_count[-1].out_features == classes

@@ -25,6 +25,9 @@ class Benchmark:
     property_columns: tuple[str, ...]  # numeric property columns of the official files
     default_property: str
     blob_ids: dict[str, str]
+    #: the atom cap of the dataset's published training configs (CDVAE's conf/data/*.yaml ``max_atoms``), which
+    #: size-dependent heads (number of atoms, per-element counts) are built for
+    max_atoms: int
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -38,6 +41,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             "heat_ref",
             {"train": "0769074b5d51d293b765c4371b8f55c468c9c9f2", "val": "4a2c8dde98347dd0e01fa83dcf3982c2abe98f9f",
              "test": "d3c5d5af4b27a2a139149f2bb73c8a3dba9d8ac1"},
+            20,
         ),
         Benchmark(
             "carbon_24",
@@ -47,6 +51,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             "energy_per_atom",
             {"train": "5e7ae970fbad8ddc46b6963e8cd6e425f11783a6", "val": "b3e29b927883642426ca1d9632d00359b412742b",
              "test": "9beca843fde489de1fe288b32f9e3ff710d42803"},
+            24,
         ),
         Benchmark(
             "mp_20",
@@ -56,6 +61,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             "formation_energy_per_atom",
             {"train": "b1c9d498565ac2fd8d075a51ff2ef5e51ba6c21f", "val": "7efe4d7ebeb4f460ceaad35e5326c42111d9c9a1",
              "test": "5dc643041df53f5ce4970a79930ad262b4f07acd"},
+            20,
         ),
     ]
 }

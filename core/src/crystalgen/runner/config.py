@@ -35,6 +35,22 @@ DEVICE = re.compile(r"^(auto|cpu|meta|cuda(:\d+)?)$")
 PART = re.compile(r"^model\.(transform|encoder|denoiser|decoder|processes\.[^.]+)$")
 
 
+def benchmark_max_atoms(dataset: str, default: int) -> int:
+    """``${benchmark_max_atoms:${data.dataset},N}`` in a preset: the atom cap of a CDVAE benchmark's published
+    configs (24 for Carbon-24, 20 for Perov-5 and MP-20), N for any other dataset. Why: heads sized by the atom
+    count (CDVAE's number of atoms, SyMat's k and per-element counts) must fit the data trained on; a fixed 20 left
+    Carbon-24's 22- and 24-atom cells out of training and out of reach of sampling."""
+    from crystalgen.data.benchmarks import BENCHMARKS
+
+    benchmark = BENCHMARKS.get(str(dataset))
+    return benchmark.max_atoms if benchmark is not None else int(default)
+
+
+# OmegaConf 2.4 renamed register_new_resolver (deprecated there) to register_resolver; 2.3 has only the old name.
+_register_resolver = getattr(OmegaConf, "register_resolver", None) or OmegaConf.register_new_resolver
+_register_resolver("benchmark_max_atoms", benchmark_max_atoms, replace=True)
+
+
 class ConfigError(ValueError):
     """A configuration value or key that the runner cannot use; the message names its source and key path."""
 
