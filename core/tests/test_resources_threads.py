@@ -113,7 +113,31 @@ def test_busy_cores_counts_the_cpus_of_this_process_from_proc_stat(tmp_path, mon
         return next(frames)
 
     monkeypatch.setattr(Path, "read_text", read_frame)
+    monkeypatch.setattr(resources, "niced_work_yields", lambda: True)
     assert resources.busy_cores(window=0.0) == pytest.approx(1.0)  # iowait and niced work yield to us
+
+
+@pytest.mark.parametrize("switch, busy", [("0\n", 1.0), ("1\n", 2.0), (None, 1.0)])
+def test_niced_work_counts_as_busy_where_autogroup_scheduling_shares_the_cpus_by_session(tmp_path, monkeypatch,
+                                                                                           switch, busy):
+    """cpu0 busy at normal priority, cpu1 busy with niced work: with autogroup on, that niced work is another
+    session's full share and takes the core; with it off (or no switch: an old kernel) it yields to us."""
+    stat = tmp_path / "stat"
+    frames = iter(["cpu0 100 0 0 0 0 0 0 0\ncpu1 0 100 0 0 0 0 0 0\n", "cpu0 200 0 0 0 0 0 0 0\ncpu1 0 200 0 0 0 0 0 0\n"])
+    stat.write_text("")
+    monkeypatch.setattr(resources, "PROC_STAT", stat)
+    autogroup = tmp_path / "sched_autogroup_enabled"
+    if switch is not None:
+        autogroup.write_text(switch)
+    monkeypatch.setattr(resources, "AUTOGROUP_SWITCH", autogroup)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    real_read_text = Path.read_text
+
+    def read(self, *args, **kwargs):
+        return next(frames) if self == stat else real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read)
+    assert resources.busy_cores(window=0.0) == pytest.approx(busy)
 
 
 def test_busy_cores_sees_a_busy_process(tmp_path):
@@ -122,7 +146,7 @@ def test_busy_cores_sees_a_busy_process(tmp_path):
 
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two CPUs")
-    if os.nice(0) > 0:  # the spinner would inherit the niceness, and busy_cores leaves niced work out by design
+    if os.nice(0) > 0 and resources.niced_work_yields():  # the spinner would inherit the niceness and yield
         pytest.skip("the test process is niced")
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:

@@ -127,17 +127,31 @@ def load_average() -> float | None:
 
 #: Where the kernel counts each CPU's time (module attribute, so tests can point elsewhere).
 PROC_STAT = Path("/proc/stat")
+#: The kernel's per-session scheduling groups switch (module attribute, so tests can point elsewhere).
+AUTOGROUP_SWITCH = Path("/proc/sys/kernel/sched_autogroup_enabled")
 #: How long :func:`busy_cores` watches the CPUs.
 BUSY_WINDOW_S = 0.5
 
 
+def niced_work_yields() -> bool:
+    """Whether other sessions' niced processes give way to ours. With autogroup scheduling on (the default of many
+    desktop and VM kernels) each session is one group and groups share the CPUs equally: a process's nice then
+    only orders it within its own session, so niced work elsewhere takes its full share and must count as busy."""
+    try:
+        return AUTOGROUP_SWITCH.read_text().strip() == "0"
+    except OSError:
+        return True  # no autogroup support: nice orders every process
+
+
 def _cpu_times(cpus: set[int]) -> tuple[float, float] | None:
     """(total, yielding) jiffies summed over ``cpus`` from /proc/stat; yielding is time a busy thread of ours could
-    have had: idle, iowait, and the time of niced processes (``nice`` > 0 yields to us); None where unreadable."""
+    have had: idle, iowait, and the time of niced processes where nice yields to us (:func:`niced_work_yields`);
+    None where unreadable."""
     try:
         lines = PROC_STAT.read_text().splitlines()
     except OSError:
         return None
+    niced_yields = niced_work_yields()
     total = idle = 0.0
     seen = False
     for line in lines:
@@ -146,15 +160,15 @@ def _cpu_times(cpus: set[int]) -> tuple[float, float] | None:
             continue
         fields = [float(x) for x in rest.split()[:8]]
         total += sum(fields)
-        idle += fields[1] + fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+        idle += (fields[1] if niced_yields else 0.0) + fields[3] + (fields[4] if len(fields) > 4 else 0.0)
         seen = True
     return (total, idle) if seen else None
 
 
 def busy_cores(window: float = BUSY_WINDOW_S) -> float | None:
-    """How many of this process's CPUs other work keeps busy right now at normal priority, measured over ``window``
-    seconds while this process sleeps (niced work yields, so it does not count); None where /proc/stat is
-    unavailable.
+    """How many of this process's CPUs other work keeps busy right now, measured over ``window`` seconds while this
+    process sleeps (niced work counts only where it would not yield to us, :func:`niced_work_yields`); None where
+    /proc/stat is unavailable.
 
     Why not the load average: it is a one-minute moving average, so work that has just ended (an install, the
     previous command) still counts for a minute and would take threads from a machine that is idle now."""
