@@ -72,7 +72,7 @@ def test_every_public_name_resolves_and_type_checkers_see_the_same_names():
     for name in crystalgen.__all__:
         assert getattr(crystalgen, name) is not None, name
     assert crystalgen.Sampler.__module__ == "crystalgen.samplers.base"
-    assert crystalgen.CONTRACT_VERSION == "2.2"
+    assert crystalgen.CONTRACT_VERSION == "2.3"
 
 
 def test_import_crystalgen_stays_light():

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 #: The plugin contract this core implements (hooks, base classes, capability protocols, state types). 2.1 adds
 #: sampling conditions, the tasks hook, training stages, process steps reading other variables and gradients in
 #: denoise, and gives models one SampleRequest value per crystal; 2.2 a default GenerativeModel.from_config and a
-#: task job's inputs read once (docs/plugins.md, "Contract versions").
-CONTRACT_VERSION = "2.2"
+#: task job's inputs read once; 2.3 cached_statistics (docs/plugins.md, "Contract versions").
+CONTRACT_VERSION = "2.3"
 
 try:
     __version__ = version("crystalgen-core")
@@ -68,6 +68,9 @@ if TYPE_CHECKING:  # "X as X": an explicit re-export for type checkers
     )
     from crystalgen.data.crystal import (
         tensors_to_structure as tensors_to_structure,
+    )
+    from crystalgen.data.statistics_cache import (
+        cached_statistics as cached_statistics,
     )
     from crystalgen.decoders.base import (
         Decoder as Decoder,
@@ -364,6 +367,7 @@ _EXPORTS: dict[str, str] = {
     "PROPERTY_PREFIX": "crystalgen.data.crystal",
     "check_ordered": "crystalgen.data.crystal",
     "collate": "crystalgen.data.crystal",
+    "cached_statistics": "crystalgen.data.statistics_cache",
     "structure_to_data": "crystalgen.data.crystal",
     "tensors_to_structure": "crystalgen.data.crystal",
     "InvalidLatticeError": "crystalgen.geometry.lattice",

@@ -17,6 +17,14 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def private_statistics_cache(tmp_path_factory):
+    """fit_statistics caches sigma_hat_t: the tests' crystals go to a cache of their own, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CRYSTALGEN_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def crystals() -> list[Structure]:
     """Four small ordered crystals: perovskite SrTiO3, rock salt (primitive), CsCl, wurtzite-like ZnO."""

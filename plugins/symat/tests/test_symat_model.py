@@ -17,6 +17,7 @@ from crystalgen.plugins import get
 from crystalgen.runner.config import compose
 from crystalgen_symat.heads import Composition
 from crystalgen_symat.model import SyMat
+from crystalgen_symat.targets import fit_distance_std
 
 
 def data_of(structures, prop=None):
@@ -54,15 +55,39 @@ def test_distance_std_is_deterministic_and_sqrt2_sigma_at_small_noise(crystals):
     N(0, sigma^2 I) displacements on the bond, whose std is sqrt(2) sigma."""
     model = SyMat.from_config(tiny_config().model)
     data = data_of(crystals)
-    model.fit_statistics(data)
-    first = model.distance_std.clone()
+    process, score = model.processes["frac_coords"], model.score
+    first = fit_distance_std(data, process, score.cutoff, score.max_neighbors, model.norm_crystals)
+    assert torch.equal(first, fit_distance_std(data, process, score.cutoff, score.max_neighbors, model.norm_crystals))
     model.fit_statistics(data)
     assert torch.equal(first, model.distance_std)
-    sigmas = model.processes["frac_coords"].sigmas
+    sigmas = process.sigmas
     ratio = first[1:11] / (math.sqrt(2) * sigmas[1:11])  # ten independent estimates from about 100 edges each
     assert abs(float(ratio.mean()) - 1) < 0.1, ratio
     assert first[50] > 10 * first[1]
     torch.testing.assert_close(model.score.output_scale[1:], sigmas[1:] / first[1:])
+
+
+def test_sigma_hat_is_estimated_once_per_training_data_and_read_from_the_cache_after(crystals, tmp_path, monkeypatch):
+    """The appendix's perturbation estimate is deterministic, so a second training run on the same crystals and
+    settings reads it from the crystalgen cache; other crystals are estimated anew."""
+    import crystalgen_symat.model as symat_model
+
+    monkeypatch.setenv("CRYSTALGEN_CACHE", str(tmp_path))
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return fit_distance_std(*args, **kwargs)
+
+    monkeypatch.setattr(symat_model, "fit_distance_std", counted)
+    data = data_of(crystals)
+    first, second = (SyMat.from_config(tiny_config().model) for _ in range(2))
+    first.fit_statistics(data)
+    second.fit_statistics(data_of(crystals))
+    assert len(calls) == 1 and torch.equal(first.distance_std, second.distance_std)
+    assert len(list((tmp_path / "statistics").glob("symat-distance-std-*.pt"))) == 1
+    second.fit_statistics(data[:3])
+    assert len(calls) == 2
 
 
 def train(model: SyMat, batch, steps: int) -> list[float]:

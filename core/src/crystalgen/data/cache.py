@@ -74,7 +74,10 @@ def read(path: Path) -> dict[str, Any] | None:
     """The payload at ``path``; None when the file is absent or damaged (then with a warning)."""
     try:
         blob = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        warnings.warn(f"cannot read the cache file {path} ({exc}); computing again", stacklevel=2)
         return None
     problem = _check(blob)
     if problem is None:

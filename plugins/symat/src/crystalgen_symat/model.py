@@ -38,6 +38,7 @@ from crystalgen import (
     SampleRequest,
     UnsupportedRequestError,
     Variable,
+    cached_statistics,
     reparameterize,
 )
 from crystalgen_symat import config_upgrade, memory
@@ -131,7 +132,8 @@ class SyMat(GenerativeModel):
     def fit_statistics(self, train: Sequence[Data]) -> None:
         """The lattice standardisation, the largest k and count, the property scaler, and sigma_hat_t: the std of the distance change of
         the score model's edges on seeded noisy copies of ``norm_crystals`` training crystals at every level
-        (deterministic, kept in the checkpoint as a buffer). The denoiser's output scale follows from it."""
+        (deterministic; cached beside the preprocessed data for these crystals and settings, and kept in the
+        checkpoint as a buffer). The denoiser's output scale follows from it."""
         lattices, num_atoms = torch.stack([d.lattice.reshape(3, 3) for d in train]), torch.cat([d.num_atoms for d in train])
         types = torch.cat([d.atom_types for d in train])
         crystal = torch.repeat_interleave(torch.arange(len(train)), num_atoms)
@@ -140,9 +142,13 @@ class SyMat(GenerativeModel):
             values = torch.cat([self._property_of(d, i) for i, d in enumerate(train)]).double()
             self.property_mean.copy_(values.mean())
             self.property_std.copy_(values.std(unbiased=False) + 1e-8)
-        std = fit_distance_std(train, self.coordinates, self.score.cutoff, self.score.max_neighbors,
-                               self.norm_crystals)
-        self.distance_std.copy_(std)
+        process, cutoff, max_neighbors = self.coordinates, self.score.cutoff, self.score.max_neighbors
+        settings = {"process": type(process).__name__, "sigmas": process.sigmas.tolist(), "cutoff": cutoff,
+                    "max_neighbors": max_neighbors, "crystals": self.norm_crystals, "batch_size": 64, "seed": 0}
+        fitted = cached_statistics(
+            "symat-distance-std", train, settings,
+            lambda: {"std": fit_distance_std(train, process, cutoff, max_neighbors, self.norm_crystals, 64, 0)})
+        self.distance_std.copy_(fitted["std"])
         self.score.output_scale.copy_(self.output_scale())
 
     def output_scale(self) -> Tensor:
