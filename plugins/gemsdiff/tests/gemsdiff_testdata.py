@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from crystalgen import collate
+from crystalgen.runner.config import compose
+from crystalgen_gemsdiff.model import GemsDiff
 
 
 def small_config() -> DictConfig:
-    """A fresh copy of the `small` preset."""
-    return OmegaConf.load(str(resources.files("crystalgen_gemsdiff.configs").joinpath("small.yaml")))
+    """A fresh copy of the `small` preset over the runner's defaults (its interpolations read `data`)."""
+    return compose(GemsDiff.presets(), "small", model_name="gemsdiff")
 
 
 def train_briefly(model: torch.nn.Module, items: list, steps: int) -> tuple[float, float]:

@@ -112,3 +112,15 @@ def test_the_paper_preset_samples_the_compositions_of_the_datasets_test_split(ov
     spec = ConditionSpec.from_config(cfg.sample.condition)
     assert (spec.source, spec.take, spec.max_crystals, spec.per_condition) == (split, ("composition",), None, 1)
     assert spec.decides_count() and spec.scores_csp(GemsDiff.conditions)
+
+
+@pytest.mark.parametrize("preset", ["small", "paper"])
+def test_carbon_24s_largest_cells_are_kept_and_can_be_asked_for(preset):
+    """Carbon-24 holds cells of up to 24 atoms: the presets' atom cap follows the dataset (20 elsewhere)."""
+    from crystalgen.runner.config import compose
+    from crystalgen_gemsdiff.model import GemsDiff
+
+    caps = {dataset: compose(GemsDiff.presets(), preset, model_name="gemsdiff",
+                             overrides=[f"data.dataset={dataset}"]).model.max_atoms
+            for dataset in ("carbon_24", "mp_20", "embedded")}
+    assert caps == {"carbon_24": 24, "mp_20": 20, "embedded": 20}
