@@ -70,7 +70,7 @@ def test_fcd_on_chgnet_embeddings(tmp_path, monkeypatch):
 
 def test_reference_goes_through_chgnet_once_for_energy_and_fcd(tmp_path, monkeypatch):
     """wdist_prop with chgnet_energy and fcd read the same CHGNet pass over the reference (energies and embeddings
-    come from one forward pass; the MP-20 test split is 9,046 crystals at about 0.5 CPU-s each)."""
+    come from one forward pass, cached once for the reference)."""
     import crystalgen.metrics.chgnet_backend as backend
     from crystalgen.metrics import evaluate
 

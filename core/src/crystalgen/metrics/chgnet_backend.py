@@ -160,7 +160,7 @@ class CHGNetEnergyPredictor(PropertyPredictor):
 
     def predict_reference(self, structures: Sequence[Structure]) -> np.ndarray:
         """Energies from the cached CHGNet pass that also holds the embeddings ``fcd`` reads: one pass over a
-        reference split serves both metrics (about 0.5 s per MP-20 crystal on one CPU thread)."""
+        reference split serves both metrics."""
         return chgnet_predict_cached(structures, model_name=self.model_name, batch_size=self.batch_size,
                                      device=self.device, progress=self.progress)["energy"]
 
