@@ -25,24 +25,25 @@ Steps per arm (each a command, printed and recorded with its wall and CPU time; 
 skipped, so the same command continues an interrupted run; an interrupted training resumes from its last.ckpt):
     train       python -m crystalgen train gemsdiff --data mp_20 --run-dir WORK/ARM/run --no-progress threads=1
                   data.workers=0 data.batch_size=32 trainer.max_minutes=null trainer.max_epochs=EPOCHS
-                  trainer.seed=SEED data.max_train_rows=ROWS data.max_val_rows=256 OVERRIDES
+                  trainer.seed=SEED [data.max_train_rows=ROWS] data.max_val_rows=256 OVERRIDES
     csp         python -m crystalgen task csp gemsdiff --ckpt WORK/ARM/run/checkpoints/last.ckpt --input mp_20:test
                   -n COMPOSITIONS -k 1 --seed SEED --out WORK/ARM/csp --threads 1 --workers 1
                   (ancestral, T = 100 unless --sampler/--steps)
     generation  python -m crystalgen evaluate WORK/ARM/csp --reference mp_20:test --out WORK/ARM/generation
                   --metrics validity,wdist_density,wdist_num_elems --workers 1 --threads 1
 
-Cost of the defaults (``--epochs 2 --train-rows 12800``: 800 steps of 32 crystals per arm, 1,000 compositions):
-the tiny run's training cost 0.32 CPU-s per step after start-up (timed_steps.py's CPU time; that of
-gemsdiff_torus_mixing.json's trainings too, 114 CPU-s for 360 steps), so an arm is about 5 CPU-minutes of training,
-the arm (a) of the noisy cell a little more (its decoder graph is searched in the noisy cell);
-sampling 1,000 crystals at T = 100 about 8 CPU-minutes (docs/benchmarks.md: 24 CPU-s per 50 crystals on MP-20), CSP
-matching and the generation metrics a few more. Four arms on 2 cores (``--jobs 2``) fit in about 90 minutes with
-room for a slower machine; see docs/gemsdiff.md for the command. A longer arm length scales the training part only.
+Arm length and cost of the defaults (``--epochs 10``, all 11,249 rows of the shared MP-20 training split: 352 steps
+of 32 crystals per epoch, 3,520 per arm; 1,000 compositions). Training costs 0.24 to 0.27 CPU-seconds per step (the
+difference of 40-step and 4-step trainings of each arm, one thread, at the lowest priority on the shared machine:
+bench/results/gemsdiff_ablation_probe_{4,40}steps.json, the noisy cell's arm in ..._40steps_noisy_cell.json), so
+about 15 CPU-minutes per arm; sampling 1,000 crystals at T = 100 about 8 (24 CPU-s per 50 crystals,
+bench/results/gemsdiff_sampling_mp20_short.json), CSP matching and the generation metrics a few more: about 26
+CPU-minutes per arm. Five arms, two at a time on 2 cores (``--jobs 2``), take about 80 minutes. A longer arm scales
+the training part only (about 1.5 CPU-minutes per epoch).
 
 Usage, from the repository root (2-core CPU, nothing else heavy running; CRYSTALGEN_DATA set):
     OMP_NUM_THREADS=1 python bench/gemsdiff_ablation.py --work runs/gemsdiff-ablation-mp20 --jobs 2 \\
-        --out bench/results/gemsdiff_ablation_mp20.json
+        --out bench/results/gemsdiff_ablation_mp20_DATE.json      # DATE: the day of the run
     OMP_NUM_THREADS=1 nice -n 19 python bench/gemsdiff_ablation.py --tiny --work /tmp/gemsdiff-ablation-tiny \\
         --out /tmp/gemsdiff-ablation-tiny/ablation.json
 """
@@ -122,8 +123,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arm", action="append", help="NAME=KEY=VALUE [KEY=VALUE ...] (repeatable; default: 5 arms)")
     parser.add_argument("--data", default="mp_20")
-    parser.add_argument("--epochs", type=int, default=2, help="fixed number of training epochs of every arm")
-    parser.add_argument("--train-rows", type=int, default=12800, help="first N training crystals (0: all)")
+    parser.add_argument("--epochs", type=int, default=10, help="fixed number of training epochs of every arm")
+    parser.add_argument("--train-rows", type=int, default=0, help="first N training crystals (0: all)")
     parser.add_argument("--val-rows", type=int, default=256, help="first N validation crystals (losses logged)")
     parser.add_argument("--batch-size", type=int, default=32, help="the small preset's")
     parser.add_argument("--compositions", type=int, default=1000, help="first N test compositions, one crystal each")
