@@ -31,7 +31,7 @@ class _MetricLog(torch.autograd.Function):
     l_i = l_j is 1 / l_i (Daleckii-Krein), so the gaps never need dividing by."""
 
     @staticmethod
-    def forward(ctx, metric: Tensor, floor: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, metric: Tensor, floor: float) -> Tensor:
         values, vectors = torch.linalg.eigh(metric)
         raised = values.clamp(min=floor)
         logs = raised.log()
@@ -39,7 +39,7 @@ class _MetricLog(torch.autograd.Function):
         return (vectors * logs.unsqueeze(-2)) @ vectors.transpose(-1, -2)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         values, logs, vectors, free = ctx.saved_tensors
         gap = values.unsqueeze(-1) - values.unsqueeze(-2)
         mean = (values.unsqueeze(-1) + values.unsqueeze(-2)) / 2
