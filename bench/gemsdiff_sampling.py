@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
-import subprocess
 import time
 from pathlib import Path
 
 import torch
+from provenance import PACKAGES, load_average, provenance, versions  # bench/ is the script's folder
 
 #: name -> (sampler, steps)
 SAMPLERS = {"ancestral100": ("ancestral", None), "code100": ("gemsdiff_code", None), "ddim20": ("ddim", 20),
             "ddim10": ("ddim", 10)}
-ROOT = Path(__file__).resolve().parents[1]
+RECORDED = (*PACKAGES, "crystalgen-gemsdiff")
 
 
 def main() -> None:
@@ -50,6 +48,7 @@ def main() -> None:
     from crystalgen.state import SampleRequest
 
     torch.set_num_threads(args.threads)
+    started = {**provenance(), "versions": versions(RECORDED)}
     trained = load_trained(args.ckpt, "cpu")
     model = trained.model
     name, split = parse_split(args.reference)
@@ -83,16 +82,12 @@ def main() -> None:
         results.append(row)
         print(json.dumps(row), flush=True)
         if args.out:  # after every sampler, so that a long run keeps what it has measured
-            write_report(args, trained, results)
+            write_report(args, started, trained.config.get("preset"), results)
 
 
-def write_report(args: argparse.Namespace, trained, results: list[dict]) -> None:
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    report = {"command": "python bench/gemsdiff_sampling.py " + " ".join(
-                  f"--{k} {v}" for k, v in vars(args).items() if v is not None),
-              "commit": commit, "checkpoint": str(args.ckpt), "preset": trained.config.get("preset"),
-              "threads": args.threads, "host": platform.node(), "cpus": os.cpu_count(), "torch": torch.__version__,
-              "load_average_at_end": os.getloadavg(), "results": results}
+def write_report(args: argparse.Namespace, started: dict[str, object], preset: object, results: list[dict]) -> None:
+    report = {**started, "checkpoint": str(args.ckpt), "preset": preset, "reference": args.reference,
+              "threads": args.threads, "load_average_at_end": load_average(), "results": results}
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
 
 

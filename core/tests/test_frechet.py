@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.stats
 from pymatgen.core import Lattice, Structure
 
 from crystalgen.metrics.frechet import frechet_distance, frechet_distance_embeddings, frechet_distance_gaussians
@@ -65,3 +66,34 @@ def test_fcd_on_chgnet_embeddings(tmp_path, monkeypatch):
     shifted = frechet_distance(crystals[3:], crystals)
     assert shifted["fcd"] > 0.01
     assert len(list((tmp_path / "metrics").glob("*.npz"))) == 1  # the reference embeddings were cached
+
+
+def test_reference_goes_through_chgnet_once_for_energy_and_fcd(tmp_path, monkeypatch):
+    """wdist_prop with chgnet_energy and fcd read the same CHGNet pass over the reference (energies and embeddings
+    come from one forward pass, cached once for the reference)."""
+    import crystalgen.metrics.chgnet_backend as backend
+    from crystalgen.metrics import evaluate
+
+    monkeypatch.setenv("CRYSTALGEN_CACHE", str(tmp_path))
+    batches: list[int] = []
+
+    def fake_chgnet(structures, **options):
+        batches.append(len(structures))
+        volume = np.array([s.volume / len(s) for s in structures])
+        return {"energy": -volume, "crystal_fea": np.outer(volume, np.linspace(1.0, 2.0, backend.CRYSTAL_FEA_DIM)),
+                "refused": np.full(len(structures), "")}
+
+    monkeypatch.setattr(backend, "chgnet_predict", fake_chgnet)
+    reference = [_cubic(["Na", "Cl"], a, [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (2.9, 3.0, 3.1, 3.2, 3.3)]
+    samples = reference[:3]
+    out = evaluate(samples, reference, metrics=["wdist_prop", "fcd"], property_predictor="chgnet_energy",
+                   workers=1, progress=False)
+    assert batches.count(len(reference)) == 1  # one pass over the reference, two over the samples (3 crystals each)
+    assert sorted(batches) == [3, 3, 5]
+    assert out["wdist_prop_reference_n"] == out["fcd_reference_n"] == 5
+    energies = [-s.volume / len(s) for s in reference]  # the fake's energies: the reference's reached wdist_prop
+    assert out["wdist_prop"] == pytest.approx(scipy.stats.wasserstein_distance(energies[:3], energies))
+    again = evaluate(samples, reference, metrics=["wdist_prop", "fcd"], property_predictor="chgnet_energy",
+                     workers=1, progress=False)
+    assert sorted(batches) == [3, 3, 3, 3, 5]  # the reference's outputs came from the cache
+    assert again["fcd"] == pytest.approx(out["fcd"]) and again["wdist_prop"] == pytest.approx(out["wdist_prop"])

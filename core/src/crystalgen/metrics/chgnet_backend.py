@@ -158,6 +158,12 @@ class CHGNetEnergyPredictor(PropertyPredictor):
                              progress=self.progress)
         return out["energy"], out["refused"].tolist()
 
+    def predict_reference(self, structures: Sequence[Structure]) -> np.ndarray:
+        """Energies from the cached CHGNet pass that also holds the embeddings ``fcd`` reads: one pass over a
+        reference split serves both metrics."""
+        return chgnet_predict_cached(structures, model_name=self.model_name, batch_size=self.batch_size,
+                                     device=self.device, progress=self.progress)["energy"]
+
 
 @dataclass(frozen=True)
 class Relaxation:

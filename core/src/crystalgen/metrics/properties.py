@@ -51,6 +51,11 @@ class PropertyPredictor(ABC):
         """:meth:`predict`, and for each structure why it was refused for the memory budget ("" if it was not)."""
         return np.asarray(self.predict(structures), dtype=np.float64), [""] * len(structures)
 
+    def predict_reference(self, structures: Sequence[Structure]) -> np.ndarray:
+        """:meth:`predict` on a reference split (whose values the suite caches). A predictor whose network also
+        yields what another metric needs of the same split overrides it to compute and cache both in one pass."""
+        return np.asarray(self.predict(structures), dtype=np.float64)
+
 
 def cached_outputs(identity: str, structures: Sequence[Structure], compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """``compute()`` for these structures under model ``identity`` (weights digest + pipeline version), stored in

@@ -152,7 +152,9 @@ class ReferenceSet:
         """
 
         def compute():
-            return {"property": np.asarray(predictor.predict(self.structures), dtype=np.float64).reshape(-1)}
+            values = predictor.predict_reference(self.structures) if hasattr(predictor, "predict_reference") \
+                else predictor.predict(self.structures)
+            return {"property": np.asarray(values, dtype=np.float64).reshape(-1)}
 
         identity = getattr(predictor, "cache_identity", None)
         if not identity:

@@ -23,13 +23,42 @@ from crystalgen import algebra_to_gl3_coords, gl3_coords_to_algebra
 ROTATION = slice(0, 3)
 
 
+class _MetricLog(torch.autograd.Function):
+    """log M of symmetric positive definite matrices M (..., 3, 3), eigenvalues raised to ``floor`` first, with a
+    gradient that stays finite when eigenvalues repeat (cubic, tetragonal, hexagonal cells). The gradient of
+    ``torch.linalg.eigh`` divides by eigenvalue gaps and is NaN there; the derivative of a matrix function is
+    V (K o (V^T G V)) V^T with K_ij the divided difference (log l_i - log l_j) / (l_i - l_j), whose limit for
+    l_i = l_j is 1 / l_i (Daleckii-Krein), so the gaps never need dividing by."""
+
+    @staticmethod
+    def forward(ctx, metric: Tensor, floor: float) -> Tensor:
+        values, vectors = torch.linalg.eigh(metric)
+        raised = values.clamp(min=floor)
+        logs = raised.log()
+        ctx.save_for_backward(raised, logs, vectors, values > floor)
+        return (vectors * logs.unsqueeze(-2)) @ vectors.transpose(-1, -2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        values, logs, vectors, free = ctx.saved_tensors
+        gap = values.unsqueeze(-1) - values.unsqueeze(-2)
+        mean = (values.unsqueeze(-1) + values.unsqueeze(-2)) / 2
+        close = gap.abs() <= 1e-4 * mean  # the divided difference is then 1/mean to a relative 1e-9
+        divided = (logs.unsqueeze(-1) - logs.unsqueeze(-2)) / torch.where(close, torch.ones_like(gap), gap)
+        both_free = free.unsqueeze(-1) & free.unsqueeze(-2)  # a raised eigenvalue does not move
+        kernel = torch.where(close, torch.where(both_free, 1.0 / mean, torch.zeros_like(mean)), divided)
+        symmetric = (grad + grad.transpose(-1, -2)) / 2
+        inner = vectors.transpose(-1, -2) @ symmetric @ vectors
+        return vectors @ (kernel * inner) @ vectors.transpose(-1, -2), None
+
+
 def spd_log(lattice: Tensor, min_singular: float = 0.0) -> Tensor:
     """log P = log(L L^T) / 2 (..., 3, 3) for lattices (..., 3, 3), by the eigendecomposition of the metric. The
-    singular values of L (square roots of the metric's eigenvalues) are first raised to ``min_singular`` (Angstrom)."""
+    singular values of L (square roots of the metric's eigenvalues) are first raised to ``min_singular`` (Angstrom).
+    Differentiable also where the metric has repeated eigenvalues (``_MetricLog``): ablation (a) backpropagates
+    through it, and eigh's own gradient made its training loss NaN in a short run on MP-20."""
     metric = lattice @ lattice.transpose(-1, -2)
-    values, vectors = torch.linalg.eigh(metric)
-    floor = max(min_singular**2, 1e-30)
-    return (vectors * (0.5 * values.clamp(min=floor).log()).unsqueeze(-2)) @ vectors.transpose(-1, -2)
+    return 0.5 * _MetricLog.apply(metric, max(min_singular**2, 1e-30))
 
 
 def lattice_to_coords(lattice: Tensor, min_singular: float = 0.0) -> Tensor:
