@@ -138,7 +138,7 @@ def main() -> None:
         first, second = (np.load(work / f"values_{label}.npy") for label in labels[:2])
         result["fingerprints_max_abs_difference"] = float(np.nanmax(np.abs(first - second)))
         result["fingerprints_same_failures"] = bool((np.isnan(first) == np.isnan(second)).all())
-        for size, by_side in result["evaluate"].items():
+        for by_side in result["evaluate"].values():
             a, b = (by_side[label]["values"] for label in labels[:2])
             keys = [k for k in a if a[k] is not None and b.get(k) is not None]
             by_side["max_abs_difference"] = max((abs(float(a[k]) - float(b[k])) for k in keys), default=None)
