@@ -137,14 +137,10 @@ def crystalnn_fingerprints(
     for row in np.flatnonzero(found.deferred):
         deferred[int(crystal_of_site[row])].append(int(row - found.first_site[crystal_of_site[row]]))
     table = np.zeros((int(found.first_site[-1]), layout.width))
-    column = np.full(max(layout.offset) + 1, -1)
-    column[list(layout.offset)] = list(layout.offset.values())
-    listed = shells.cn < len(column)
-    wt_column = column[np.where(listed, shells.cn, 0)]
-    listed &= wt_column >= 0
-    table[shells.site[listed], wt_column[listed]] = shells.probability[listed]
     for cn, motifs in layout.motifs.items():
-        chosen = np.flatnonzero((shells.cn == cn) & (shells.probability != 0)) if motifs else []
+        this_cn = shells.cn == cn
+        table[shells.site[this_cn], layout.offset[cn]] = shells.probability[this_cn]  # the "wt" feature, P(cn)
+        chosen = np.flatnonzero(this_cn & (shells.probability != 0) & bool(motifs))
         columns = layout.offset[cn] + 1 + np.arange(len(motifs))
         for start in range(0, len(chosen), _SHELLS_PER_CALL):
             part = chosen[start:start + _SHELLS_PER_CALL]
