@@ -9,7 +9,8 @@ is bench/metrics.py's ``serial_metrics`` (CDVAE's functions reimplemented as CDV
 - in the p_map form: the ``Crystal`` objects built by a pool of ``--workers`` processes, chunk size 1 as p_map;
 
 against ``crystalgen.metrics.evaluate`` (CDVAE metric set, default fast fingerprint backend, ``--workers``
-processes) with an empty reference cache (cold: every fingerprint computed). The three alternate ``--rounds``
+processes), run in a fresh child interpreter so that its imports count as they do for a user, with an empty
+reference cache (cold: every fingerprint computed). The three alternate ``--rounds``
 times in this one process, each measured with the load average before and after (the machine may be shared:
 the ratios hold within a round). The metric values of the three must agree.
 
@@ -77,14 +78,36 @@ def cdvae(generated, reference, build=serial_crystals) -> tuple[dict, float]:
     return values, time.perf_counter() - t
 
 
-def crystalgen(generated, reference, workers: int, cache_dir: Path) -> tuple[dict, float]:
+CRYSTALGEN_CHILD = """
+import json, os, pickle, sys, warnings
+warnings.simplefilter("ignore")
+def main():
+    generated, reference, workers, metrics, compared = pickle.load(open(sys.argv[1], "rb"))
     from crystalgen.metrics import evaluate
+    out = evaluate(generated, reference, metrics=metrics, reference_name="mp_20", workers=workers, progress=False)
+    print(json.dumps({k: out.get(k) for k in compared if k in out}))
+if __name__ == "__main__":
+    main()
+"""
 
-    os.environ["CRYSTALGEN_CACHE"] = str(cache_dir)
+
+def crystalgen(generated, reference, workers: int, cache_dir: Path) -> tuple[dict, float]:
+    """``crystalgen.metrics.evaluate`` in a fresh interpreter (a child of this process, so that its CPU is counted),
+    with ``cache_dir`` as the metrics cache: its imports count, as they do for a user's ``crystalgen evaluate`` (this
+    process has imported matminer for the CDVAE side; small jobs run in the calling process)."""
+    import pickle
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    inputs = cache_dir / "inputs.pkl"
+    inputs.write_bytes(pickle.dumps((generated, reference, workers, CDVAE_METRICS[:-1], COMPARED)))
+    env = dict(os.environ, CRYSTALGEN_CACHE=str(cache_dir), OMP_NUM_THREADS="1")
     t = time.perf_counter()
-    out = evaluate(generated, reference, metrics=CDVAE_METRICS[:-1], reference_name="mp_20", workers=workers,
-                   progress=False)
-    return {k: out.get(k) for k in COMPARED if k in out}, time.perf_counter() - t
+    done = subprocess.run([sys.executable, "-c", CRYSTALGEN_CHILD, str(inputs)], env=env, capture_output=True,
+                          text=True)
+    seconds = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"crystalgen evaluate failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1]), seconds
 
 
 class TreeCPU:

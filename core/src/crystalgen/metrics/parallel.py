@@ -40,6 +40,11 @@ class WorkerPool:
                                                  initializer=one_thread_per_worker)
         return self._executor
 
+    @property
+    def started(self) -> bool:
+        """True once the workers run (their start-up cost is paid: using them is free)."""
+        return self._executor is not None
+
     def close(self, wait: bool = True) -> None:
         """End the workers; ``wait=False`` after an interruption, when a killed worker's pipe could block the wait."""
         if self._executor is not None:
@@ -62,16 +67,19 @@ def map_chunks(
     chunk_size: int = 16,
     desc: str = "",
     progress: bool = True,
+    min_items_per_worker: int = MIN_ITEMS_PER_WORKER,
 ) -> list[Any]:
     """``fn`` applied to consecutive chunks of ``items`` (fn: chunk -> one result per item); results in item order.
 
     ``fn`` must be a module-level function (pickled by name) and must not raise for a bad item: per-item failures
     are part of its results. Uses ``pool`` when given, else a pool of ``workers`` processes for this call only.
+    Runs in this process when there are fewer than ``2 * min_items_per_worker`` items, unless ``pool`` has
+    already started its workers.
     """
     from tqdm.auto import tqdm
 
     n_workers = pool.workers if pool is not None else resolve_workers(workers)
-    parallel = n_workers > 1 and len(items) >= 2 * MIN_ITEMS_PER_WORKER
+    parallel = n_workers > 1 and (len(items) >= 2 * min_items_per_worker or (pool is not None and pool.started))
     chunks = [items[i:i + chunk_size] for i in range(0, len(items), chunk_size)]
     results: list[list[Any]] = [[] for _ in chunks]
     bar = tqdm(total=len(items), desc=desc, disable=not progress or not items, file=sys.stderr, leave=False)

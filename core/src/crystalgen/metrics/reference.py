@@ -22,7 +22,13 @@ from crystalgen.metrics.fingerprints import (
     STRUCTURE_FP_DIM,
     featuriser_version,
 )
-from crystalgen.metrics.parallel import WorkerPool, map_chunks
+from crystalgen.metrics.parallel import MIN_ITEMS_PER_WORKER, WorkerPool, map_chunks
+
+#: Items per worker below which the fast features run in the calling process. A worker spends ~2.5 CPU s importing
+#: pymatgen and matminer before its first crystal; the fast fingerprint takes ~5 ms per MP-20 crystal, so a worker
+#: only pays for itself (in wall time, on two cores) from a few hundred crystals (docs/benchmarks.md, "Evaluation
+#: speed").
+FAST_ITEMS_PER_WORKER = 256
 
 
 def compute_features(
@@ -49,6 +55,7 @@ def compute_features(
         desc=desc,
         progress=progress,
         chunk_size=8 if slow else 64,
+        min_items_per_worker=MIN_ITEMS_PER_WORKER if slow else FAST_ITEMS_PER_WORKER,
     )
 
 

@@ -125,6 +125,10 @@ class _Evaluation:
                 elif check.reason in _BUILDABLE:
                     self.features[i].update(struct_fp=None, comp_fp=None)
             fingerprints = False  # taken from the reference cache
+        elif fingerprints and "coverage" in wanted:
+            # The reference first: a large one starts the workers, which the generated crystals then share instead
+            # of being computed here next to them (each process pays the pymatgen/matminer imports once).
+            self.reference.fingerprints  # noqa: B018 - computed (or read from the cache) now, used by coverage
         todo: list[int] = []
         todo_structures: list[Structure] = []
         requests: list[FeatureRequest] = []

@@ -24,7 +24,7 @@ import numpy as np
 
 from crystalgen.metrics.crystalnn.order_parameters import order_parameters
 from crystalgen.metrics.crystalnn.voronoi import SEARCH_CUTOFF, crystal_faces
-from crystalgen.metrics.crystalnn.weights import DISTANCE_CUTOFFS, X_DIFF_WEIGHT, coordination_shells, tie_groups
+from crystalgen.metrics.crystalnn.weights import DISTANCE_CUTOFFS, X_DIFF_WEIGHT, Shells, coordination_shells
 
 CompactCrystal = tuple[np.ndarray, np.ndarray, np.ndarray]  # lattice rows (3, 3) A, atomic numbers (N,), frac (N, 3)
 _SHELLS_PER_CALL = 256  # neighbour sets per order-parameter call: bounds the (B, n, n, n, 3) arrays to ~10 MB
@@ -61,30 +61,44 @@ def preset_layout() -> Layout:
     return Layout(offset, motifs, column)
 
 
-def _site_shells(crystal: CompactCrystal) -> list[list[tuple] | None]:
-    """Per site: its shells as (cn, P(cn), unit vectors, distances, tie group labels), or None to defer."""
-    lattice, numbers, frac = crystal
-    faces = crystal_faces(lattice, frac)
-    distance_all = np.linalg.norm(faces.vector, axis=1)
-    unit_all = faces.vector / distance_all[:, None]
-    bounds = np.searchsorted(faces.site, np.arange(len(numbers) + 1))
-    sites: list[list[tuple] | None] = []
-    for i in range(len(numbers)):
-        part = slice(bounds[i], bounds[i + 1])
-        shells = None
-        if faces.exact[i]:
-            shells = coordination_shells(faces.solid_angle[part], faces.area[part], distance_all[part],
-                                         int(numbers[i]), numbers[faces.neighbour[part]])
-        if shells is None:
-            sites.append(None)
-            continue
-        counts, probabilities, order, sorted_weight = shells
-        # Neighbours of equal weight within a shell: pymatgen's order among them is arbitrary (order_parameters).
-        groups = tie_groups(sorted_weight)
-        unit, distance = unit_all[part], distance_all[part]
-        sites.append([(cn, p, unit[order[:cn]], distance[order[:cn]], groups[:cn])
-                      for cn, p in zip(counts, probabilities, strict=True)])
-    return sites
+@dataclass(frozen=True)
+class BatchShells:
+    """The coordination shells of every site of a batch of crystals, sites numbered across the batch."""
+
+    shells: Shells
+    unit: np.ndarray  # (F,  3) unit vector from the site to the neighbour across each face
+    distance: np.ndarray  # (F,) A
+    deferred: np.ndarray  # (n_sites,) bool: the fast path cannot promise this site's shells
+    first_site: np.ndarray  # (n_crystals + 1,) index of each crystal's first site
+
+
+def _no_faces(n_sites: int) -> tuple:
+    """(site, neighbour, vector, solid angle, area, exact) of sites without faces, all to be deferred."""
+    none = np.zeros(0, dtype=np.int64)
+    return none, none, np.zeros((0, 3)), np.zeros(0), np.zeros(0), np.zeros(n_sites, dtype=bool)
+
+
+def batch_shells(crystals: Sequence[CompactCrystal]) -> BatchShells:
+    """Voronoi faces crystal by crystal (voronoi.py), then the CrystalNN shells of all sites at once (weights.py)."""
+    parts = [_no_faces(0)]  # concatenable when there are no crystals
+    first_site = np.zeros(len(crystals) + 1, dtype=np.int64)
+    for c, (lattice, numbers, frac) in enumerate(crystals):
+        first_site[c + 1] = first_site[c] + len(numbers)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                faces = crystal_faces(lattice, frac)
+        except (ValueError, np.linalg.LinAlgError):
+            faces = None  # every site of this crystal goes to the fallback
+        offset = first_site[c]
+        parts.append(_no_faces(len(numbers)) if faces is None else (
+            faces.site + offset, faces.neighbour + offset, faces.vector, faces.solid_angle, faces.area, faces.exact))
+    site, neighbour, vector, solid_angle, area, exact = (np.concatenate(x) for x in zip(*parts, strict=True))
+    numbers = np.concatenate([np.zeros(0, dtype=np.int64), *(np.asarray(n, dtype=np.int64) for _, n, _ in crystals)])
+    distance = np.linalg.norm(vector, axis=1)
+    shells = coordination_shells(site, solid_angle, area, distance, numbers[site], numbers[neighbour],
+                                 int(first_site[-1]))
+    return BatchShells(shells, vector / distance[:, None], distance, ~(exact & shells.exact), first_site)
 
 
 SiteFallback = Callable[[CompactCrystal, list[int]], np.ndarray]
@@ -115,50 +129,38 @@ def crystalnn_fingerprints(
     equal weight) asks the reference for those values only; without it the whole site is deferred.
     """
     layout = preset_layout()
-    table_rows: list[np.ndarray] = []
+    found = batch_shells(crystals)
+    shells = found.shells
     deferred: dict[int, list[int]] = defaultdict(list)  # crystal -> its sites for the fallback
     uncertain: dict[int, list[ShellRequest]] = defaultdict(list)  # crystal -> motifs for the shell fallback
-    pending: dict[int, list[tuple]] = defaultdict(list)  # cn -> (row, P, unit, distance, tie groups)
-    first_row: list[int] = []
-    for c, crystal in enumerate(crystals):
-        first_row.append(len(table_rows))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                sites = _site_shells(crystal)
-        except (ValueError, np.linalg.LinAlgError):
-            sites = [None] * len(crystal[1])
-        for i, shells in enumerate(sites):
-            row = np.zeros(layout.width)
-            if shells is None:
-                deferred[c].append(i)
-            for cn, p, unit, distance, ties in shells or []:
-                if cn in layout.offset:
-                    row[layout.offset[cn]] = p
-                    if layout.motifs[cn] and p != 0:
-                        pending[cn].append((len(table_rows), p, unit, distance, ties))
-            table_rows.append(row)
-    first_row.append(len(table_rows))
-    table = np.array(table_rows).reshape(-1, layout.width)
-    crystal_of_row = np.repeat(np.arange(len(crystals)), np.diff(first_row))
-    for cn, shells in pending.items():
-        columns = layout.offset[cn] + 1 + np.arange(len(layout.motifs[cn]))
-        for start in range(0, len(shells), _SHELLS_PER_CALL):
-            part = shells[start:start + _SHELLS_PER_CALL]
-            values, unsure = order_parameters(np.stack([s[2] for s in part]), np.stack([s[3] for s in part]),
-                                              layout.motifs[cn], np.stack([s[4] for s in part]))
-            rows = np.array([s[0] for s in part])
-            table[rows[:, None], columns[None, :]] = values * np.array([s[1] for s in part])[:, None]
+    crystal_of_site = np.repeat(np.arange(len(crystals)), np.diff(found.first_site))
+    for row in np.flatnonzero(found.deferred):
+        deferred[int(crystal_of_site[row])].append(int(row - found.first_site[crystal_of_site[row]]))
+    table = np.zeros((int(found.first_site[-1]), layout.width))
+    for cn, motifs in layout.motifs.items():
+        this_cn = shells.cn == cn
+        table[shells.site[this_cn], layout.offset[cn]] = shells.probability[this_cn]  # the "wt" feature, P(cn)
+        chosen = np.flatnonzero(this_cn & (shells.probability != 0) & bool(motifs))
+        columns = layout.offset[cn] + 1 + np.arange(len(motifs))
+        for start in range(0, len(chosen), _SHELLS_PER_CALL):
+            part = chosen[start:start + _SHELLS_PER_CALL]
+            slots = shells.first[part][:, None] + np.arange(cn)  # the cn nearest-by-weight neighbours
+            faces = shells.order[slots]
+            values, unsure = order_parameters(found.unit[faces], found.distance[faces], motifs,
+                                              shells.tie_group[slots])
+            rows, probability = shells.site[part], shells.probability[part]
+            table[rows[:, None], columns[None, :]] = values * probability[:, None]
             for k in np.flatnonzero(unsure.any(axis=1)):
-                c = int(crystal_of_row[rows[k]])
-                site = int(rows[k]) - first_row[c]
+                c = int(crystal_of_site[rows[k]])
+                site = int(rows[k] - found.first_site[c])
                 if shell_fallback is None:
                     deferred[c].append(site)
                 else:
-                    uncertain[c].append(ShellRequest(site, cn, np.flatnonzero(unsure[k]).tolist(), part[k][1]))
+                    uncertain[c].append(ShellRequest(site, cn, np.flatnonzero(unsure[k]).tolist(),
+                                                     float(probability[k])))
     results: list[np.ndarray | None] = []
     for c, crystal in enumerate(crystals):
-        rows = table[first_row[c]:first_row[c + 1]]
+        rows = table[found.first_site[c]:found.first_site[c + 1]]
         try:
             requests = [r for r in uncertain.get(c, []) if r.site not in deferred.get(c, [])]
             answers = shell_fallback(crystal, requests) if requests and shell_fallback is not None else []

@@ -54,6 +54,7 @@ class Geometry:
     def __init__(self, unit: np.ndarray) -> None:
         b, n, _ = unit.shape
         self.n = n
+        self.unit = unit
         z = unit[:, :, None, :]  # j
         cos_jk = np.clip(np.sum(z * unit[:, None, :, :], axis=-1), -1.0, 1.0)  # (B, j, k)
         self.cos_jk = cos_jk
@@ -173,6 +174,33 @@ def _motif(g: Geometry, kind: str, p: Mapping) -> np.ndarray:
     return _reduce(g, kind, _terms(g, kind, p))
 
 
+def _thresholds(kind: str, p: Mapping) -> tuple[list[float], list[float]]:
+    """The angles (rad) that ``_terms`` compares thetak / thetam with, and those it compares phi with."""
+    if kind == "pent_plan_max":
+        return [p["TA"] * math.pi], []
+    if kind in BIPYRAMIDAL or kind == "see_saw_rect":
+        return [p["min_SPP"]], [0.75 * math.pi] if kind == "see_saw_rect" else []
+    if kind == "cuboct_max":
+        return [p["min_SPP"], p[4], p[2]], []
+    if kind == "bcc":
+        return [p["min_SPP"], math.pi / 2], []
+    return [], []
+
+
+def near_threshold(g: Geometry, kind: str, p: Mapping) -> np.ndarray:
+    """(B,) True where an angle lies within twice AMBIGUOUS_ANGLE of one of the motif's thresholds.
+
+    The shifts of ``ambiguous`` only move comparisons, so elsewhere both shifted sets of terms are the same: only
+    these neighbour sets need the (three times dearer) comparison.
+    """
+    on_theta, on_phi = _thresholds(kind, p)
+    out = np.zeros(len(g.thetak), dtype=bool)
+    for angles, thresholds in ((g.thetak, on_theta), (g.phi, on_phi)):
+        for threshold in thresholds:
+            out |= (np.abs(angles - threshold) <= 2 * AMBIGUOUS_ANGLE).reshape(len(out), -1).any(axis=1)
+    return out
+
+
 def ambiguous(g: Geometry, kind: str, p: Mapping, both_orders: bool = False) -> np.ndarray:
     """(B,) True where an angle sits on one of the motif's thresholds and the side it takes changes a term.
 
@@ -180,12 +208,18 @@ def ambiguous(g: Geometry, kind: str, p: Mapping, both_orders: bool = False) -> 
     against the bcc motif's sign, for instance), so equality cannot be promised: the caller defers to pymatgen.
     Terms are compared one by one: two flips that cancel in one sum need not cancel in pymatgen's.
     """
-    below = _terms(g, kind, p, AMBIGUOUS_ANGLE, both_orders)  # an angle within the margin counts as below
-    above = _terms(g, kind, p, -AMBIGUOUS_ANGLE, both_orders)
     out = np.zeros(len(g.thetak), dtype=bool)
+    near = np.flatnonzero(near_threshold(g, kind, p))
+    if len(near) == 0:
+        return out
+    sub = Geometry(g.unit[near])
+    below = _terms(sub, kind, p, AMBIGUOUS_ANGLE, both_orders)  # an angle within the margin counts as below
+    above = _terms(sub, kind, p, -AMBIGUOUS_ANGLE, both_orders)
+    flipped = np.zeros(len(near), dtype=bool)
     for a, b in ((below.pair_num, above.pair_num), (below.pair_count, above.pair_count),
                  (below.triple_num, above.triple_num), (below.triple_count, above.triple_count)):
-        out |= (np.abs(a - b) > AGREEMENT).reshape(len(out), -1).any(axis=1)
+        flipped |= (np.abs(a - b) > AGREEMENT).reshape(len(near), -1).any(axis=1)
+    out[near] = flipped
     return out
 
 
@@ -198,12 +232,17 @@ def order_sensitive(g: Geometry, kind: str, p: Mapping, ties: np.ndarray) -> np.
     round (its terms with j as the pole equal those with k as the pole), and only then is it computed here. An
     angle on a threshold in either orientation is left to pymatgen as well.
     """
-    full = _terms(g, kind, p, both_orders=True)
-    contribution = np.where(g.pair, full.numerator(), 0.0)  # (B, j, k): ordered pair j, k with j first
     same_group = (ties[:, :, None] == ties[:, None, :]) & g.pair
+    out = np.zeros(len(ties), dtype=bool)
+    tied = np.flatnonzero(same_group.reshape(len(ties), -1).any(axis=1))
+    if len(tied) == 0:
+        return out
+    sub, same_group = Geometry(g.unit[tied]), same_group[tied]
+    full = _terms(sub, kind, p, both_orders=True)
+    contribution = np.where(sub.pair, full.numerator(), 0.0)  # (B, j, k): ordered pair j, k with j first
     asymmetric = same_group & (np.abs(contribution - contribution.transpose(0, 2, 1)) > AGREEMENT)
-    tied = same_group.reshape(len(ties), -1).any(axis=1)
-    return tied & (asymmetric.reshape(len(ties), -1).any(axis=1) | ambiguous(g, kind, p, both_orders=True))
+    out[tied] = asymmetric.reshape(len(tied), -1).any(axis=1) | ambiguous(sub, kind, p, both_orders=True)
+    return out
 
 
 def _legendre(l_degree: int, x: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""CrystalNN coordination-number weights of one site from its Voronoi faces (pymatgen ``CrystalNN.get_nn_data``).
+"""CrystalNN coordination-number weights of many sites from their Voronoi faces (pymatgen ``CrystalNN.get_nn_data``).
 
 With matminer's settings (``weighted_cn=False, cation_anion=False, distance_cutoffs=(0.5, 1), x_diff_weight=3,
 porous_adjustment=True``) and sites without oxidation states, a face's weight is
@@ -11,13 +11,15 @@ porous_adjustment=True``) and sites without oxidation states, a face's weight is
 
 rounded to 3 decimals. Each distinct weight w_k (descending, w_{K+1} = 0) defines a coordination shell of the
 neighbours with weight >= w_k, of probability (area of the unit quarter circle between w_{k+1} and w_k) / (pi/4).
-The scalar steps below are pymatgen's own expressions, in the same order, so the roundings agree bit for bit.
+The steps below are pymatgen's own expressions, in the same order, as arrays over the faces of every site of a
+batch, so the roundings agree bit for bit.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -47,60 +49,95 @@ def element_tables() -> tuple[np.ndarray, np.ndarray]:
     return electronegativity, radius
 
 
-def _semicircle_integral(bins: list[float], idx: int) -> float:
-    x1, x2 = bins[idx], bins[idx + 1]
-    area1 = 0.25 * math.pi if x1 == 1 else 0.5 * ((x1 * math.sqrt(1 - x1**2)) + (math.atan(x1 / math.sqrt(1 - x1**2))))
-    area2 = 0.5 * ((x2 * math.sqrt(1 - x2**2)) + (math.atan(x2 / math.sqrt(1 - x2**2))))
-    return (area1 - area2) / (0.25 * math.pi)
+@cache
+def _quarter_circle_areas() -> np.ndarray:
+    """Area under the unit circle from 0 to x = k / 1000 (k = 0..1000), with pymatgen's scalar expressions.
+
+    Rounded weights are multiples of 1/1000, so a table of their areas gives pymatgen's ``_semicircle_integral``
+    bit for bit, for every shell at once.
+    """
+    areas = [0.5 * ((x * math.sqrt(1 - x**2)) + (math.atan(x / math.sqrt(1 - x**2)))) for x in
+             (k / 1000 for k in range(1000))]
+    return np.array([*areas, 0.25 * math.pi])
+
+
+@dataclass(frozen=True)
+class Shells:
+    """CrystalNN coordination shells of many sites (pymatgen ``CrystalNN.get_nn_data``'s ``cn_weights``).
+
+    Faces are put in pymatgen's neighbour order: by site, then by decreasing weight (before rounding, stable). The
+    shell with coordination number ``cn[s]`` of ``site[s]`` is the faces ``order[first[s]:first[s] + cn[s]]``.
+    """
+
+    order: np.ndarray  # (F,) face indices
+    tie_group: np.ndarray  # (F,) per ordered face; equal labels within a site: weights equal to rounding
+    site: np.ndarray  # (S,) one row per shell
+    cn: np.ndarray  # (S,)
+    probability: np.ndarray  # (S,) P(cn)
+    first: np.ndarray  # (S,) position in ``order`` of the site's first neighbour
+    exact: np.ndarray  # (n_sites,) False: pymatgen's own rounding decides, the caller must defer the site
+
+
+def _per_site(reduce: np.ufunc, values: np.ndarray, starts: np.ndarray, fill: float) -> np.ndarray:
+    """``reduce`` over each site's faces (``starts``: (n_sites + 1,) face offsets), ``fill`` for a site without."""
+    out = np.full(len(starts) - 1, fill, dtype=values.dtype)
+    nonempty = np.diff(starts) > 0
+    if nonempty.any():
+        out[nonempty] = reduce.reduceat(values, starts[:-1][nonempty])
+    return out
 
 
 def coordination_shells(
-    solid_angle: np.ndarray, area: np.ndarray, distance: np.ndarray, z_site: int, z_neighbours: np.ndarray
-) -> tuple[list[int], list[float], np.ndarray, np.ndarray] | None:
-    """(coordination numbers, their probabilities, face order by decreasing weight, sorted weights), or None.
+    site: np.ndarray, solid_angle: np.ndarray, area: np.ndarray, distance: np.ndarray, z_site: np.ndarray,
+    z_neighbour: np.ndarray, n_sites: int,
+) -> Shells:
+    """The shells of ``n_sites`` sites from their faces (``site`` (F,) non-decreasing; solid angles sr, areas A^2,
+    distances A, atomic numbers of the face's site and neighbour).
 
-    The shell of coordination number ``cn`` is ``order[:cn]``. No shell (every weight 0) gives ``([], [], order)``.
-    None when pymatgen's own rounding or ordering decides (a weight that is not finite, or within 1e-12 of a
-    rounding boundary), so the caller defers to pymatgen.
+    A site is not ``exact`` when pymatgen's own rounding or ordering decides (a weight that is not finite, an
+    element without a radius, a weight within 1e-9 thousandths of a rounding boundary). A site whose weights are
+    all 0 has no shell.
     """
     electronegativity, radius = element_tables()
-    max_angle = float(solid_angle.max())
+    starts = np.searchsorted(site, np.arange(n_sites + 1))
     keep = solid_angle > 0  # VoronoiNN with tol=0
-    weight = (solid_angle / max_angle) * (solid_angle / area)
-    x1, x2 = electronegativity[z_site], electronegativity[z_neighbours]
-    chemical = np.where(np.isnan(x1) | np.isnan(x2), 1.0, 1 + X_DIFF_WEIGHT * np.sqrt(np.abs(x1 - x2) / 3.3))
-    weight = weight * chemical
-    if not np.all(np.isfinite(weight[keep])):
-        return None
-    weight = np.where(keep, weight, 0.0)
-    highest = float(weight.max())
-    if highest == 0:
-        return [], [], np.argsort(-weight, kind="stable"), np.sort(weight)[::-1]
-    weight = weight / highest
-    diameter = radius[z_site] + radius[z_neighbours]
-    if not np.all(np.isfinite(diameter[keep])):
-        return None  # pymatgen raises here (an element without a radius); let it
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = (solid_angle / _per_site(np.maximum, solid_angle, starts, np.nan)[site]) * (solid_angle / area)
+        x1, x2 = electronegativity[z_site], electronegativity[z_neighbour]
+        chemical = np.where(np.isnan(x1) | np.isnan(x2), 1.0, 1 + X_DIFF_WEIGHT * np.sqrt(np.abs(x1 - x2) / 3.3))
+        weight = weight * chemical
+    bad = keep & ~np.isfinite(weight)
+    weight = np.where(keep & ~bad, weight, 0.0)
+    highest = _per_site(np.maximum, weight, starts, 0.0)[site]
+    weight = weight / np.where(highest > 0, highest, 1.0)
+    diameter = radius[z_site] + radius[z_neighbour]
+    bad |= keep & (highest > 0) & ~np.isfinite(diameter)  # pymatgen raises here (an element without a radius)
     low, high = diameter + DISTANCE_CUTOFFS[0], diameter + DISTANCE_CUTOFFS[1]
     with np.errstate(invalid="ignore", divide="ignore"):
         taper = (np.cos((distance - low) / (high - low) * math.pi) + 1) * 0.5
     weight = weight * np.where(distance <= low, 1.0, np.where(distance < high, taper, 0.0))
-    if float(weight.max()) == 0:
-        return [], [], np.argsort(-weight, kind="stable"), np.sort(weight)[::-1]
+    weight = np.where(bad, 0.0, weight)
     thousandths = weight * 1000
-    if np.any(np.abs(thousandths - np.floor(thousandths) - 0.5) < AMBIGUOUS_ROUNDING):
-        return None  # a weight on a rounding boundary: the last bits decide, so pymatgen must
-    rounded = np.array([round(float(w), 3) for w in weight])  # Python's decimal rounding, as pymatgen
-    order = np.argsort(-weight, kind="stable")  # pymatgen sorts by the weight before rounding
-    bins = sorted({float(w) for w in rounded if w > 0}, reverse=True) + [0.0]
-    counts = np.searchsorted(-rounded[order], -np.array(bins[:-1]), side="right")
-    return [int(c) for c in counts], [_semicircle_integral(bins, i) for i in range(len(bins) - 1)], order, weight[order]
-
-
-def tie_groups(weight: np.ndarray) -> np.ndarray:
-    """Group label per entry of weights sorted in decreasing order; equal labels for weights equal to rounding.
-
-    pymatgen orders such neighbours by its own last bits (and qhull's ridge order), which only matters to an
-    order parameter that depends on the neighbour order (bcc): see order_parameters.order_sensitive.
-    """
-    scale = max(float(weight[0]), 1e-300) if len(weight) else 1.0
-    return np.cumsum(np.concatenate([[0], np.diff(weight) < -TIE * scale]))
+    bad |= np.abs(thousandths - np.floor(thousandths) - 0.5) < AMBIGUOUS_ROUNDING  # the last bits decide
+    exact = ~_per_site(np.logical_or, bad, starts, False)
+    # Away from a boundary, rint(w * 1000) / 1000 is Python's decimal round(w, 3), which pymatgen uses.
+    rounded = np.rint(thousandths).astype(np.int64)
+    order = np.lexsort((-weight, site))  # stable: pymatgen sorts by the weight before rounding
+    ordered_site, ordered_rounded, ordered_weight = site[order], rounded[order], weight[order]
+    # Each distinct positive rounded weight w_k of a site closes the shell of the neighbours with weight >= w_k.
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (ordered_site[1:] != ordered_site[:-1]) | (ordered_rounded[1:] != ordered_rounded[:-1])
+    same_site_next = np.zeros(len(order), dtype=bool)
+    same_site_next[:-1] = ordered_site[1:] == ordered_site[:-1]
+    closes = last & (ordered_rounded > 0) & exact[ordered_site]
+    end = np.flatnonzero(closes)
+    shell_site = ordered_site[end]
+    below = np.where(same_site_next[end], ordered_rounded[np.minimum(end + 1, len(order) - 1)], 0)
+    areas = _quarter_circle_areas()
+    probability = (areas[ordered_rounded[end]] - areas[below]) / (0.25 * math.pi)
+    # Tie groups: a new label wherever the weight drops by more than TIE relative to the site's largest.
+    scale = np.maximum(_per_site(np.maximum, weight, starts, 0.0), 1e-300)[ordered_site]
+    step = np.ones(len(order), dtype=bool)
+    step[1:] = ~same_site_next[:-1] | (np.diff(ordered_weight) < -TIE * scale[1:])
+    return Shells(order, np.cumsum(step), shell_site, end - starts[shell_site] + 1, probability,
+                  starts[shell_site], exact)
