@@ -396,7 +396,8 @@ reconstruction:
 
 
 def preset_model_section(name: str, preset: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(model_class(name).presets()[preset]).model)
+    """The preset's model section as a run on the default data resolves it (e.g. benchmark_max_atoms: 20)."""
+    return OmegaConf.to_container(compose(model_class(name).presets(), preset, model_name=name).model, resolve=True)
 
 
 @pytest.mark.parametrize(("name", "preset"), sorted(OLD))
