@@ -45,7 +45,7 @@ from crystalgen_symat import config_upgrade, memory
 from crystalgen_symat.heads import Composition, CompositionLatticeHeads, mlp
 from crystalgen_symat.heads import Decoded as DecodedVAE
 from crystalgen_symat.score import per_atom
-from crystalgen_symat.targets import aligned_displacement, distance_change, fit_distance_std
+from crystalgen_symat.targets import NORM_BATCH_SIZE, NORM_SEED, aligned_displacement, distance_change, fit_distance_std
 
 CELL = frozenset({"frac_coords", "lattice", "atom_types", "num_atoms"})
 LOSS_PARTS = ("k", "elements", "counts", "lattice", "kl", "score", "property")
@@ -144,10 +144,11 @@ class SyMat(GenerativeModel):
             self.property_std.copy_(values.std(unbiased=False) + 1e-8)
         process, cutoff, max_neighbors = self.coordinates, self.score.cutoff, self.score.max_neighbors
         settings = {"process": type(process).__name__, "sigmas": process.sigmas.tolist(), "cutoff": cutoff,
-                    "max_neighbors": max_neighbors, "crystals": self.norm_crystals, "batch_size": 64, "seed": 0}
+                    "max_neighbors": max_neighbors, "crystals": self.norm_crystals, "batch_size": NORM_BATCH_SIZE,
+                    "seed": NORM_SEED}
         fitted = cached_statistics(
             "symat-distance-std", train, settings,
-            lambda: {"std": fit_distance_std(train, process, cutoff, max_neighbors, self.norm_crystals, 64, 0)})
+            lambda: {"std": fit_distance_std(train, process, cutoff, max_neighbors, self.norm_crystals)})
         self.distance_std.copy_(fitted["std"])
         self.score.output_scale.copy_(self.output_scale())
 

@@ -36,8 +36,12 @@ def distance_change(edge_index: Tensor, edge_vec: Tensor, displacement: Tensor) 
     return clean.norm(dim=-1) - edge_vec.norm(dim=-1)
 
 
+#: Crystals per batch and generator seed of the sigma_hat_t estimate (part of its cache key, model.fit_statistics).
+NORM_BATCH_SIZE, NORM_SEED = 64, 0
+
+
 def fit_distance_std(train: Sequence[Data], process, cutoff: float, max_neighbors: int | None, crystals: int,
-                     batch_size: int = 64, seed: int = 0) -> Tensor:
+                     batch_size: int = NORM_BATCH_SIZE, seed: int = NORM_SEED) -> Tensor:
     """sigma_hat_t for t = 0..T (index 0 unused, 1): the empirical std of d_tilde_e - d_hat_e over the edges of
     noisy copies of the training crystals at level t (appendix B: "manually perturbing all materials ... and
     calculating the empirical standard deviation"). Deterministic: the first ``crystals`` of a seeded permutation,
