@@ -14,14 +14,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from provenance import load_average  # bench/ is the script's folder
+from provenance import commit, load_average  # bench/ is the script's folder
 
 
 def run_step(name: str, cmd: list[str], done: Path, log: Path | None = None) -> dict[str, object]:
     """Run ``cmd`` unless ``done`` exists; its output goes to ``log`` (else to this process's), one OpenMP thread.
 
-    Returns the command with its wall and CPU seconds (the child and every process it waited for, e.g. torchrun's
-    workers), or that it was skipped. A failure stops the chain with the command and the log to read."""
+    Returns the command, the commit it ran on (the steps of a continued chain can span commits), and its wall and CPU
+    seconds (the child and every process it waited for, e.g. torchrun's workers), or that it was skipped. A failure stops the chain with the command and the log to read."""
     if done.exists():
         print(f"[{name}] {done} exists: not repeated", flush=True)
         return {"command": shlex.join(cmd), "skipped": f"{done} existed"}
@@ -39,7 +39,7 @@ def run_step(name: str, cmd: list[str], done: Path, log: Path | None = None) -> 
     code = process.returncode
     if code != 0:
         raise SystemExit(f"[{name}] failed with exit code {code}: {shlex.join(cmd)}" + (f"; see {log}" if log else ""))
-    return {"command": shlex.join(cmd), "wall_s": round(time.perf_counter() - wall, 1),
+    return {"command": shlex.join(cmd), "commit": commit(), "wall_s": round(time.perf_counter() - wall, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "load_average_after": load_average()}
 
 

@@ -13,6 +13,7 @@ import torch
 
 from crystalgen import Condition
 from crystalgen_gemsdiff.denoiser import GemsNetDenoiser
+from crystalgen_gemsdiff.lattice_coords import coords_to_lattice, lattice_to_coords
 
 SIZES = {"knn": 8, "hidden": 16, "features": 16, "lattice_hidden": 16, "num_blocks": 2, "emb_trip": 8,
          "emb_bilinear": 8, "emb_rbf": 8, "emb_cbf": 8, "num_radial": 16, "num_spherical": 5}
@@ -113,3 +114,23 @@ def test_the_step_embedding_conditions_on_t_and_can_be_switched_off():
         torch.manual_seed(0)
         blind = GemsNetDenoiser(num_elements=30, num_steps=100, step_embedding=False, **SIZES).double().eval()
         assert torch.equal(blind.act(lattice, frac, t, condition)[1], blind.act(lattice, frac, t + 5, condition)[1])
+
+
+def test_decoding_from_a_flat_noisy_cell_keeps_its_thin_side():
+    """Early in the chain the unit-cube prior gives cells like 100 A x 4 A x 0.002 A. In float32 (training's dtype)
+    the polar log of L_t exp(Y) lost the thin side, and the cell came out flat (volume ~1e-13), which made the
+    training loss of ablation (a) NaN on MP-20; the result must keep det(L_t exp(Y)) = det(L_t) e^tr(Y)."""
+    _, frac, t, condition = crystals()
+    q = rotation(False)
+    flat = (q @ torch.diag(torch.tensor([100.0, 4.0, 0.002], dtype=torch.float64))).expand(2, 3, 3)  # metric not diagonal
+    net = network("noisy").float()
+    state = {"frac_coords": frac.float(), "lattice": lattice_to_coords(flat).float()}
+    with torch.no_grad():
+        y, _ = net.act(coords_to_lattice(state["lattice"]), state["frac_coords"], t, condition)
+        out = net(state, t, condition)
+    volume = torch.linalg.det(coords_to_lattice(out["lattice"].double())).abs()
+    expected = torch.linalg.det(coords_to_lattice(state["lattice"].double())).abs() * torch.exp(
+        torch.diagonal(y.double(), dim1=-2, dim2=-1).sum(-1))
+    assert torch.allclose(expected, torch.full_like(expected, 0.8), rtol=0.5)  # the cell really is this flat
+    assert torch.isfinite(out["lattice"]).all() and torch.isfinite(out["frac_coords"]).all()
+    assert torch.allclose(volume, expected, rtol=1e-3)

@@ -131,10 +131,13 @@ class GemsNetDenoiser(Denoiser):
         action, displacement = self.act(lattice_t, x_t, t, condition)
         if self.decode_from == "identity":
             coords = algebra_to_gl3_coords(action)
-        else:  # rho' = exp(Y) acting on rho_t (rows: L' = L_t exp(Y)), in its polar form; y_x back to fractional
-            crystal = condition.data["crystal"]
-            displacement = torch.linalg.solve(lattice_t[crystal].transpose(-1, -2), displacement.unsqueeze(-1)).squeeze(-1)
-            coords = algebra_to_gl3_coords(spd_log(lattice_t @ torch.linalg.matrix_exp(action)))
+        else:  # rho' = exp(Y) acting on rho_t (rows: L' = L_t exp(Y)), in its polar form; y_x back to fractional.
+            # In float64: early in the chain a noisy cell can be 100 A by 0.002 A, and float32 loses its thin side
+            # (the metric's small eigenvalue is below float32's resolution of the large one), giving a flat cell.
+            crystal, cell = condition.data["crystal"], lattice_t.double()
+            displacement = torch.linalg.solve(cell[crystal].transpose(-1, -2),
+                                              displacement.double().unsqueeze(-1)).squeeze(-1).to(x_t.dtype)
+            coords = algebra_to_gl3_coords(spd_log(cell @ torch.linalg.matrix_exp(action.double()))).to(action.dtype)
         coords = torch.cat([torch.zeros_like(coords[..., ROTATION]), coords[..., ROTATION.stop:]], dim=-1)
         return {"frac_coords": x_t + displacement, "lattice": coords}
 
