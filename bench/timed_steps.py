@@ -21,7 +21,8 @@ def run_step(name: str, cmd: list[str], done: Path, log: Path | None = None) -> 
     """Run ``cmd`` unless ``done`` exists; its output goes to ``log`` (else to this process's), one OpenMP thread.
 
     Returns the command, the commit it ran on (the steps of a continued chain can span commits), and its wall and CPU
-    seconds (the child and every process it waited for, e.g. torchrun's workers), or that it was skipped. A failure stops the chain with the command and the log to read."""
+    seconds (the child and every process it waited for, e.g. torchrun's workers), or that it was skipped. A failure
+    stops the chain with the command and the log to read."""
     if done.exists():
         print(f"[{name}] {done} exists: not repeated", flush=True)
         return {"command": shlex.join(cmd), "skipped": f"{done} existed"}
