@@ -52,6 +52,7 @@ from metrics import (  # noqa: E402 - bench/metrics.py, the CDVAE-protocol imple
     serial_crystals,
     serial_metrics,
 )
+from provenance import commit  # noqa: E402
 
 STRUCT_CUTOFF, COMP_CUTOFF = 0.4, 10.0  # CDVAE's MP-20 COV cutoffs
 N_PROPERTY_SAMPLES, SEED = 1000, 0
@@ -207,14 +208,6 @@ def _wall(fn) -> tuple:
 def max_difference(a: dict, b: dict) -> float:
     keys = [k for k in a if k in b and a[k] is not None and b[k] is not None]
     return max(abs(float(a[k]) - float(b[k])) for k in keys)
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
