@@ -27,7 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "plugins" / "symmcd" / "tests"))
 from provenance import provenance  # noqa: E402
-from symmcd_testdata import load_small_config, prototype_crystals  # noqa: E402
+from symmcd_testdata import (  # noqa: E402
+    TRAIN_STEPS,
+    load_small_config,
+    prototype_crystals,
+    train_small_model,
+)
 from test_symmcd_model import (  # noqa: E402
     generate,
     invariant_under,
@@ -36,30 +41,8 @@ from test_symmcd_model import (  # noqa: E402
     structurally_valid,
 )
 
-from crystalgen.data.crystal import collate  # noqa: E402
 from crystalgen.samplers import AncestralSampler, DDIMSampler, PredictorCorrectorSampler  # noqa: E402
 from crystalgen_symmcd.model import SymmCD  # noqa: E402
-
-TRAIN_STEPS = 150  # as plugins/symmcd/tests/conftest.py
-
-
-def trained_model(items: list, steps: int) -> SymmCD:
-    """The small preset's model after ``steps`` Adam steps on the prototype crystals, as the tests' fixture."""
-    torch.manual_seed(0)
-    model = SymmCD(load_small_config().model)
-    model.fit_statistics(items)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(steps):
-        order = torch.randperm(len(items), generator=generator)[:32]
-        loss = model.training_loss(collate([items[i] for i in order]))["loss"]
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
-        optimiser.step()
-    model.eval()
-    return model
 
 
 def symmetry_counts(model: SymmCD, sampler, n: int, seed: int) -> dict[str, object]:
@@ -87,8 +70,8 @@ def main() -> None:
     items = [transform(s) for s in prototype_crystals()]
     tested = {"ancestral_100": AncestralSampler(steps=100), "ddim_10": DDIMSampler(steps=10)}
     others = {"pc_100_snr016": PredictorCorrectorSampler(steps=100, snr=0.16), "ancestral_1000": AncestralSampler(steps=1000)}
-    untrained = trained_model(items, 0)
-    model = trained_model(items, TRAIN_STEPS)
+    untrained = train_small_model(items, 0)
+    model = train_small_model(items, TRAIN_STEPS)
     result: dict[str, object] = {
         "train_steps": TRAIN_STEPS, "train_crystals": len(items),
         "trained": {name: symmetry_counts(model, s, args.n, 0) for name, s in {**tested, **others}.items()},

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from symmcd_testdata import load_small_config, prototype_crystals
+from symmcd_testdata import load_small_config, prototype_crystals, train_small_model
 
-from crystalgen.data.crystal import collate
 from crystalgen_symmcd.model import SymmCD
-
-TRAIN_STEPS = 150
 
 
 @pytest.fixture(autouse=True)
@@ -36,22 +33,9 @@ def prototype_items():
 
 @pytest.fixture(scope="session")
 def trained_model(prototype_items):
-    """The small preset's model trained for TRAIN_STEPS steps on the prototype crystals (batch 32, Adam 1e-3)."""
+    """The small preset's model trained on the prototype crystals (symmcd_testdata.train_small_model), once."""
     old_threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = SymmCD(load_small_config().model)
-    model.fit_statistics(prototype_items)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(TRAIN_STEPS):
-        order = torch.randperm(len(prototype_items), generator=generator)[:32]
-        loss = model.training_loss(collate([prototype_items[i] for i in order]))["loss"]
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
-        optimiser.step()
-    model.eval()
+    model = train_small_model(prototype_items)
     torch.set_num_threads(old_threads)
     return model

@@ -50,3 +50,32 @@ def load_small_config():
     from importlib import resources
 
     return OmegaConf.create(resources.files("crystalgen_symmcd.configs").joinpath("small.yaml").read_text())
+
+
+#: Adam steps of the tests' small model (and of bench/symmcd_sampler_symmetry.py, which reports on the same model)
+TRAIN_STEPS = 150
+
+
+def train_small_model(items: list, steps: int = TRAIN_STEPS):
+    """The small preset's model after ``steps`` Adam steps (lr 1e-3, batch 32, values clipped at 0.5) on ``items``,
+    seeded, in eval mode. Run with one torch thread for the speed the tests assume."""
+    import torch
+
+    from crystalgen.data.crystal import collate
+    from crystalgen_symmcd.model import SymmCD
+
+    torch.manual_seed(0)
+    model = SymmCD(load_small_config().model)
+    model.fit_statistics(items)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        order = torch.randperm(len(items), generator=generator)[:32]
+        loss = model.training_loss(collate([items[i] for i in order]))["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
+        optimiser.step()
+    model.eval()
+    return model
