@@ -20,7 +20,11 @@ Default arms (``--arm NAME=KEY=VALUE [KEY=VALUE ...]`` replaces them; ``NAME=`` 
                                                                 ablation (a): decode from the noisy cell (eq. 9c)
     matrix      model.lattice_space=matrix                      ablation (d): DDPM on the cell's 9 entries
     torus6e3    model.processes.frac_coords.beta_end=6.0e-3     the unmixed torus at T: sigma_T 0.309 -> 0.510
-Compare noisy_cell with unit_cube (the direction of Table 4's (a)), matrix and torus6e3 with paper.
+    paper_seed1 trainer.seed=1                                  the preset again with another initialisation and data
+                                                                order (same sampler seed): how far two trainings of
+                                                                one arm differ, the scale any difference must beat
+Compare noisy_cell with unit_cube (the direction of Table 4's (a)), matrix and torus6e3 with paper, and each
+difference with the one between paper and paper_seed1.
 
 Steps per arm (each a command, printed and recorded with its wall and CPU time; a step whose output exists is
 skipped, so the same command continues an interrupted run; an interrupted training resumes from its last.ckpt):
@@ -36,13 +40,11 @@ skipped, so the same command continues an interrupted run; an interrupted traini
                   the reference's are computed once, about 2 CPU-minutes, then cached)
 
 Arm length and cost of the defaults (``--epochs 10``, all 11,249 rows of the shared MP-20 training split: 352 steps
-of 32 crystals per epoch, 3,520 per arm; 1,000 compositions). Training costs 0.24 to 0.27 CPU-seconds per step (the
-difference of 40-step and 4-step trainings of each arm, one thread, at the lowest priority on the shared machine:
-bench/results/gemsdiff_ablation_probe_{4,40}steps.json, the noisy cell's arm in ..._40steps_noisy_cell.json), so
-about 15 CPU-minutes per arm; sampling 1,000 crystals at T = 100 about 8 (24 CPU-s per 50 crystals,
-bench/results/gemsdiff_sampling_mp20_short.json), CSP matching and the generation metrics a few more: about 26
-CPU-minutes per arm. Five arms, two at a time on 2 cores (``--jobs 2``), take about 80 minutes. A longer arm scales
-the training part only (about 1.5 CPU-minutes per epoch).
+of 32 crystals per epoch, 3,520 per arm; 1,000 compositions), as measured on 2 cores with two arms side by side
+(bench/results/gemsdiff_ablation_mp20_2026-12-07.json): training about 690 CPU-seconds per arm (0.2 per step),
+CSP about 215 (sampling at T = 100 and matching), the generation metrics seconds once CHGNet has seen the reference
+(about 2 CPU-minutes, once, cached). Six arms, two at a time (``--jobs 2``), take about 50 minutes. A longer arm
+scales the training part only (about 70 CPU-seconds per epoch).
 
 Usage, from the repository root (2-core CPU, nothing else heavy running; CRYSTALGEN_DATA set):
     OMP_NUM_THREADS=1 python bench/gemsdiff_ablation.py --work runs/gemsdiff-ablation-mp20 --jobs 2 \\
@@ -68,7 +70,8 @@ from timed_steps import run_step, training_summary
 RECORDED = (*PACKAGES, "crystalgen-gemsdiff")
 ARMS = {"paper": [], "unit_cube": ["model.volume_prior=false"],
         "noisy_cell": ["model.denoiser.decode_from=noisy", "model.volume_prior=false"],
-        "matrix": ["model.lattice_space=matrix"], "torus6e3": ["model.processes.frac_coords.beta_end=6.0e-3"]}
+        "matrix": ["model.lattice_space=matrix"], "torus6e3": ["model.processes.frac_coords.beta_end=6.0e-3"],
+        "paper_seed1": ["trainer.seed=1"]}
 GENERATION_METRICS = "validity,wdist_density,wdist_num_elems,wdist_prop,fcd"  # Table 4's columns, CHGNet for ALIGNN
 KEPT = ("n_samples", "valid", "struct_valid", "comp_valid", "wdist_density", "wdist_density_n", "wdist_num_elems",
         "wdist_num_elems_n", "wdist_prop", "wdist_prop_n", "fcd", "fcd_n", "match_rate@1", "rms_dist@1", "csp_n_matched@1", "csp_n")
@@ -125,7 +128,7 @@ def kept(path: Path) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arm", action="append", help="NAME=KEY=VALUE [KEY=VALUE ...] (repeatable; default: 5 arms)")
+    parser.add_argument("--arm", action="append", help="NAME=KEY=VALUE [KEY=VALUE ...] (repeatable; default: the 6 arms above)")
     parser.add_argument("--data", default="mp_20")
     parser.add_argument("--epochs", type=int, default=10, help="fixed number of training epochs of every arm")
     parser.add_argument("--train-rows", type=int, default=0, help="first N training crystals (0: all)")
