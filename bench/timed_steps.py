@@ -27,6 +27,7 @@ def run_step(name: str, cmd: list[str], done: Path, log: Path | None = None) -> 
         print(f"[{name}] {done} exists: not repeated", flush=True)
         return {"command": shlex.join(cmd), "skipped": f"{done} existed"}
     print(f"[{name}] {shlex.join(cmd)}" + (f" > {log}" if log else ""), flush=True)
+    code_commit = commit()  # at the start: the checkout may move on while a long step runs
     wall = time.perf_counter()
     out = log.open("w") if log else None
     try:
@@ -40,7 +41,7 @@ def run_step(name: str, cmd: list[str], done: Path, log: Path | None = None) -> 
     code = process.returncode
     if code != 0:
         raise SystemExit(f"[{name}] failed with exit code {code}: {shlex.join(cmd)}" + (f"; see {log}" if log else ""))
-    return {"command": shlex.join(cmd), "commit": commit(), "wall_s": round(time.perf_counter() - wall, 1),
+    return {"command": shlex.join(cmd), "commit": code_commit, "wall_s": round(time.perf_counter() - wall, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "load_average_after": load_average()}
 
 
