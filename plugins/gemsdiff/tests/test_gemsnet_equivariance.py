@@ -13,7 +13,7 @@ import torch
 
 from crystalgen import Condition
 from crystalgen_gemsdiff.denoiser import GemsNetDenoiser
-from crystalgen_gemsdiff.lattice_coords import coords_to_lattice, lattice_to_coords
+from crystalgen_gemsdiff.lattice_coords import MIN_SINGULAR, coords_to_lattice, lattice_to_coords
 
 SIZES = {"knn": 8, "hidden": 16, "features": 16, "lattice_hidden": 16, "num_blocks": 2, "emb_trip": 8,
          "emb_bilinear": 8, "emb_rbf": 8, "emb_cbf": 8, "num_radial": 16, "num_spherical": 5}
@@ -119,10 +119,11 @@ def test_the_step_embedding_conditions_on_t_and_can_be_switched_off():
 def test_decoding_from_a_flat_noisy_cell_keeps_its_thin_side():
     """Early in the chain the unit-cube prior gives cells like 100 A x 4 A x 0.002 A. In float32 (training's dtype)
     the polar log of L_t exp(Y) lost the thin side, and the cell came out flat (volume ~1e-13), which made the
-    training loss of ablation (a) NaN on MP-20; the result must keep det(L_t exp(Y)) = det(L_t) e^tr(Y)."""
+    training loss of ablation (a) NaN on MP-20; the result must keep det(L_t exp(Y)) = det(L_t) e^tr(Y) (here for
+    a thin side above MIN_SINGULAR, below which the decoded cell is raised on purpose)."""
     _, frac, t, condition = crystals()
     q = rotation(False)
-    flat = (q @ torch.diag(torch.tensor([100.0, 4.0, 0.002], dtype=torch.float64))).expand(2, 3, 3)  # metric not diagonal
+    flat = (q @ torch.diag(torch.tensor([200.0, 4.0, 0.15], dtype=torch.float64))).expand(2, 3, 3)  # metric not diagonal
     net = network("noisy").float()
     state = {"frac_coords": frac.float(), "lattice": lattice_to_coords(flat).float()}
     with torch.no_grad():
@@ -131,6 +132,21 @@ def test_decoding_from_a_flat_noisy_cell_keeps_its_thin_side():
     volume = torch.linalg.det(coords_to_lattice(out["lattice"].double())).abs()
     expected = torch.linalg.det(coords_to_lattice(state["lattice"].double())).abs() * torch.exp(
         torch.diagonal(y.double(), dim1=-2, dim2=-1).sum(-1))
-    assert torch.allclose(expected, torch.full_like(expected, 0.8), rtol=0.5)  # the cell really is this flat
+    assert torch.allclose(expected, torch.full_like(expected, 120.0), rtol=0.5)  # the cell really is this flat
     assert torch.isfinite(out["lattice"]).all() and torch.isfinite(out["frac_coords"]).all()
     assert torch.allclose(volume, expected, rtol=1e-3)
+
+
+def test_a_collapsing_action_on_the_noisy_cell_still_gives_a_cell(monkeypatch):
+    """Y read from a noisy cell's Angstrom-sized edges can be large enough that L_t exp(Y) is singular even in
+    float64 (ablation (a)'s loss went NaN at step 799 on MP-20); the decoded cell keeps singular values of at
+    least MIN_SINGULAR instead of collapsing."""
+    lattice, frac, t, condition = crystals()
+    net = network("noisy").float()
+    collapse = torch.diag(torch.tensor([-60.0, 0.0, 0.0])).expand(2, 3, 3)
+    monkeypatch.setattr(net, "act", lambda *args: (collapse, torch.zeros(7, 3)))
+    with torch.no_grad():
+        out = net({"frac_coords": frac.float(), "lattice": lattice_to_coords(lattice).float()}, t, condition)
+    singular = torch.linalg.svdvals(coords_to_lattice(out["lattice"].double()))
+    assert torch.isfinite(out["lattice"]).all()
+    assert singular.min() >= MIN_SINGULAR * (1 - 1e-5)

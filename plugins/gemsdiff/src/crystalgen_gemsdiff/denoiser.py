@@ -35,7 +35,7 @@ from crystalgen import (
     sinusoidal_embedding,
 )
 from crystalgen_gemsdiff.lattice_action import triplet_fields
-from crystalgen_gemsdiff.lattice_coords import ROTATION, coords_to_lattice, spd_log
+from crystalgen_gemsdiff.lattice_coords import MIN_SINGULAR, ROTATION, coords_to_lattice, spd_log
 
 DECODE_FROM = ("identity", "noisy")
 
@@ -134,10 +134,14 @@ class GemsNetDenoiser(Denoiser):
         else:  # rho' = exp(Y) acting on rho_t (rows: L' = L_t exp(Y)), in its polar form; y_x back to fractional.
             # In float64: early in the chain a noisy cell can be 100 A by 0.002 A, and float32 loses its thin side
             # (the metric's small eigenvalue is below float32's resolution of the large one), giving a flat cell.
+            # Y read from a noisy cell's Angstrom-sized edges can be large enough that L_t exp(Y) is singular even
+            # in float64 (the arm's loss went NaN at step 799 on MP-20): its singular values are raised to
+            # MIN_SINGULAR, as for ablation (d)'s noisy matrices.
             crystal, cell = condition.data["crystal"], lattice_t.double()
             displacement = torch.linalg.solve(cell[crystal].transpose(-1, -2),
                                               displacement.double().unsqueeze(-1)).squeeze(-1).to(x_t.dtype)
-            coords = algebra_to_gl3_coords(spd_log(cell @ torch.linalg.matrix_exp(action.double()))).to(action.dtype)
+            coords = algebra_to_gl3_coords(spd_log(cell @ torch.linalg.matrix_exp(action.double()), MIN_SINGULAR))
+            coords = coords.to(action.dtype)
         coords = torch.cat([torch.zeros_like(coords[..., ROTATION]), coords[..., ROTATION.stop:]], dim=-1)
         return {"frac_coords": x_t + displacement, "lattice": coords}
 
