@@ -192,3 +192,31 @@ def test_an_unfinished_output_folder_is_marked_partial_and_a_finished_one_is_not
     with pytest.raises(KeyboardInterrupt), partial_outputs(untouched, "evaluate"):
         raise KeyboardInterrupt
     assert not untouched.exists()
+
+
+HANGING_VERB = '''
+import os, signal, sys, threading, types
+import crystalgen.cli.main as cli
+
+def run(args):
+    threading.Thread(target=threading.Event().wait).start()  # not a daemon: the exit joins it, and it never ends
+    os.kill(os.getpid(), signal.SIGINT)
+    threading.Event().wait(60)
+    return 0
+
+verb = types.ModuleType("hanging_verb")
+verb.add_arguments, verb.run = (lambda parser: None), run
+sys.modules["hanging_verb"] = verb
+cli.VERBS["hang"] = "hanging_verb"
+raise SystemExit(cli.main(["hang"]))
+'''
+
+
+def test_a_stopped_verb_exits_even_when_a_thread_would_block_the_exit(tmp_path):
+    """`data prepare` printed that SIGINT stopped it and then never exited: Python's exit joins each process pool's
+    manager thread, and one whose worker was killed while sending a result waits for the rest of it for ever. The
+    same situation, every time: a thread that the interpreter's exit would wait for without end."""
+    process = subprocess.run([sys.executable, "-c", HANGING_VERB], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "CRYSTALGEN_CACHE": str(tmp_path / "cache")})
+    assert process.returncode == 130, process.stderr[-2000:]
+    assert "crystalgen hang: stopped by SIGINT" in process.stderr

@@ -65,12 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from crystalgen.cli.errors import run_reporting_errors
-    from crystalgen.cli.stopping import stop_cleanly
+    from crystalgen.cli.stopping import exit_after_signal, stop_cleanly
     from crystalgen.runner.allocator import keep_freed_memory
 
     keep_freed_memory()
     with stop_cleanly():
-        return run_reporting_errors(_with_file_limit(modules[args.verb].run), args)
+        code = run_reporting_errors(_with_file_limit(modules[args.verb].run), args)
+    exit_after_signal(code)
+    return code
 
 
 def _with_file_limit(verb: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

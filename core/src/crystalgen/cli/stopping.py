@@ -6,7 +6,9 @@ signals end every worker process this process started first (``multiprocessing.a
 forkserver workers alike), then raise in the main thread, so ``finally`` blocks and :func:`partial_outputs` run and
 the verb exits with 128 + the signal number. A forked worker that inherited the handler dies of the signal instead.
 A signal that arrives while workers are being started waits until they all are (crystalgen.worker_start), so that
-none is left out of the ones ended.
+none is left out of the ones ended. Once the verb has cleaned up, :func:`exit_after_signal` leaves without Python's
+exit-time joins: a process pool's manager thread whose worker was killed while sending a result waits for the rest
+of that message for ever, and the interpreter's exit joins that thread.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ PARTIAL = "PARTIAL"
 
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread (a BaseException, like KeyboardInterrupt: only cleanup code sees it)."""
+
+
+#: The signal that stopped this process through :func:`stop_cleanly`'s handler (None: no signal).
+_stopped_by: int | None = None
 
 
 def end_workers(grace: float = 5.0) -> None:
@@ -52,6 +58,8 @@ def _handler(owner: int) -> Callable[[int, FrameType | None], None]:
             return
         if hold(signum):  # a worker is being started: act once it is known (crystalgen.worker_start)
             return
+        global _stopped_by
+        _stopped_by = signum
         signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the cleanup below
         end_workers()
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
@@ -69,6 +77,20 @@ def stop_cleanly() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def exit_after_signal(code: int) -> None:
+    """When a signal stopped the verb (its cleanup has run: workers ended, outputs marked), flush the standard streams
+    and exit with ``code`` at once. Python's normal exit joins every process pool's manager thread, and the thread of
+    a pool whose worker was killed in the middle of sending a result waits for the rest of it for ever (the parent
+    holds the pipe's other end, so no end-of-file comes): the verb printed that it stopped and then never exited.
+    Without a signal this returns and the interpreter exits normally."""
+    if _stopped_by is None:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream must not keep the process alive
+            stream.flush()
+    os._exit(code)
 
 
 def _cause(exc: BaseException) -> str:
