@@ -176,13 +176,14 @@ def test_non_finite_samples_and_failing_batches_are_counted_not_fatal(run_dir, t
 
     def sabotaged(self, state, t, condition):
         """Batch 1: NaN lattice at the last step (a non-finite output). Batch 2: NaN everywhere from the start,
-        so the categorical step raises. Batch 3: untouched."""
+        so the categorical step raises; so do its two halves, sampled again one crystal each (calls 3 and 4).
+        Batch 3 (call 5): untouched."""
         prediction = original(self, state, t, condition)
         if int(t[0]) == self.num_steps:
             calls["batch"] += 1
         if calls["batch"] == 1 and int(t[0]) == 1:
             return {**prediction, "lattice": torch.full_like(prediction["lattice"], float("nan"))}
-        if calls["batch"] == 2:
+        if 2 <= calls["batch"] <= 4:
             return {k: torch.full_like(v, float("nan")) for k, v in prediction.items()}
         return prediction
 
@@ -197,6 +198,7 @@ def test_non_finite_samples_and_failing_batches_are_counted_not_fatal(run_dir, t
     counts = json.loads((out / "sampling.json").read_text())["counts"]
     assert counts["requested"] == 6 and counts["ok"] == 2
     assert counts["failed_by_reason"] == {"non-finite lattice": 2, "sampling failed": 2}
+    assert calls["batch"] == 5
 
 
 def test_when_every_batch_fails_the_reasons_are_written_and_the_error_is_one_line(run_dir, tmp_path, monkeypatch,

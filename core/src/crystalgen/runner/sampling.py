@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +44,11 @@ def generate(model: GenerativeModel, sampler: Sampler, num_samples: int, batch_s
     instead; otherwise every batch is sized for the largest crystal the model can draw (MemoryBudgetError when not
     even one fits).
 
-    Crystals the decoder cannot build are returned with their reason; a batch whose sampling or decoding raises
-    (e.g. NaN probabilities) fails only its own crystals, with the error as reason. Even when every batch fails the
-    result comes back, so that the caller can write the reasons down before it reports the failure.
+    Crystals the decoder cannot build are returned with their reason. A batch whose sampling raises (e.g. NaN
+    probabilities, a collapsed cell the neighbour search refuses) is sampled again in halves, so that the failure
+    stays with the crystals that cause it (:func:`confine_failures`); a batch whose decoding raises fails only its
+    own crystals. Failed crystals carry the error as their reason. Even when every batch fails the result comes back,
+    so that the caller can write the reasons down before it reports the failure.
     """
     conditions = conditions or Conditions.none(num_samples)
     if conditions.count != num_samples:
@@ -65,29 +68,76 @@ def generate(model: GenerativeModel, sampler: Sampler, num_samples: int, batch_s
     bar = tqdm(total=num_samples, desc="sampling", unit="crystal", disable=not show_progress, dynamic_ncols=True)
     model.eval()
     bar.update(len(refused))
-    for start, stop in batches:
+
+    def sample_and_decode(start: int, stop: int) -> list[Decoded]:
         request = conditions.request(start, stop, options)
-        try:
-            with torch.no_grad(), autocast(device, precision):
-                tick = time.perf_counter()
-                condition = model.prepare_sampling(request)
-                timings["prepare"] += time.perf_counter() - tick
-                tick = time.perf_counter()
-                state = sampler.run(model.as_sampling_model(), condition, generator=generator, progress=_step_reporter(bar))
-                timings["sampler"] += time.perf_counter() - tick
-        except (RuntimeError, ValueError, FloatingPointError) as exc:  # e.g. NaN probabilities in a categorical step
-            log.warning("sampling crystals %d-%d failed (%s: %s); continuing with the next batch",
-                        start, stop - 1, type(exc).__name__, exc)
-            decoded[start:stop] = [Decoded(None, f"sampling failed: {type(exc).__name__}: {exc}") for _ in range(start, stop)]
-            bar.update(stop - start)
-            continue
+        with torch.no_grad(), autocast(device, precision):
+            tick = time.perf_counter()
+            condition = model.prepare_sampling(request)
+            timings["prepare"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            state = sampler.run(model.as_sampling_model(), condition, generator=generator, progress=_step_reporter(bar))
+            timings["sampler"] += time.perf_counter() - tick
         tick = time.perf_counter()
-        decoded[start:stop] = _decode(model, state, condition, stop - start)
+        out = _decode(model, state, condition, stop - start)
         timings["decode"] += time.perf_counter() - tick
+        return out
+
+    for start, stop in batches:
+        decoded[start:stop] = confine_failures(sample_and_decode, start, stop, generator)
         bar.update(stop - start)
     bar.close()
     return Generated([d for d in decoded if d is not None], time.perf_counter() - started, len(batches), batch_size,
                      timings)
+
+
+#: What a failing sampling step raises (NaN probabilities in a categorical step, a cell the neighbour search
+#: refuses, a linear-algebra routine that does not converge): a crystal's failure, not a bug of the caller.
+SAMPLING_ERRORS = (RuntimeError, ValueError, FloatingPointError)
+#: Re-sampling after a failure may cost at most this many times the failed batch's crystals.
+RETRY_FACTOR = 2
+
+
+def confine_failures(run: Callable[[int, int], list[Decoded]], start: int, stop: int,
+                     generator: torch.Generator) -> list[Decoded]:
+    """``run(start, stop)``; when it raises, the crystals are sampled again in halves, breadth first, and each half
+    that fails again in halves, so that one crystal whose chain breaks (a collapsed cell, NaN) fails alone instead of
+    taking its whole batch with it. Re-sampling stops after RETRY_FACTOR times the batch's crystals (a failure that
+    every crystal shares costs no more than that); crystals left failing get the error as their reason. The random
+    streams continue afterwards from where the first attempt left them, so the later batches are those of a run
+    without retries. Re-sampled crystals are new draws: their noise is not the noise of the failed attempt."""
+    try:
+        return run(start, stop)
+    except SAMPLING_ERRORS as exc:
+        error: BaseException = exc
+    after_first = (generator.get_state(), torch.get_rng_state())
+    log.warning("sampling crystals %d-%d failed (%s: %s); sampling them again in halves", start, stop - 1,
+                type(error).__name__, error)
+    out: dict[int, Decoded] = {}
+    pending: list[tuple[int, int]] = []
+    failing = [(start, stop, error)]
+    budget, lost = RETRY_FACTOR * (stop - start), 0
+    while failing or pending:
+        for a, b, cause in failing:
+            if b - a > 1 and budget >= b - a:
+                budget -= b - a
+                pending += [(a, (a + b) // 2), ((a + b) // 2, b)]
+            else:
+                reason = f"sampling failed: {type(cause).__name__}: {cause}"
+                out.update({i: Decoded(None, reason) for i in range(a, b)})
+                lost += b - a
+        failing = []
+        if pending:
+            a, b = pending.pop(0)
+            try:
+                out.update(zip(range(a, b), run(a, b), strict=True))
+            except SAMPLING_ERRORS as again:
+                failing.append((a, b, again))
+    generator.set_state(after_first[0])
+    torch.set_rng_state(after_first[1])
+    log.warning("crystals %d-%d: %d of %d sampled after the failure", start, stop - 1, stop - start - lost,
+                stop - start)
+    return [out[i] for i in range(start, stop)]
 
 
 def condition_batches(model: GenerativeModel, conditions: Conditions, batch_size: int,
@@ -133,5 +183,6 @@ def _decode(model: GenerativeModel, state, condition, expected: int) -> list[Dec
         log.warning("decoding a batch of %d crystals raised %s: %s", expected, type(exc).__name__, exc)
         return [Decoded(None, f"decoder raised {type(exc).__name__}: {exc}") for _ in range(expected)]
     if len(batch) != expected:
-        raise RuntimeError(f"model {model.name!r} decoded {len(batch)} crystals for a batch of {expected}")
+        # a broken contract, not a crystal's failure: TypeError is not retried as one (SAMPLING_ERRORS)
+        raise TypeError(f"model {model.name!r} decoded {len(batch)} crystals for a batch of {expected}")
     return batch
