@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,16 @@ def counted_reads(monkeypatch) -> list[str]:
     monkeypatch.setattr(EmbeddedDataset, "load", counting)
     return reads
 
+
+
+#: .ci/run names a file here that pytest writes only when its session ends normally.
+SESSION_END_ENV = "CRYSTALGEN_PYTEST_SESSION_END"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the exit status to $CRYSTALGEN_PYTEST_SESSION_END: a process that ends the test process early (an
+    ``os._exit`` in code under test once did, with status 0, at 83 % of the suite) leaves no file, and .ci/run fails
+    on that instead of reporting the shortened run as passed."""
+    marker = os.environ.get(SESSION_END_ENV)
+    if marker:
+        Path(marker).write_text(f"{exitstatus}\n")

@@ -220,3 +220,30 @@ def test_a_stopped_verb_exits_even_when_a_thread_would_block_the_exit(tmp_path):
                              env={**os.environ, "CRYSTALGEN_CACHE": str(tmp_path / "cache")})
     assert process.returncode == 130, process.stderr[-2000:]
     assert "crystalgen hang: stopped by SIGINT" in process.stderr
+
+
+EMBEDDING_PROGRAM = """
+import os, signal, time
+from crystalgen.cli.main import main
+from crystalgen.cli.stopping import stop_cleanly
+
+try:
+    with stop_cleanly() as first:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(10)
+except KeyboardInterrupt:
+    print("first block stopped by", first.signal)
+code = main(["list"])
+print("still running after main returned", code)
+"""
+
+
+def test_a_signal_handled_in_an_earlier_block_does_not_end_a_later_verb(tmp_path):
+    """The exit after a signal once ended the pytest process itself, with code 0, a fifth of the suite before its
+    end: a test had handled a SIGINT in process, and every later in-process `main()` took it for its own stop. Here
+    a program does the same: a handled SIGINT, then a verb through `main()`; the program must go on."""
+    process = subprocess.run([sys.executable, "-c", EMBEDDING_PROGRAM], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "CRYSTALGEN_CACHE": str(tmp_path / "cache")})
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert f"first block stopped by {int(signal.SIGINT)}" in process.stdout
+    assert "still running after main returned 0" in process.stdout

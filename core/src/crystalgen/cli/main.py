@@ -69,9 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from crystalgen.runner.allocator import keep_freed_memory
 
     keep_freed_memory()
-    with stop_cleanly():
+    with stop_cleanly() as stopped:
         code = run_reporting_errors(_with_file_limit(modules[args.verb].run), args)
-    exit_after_signal(code)
+    exit_after_signal(stopped, code)
     return code
 
 

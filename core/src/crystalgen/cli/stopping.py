@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -31,8 +32,12 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread (a BaseException, like KeyboardInterrupt: only cleanup code sees it)."""
 
 
-#: The signal that stopped this process through :func:`stop_cleanly`'s handler (None: no signal).
-_stopped_by: int | None = None
+@dataclass
+class Stopped:
+    """The signal that stopped one :func:`stop_cleanly` block (None while none has). One record per block, so that
+    a signal handled in an earlier block (a test, an embedding program) says nothing about a later one."""
+
+    signal: int | None = None
 
 
 def end_workers(grace: float = 5.0) -> None:
@@ -48,7 +53,7 @@ def end_workers(grace: float = 5.0) -> None:
             child.join(1.0)
 
 
-def _handler(owner: int) -> Callable[[int, FrameType | None], None]:
+def _handler(owner: int, record: Stopped) -> Callable[[int, FrameType | None], None]:
     def stop(signum: int, frame: FrameType | None) -> None:
         from crystalgen.worker_start import hold
 
@@ -58,8 +63,7 @@ def _handler(owner: int) -> Callable[[int, FrameType | None], None]:
             return
         if hold(signum):  # a worker is being started: act once it is known (crystalgen.worker_start)
             return
-        global _stopped_by
-        _stopped_by = signum
+        record.signal = signum
         signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the cleanup below
         end_workers()
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
@@ -68,24 +72,27 @@ def _handler(owner: int) -> Callable[[int, FrameType | None], None]:
 
 
 @contextlib.contextmanager
-def stop_cleanly() -> Iterator[None]:
-    """Handle SIGINT and SIGTERM as the module docstring says while the block runs (main thread only)."""
-    stop = _handler(os.getpid())
+def stop_cleanly() -> Iterator[Stopped]:
+    """Handle SIGINT and SIGTERM as the module docstring says while the block runs (main thread only); the record
+    it yields says which signal stopped the block, for :func:`exit_after_signal`."""
+    record = Stopped()
+    stop = _handler(os.getpid(), record)
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield record
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def exit_after_signal(code: int) -> None:
-    """When a signal stopped the verb (its cleanup has run: workers ended, outputs marked), flush the standard streams
+def exit_after_signal(stopped: Stopped, code: int) -> None:
+    """When a signal stopped the verb's block (``stopped``, from :func:`stop_cleanly`; its cleanup has run: workers
+    ended, outputs marked), flush the standard streams
     and exit with ``code`` at once. Python's normal exit joins every process pool's manager thread, and the thread of
     a pool whose worker was killed in the middle of sending a result waits for the rest of it for ever (the parent
     holds the pipe's other end, so no end-of-file comes): the verb printed that it stopped and then never exited.
     Without a signal this returns and the interpreter exits normally."""
-    if _stopped_by is None:
+    if stopped.signal is None:
         return
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed or broken stream must not keep the process alive
