@@ -87,11 +87,11 @@ def stop_cleanly() -> Iterator[Stopped]:
 
 def exit_after_signal(stopped: Stopped, code: int) -> None:
     """When a signal stopped the verb's block (``stopped``, from :func:`stop_cleanly`; its cleanup has run: workers
-    ended, outputs marked), flush the standard streams
-    and exit with ``code`` at once. Python's normal exit joins every process pool's manager thread, and the thread of
-    a pool whose worker was killed in the middle of sending a result waits for the rest of it for ever (the parent
-    holds the pipe's other end, so no end-of-file comes): the verb printed that it stopped and then never exited.
-    Without a signal this returns and the interpreter exits normally."""
+    ended, outputs marked), flush the standard streams and exit with ``code`` at once. Python's normal exit joins
+    every process pool's manager thread, and the thread of a pool whose worker was killed in the middle of sending a
+    result waits for the rest of it for ever (the parent holds the pipe's other end, so no end-of-file comes): the
+    verb printed that it stopped and then never exited. Without a signal this returns and the interpreter exits
+    normally."""
     if stopped.signal is None:
         return
     for stream in (sys.stdout, sys.stderr):
