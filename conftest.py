@@ -81,7 +81,6 @@ def counted_reads(monkeypatch) -> list[str]:
     return reads
 
 
-
 #: .ci/run names a file here that pytest writes only when its session ends normally.
 SESSION_END_ENV = "CRYSTALGEN_PYTEST_SESSION_END"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,25 +115,26 @@ def confine_failures(run: Callable[[int, int], list[Decoded]], start: int, stop:
     log.warning("sampling crystals %d-%d failed (%s: %s); sampling them again in halves", start, stop - 1,
                 type(error).__name__, error)
     out: dict[int, Decoded] = {}
-    pending: list[tuple[int, int]] = []
-    failing = [(start, stop, error)]
+    pending: deque[tuple[int, int]] = deque()
     budget, lost = RETRY_FACTOR * (stop - start), 0
-    while failing or pending:
-        for a, b, cause in failing:
-            if b - a > 1 and budget >= b - a:
-                budget -= b - a
-                pending += [(a, (a + b) // 2), ((a + b) // 2, b)]
-            else:
-                reason = f"sampling failed: {type(cause).__name__}: {cause}"
-                out.update({i: Decoded(None, reason) for i in range(a, b)})
-                lost += b - a
-        failing = []
-        if pending:
-            a, b = pending.pop(0)
-            try:
-                out.update(zip(range(a, b), run(a, b), strict=True))
-            except SAMPLING_ERRORS as again:
-                failing.append((a, b, again))
+
+    def split_or_fail(a: int, b: int, cause: BaseException) -> None:
+        nonlocal budget, lost
+        if b - a > 1 and budget >= b - a:
+            budget -= b - a
+            pending.extend(((a, (a + b) // 2), ((a + b) // 2, b)))
+        else:
+            reason = f"sampling failed: {type(cause).__name__}: {cause}"
+            out.update({i: Decoded(None, reason) for i in range(a, b)})
+            lost += b - a
+
+    split_or_fail(start, stop, error)
+    while pending:
+        a, b = pending.popleft()
+        try:
+            out.update(zip(range(a, b), run(a, b), strict=True))
+        except SAMPLING_ERRORS as again:
+            split_or_fail(a, b, again)
     generator.set_state(after_first[0])
     torch.set_rng_state(after_first[1])
     log.warning("crystals %d-%d: %d of %d sampled after the failure", start, stop - 1, stop - start - lost,
