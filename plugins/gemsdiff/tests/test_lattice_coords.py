@@ -1,11 +1,12 @@
-"""spd_log, the logarithm of a cell's polar form: its gradient is right, and finite where the metric's eigenvalues
-repeat (cubic, tetragonal, hexagonal cells), which ablation (a) backpropagates through at every step."""
+"""spd_log, the logarithm of a cell's polar form, and lattice_to_coords, its gl(3) coordinates: their gradients are
+right, and finite where the metric's eigenvalues repeat (cubic, tetragonal, hexagonal cells), which ablation (a)
+backpropagates through at every step."""
 
 from __future__ import annotations
 
 import torch
 
-from crystalgen_gemsdiff.lattice_coords import spd_log
+from crystalgen_gemsdiff.lattice_coords import MIN_SINGULAR, ROTATION, lattice_to_coords, spd_log
 
 
 def test_gradient_matches_finite_differences_on_generic_cells():
@@ -17,6 +18,15 @@ def test_gradient_matches_finite_differences_on_generic_cells():
 def test_gradient_matches_finite_differences_at_repeated_eigenvalues():
     tetragonal = torch.diag(torch.tensor([3.0, 3.0, 5.0], dtype=torch.float64))
     assert torch.autograd.gradcheck(spd_log, (tetragonal.requires_grad_(True),))
+
+
+def test_gradient_matches_finite_differences_where_a_singular_value_is_raised():
+    """A raised eigenvalue no longer grows, but its eigenvector still turns with the cell: the divided differences
+    must use the metric's own eigenvalues (with the raised ones the gradient was off by about floor / gap)."""
+    thin = torch.diag(torch.tensor([3.0, 2.0, 0.03], dtype=torch.float64))
+    thin[2, :2] = torch.tensor([0.2, -0.1], dtype=torch.float64)
+    assert torch.linalg.svdvals(thin).min() < MIN_SINGULAR
+    assert torch.autograd.gradcheck(lambda lattice: spd_log(lattice, MIN_SINGULAR), (thin.requires_grad_(True),))
 
 
 def test_gradient_at_a_cubic_cell_by_hand():
@@ -37,3 +47,19 @@ def test_value_is_the_log_of_the_polar_form():
     polar = torch.linalg.matrix_exp(spd_log(lattice))
     assert torch.allclose(polar @ polar, lattice @ lattice.T, atol=1e-10)
     assert torch.allclose(polar, polar.T, atol=1e-12)
+
+
+def test_coordinates_gradient_matches_finite_differences_and_ignores_the_rotation_part():
+    """lattice_to_coords zeroes x_0..x_2 in place on the output of the coordinate map: the gradient must still be
+    that of the composition, with the rotation part contributing nothing (ablation (a) decodes through it), also for
+    a cell whose small singular value is raised to MIN_SINGULAR."""
+    rng = torch.Generator().manual_seed(3)
+    cells = torch.randn(3, 3, 3, dtype=torch.float64, generator=rng) + 3 * torch.eye(3, dtype=torch.float64)
+    cells[2, 2] = 0.01 * cells[2, 2]  # a thin cell: singular value far below MIN_SINGULAR
+    assert torch.autograd.gradcheck(lambda lattice: lattice_to_coords(lattice, MIN_SINGULAR),
+                                    (cells.requires_grad_(True),))
+    weights = torch.zeros(9, dtype=torch.float64)
+    weights[ROTATION] = 1.0
+    (lattice_to_coords(cells, MIN_SINGULAR) * weights).sum().backward()
+    assert cells.grad is not None
+    assert torch.equal(cells.grad, torch.zeros_like(cells))

@@ -35,7 +35,7 @@ from crystalgen import (
     sinusoidal_embedding,
 )
 from crystalgen_gemsdiff.lattice_action import triplet_fields
-from crystalgen_gemsdiff.lattice_coords import MIN_SINGULAR, ROTATION, coords_to_lattice, spd_log
+from crystalgen_gemsdiff.lattice_coords import MIN_SINGULAR, ROTATION, coords_to_lattice, lattice_to_coords
 
 DECODE_FROM = ("identity", "noisy")
 
@@ -140,8 +140,7 @@ class GemsNetDenoiser(Denoiser):
             crystal, cell = condition.data["crystal"], lattice_t.double()
             displacement = torch.linalg.solve(cell[crystal].transpose(-1, -2),
                                               displacement.double().unsqueeze(-1)).squeeze(-1).to(x_t.dtype)
-            coords = algebra_to_gl3_coords(spd_log(cell @ torch.linalg.matrix_exp(action.double()), MIN_SINGULAR))
-            coords = coords.to(action.dtype)
+            coords = lattice_to_coords(cell @ torch.linalg.matrix_exp(action.double()), MIN_SINGULAR).to(action.dtype)
         coords = torch.cat([torch.zeros_like(coords[..., ROTATION]), coords[..., ROTATION.stop:]], dim=-1)
         return {"frac_coords": x_t + displacement, "lattice": coords}
 

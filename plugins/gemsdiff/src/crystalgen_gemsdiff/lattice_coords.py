@@ -26,16 +26,16 @@ ROTATION = slice(0, 3)
 class _MetricLog(torch.autograd.Function):
     """log M of symmetric positive definite matrices M (..., 3, 3), eigenvalues raised to ``floor`` first, with a
     gradient that stays finite when eigenvalues repeat (cubic, tetragonal, hexagonal cells). The gradient of
-    ``torch.linalg.eigh`` divides by eigenvalue gaps and is NaN there; the derivative of a matrix function is
-    V (K o (V^T G V)) V^T with K_ij the divided difference (log l_i - log l_j) / (l_i - l_j), whose limit for
-    l_i = l_j is 1 / l_i (Daleckii-Krein), so the gaps never need dividing by."""
+    ``torch.linalg.eigh`` divides by eigenvalue gaps and is NaN there; the derivative of a matrix function f is
+    V (K o (V^T G V)) V^T with K_ij the divided difference (f(l_i) - f(l_j)) / (l_i - l_j) over the eigenvalues l of M
+    as they are (raising one does not stop its eigenvector turning), whose limit for l_i = l_j is f'(l_i)
+    (Daleckii-Krein): 1 / l_i, or 0 for a raised eigenvalue, so the gaps never need dividing by."""
 
     @staticmethod
     def forward(ctx, metric: Tensor, floor: float) -> Tensor:
         values, vectors = torch.linalg.eigh(metric)
-        raised = values.clamp(min=floor)
-        logs = raised.log()
-        ctx.save_for_backward(raised, logs, vectors, values > floor)
+        logs = values.clamp(min=floor).log()
+        ctx.save_for_backward(values, logs, vectors, values > floor)
         return (vectors * logs.unsqueeze(-2)) @ vectors.transpose(-1, -2)
 
     @staticmethod
@@ -43,9 +43,9 @@ class _MetricLog(torch.autograd.Function):
         values, logs, vectors, free = ctx.saved_tensors
         gap = values.unsqueeze(-1) - values.unsqueeze(-2)
         mean = (values.unsqueeze(-1) + values.unsqueeze(-2)) / 2
-        close = gap.abs() <= 1e-4 * mean  # the divided difference is then 1/mean to a relative 1e-9
+        close = gap.abs() <= 1e-4 * mean.abs()  # the divided difference is then 1/mean to a relative 1e-9
         divided = (logs.unsqueeze(-1) - logs.unsqueeze(-2)) / torch.where(close, torch.ones_like(gap), gap)
-        both_free = free.unsqueeze(-1) & free.unsqueeze(-2)  # a raised eigenvalue does not move
+        both_free = free.unsqueeze(-1) & free.unsqueeze(-2)  # f' is 0 below the floor
         kernel = torch.where(close, torch.where(both_free, 1.0 / mean, torch.zeros_like(mean)), divided)
         symmetric = (grad + grad.transpose(-1, -2)) / 2
         inner = vectors.transpose(-1, -2) @ symmetric @ vectors
