@@ -238,3 +238,8 @@ def test_pc_corrects_only_the_named_variables():
     assert not any(name == "langevin_step" for name, _ in kept.calls)
     with pytest.raises(ValueError, match=r"correct=\['frac'\] are not variables"):
         PredictorCorrectorSampler(correct=["frac"]).run(model, model.condition(8))
+
+
+def test_pc_takes_one_variable_name_as_given_on_the_command_line():
+    """``--option correct=frac_coords`` parses to a string, which is one name, not a list of its letters."""
+    assert PredictorCorrectorSampler(correct="frac_coords").correct == ["frac_coords"]

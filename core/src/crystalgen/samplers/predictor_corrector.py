@@ -30,21 +30,22 @@ class PredictorCorrectorSampler(Sampler):
         n_corrector: corrector steps per level (0 gives the predictor alone).
         step_lr: if set, the corrector step is step_lr (s_t / s_1)^2 instead of the snr rule (DiffCSP/SymmCD: 1e-5
             on fractional coordinates).
-        correct: names of the continuous variables the corrector moves (default: all; SymmCD: frac_coords only).
+        correct: names of the continuous variables the corrector moves, a list or one name (default: all; SymmCD:
+            frac_coords only).
     """
 
     name = "pc"
     requires: ClassVar[frozenset[Capability]] = frozenset({Posterior, Score})
 
     def __init__(self, steps: int | None = None, snr: float = 0.16, n_corrector: int = 1, step_lr: float | None = None,
-                 correct: Sequence[str] | None = None) -> None:
+                 correct: Sequence[str] | str | None = None) -> None:
         super().__init__(steps)
         if snr <= 0 or n_corrector < 0 or (step_lr is not None and step_lr <= 0):
             raise ValueError(f"snr and step_lr must be > 0 and n_corrector >= 0, got {snr}, {step_lr}, {n_corrector}")
         self.snr = float(snr)
         self.n_corrector = int(n_corrector)
         self.step_lr = None if step_lr is None else float(step_lr)
-        self.correct = None if correct is None else list(correct)
+        self.correct = None if correct is None else [correct] if isinstance(correct, str) else list(correct)
 
     def loop(self, model: SamplingModel, state: dict[str, Tensor], condition: Condition, *,
              generator: torch.Generator | None, progress: ProgressCallback | None) -> dict[str, Tensor]:
