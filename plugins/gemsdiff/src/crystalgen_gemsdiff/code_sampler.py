@@ -76,8 +76,9 @@ class GemsDiffCodeSampler(Sampler):
                 if self.code_for is None or var in self.code_for:
                     x_s = self.code_step(proc, state[var], t, s, prediction[var], condition.args(var), generator)
                 else:
-                    x_s = capable(proc, Posterior).reverse_step(state[var], t, s, prediction[var], generator=generator,
-                                                                **self.step_args(model, var, state, condition))
+                    exact = capable(model.processes[var], Posterior)
+                    x_s = exact.reverse_step(state[var], t, s, prediction[var], generator=generator,
+                                             **self.step_args(model, var, state, condition))
                 new[var] = condition.constrain(var, x_s)
             state = new
             if progress is not None:
