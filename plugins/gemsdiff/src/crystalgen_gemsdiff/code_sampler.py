@@ -73,12 +73,12 @@ class GemsDiffCodeSampler(Sampler):
             prediction = self.predict(model, state, t, condition)
             new = self.reverse_all(model, state, t, s, prediction, condition, generator, ("categorical", "rule"))
             for var, proc in continuous.items():
+                args = self.step_args(model, var, state, condition)
                 if self.code_for is None or var in self.code_for:
-                    x_s = self.code_step(proc, state[var], t, s, prediction[var], condition.args(var), generator)
+                    x_s = self.code_step(proc, state[var], t, s, prediction[var], args, generator)
                 else:
                     exact = capable(model.processes[var], Posterior)
-                    x_s = exact.reverse_step(state[var], t, s, prediction[var], generator=generator,
-                                             **self.step_args(model, var, state, condition))
+                    x_s = exact.reverse_step(state[var], t, s, prediction[var], generator=generator, **args)
                 new[var] = condition.constrain(var, x_s)
             state = new
             if progress is not None:

@@ -131,6 +131,7 @@ class GemsNetDenoiser(Denoiser):
         action, displacement = self.act(lattice_t, x_t, t, condition)
         if self.decode_from == "identity":
             coords = algebra_to_gl3_coords(action)
+            coords = torch.cat([torch.zeros_like(coords[..., ROTATION]), coords[..., ROTATION.stop:]], dim=-1)
         else:  # rho' = exp(Y) acting on rho_t (rows: L' = L_t exp(Y)), in its polar form; y_x back to fractional.
             # In float64: early in the chain a noisy cell can be 100 A by 0.002 A, and float32 loses its thin side
             # (the metric's small eigenvalue is below float32's resolution of the large one), giving a flat cell.
@@ -141,7 +142,6 @@ class GemsNetDenoiser(Denoiser):
             displacement = torch.linalg.solve(cell[crystal].transpose(-1, -2),
                                               displacement.double().unsqueeze(-1)).squeeze(-1).to(x_t.dtype)
             coords = lattice_to_coords(cell @ torch.linalg.matrix_exp(action.double()), MIN_SINGULAR).to(action.dtype)
-        coords = torch.cat([torch.zeros_like(coords[..., ROTATION]), coords[..., ROTATION.stop:]], dim=-1)
         return {"frac_coords": x_t + displacement, "lattice": coords}
 
     def act(self, lattice_t: Tensor, x_t: Tensor, t: Tensor, condition: Condition) -> tuple[Tensor, Tensor]:
